@@ -1,0 +1,136 @@
+"""One typed settings object, read from the environment or a `.env` file (12-factor).
+
+Every setting is documented in the README's settings table; keep the two in step.
+"""
+from __future__ import annotations
+
+from enum import Enum
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class EngineKind(str, Enum):
+    local = "local"
+    pyannoteai = "pyannoteai"
+    server = "server"
+
+
+def normalise_database_url(url: str) -> str:
+    """Map the URLs people paste (Heroku's `postgres://`, plain `postgresql://`, `sqlite:///`) to async drivers."""
+    if url.startswith("postgres://"):
+        url = "postgresql://" + url[len("postgres://"):]
+    if url.startswith("postgresql://"):
+        url = "postgresql+asyncpg://" + url[len("postgresql://"):]
+    if url.startswith("sqlite:///"):
+        url = "sqlite+aiosqlite:///" + url[len("sqlite:///"):]
+    return url
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_file=".env", env_file_encoding="utf-8", extra="ignore")
+
+    # Slack
+    slack_bot_token: SecretStr | None = None
+    slack_signing_secret: SecretStr | None = None
+    slack_app_token: SecretStr | None = None
+    slack_client_id: str | None = None
+    slack_client_secret: SecretStr | None = None
+    slack_api_url: str = "https://slack.com/api/"
+    host: str = "0.0.0.0"
+    port: int = 3000
+
+    # Storage
+    var_dir: Path = Path("./var")
+    database_url: str = ""
+
+    # Engine
+    engine: EngineKind = EngineKind.local
+    engine_workers: int = Field(default=1, ge=1, le=16)
+    pyannoteai_api_key: SecretStr | None = None
+    pyannoteai_api_url: str = "https://api.pyannote.ai"
+    engine_url: str | None = None
+    engine_api_key: SecretStr | None = None
+    engine_webhook_secret: SecretStr | None = None
+    public_base_url: str | None = None
+    match_threshold: float | None = Field(default=None, ge=0, le=100)
+    max_recording_hours: float = Field(default=4.0, gt=0)
+    max_file_mb: int = Field(default=1024, gt=0)
+
+    # Jobs and retention
+    job_lease_seconds: int = Field(default=600, gt=0)
+    job_max_attempts: int = Field(default=3, ge=1)
+    result_retention_days: int = Field(default=30, ge=1)
+    audit_retention_days: int = Field(default=365, ge=1)
+    log_level: str = "INFO"
+
+    @field_validator("database_url")
+    @classmethod
+    def _url(cls, v: str) -> str:
+        return normalise_database_url(v) if v else v
+
+    @property
+    def effective_database_url(self) -> str:
+        """The configured URL, or a SQLite file under VAR_DIR by default."""
+        return self.database_url or f"sqlite+aiosqlite:///{self.var_dir / 'voiceid.db'}"
+
+    def missing_slack_settings(self) -> list[str]:
+        """Names of the Slack variables still needed to serve; empty when the bot can start."""
+        if self.slack_client_id or self.slack_client_secret:
+            needed = {"SLACK_CLIENT_ID": self.slack_client_id, "SLACK_CLIENT_SECRET": self.slack_client_secret,
+                      "SLACK_SIGNING_SECRET": self.slack_signing_secret}
+        elif self.slack_app_token:
+            needed = {"SLACK_BOT_TOKEN": self.slack_bot_token}
+        else:
+            needed = {"SLACK_BOT_TOKEN": self.slack_bot_token, "SLACK_SIGNING_SECRET": self.slack_signing_secret}
+        return [name for name, value in needed.items() if not value]
+
+    def missing_engine_settings(self) -> list[str]:
+        if self.engine is EngineKind.pyannoteai and not self.pyannoteai_api_key:
+            return ["PYANNOTEAI_API_KEY"]
+        if self.engine is EngineKind.server:
+            return [n for n, v in {"ENGINE_URL": self.engine_url, "ENGINE_API_KEY": self.engine_api_key}.items()
+                    if not v]
+        return []
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    return Settings()
+
+
+class SettingsError(SystemExit):
+    """Raised (as a clean exit with status 2) when the environment holds an invalid setting."""
+
+
+def load_settings() -> Settings:
+    """Settings validated at start; an invalid value ends the program with one clear line per problem."""
+    from pydantic import ValidationError
+
+    try:
+        return get_settings()
+    except ValidationError as exc:
+        import sys
+
+        for err in exc.errors():
+            name = "_".join(str(p) for p in err["loc"]).upper()
+            print(f"Invalid setting {name}: {err['msg']} (got {err.get('input')!r})", file=sys.stderr)
+        raise SettingsError(2) from None
+
+
+SLACK_SETUP_HELP = """\
+Voice ID cannot start: these settings are missing: {missing}.
+
+Set them in the environment or in a .env file next to the Makefile. To get them:
+  1. Open https://api.slack.com/apps, choose "Create New App" → "From an app manifest",
+     pick your workspace and paste manifest.yml from this repository
+     (manifest.socket-mode.yml for local development without a public URL).
+  2. "Basic Information" → "App Credentials": copy the Signing Secret into SLACK_SIGNING_SECRET.
+  3. "Install App" → install to your workspace, then copy the "Bot User OAuth Token" (xoxb-…)
+     into SLACK_BOT_TOKEN.
+  4. For Socket Mode: "Basic Information" → "App-Level Tokens" → generate one with the
+     connections:write scope and put it (xapp-…) into SLACK_APP_TOKEN.
+  For several workspaces (OAuth) set SLACK_CLIENT_ID, SLACK_CLIENT_SECRET and SLACK_SIGNING_SECRET instead.
+See the settings table in README.md for every option."""

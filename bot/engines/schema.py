@@ -1,0 +1,169 @@
+"""The pyannoteAI job and output schema: the shared language of engines, jobs, storage and summaries.
+
+Field names follow the pyannoteAI web API exactly (camelCase on the wire) so that a result from the
+cloud, from our engine server and from the embedded engine can be stored and rendered the same way.
+"""
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from enum import Enum
+from typing import Annotated
+
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator, model_validator
+
+
+class _Wire(BaseModel):
+    """Serialises with the API's camelCase names; accepts both spellings on input."""
+
+    model_config = ConfigDict(populate_by_name=True, extra="ignore")
+
+    def wire(self) -> dict:
+        return self.model_dump(by_alias=True, exclude_none=True, mode="json")
+
+
+class JobStatus(str, Enum):
+    pending = "pending"
+    created = "created"
+    running = "running"
+    succeeded = "succeeded"
+    failed = "failed"
+    canceled = "canceled"
+
+    @property
+    def final(self) -> bool:
+        return self in (JobStatus.succeeded, JobStatus.failed, JobStatus.canceled)
+
+
+Label = Annotated[str, StringConstraints(min_length=1, max_length=100)]
+
+
+class VoiceprintInput(_Wire):
+    label: Label
+    voiceprint: Annotated[str, StringConstraints(min_length=1, max_length=20000)]
+
+    @field_validator("label")
+    @classmethod
+    def _not_speaker(cls, v: str) -> str:
+        if v.lower().startswith("speaker_"):
+            raise ValueError("a label must not start with SPEAKER_ (reserved for diarization labels)")
+        return v
+
+
+class Matching(_Wire):
+    exclusive: bool = True
+    threshold: float = Field(default=0.0, ge=0, le=100)
+
+
+class VoiceprintRequest(_Wire):
+    url: str
+    model: str | None = None
+    webhook: str | None = None
+    webhook_status_only: bool = Field(default=False, alias="webhookStatusOnly")
+
+
+class IdentifyRequest(_Wire):
+    url: str
+    voiceprints: list[VoiceprintInput] = Field(min_length=1, max_length=50)
+    matching: Matching = Field(default_factory=Matching)
+    num_speakers: int | None = Field(default=None, ge=1, alias="numSpeakers")
+    min_speakers: int | None = Field(default=None, ge=1, alias="minSpeakers")
+    max_speakers: int | None = Field(default=None, ge=1, alias="maxSpeakers")
+    model: str | None = None
+    webhook: str | None = None
+    webhook_status_only: bool = Field(default=False, alias="webhookStatusOnly")
+
+    @model_validator(mode="after")
+    def _check(self) -> "IdentifyRequest":
+        labels = [v.label for v in self.voiceprints]
+        if len(set(labels)) != len(labels):
+            raise ValueError("voiceprint labels must be unique")
+        if self.min_speakers and self.max_speakers and self.min_speakers > self.max_speakers:
+            raise ValueError("minSpeakers must not exceed maxSpeakers")
+        return self
+
+
+class DiarizationSegment(_Wire):
+    speaker: str
+    start: float
+    end: float
+
+
+class IdentificationSegment(_Wire):
+    speaker: str
+    start: float
+    end: float
+    diarization_speaker: str = Field(alias="diarizationSpeaker")
+    match: str | None = None
+
+    def wire(self) -> dict:
+        d = super().wire()
+        d.setdefault("match", None)
+        return d
+
+
+class SpeakerMatch(_Wire):
+    """One diarized speaker against every voiceprint: `confidence` maps label → 0–100."""
+
+    speaker: str
+    match: str | None = None
+    confidence: dict[str, float] = Field(default_factory=dict)
+
+    def wire(self) -> dict:
+        d = super().wire()
+        d.setdefault("match", None)
+        return d
+
+
+class VoiceprintOutput(_Wire):
+    voiceprint: str
+    warning: str | None = None
+
+
+class IdentifyOutput(_Wire):
+    diarization: list[DiarizationSegment] = Field(default_factory=list)
+    identification: list[IdentificationSegment] = Field(default_factory=list)
+    voiceprints: list[SpeakerMatch] = Field(default_factory=list)
+    warning: str | None = None
+    duration: float | None = None
+
+    def wire(self) -> dict:
+        d = super().wire()
+        d["identification"] = [s.wire() for s in self.identification]
+        d["voiceprints"] = [s.wire() for s in self.voiceprints]
+        return d
+
+
+class JobError(_Wire):
+    code: str
+    message: str
+
+
+def utcnow() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+class Job(_Wire):
+    """A job as `GET /v1/jobs/{id}` returns it; `output` is a voiceprint or identify output."""
+
+    job_id: str = Field(alias="jobId")
+    status: JobStatus
+    created_at: datetime = Field(default_factory=utcnow, alias="createdAt")
+    updated_at: datetime = Field(default_factory=utcnow, alias="updatedAt")
+    output: dict | None = None
+    progress: float | None = None
+    warning: str | None = None
+
+    @property
+    def error(self) -> JobError | None:
+        err = (self.output or {}).get("error")
+        if isinstance(err, dict):
+            return JobError.model_validate(err)
+        if isinstance(err, str):
+            return JobError(code="failed", message=err)
+        return None
+
+    def voiceprint_output(self) -> VoiceprintOutput:
+        return VoiceprintOutput.model_validate(self.output or {})
+
+    def identify_output(self) -> IdentifyOutput:
+        return IdentifyOutput.model_validate(self.output or {})
