@@ -1,0 +1,204 @@
+"""The pyannoteAI HTTP protocol as an `Engine`: one client for pyannoteAI's cloud and for our engine server.
+
+Transient failures (429, 5xx, network) are retried with bounded, jittered backoff; everything else maps to
+the typed errors of `bot.engines.base` with a message a person can act on.
+"""
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import random
+import uuid
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import aiohttp
+
+from bot.engines.base import (
+    AuthError,
+    Engine,
+    EngineError,
+    EngineUnavailable,
+    JobNotFound,
+    MediaError,
+    PaymentRequired,
+    RateLimited,
+    RequestError,
+)
+from bot.engines.schema import IdentifyRequest, Job, VoiceprintRequest
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """How hard to try before reporting a transient failure: `attempts` includes the first try."""
+
+    attempts: int = 5
+    base_delay_s: float = 0.5
+    max_delay_s: float = 30.0
+    max_retry_after_s: float = 120.0
+
+    def backoff(self, attempt: int) -> float:
+        """Full-jitter exponential backoff for the retry after failed attempt number `attempt` (1-based)."""
+        return random.uniform(0, min(self.max_delay_s, self.base_delay_s * 2 ** (attempt - 1)))
+
+    def after_rate_limit(self, retry_after: float | None, attempt: int) -> float:
+        """Honour the server's Retry-After (capped), plus a little jitter so clients do not stampede."""
+        if retry_after is None:
+            return self.backoff(attempt)
+        return min(retry_after, self.max_retry_after_s) + random.uniform(0, min(1.0, retry_after / 4 + 0.1))
+
+
+def parse_retry_after(value: str | None) -> float | None:
+    try:
+        return max(0.0, float(value)) if value is not None else None
+    except ValueError:
+        return None
+
+
+def field_errors_message(payload: dict) -> tuple[str, list[dict]]:
+    """`{message, errors:[{field, message}]}` as one readable line plus the raw list."""
+    errors = [e for e in payload.get("errors") or [] if isinstance(e, dict)]
+    listed = "; ".join(f"{e.get('field', '?')}: {e.get('message', '')}" for e in errors)
+    message = payload.get("message") or "the request was refused"
+    return (f"{message} ({listed})" if listed else message), errors
+
+
+def error_for(status: int, payload: dict, *, engine: str, key_setting: str, path: str) -> EngineError:
+    """The typed error for a non-2xx answer that retrying will not fix."""
+    detail = payload.get("message") or ""
+    if status == 400:
+        message, errors = field_errors_message(payload)
+        return RequestError(f"{engine} refused the request: {message}", errors)
+    if status in (401, 403):
+        return AuthError(f"{engine} rejected the API key (HTTP {status}): check {key_setting}. {detail}".strip())
+    if status == 402:
+        return PaymentRequired(f"{engine} refused the job for lack of subscription, credit or budget (HTTP 402): "
+                               f"top up the account, then retry. {detail}".strip())
+    if status == 404 and path.startswith("/v1/jobs/"):
+        return JobNotFound(f"{engine} does not know job {path.rsplit('/', 1)[-1]} (expired or lost): resubmit it")
+    if status == 413:
+        return MediaError(f"{engine} refused the file as too large (HTTP 413). {detail}".strip(), code="too_large")
+    return EngineError(f"{engine} answered HTTP {status} to {path}. {detail}".strip())
+
+
+def _payload(text: str) -> dict:
+    try:
+        data = json.loads(text) if text else {}
+    except ValueError:
+        return {"message": text[:300]}
+    return data if isinstance(data, dict) else {"message": str(data)[:300]}
+
+
+class HTTPEngine(Engine):
+    """Client of a pyannoteAI-compatible API at `base_url` (cloud or our engine server)."""
+
+    def __init__(self, base_url: str, api_key: str, *, name: str, recommended_threshold: float,
+                 webhook_url: str | None = None, session: aiohttp.ClientSession | None = None,
+                 key_setting: str = "the API key", retry: RetryPolicy | None = None,
+                 timeout_s: float = 60.0, sleep: Callable[[float], Awaitable[None]] = asyncio.sleep):
+        self.base_url = base_url.rstrip("/")
+        self._api_key = api_key
+        self.name = name
+        self._threshold = recommended_threshold
+        self.webhook_url = webhook_url
+        self.key_setting = key_setting
+        self.retry = retry or RetryPolicy()
+        self._timeout = aiohttp.ClientTimeout(total=None, sock_connect=10, sock_read=timeout_s)
+        self._session = session
+        self._owns_session = session is None
+        self._sleep = sleep
+
+    def __repr__(self) -> str:  # never show the key
+        return f"HTTPEngine(name={self.name!r}, base_url={self.base_url!r})"
+
+    @property
+    def recommended_threshold(self) -> float:
+        return self._threshold
+
+    def _client(self) -> aiohttp.ClientSession:
+        if self._session is None or self._session.closed:
+            self._session = aiohttp.ClientSession(timeout=self._timeout)
+            self._owns_session = True
+        return self._session
+
+    async def _call(self, method: str, url: str, *, path: str, auth: bool = True, json: dict | None = None,
+                    body: Callable[[], object] | None = None, ok: tuple[int, ...] = (200, 201)) -> dict:
+        """One API call with retries; `body()` makes a fresh request body per attempt (a file stream)."""
+        headers = {"Authorization": f"Bearer {self._api_key}"} if auth else {}
+        last: str = ""
+        retry_after: float | None = None
+        for attempt in range(1, self.retry.attempts + 1):
+            data = body() if body is not None else None
+            try:
+                async with self._client().request(method, url, json=json, data=data, headers=headers) as resp:
+                    text = await resp.text()
+                    if resp.status in ok:
+                        return _payload(text)
+                    payload = _payload(text)
+                    if resp.status == 429:
+                        retry_after = parse_retry_after(resp.headers.get("Retry-After"))
+                        last = f"rate limited (HTTP 429){': ' + payload['message'] if payload.get('message') else ''}"
+                        if attempt < self.retry.attempts:
+                            await self._sleep(self.retry.after_rate_limit(retry_after, attempt))
+                        continue
+                    if resp.status < 500:
+                        raise error_for(resp.status, payload, engine=self.name, key_setting=self.key_setting,
+                                        path=path)
+                    last = f"HTTP {resp.status}{': ' + payload['message'] if payload.get('message') else ''}"
+            except (TimeoutError, aiohttp.ClientError, OSError) as exc:
+                last = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+            finally:
+                if hasattr(data, "close"):
+                    data.close()
+            if attempt < self.retry.attempts:
+                delay = self.retry.backoff(attempt)
+                log.info("%s %s %s failed (%s); retry %d in %.1f s", self.name, method, path, last, attempt, delay)
+                await self._sleep(delay)
+        if last.startswith("rate limited"):
+            raise RateLimited(f"{self.name} is busy ({last}) after {self.retry.attempts} tries; try again later",
+                              retry_after=retry_after)
+        raise EngineUnavailable(f"{self.name} at {self.base_url} is unreachable or failing ({last}) after "
+                                f"{self.retry.attempts} tries")
+
+    async def _api(self, method: str, path: str, json: dict | None = None, ok: tuple[int, ...] = (200, 201)) -> dict:
+        return await self._call(method, self.base_url + path, path=path, json=json, ok=ok)
+
+    async def test(self) -> dict:
+        """`GET /v1/test`: checks the URL and the key."""
+        return await self._api("GET", "/v1/test")
+
+    async def upload(self, path: Path, key: str | None = None) -> str:
+        """Ask for an upload URL, then PUT the file to it, streamed from disk."""
+        path = Path(path)
+        if not path.is_file():
+            raise MediaError(f"cannot upload {path.name}: the file does not exist")
+        media_url = f"media://{key or f'voiceid/{uuid.uuid4().hex}{path.suffix}'}"
+        answer = await self._api("POST", "/v1/media/input", {"url": media_url}, ok=(200, 201))
+        upload_url = answer.get("url")
+        if not upload_url:
+            raise EngineError(f"{self.name} gave no upload URL for {media_url}")
+        await self._call("PUT", upload_url, path="media upload", auth=False, body=lambda: path.open("rb"),
+                         ok=tuple(range(200, 300)))
+        return media_url
+
+    def _with_webhook(self, request: VoiceprintRequest | IdentifyRequest) -> dict:
+        if self.webhook_url and not request.webhook:
+            request = request.model_copy(update={"webhook": self.webhook_url})
+        return request.wire()
+
+    async def submit_voiceprint(self, request: VoiceprintRequest) -> Job:
+        return Job.model_validate(await self._api("POST", "/v1/voiceprint", self._with_webhook(request)))
+
+    async def submit_identify(self, request: IdentifyRequest) -> Job:
+        return Job.model_validate(await self._api("POST", "/v1/identify", self._with_webhook(request)))
+
+    async def get_job(self, job_id: str) -> Job:
+        return Job.model_validate(await self._api("GET", f"/v1/jobs/{job_id}"))
+
+    async def close(self) -> None:
+        if self._session is not None and self._owns_session and not self._session.closed:
+            await self._session.close()
