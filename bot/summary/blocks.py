@@ -1,0 +1,134 @@
+"""The attributed summary as Block Kit, within Slack's limits, always with fallback text.
+
+Limits (docs.slack.dev): 50 blocks per message, 3000 characters per section text, 150 per header,
+about 13k characters in all before `msg_blocks_too_long`.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from bot.summary.stats import SpeakerStats, Summary, format_duration, overview
+
+MAX_BLOCKS = 50
+MAX_SECTION = 3000
+MAX_HEADER = 150
+MAX_TEXT = 3000
+# Speakers beyond this many are listed compactly, without buttons, to stay under the block limit.
+MAX_SPEAKER_BLOCKS = 30
+# Meetings at least this long get a who-spoke-when overview in slices.
+OVERVIEW_MIN_SECONDS = 15 * 60
+
+THIS_IS_ME = "this_is_me"
+NOT_ME = "not_me"
+
+
+@dataclass(frozen=True)
+class SlackMessage:
+    text: str
+    blocks: list[dict]
+
+
+def clip(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def chunks(lines: list[str], limit: int = MAX_SECTION) -> list[str]:
+    """Join lines into texts of at most `limit` characters, never splitting a line unless it alone is longer."""
+    out: list[str] = []
+    current = ""
+    for line in lines:
+        line = clip(line, limit)
+        if current and len(current) + 1 + len(line) > limit:
+            out.append(current)
+            current = line
+        else:
+            current = f"{current}\n{line}" if current else line
+    if current:
+        out.append(current)
+    return out
+
+
+def speaker_name(s: SpeakerStats, *, mention: bool = True) -> str:
+    if s.user_id:
+        return f"<@{s.user_id}>" if mention else s.user_id
+    return f"Unknown speaker {s.unknown_index}"
+
+
+def speaker_line(s: SpeakerStats) -> str:
+    name = speaker_name(s)
+    if s.user_id and s.confidence is not None:
+        name += f" · {s.confidence:.0f}% match"
+    elif s.user_id:
+        name += " · confirmed"
+    turns = "1 turn" if s.turns == 1 else f"{s.turns} turns"
+    return (f"*{name}*\n{format_duration(s.talk_time)} talk time · {s.share:.0%} of speech · {turns} · "
+            f"longest {format_duration(s.longest_turn)}")
+
+
+def button_value(recording_id: int, speaker: str) -> str:
+    return f"{recording_id}:{speaker}"
+
+
+def parse_button_value(value: str) -> tuple[int, str]:
+    """Inverse of `button_value`; raises ValueError on anything else."""
+    rec, _, speaker = value.partition(":")
+    if not speaker:
+        raise ValueError(f"not a speaker button value: {value!r}")
+    return int(rec), speaker
+
+
+def speaker_block(s: SpeakerStats, recording_id: int) -> dict:
+    action, label = (NOT_ME, "Not me") if s.user_id else (THIS_IS_ME, "This is me")
+    return {
+        "type": "section",
+        "block_id": f"speaker:{s.speaker}"[:255],
+        "text": {"type": "mrkdwn", "text": clip(speaker_line(s), MAX_SECTION)},
+        "accessory": {"type": "button", "action_id": action, "text": {"type": "plain_text", "text": label},
+                      "value": button_value(recording_id, s.speaker)},
+    }
+
+
+def overview_lines(summary: Summary) -> list[str]:
+    """One line per slice of a long meeting: `0:00–5:00  @a 62%, Unknown speaker 1 30%`."""
+    window = 5 * 60 if summary.duration <= 90 * 60 else 15 * 60
+    names = {s.speaker: speaker_name(s) for s in summary.speakers}
+    lines = []
+    for start, end, spoken in overview(summary, window):
+        span = end - start or 1.0
+        who = ", ".join(f"{names.get(sp, sp)} {sec / span:.0%}" for sp, sec in spoken[:3]) or "_silence_"
+        lines.append(f"`{format_duration(start)}–{format_duration(end)}`  {who}")
+    return lines
+
+
+def fallback_text(summary: Summary, file_name: str) -> str:
+    parts = [f"{speaker_name(s)} {s.share:.0%}" for s in summary.speakers]
+    head = f"Speakers in {file_name} ({format_duration(summary.duration)})"
+    return clip(f"{head}: {', '.join(parts)}" if parts else f"{head}: no speech found", MAX_TEXT)
+
+
+def render_summary(summary: Summary, *, file_name: str, recording_id: int) -> SlackMessage:
+    """The summary message: header, one section (with a button) per speaker, overview, footer."""
+    identified = sum(1 for s in summary.speakers if s.user_id)
+    blocks: list[dict] = [
+        {"type": "header", "text": {"type": "plain_text", "text": clip(f"Who spoke in {file_name}", MAX_HEADER)}},
+        {"type": "context", "elements": [{"type": "mrkdwn", "text": (
+            f"{format_duration(summary.duration)} · {len(summary.speakers)} speakers · "
+            f"{identified} identified")}]},
+    ]
+    if not summary.speakers:
+        blocks.append({"type": "section", "text": {"type": "mrkdwn", "text": "No speech was found in this recording."}})
+    with_buttons = summary.speakers[:MAX_SPEAKER_BLOCKS]
+    blocks += [speaker_block(s, recording_id) for s in with_buttons]
+    rest = summary.speakers[MAX_SPEAKER_BLOCKS:]
+    footer = {"type": "context", "elements": [{"type": "mrkdwn", "text": (
+        "Named from voiceprints of this channel's members who enrolled with `/enroll`. "
+        "Wrong? Press *This is me* or *Not me*.")}]}
+    extra: list[str] = []
+    if rest:
+        extra += chunks([speaker_line(s).replace("\n", " — ") for s in rest])
+    if summary.duration >= OVERVIEW_MIN_SECONDS and summary.segments:
+        extra += chunks(["*Who spoke when*"] + overview_lines(summary))
+    room = MAX_BLOCKS - len(blocks) - 1
+    blocks += [{"type": "section", "text": {"type": "mrkdwn", "text": t}} for t in extra[:room]]
+    blocks.append(footer)
+    return SlackMessage(text=fallback_text(summary, file_name), blocks=blocks)
