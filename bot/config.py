@@ -54,6 +54,9 @@ class Settings(BaseSettings):
     engine_url: str | None = None
     engine_api_key: SecretStr | None = None
     engine_webhook_secret: SecretStr | None = None
+    engine_data_dir: Path | None = None  # engine server: jobs and media; default VAR_DIR/engine
+    engine_queue_size: int = Field(default=16, ge=1)  # engine server: waiting jobs before 429
+    engine_media_ttl_hours: float = Field(default=24.0, gt=0)  # engine server: unused uploads deleted after
     public_base_url: str | None = None
     match_threshold: float | None = Field(default=None, ge=0, le=100)
     max_recording_hours: float = Field(default=4.0, gt=0)
