@@ -1,0 +1,43 @@
+"""`make_engine(settings)`: the one place that turns `ENGINE=local|pyannoteai|server` into an `Engine`."""
+from __future__ import annotations
+
+from bot.config import EngineKind, Settings
+from bot.engines.base import Engine
+
+# pyannoteAI's docs suggest about 50–70 for strict matching; the product default sits at the lower end.
+PYANNOTEAI_THRESHOLD = 50.0
+WEBHOOK_PATH = "/engine/webhook"
+
+
+class EngineSettingsMissing(SystemExit):
+    """The chosen engine lacks settings; ends the program with one clear line."""
+
+
+def webhook_url(settings: Settings) -> str | None:
+    """Where engines should post job results, when the bot is publicly reachable and can verify them."""
+    if settings.public_base_url and settings.engine_webhook_secret:
+        return settings.public_base_url.rstrip("/") + WEBHOOK_PATH
+    return None
+
+
+def make_engine(settings: Settings) -> Engine:
+    missing = settings.missing_engine_settings()
+    if missing:
+        raise EngineSettingsMissing(f"ENGINE={settings.engine.value} needs {', '.join(missing)}: set "
+                                    f"{'it' if len(missing) == 1 else 'them'} in the environment or .env")
+    if settings.engine is EngineKind.pyannoteai:
+        from bot.engines.http import HTTPEngine
+
+        return HTTPEngine(settings.pyannoteai_api_url, settings.pyannoteai_api_key.get_secret_value(),
+                          name="pyannoteAI", recommended_threshold=PYANNOTEAI_THRESHOLD,
+                          webhook_url=webhook_url(settings), key_setting="PYANNOTEAI_API_KEY")
+    if settings.engine is EngineKind.server:
+        from bot.engines.http import HTTPEngine
+        from bot.engines.local import LOCAL_THRESHOLD
+
+        return HTTPEngine(settings.engine_url, settings.engine_api_key.get_secret_value(), name="the engine server",
+                          recommended_threshold=LOCAL_THRESHOLD,
+                          webhook_url=webhook_url(settings), key_setting="ENGINE_API_KEY")
+    from bot.engines.local import LocalEngine
+
+    return LocalEngine(workers=settings.engine_workers)

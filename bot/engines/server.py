@@ -1,0 +1,360 @@
+"""`python -m bot engine-server`: any `Engine` (the local one) served over the pyannoteAI HTTP protocol.
+
+So that teams can move speaker work to other machines and the bot can switch with `ENGINE=server`. Jobs
+and media are kept in the data directory: after a restart unfinished jobs run again from their stored
+media, or end `failed` with a reason. Media are deleted when their job ends, or after a TTL if never used.
+"""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import hmac
+import logging
+import math
+import secrets
+import time
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+
+from aiohttp import ClientSession, web
+from pydantic import BaseModel, ValidationError
+
+from bot.engines.base import Engine, EngineError
+from bot.engines.schema import IdentifyRequest, Job, JobStatus, VoiceprintRequest
+from bot.engines.server_store import MEDIA_URL, MEDIA_URL_MAX, JobRecord, ServerStore, TooLarge
+from bot.engines.webhooks import DEFAULT_RETRY_DELAYS_S, send_webhook, webhook_payload
+
+log = logging.getLogger(__name__)
+
+MiB = 1024 * 1024
+
+
+@dataclass(frozen=True)
+class ServerLimits:
+    """Admission and retention limits; pyannoteAI's own by default, small ones in tests."""
+
+    queue_size: int = 16
+    voiceprint_max_bytes: int = 100 * MiB
+    identify_max_bytes: int = 1024 * MiB
+    media_ttl_s: float = 24 * 3600
+    job_ttl_s: float = 24 * 3600
+    upload_url_ttl_s: float = 3600
+    max_attempts: int = 3
+    sweep_every_s: float = 60
+    webhook_retry_delays_s: tuple[float, ...] = DEFAULT_RETRY_DELAYS_S
+
+
+def error_response(status: int, message: str, errors: list[dict] | None = None,
+                   headers: dict | None = None) -> web.Response:
+    body: dict = {"message": message}
+    if errors is not None:
+        body["errors"] = errors
+    return web.json_response(body, status=status, headers=headers)
+
+
+def field_errors(exc: ValidationError) -> list[dict]:
+    """Pydantic errors as pyannoteAI's `[{field, message}]`, fields in wire (camelCase) spelling."""
+    return [{"field": ".".join(str(p) for p in e["loc"]) or "body", "message": e["msg"]} for e in exc.errors()]
+
+
+def retry_after_s(waiting: int, workers: int, mean_job_s: float) -> int:
+    """Seconds until a queue slot is likely free: one job's time per worker ahead, at least 1 s."""
+    return max(1, min(600, math.ceil(mean_job_s * (waiting + 1) / max(1, workers))))
+
+
+class EngineServer:
+    """Routes, queue and runners around one engine."""
+
+    def __init__(self, engine: Engine, api_key: str, data_dir: Path, *, limits: ServerLimits,
+                 workers: int, webhook_secret: str | None, public_url: str | None):
+        self.engine = engine
+        self._api_key = api_key
+        self.store = ServerStore(data_dir)
+        self.limits = limits
+        self.workers = workers
+        self.webhook_secret = webhook_secret
+        self.public_url = public_url.rstrip("/") if public_url else None
+        self.queue: asyncio.Queue[str] = asyncio.Queue()
+        self.upload_slots: dict[str, tuple[str, float]] = {}
+        self.mean_job_s = 30.0
+        self.tasks: set[asyncio.Task] = set()
+        self.session: ClientSession | None = None
+
+    # lifecycle
+
+    async def start(self, app: web.Application) -> None:
+        self.session = ClientSession()
+        for record in self.store.load():
+            if record.final:
+                continue
+            await self._recover(record)
+        for _ in range(self.workers):
+            self._spawn(self._runner())
+        self._spawn(self._sweeper())
+
+    async def _recover(self, record: JobRecord) -> None:
+        """A job left unfinished by a stop or crash runs again, or fails with the reason it cannot."""
+        if record.attempts >= self.limits.max_attempts:
+            await self._finish(record, JobStatus.failed, _error(
+                "engine_restarted", f"the engine server stopped {record.attempts} times while running this job"))
+        elif not self.store.media_path(record.media_key).exists():
+            await self._finish(record, JobStatus.failed, _error(
+                "media_lost", "the engine server restarted and this job's media is gone: upload it and resubmit"))
+        else:
+            log.info("re-running job %s after a restart", record.job.job_id)
+            record.set_status(JobStatus.created)
+            await self.store.save(record)
+            self.queue.put_nowait(record.job.job_id)
+
+    async def stop(self, app: web.Application) -> None:
+        for task in list(self.tasks):
+            task.cancel()
+        await asyncio.gather(*self.tasks, return_exceptions=True)
+        if self.session is not None:
+            await self.session.close()
+
+    def _spawn(self, coro) -> asyncio.Task:
+        task = asyncio.get_running_loop().create_task(coro)
+        self.tasks.add(task)
+        task.add_done_callback(self.tasks.discard)
+        return task
+
+    # auth
+
+    @web.middleware
+    async def auth(self, request: web.Request, handler) -> web.StreamResponse:
+        if request.path.startswith("/v1/media/upload/"):
+            return await handler(request)  # the one-time token in the URL is the credential
+        given = request.headers.get("Authorization", "")
+        scheme, _, token = given.partition(" ")
+        if scheme.lower() != "bearer" or not hmac.compare_digest(token.strip().encode(), self._api_key.encode()):
+            return error_response(401, "missing or wrong API key: send 'Authorization: Bearer <ENGINE_API_KEY>'")
+        return await handler(request)
+
+    # routes
+
+    async def test(self, request: web.Request) -> web.Response:
+        return web.json_response({"status": "OK", "message": "Test connection successful"})
+
+    async def media_input(self, request: web.Request) -> web.Response:
+        body = await _json(request)
+        if isinstance(body, web.Response):
+            return body
+        url = body.get("url")
+        problem = _media_url_problem(url)
+        if problem:
+            return error_response(400, "invalid media URL", [{"field": "url", "message": problem}])
+        token = secrets.token_urlsafe(24)
+        now = time.time()
+        self.upload_slots = {t: s for t, s in self.upload_slots.items() if s[1] > now}
+        self.upload_slots[token] = (url, now + self.limits.upload_url_ttl_s)
+        base = self.public_url or f"{request.scheme}://{request.host}"
+        return web.json_response({"url": f"{base}/v1/media/upload/{token}"}, status=201)
+
+    async def media_upload(self, request: web.Request) -> web.Response:
+        slot = self.upload_slots.pop(request.match_info["token"], None)
+        if slot is None or slot[1] < time.time():
+            return error_response(403, "this upload URL is unknown, used or expired: ask POST /v1/media/input again")
+        key, _ = slot
+        limit = self.limits.identify_max_bytes
+        if request.content_length is not None and request.content_length > limit:
+            return error_response(413, f"file is {request.content_length} bytes; the limit is {limit} bytes")
+        try:
+            meta = await self.store.write_media(key, request.content.iter_chunked(1024 * 1024), limit)
+        except TooLarge:
+            return error_response(413, f"file is larger than the limit of {limit} bytes")
+        log.info("stored media %s (%d bytes)", key, meta.size)
+        return web.Response(status=200)
+
+    async def voiceprint(self, request: web.Request) -> web.Response:
+        return await self._submit(request, "voiceprint", VoiceprintRequest, self.limits.voiceprint_max_bytes)
+
+    async def identify(self, request: web.Request) -> web.Response:
+        return await self._submit(request, "identify", IdentifyRequest, self.limits.identify_max_bytes)
+
+    async def get_job(self, request: web.Request) -> web.Response:
+        record = self.store.jobs.get(request.match_info["job_id"])
+        if record is None:
+            return error_response(404, "job not found: unknown id, or finished more than 24 h ago")
+        return web.json_response(record.job.wire())
+
+    async def _submit(self, request: web.Request, kind: str, model: type[BaseModel], max_bytes: int) -> web.Response:
+        body = await _json(request)
+        if isinstance(body, web.Response):
+            return body
+        try:
+            parsed = model.model_validate(body)
+        except ValidationError as exc:
+            return error_response(400, "invalid request", field_errors(exc))
+        problem = _media_url_problem(parsed.url)
+        meta = None if problem else self.store.media_meta(parsed.url)
+        if problem or meta is None:
+            message = problem or "no media at this URL: upload it first (POST /v1/media/input, then PUT)"
+            return error_response(400, "invalid request", [{"field": "url", "message": message}])
+        if meta.size > max_bytes:
+            return error_response(413, f"the {kind} input is {meta.size} bytes; the limit is {max_bytes} bytes")
+        if parsed.webhook and not self.webhook_secret:
+            return error_response(400, "invalid request", [{"field": "webhook", "message":
+                                  "this engine server has no ENGINE_WEBHOOK_SECRET to sign webhooks with"}])
+        active = self.store.active()
+        if len(active) >= self.workers + self.limits.queue_size:
+            waiting = len(active) - self.workers
+            wait = retry_after_s(waiting, self.workers, self.mean_job_s)
+            return error_response(429, f"the engine server is busy ({waiting} jobs waiting); retry in {wait} s",
+                                  headers={"Retry-After": str(wait)})
+        record = JobRecord(job=Job(job_id=str(uuid.uuid4()), status=JobStatus.created), kind=kind,
+                           request=parsed.wire(), media_key=parsed.url)
+        await self.store.save(record)
+        self.queue.put_nowait(record.job.job_id)
+        return web.json_response({"jobId": record.job.job_id, "status": record.job.status.value})
+
+    # work
+
+    async def _runner(self) -> None:
+        while True:
+            job_id = await self.queue.get()
+            record = self.store.jobs.get(job_id)
+            if record is None or record.final:
+                continue
+            await self._run(record)
+
+    async def _run(self, record: JobRecord) -> None:
+        """Run one job on the engine; a cancellation (server stop) leaves it `running` for recovery."""
+        record.attempts += 1
+        record.started_at = time.time()
+        record.set_status(JobStatus.running)
+        await self.store.save(record)
+        engine_url = None
+        try:
+            engine_url = await self.engine.upload(self.store.media_path(record.media_key), key=record.job.job_id)
+            request = {**record.request, "url": engine_url}
+            request.pop("webhook", None)
+            if record.kind == "voiceprint":
+                submitted = await self.engine.submit_voiceprint(VoiceprintRequest.model_validate(request))
+            else:
+                submitted = await self.engine.submit_identify(IdentifyRequest.model_validate(request))
+            done = await self.engine.wait(submitted.job_id, poll=0.1)
+            status, output, warning = done.status, done.output, done.warning
+        except asyncio.CancelledError:
+            raise
+        except EngineError as exc:
+            status, output, warning = JobStatus.failed, exc.to_output(), None
+        except Exception as exc:
+            log.exception("job %s failed inside the engine server", record.job.job_id)
+            status, output, warning = JobStatus.failed, _error("internal_error", f"engine server error: {exc}"), None
+        finally:
+            if engine_url is not None:
+                await asyncio.shield(self.engine.release(engine_url))
+        self.mean_job_s = 0.8 * self.mean_job_s + 0.2 * (time.time() - record.started_at)
+        await self._finish(record, status, output, warning)
+
+    async def _finish(self, record: JobRecord, status: JobStatus, output: dict | None,
+                      warning: str | None = None) -> None:
+        record.set_status(status, output, warning)
+        await self.store.save(record)
+        if not any(r.media_key == record.media_key for r in self.store.active()):
+            await asyncio.to_thread(self.store.delete_media, record.media_key)
+        if record.webhook and self.webhook_secret and self.session is not None:
+            payload = webhook_payload(record.job, status_only=bool(record.request.get("webhookStatusOnly")))
+            self._spawn(send_webhook(self.session, record.webhook, payload, self.webhook_secret,
+                                     retry_delays=self.limits.webhook_retry_delays_s))
+
+    async def _sweeper(self) -> None:
+        while True:
+            await asyncio.sleep(self.limits.sweep_every_s)
+            try:
+                media, jobs = await self.store.sweep(self.limits.media_ttl_s, self.limits.job_ttl_s)
+                if media or jobs:
+                    log.info("deleted %d unused media and %d expired jobs", media, jobs)
+            except OSError:
+                log.exception("sweeping the engine server's data directory failed")
+
+
+def _error(code: str, message: str) -> dict:
+    return {"error": {"code": code, "message": message}}
+
+
+def _media_url_problem(url: object) -> str | None:
+    if not isinstance(url, str) or not url:
+        return "required: a media:// URL"
+    if len(url) > MEDIA_URL_MAX:
+        return f"at most {MEDIA_URL_MAX} characters"
+    if not MEDIA_URL.match(url):
+        return "must look like media://<key> with letters, digits and - _ . / only (this server only reads media://)"
+    return None
+
+
+async def _json(request: web.Request) -> dict | web.Response:
+    try:
+        body = await request.json()
+    except (ValueError, UnicodeDecodeError):
+        return error_response(400, "the request body is not JSON", [{"field": "body", "message": "invalid JSON"}])
+    if not isinstance(body, dict):
+        return error_response(400, "the request body must be a JSON object", [{"field": "body", "message":
+                                                                                 "expected an object"}])
+    return body
+
+
+def create_app(engine: Engine, api_key: str, data_dir: Path, *, limits: ServerLimits | None = None,
+               workers: int | None = None, webhook_secret: str | None = None,
+               public_url: str | None = None) -> web.Application:
+    """The engine server as an aiohttp app; the caller owns (and closes) `engine`."""
+    if not api_key:
+        raise ValueError("the engine server needs an API key (ENGINE_API_KEY)")
+    server = EngineServer(engine, api_key, data_dir, limits=limits or ServerLimits(),
+                          workers=workers or getattr(engine, "workers", 1), webhook_secret=webhook_secret,
+                          public_url=public_url)
+    app = web.Application(middlewares=[server.auth], client_max_size=1 * MiB)
+    app["engine_server"] = server
+    app.on_startup.append(server.start)
+    app.on_cleanup.append(server.stop)
+    app.add_routes([
+        web.get("/v1/test", server.test),
+        web.post("/v1/media/input", server.media_input),
+        web.put("/v1/media/upload/{token}", server.media_upload),
+        web.post("/v1/voiceprint", server.voiceprint),
+        web.post("/v1/identify", server.identify),
+        web.get("/v1/jobs/{job_id}", server.get_job),
+    ])
+    return app
+
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--host", default="0.0.0.0", help="interface to listen on (default: all)")
+    parser.add_argument("--port", type=int, default=8100, help="port to listen on (default: 8100)")
+
+
+def main(args: argparse.Namespace) -> int:
+    import sys
+
+    from bot.config import load_settings
+    from bot.engines.local import LocalEngine
+
+    settings = load_settings()
+    logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if not settings.engine_api_key:
+        print("The engine server needs ENGINE_API_KEY: set it to a long random string (e.g. `openssl rand -hex 32`)"
+              " and give the bot the same value.", file=sys.stderr)
+        return 2
+    data_dir = settings.engine_data_dir or settings.var_dir / "engine"
+    limits = ServerLimits(queue_size=settings.engine_queue_size,
+                          media_ttl_s=settings.engine_media_ttl_hours * 3600)
+    secret = settings.engine_webhook_secret.get_secret_value() if settings.engine_webhook_secret else None
+
+    async def app_factory() -> web.Application:
+        engine = LocalEngine(workers=settings.engine_workers)
+        app = create_app(engine, settings.engine_api_key.get_secret_value(), data_dir, limits=limits,
+                         workers=settings.engine_workers, webhook_secret=secret)
+
+        async def close_engine(_: web.Application) -> None:
+            await engine.close()
+
+        app.on_cleanup.append(close_engine)
+        return app
+
+    print(f"Engine server on http://{args.host}:{args.port} with {settings.engine_workers} worker(s), data in "
+          f"{data_dir}", file=sys.stderr)
+    web.run_app(app_factory(), host=args.host, port=args.port, print=None)
+    return 0
+
