@@ -1,0 +1,109 @@
+"""The async database: one `Database` per process, wrapping SQLAlchemy's `AsyncEngine`.
+
+SQLite (the default, via aiosqlite) runs in WAL mode with a busy timeout so that the bot, its workers
+and the CLI can share one file. PostgreSQL (via asyncpg) is for several processes at scale.
+"""
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any, Literal
+
+from sqlalchemy import event
+from sqlalchemy.engine import URL, make_url
+from sqlalchemy.exc import ArgumentError
+from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from bot.config import normalise_database_url
+
+SQLITE_BUSY_TIMEOUT_MS = 30_000
+_IMMEDIATE = "voiceid_sqlite_immediate"
+
+
+class DatabaseURLError(ValueError):
+    """The database URL cannot be used; the message says why and what is accepted."""
+
+
+def parse_database_url(url: str) -> URL:
+    """Normalise and check a URL: only SQLite (aiosqlite) and PostgreSQL (asyncpg) are supported."""
+    if not url:
+        raise DatabaseURLError("DATABASE_URL is empty: use sqlite:///path/to/file.db or postgresql://user@host/db")
+    try:
+        parsed = make_url(normalise_database_url(url))
+    except ArgumentError:
+        raise DatabaseURLError(f"DATABASE_URL is not a database URL: {url!r}; "
+                               "use sqlite:///path/to/file.db or postgresql://user@host/db") from None
+    backend, driver = parsed.get_backend_name(), parsed.get_driver_name()
+    if (backend, driver) not in {("sqlite", "aiosqlite"), ("postgresql", "asyncpg")}:
+        raise DatabaseURLError(
+            f"DATABASE_URL uses {parsed.drivername!r}, which is not supported: "
+            "use sqlite:///path/to/file.db (SQLite) or postgresql://user@host/db (PostgreSQL)")
+    return parsed
+
+
+def safe_url(url: str | URL) -> str:
+    """The URL with any password hidden, fit for logs and messages."""
+    return (url if isinstance(url, URL) else make_url(url)).render_as_string(hide_password=True)
+
+
+class Database:
+    """`async with db.session() as s:` gives an `AsyncSession` that keeps objects usable after commit.
+
+    On SQLite, `db.session(immediate=True)` starts the transaction with `BEGIN IMMEDIATE`: use it for
+    read-then-write transactions so that two writers queue on the busy timeout instead of failing with
+    "database is locked" when one upgrades its read lock. On PostgreSQL it changes nothing.
+    """
+
+    def __init__(self, url: str, *, pool_size: int = 5, max_overflow: int = 10, echo: bool = False):
+        parsed = parse_database_url(url)
+        self.url: URL = parsed
+        self.dialect: Literal["sqlite", "postgresql"] = parsed.get_backend_name()  # type: ignore[assignment]
+        kwargs: dict[str, Any] = {"echo": echo}
+        if self.dialect == "sqlite":
+            _create_parent_dir(parsed)
+            kwargs["connect_args"] = {"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000}
+        else:
+            kwargs.update(pool_size=pool_size, max_overflow=max_overflow, pool_pre_ping=True)
+        self.engine: AsyncEngine = create_async_engine(parsed, **kwargs)
+        if self.dialect == "sqlite":
+            _install_sqlite_hooks(self.engine)
+        self._sessions = async_sessionmaker(self.engine, class_=AsyncSession, expire_on_commit=False)
+
+    def __repr__(self) -> str:
+        return f"Database({safe_url(self.url)!r})"
+
+    @contextlib.asynccontextmanager
+    async def session(self, *, immediate: bool = False) -> AsyncIterator[AsyncSession]:
+        async with self._sessions() as session:
+            if immediate and self.dialect == "sqlite":
+                await session.connection(execution_options={_IMMEDIATE: True})
+            yield session
+
+    async def dispose(self) -> None:
+        await self.engine.dispose()
+
+
+def _create_parent_dir(url: URL) -> None:
+    path = url.database
+    if path and path != ":memory:" and not path.startswith("file:"):
+        Path(path).expanduser().parent.mkdir(parents=True, exist_ok=True)
+
+
+def _install_sqlite_hooks(engine: AsyncEngine) -> None:
+    """WAL + busy timeout on every connection, and transactions begun by us (pysqlite's own are unreliable)."""
+
+    @event.listens_for(engine.sync_engine, "connect")
+    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
+        cursor.execute("PRAGMA synchronous=NORMAL")
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.close()
+
+    @event.listens_for(engine.sync_engine, "begin")
+    def _on_begin(conn: Any) -> None:
+        conn.exec_driver_sql("BEGIN IMMEDIATE" if conn.get_execution_options().get(_IMMEDIATE) else "BEGIN")

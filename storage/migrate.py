@@ -1,0 +1,107 @@
+"""Apply the Alembic migrations from code (`await upgrade(url)`) or the CLI (`python -m bot migrate`).
+
+The Alembic config is built here from package paths, so migrations run from any working directory
+and without an alembic.ini. Concurrent starts are safe: PostgreSQL takes an advisory lock, SQLite an
+immediate (write) transaction, so a second process waits and then finds nothing to do.
+"""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+from alembic import command
+from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from alembic.util import CommandError
+from sqlalchemy.engine import Connection
+from sqlalchemy.exc import DBAPIError
+
+from storage.database import Database, DatabaseURLError, safe_url
+
+MIGRATIONS_DIR = Path(__file__).resolve().with_name("migrations")
+_PG_MIGRATION_LOCK = 0x766F6963  # any fixed key; "voic"
+
+
+def alembic_config() -> Config:
+    cfg = Config()
+    cfg.set_main_option("script_location", str(MIGRATIONS_DIR))
+    return cfg
+
+
+def head_revision() -> str | None:
+    return ScriptDirectory.from_config(alembic_config()).get_current_head()
+
+
+@dataclass(frozen=True)
+class MigrationReport:
+    url: str
+    before: str | None
+    after: str | None
+
+    @property
+    def changed(self) -> bool:
+        return self.before != self.after
+
+    def describe(self) -> str:
+        if not self.changed:
+            return f"Database {self.url} is up to date (revision {self.after})."
+        return f"Database {self.url} migrated from {self.before or 'an empty database'} to revision {self.after}."
+
+
+def _current(connection: Connection) -> str | None:
+    return MigrationContext.configure(connection).get_current_revision()
+
+
+def _upgrade(connection: Connection, revision: str) -> None:
+    cfg = alembic_config()
+    cfg.attributes["connection"] = connection
+    command.upgrade(cfg, revision)
+
+
+async def upgrade(url: str, revision: str = "head") -> MigrationReport:
+    """Migrate the database at `url` to `revision`; creates the SQLite file (and its folder) if needed."""
+    db = Database(url)
+    try:
+        async with db.engine.connect() as conn:
+            if db.dialect == "sqlite":
+                await conn.execution_options(voiceid_sqlite_immediate=True)
+            async with conn.begin():
+                if db.dialect == "postgresql":
+                    await conn.exec_driver_sql(f"SELECT pg_advisory_xact_lock({_PG_MIGRATION_LOCK})")
+                before = await conn.run_sync(_current)
+                await conn.run_sync(_upgrade, revision)
+                after = await conn.run_sync(_current)
+    finally:
+        await db.dispose()
+    return MigrationReport(url=safe_url(db.url), before=before, after=after)
+
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--database-url", default=None,
+                        help="database to migrate (default: DATABASE_URL, else a SQLite file under VAR_DIR)")
+
+
+def main(args: argparse.Namespace) -> int:
+    url = args.database_url
+    if not url:
+        from bot.config import load_settings
+
+        url = load_settings().effective_database_url
+    try:
+        report = asyncio.run(upgrade(url))
+    except DatabaseURLError as exc:
+        print(f"Cannot migrate: {exc}", file=sys.stderr)
+        return 2
+    except CommandError as exc:
+        print(f"Cannot migrate {safe_url(url)}: {exc}. Is this database from a newer version of Voice ID?",
+              file=sys.stderr)
+        return 1
+    except (OSError, DBAPIError) as exc:
+        print(f"Cannot reach the database {safe_url(url)}: {exc}", file=sys.stderr)
+        return 1
+    print(report.describe())
+    return 0

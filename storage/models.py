@@ -1,0 +1,209 @@
+"""The database tables (SQLModel on SQLAlchemy) and the value types they share.
+
+Every datetime is timezone-aware UTC in Python on both databases: `UTCDateTime` stores
+`TIMESTAMP WITH TIME ZONE` on PostgreSQL and a naive UTC text on SQLite, and gives back aware values.
+
+Recording status machine (one row per Slack file, unique per team):
+
+    queued ──claim──▶ running ──complete──▶ succeeded ──mark_posted──▶ posted
+      ▲                 │  │                   │
+      └──fail(retry)────┘  └──fail(final)──▶ failed ◀──fail(final)──┘
+
+- `queued`: waiting for a worker; `claim_next` moves it to `running` and counts an attempt.
+- `running`: a worker holds the lease (`lease_owner`, `lease_expires_at`) and keeps it alive with
+  heartbeats; an expired lease sends it back to `queued`, or to `failed` (`lease_expired`) when the
+  attempts are used up.
+- `succeeded`: the result is stored but the summary is not posted yet. The worker that completed it
+  keeps its lease to post; if it dies, the expired lease is cleared and any worker may claim it to post.
+- `posted`: the summary is in Slack; only the result (and relabels) remain.
+- `failed`: final, with `error_code` and `error_message` fit to show a person.
+"""
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from enum import Enum
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Dialect
+from sqlmodel import Field, SQLModel
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class UTCDateTime(sa.types.TypeDecorator):
+    """Aware UTC datetimes on both databases; a naive datetime is refused rather than guessed at."""
+
+    impl = sa.DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None or value.utcoffset() is None:
+            raise ValueError(f"naive datetime {value!r}: pass a timezone-aware datetime (UTC)")
+        value = value.astimezone(UTC)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+def _json() -> sa.JSON:
+    """JSON where Python None is SQL NULL, so `IS NULL` finds cleared results."""
+    return sa.JSON(none_as_null=True)
+
+
+def _when(*, nullable: bool = False, index: bool = False, default: bool = False) -> Any:
+    """A UTC timestamp column; `default=True` fills it with the current time on insert."""
+    kwargs: dict[str, Any] = {"default_factory": utcnow} if default else {"default": None}
+    return Field(sa_column=sa.Column(UTCDateTime(), nullable=nullable, index=index), **kwargs)
+
+
+class RecordingStatus(str, Enum):
+    queued = "queued"
+    running = "running"
+    succeeded = "succeeded"
+    posted = "posted"
+    failed = "failed"
+
+    @property
+    def final(self) -> bool:
+        return self in (RecordingStatus.posted, RecordingStatus.failed)
+
+
+class AuditAction(str, Enum):
+    enroll = "enroll"
+    replace = "replace"
+    delete = "delete"
+    claim = "claim"
+    unclaim = "unclaim"
+    purge = "purge"
+    uninstall = "uninstall"
+
+
+def _enum_column(enum: type[Enum], name: str, *, index: bool = False) -> sa.Column:
+    """A VARCHAR holding an enum's values (no native PostgreSQL type, so adding a value needs no DDL)."""
+    return sa.Column(
+        sa.Enum(enum, name=name, native_enum=False, length=16, values_callable=lambda e: [m.value for m in e],
+                validate_strings=True),
+        nullable=False, index=index,
+    )
+
+
+class Workspace(SQLModel, table=True):
+    """One Slack installation (a workspace, or an org for an enterprise-wide install).
+
+    `install_key` makes (enterprise, team) unique even where one of them is NULL; see `workspaces.install_key`.
+    Tokens never appear in `repr()`.
+    """
+
+    __table_args__ = (sa.UniqueConstraint("install_key", name="uq_workspace_install_key"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    install_key: str = Field(max_length=80)
+    team_id: str | None = Field(default=None, max_length=32, index=True)
+    enterprise_id: str | None = Field(default=None, max_length=32)
+    bot_user_id: str | None = Field(default=None, max_length=32)
+    bot_id: str | None = Field(default=None, max_length=32)
+    bot_token: str | None = Field(default=None, max_length=512, repr=False)
+    bot_refresh_token: str | None = Field(default=None, max_length=512, repr=False)
+    bot_token_expires_at: datetime | None = _when(nullable=True)
+    bot_scopes: str | None = Field(default=None, max_length=2000)
+    installer_user_id: str | None = Field(default=None, max_length=32)
+    is_enterprise_install: bool = Field(default=False)
+    installed_at: datetime = _when(default=True)
+    uninstalled_at: datetime | None = _when(nullable=True)
+
+
+class OAuthState(SQLModel, table=True):
+    """A one-time `state` for Slack's OAuth redirect (CSRF protection)."""
+
+    __table_args__ = (sa.UniqueConstraint("state", name="uq_oauthstate_state"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    state: str = Field(max_length=128)
+    expires_at: datetime = _when(index=True)
+
+
+class Voiceprint(SQLModel, table=True):
+    """One person's voiceprint for one engine. Biometric data: only deleted for real, never soft-deleted."""
+
+    __table_args__ = (sa.UniqueConstraint("team_id", "user_id", "engine", name="uq_voiceprint_team_user_engine"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    team_id: str = Field(max_length=32)
+    user_id: str = Field(max_length=32)
+    engine: str = Field(max_length=32)
+    model_id: str = Field(max_length=200)
+    voiceprint: str = Field(sa_column=sa.Column(sa.Text(), nullable=False), repr=False)
+    consent_at: datetime = _when()
+    clip_duration: float
+    created_at: datetime = _when(default=True)
+    updated_at: datetime = _when(default=True)
+
+
+class Recording(SQLModel, table=True):
+    """A Slack file to diarize and identify, with its job state; see the status machine above."""
+
+    __table_args__ = (
+        sa.UniqueConstraint("team_id", "file_id", name="uq_recording_team_file"),
+        sa.Index("ix_recording_status_created", "status", "created_at"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    team_id: str = Field(max_length=32)
+    channel_id: str = Field(max_length=32)
+    file_id: str = Field(max_length=32)
+    file_name: str = Field(max_length=500)
+    mimetype: str | None = Field(default=None, max_length=200)
+    size: int | None = Field(default=None, sa_column=sa.Column(sa.BigInteger(), nullable=True))
+    duration: float | None = None
+    uploader_id: str | None = Field(default=None, max_length=32)
+    message_ts: str | None = Field(default=None, max_length=32)
+    thread_ts: str | None = Field(default=None, max_length=32)
+    status: RecordingStatus = Field(default=RecordingStatus.queued,
+                                    sa_column=_enum_column(RecordingStatus, "recordingstatus"))
+    engine: str = Field(max_length=32)
+    engine_job_id: str | None = Field(default=None, max_length=200)
+    attempts: int = Field(default=0)
+    lease_owner: str | None = Field(default=None, max_length=200)
+    lease_expires_at: datetime | None = _when(nullable=True)
+    progress: float = Field(default=0.0, ge=0.0, le=1.0)
+    error_code: str | None = Field(default=None, max_length=64)
+    error_message: str | None = Field(default=None, sa_column=sa.Column(sa.Text(), nullable=True))
+    result: dict | None = Field(default=None, sa_column=sa.Column(_json(), nullable=True))
+    relabels: dict | None = Field(default=None, sa_column=sa.Column(_json(), nullable=True))
+    reply_ts: str | None = Field(default=None, max_length=32)
+    posted_ts: str | None = Field(default=None, max_length=32)
+    chart_file_id: str | None = Field(default=None, max_length=32)
+    created_at: datetime = _when(default=True)
+    updated_at: datetime = _when(default=True)
+    finished_at: datetime | None = _when(nullable=True, index=True)
+
+    @property
+    def state(self) -> RecordingStatus:
+        """The status as the enum, whichever way the row was built."""
+        return RecordingStatus(self.status)
+
+
+class AuditEvent(SQLModel, table=True):
+    """Who did what to which voiceprint or recording, and when. `actor_id` None means the system itself."""
+
+    __tablename__ = "auditevent"
+
+    id: int | None = Field(default=None, primary_key=True)
+    team_id: str | None = Field(default=None, max_length=32, index=True)
+    actor_id: str | None = Field(default=None, max_length=32)
+    action: AuditAction = Field(sa_column=_enum_column(AuditAction, "auditaction"))
+    target_type: str = Field(max_length=32)
+    target_id: str | None = Field(default=None, max_length=200)
+    detail: dict | None = Field(default=None, sa_column=sa.Column(_json(), nullable=True))
+    created_at: datetime = _when(default=True, index=True)
+
+
+metadata = SQLModel.metadata
