@@ -90,7 +90,8 @@ def _signed(payload: dict, secret: str = SECRET, *, ts: float | None = None, hex
     headers = signature_headers(secret, body, now=ts)
     if hex_digest:
         t = headers["X-Request-Timestamp"]
-        headers["X-Signature"] = hmac.new(secret.encode(), f"v0:{t}:".encode() + body, hashlib.sha256).hexdigest()
+        mac = hmac.new(secret.encode(), f"v0:{t}:".encode() + body, hashlib.sha256)
+        headers["X-Signature"] = mac.hexdigest()
     return body, {**headers, "Content-Type": "application/json"}
 
 

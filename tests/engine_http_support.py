@@ -1,0 +1,55 @@
+"""Shared pieces for the engine-server and HTTP-client tests: real speech files and a running server."""
+from __future__ import annotations
+
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+import numpy as np
+import pytest
+from aiohttp.test_utils import TestServer
+
+from bot.engines.base import Engine
+from bot.engines.http import HTTPEngine, RetryPolicy
+from bot.engines.server import ServerLimits, create_app
+
+DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "librispeech"
+API_KEY = "test-engine-key-0123456789"
+SR = 16000
+
+needs_speech = pytest.mark.skipif(not DATA.is_dir(),
+                                  reason=f"real speech not found at {DATA} (see its README)")
+
+
+def utterance(reader: str, index: int) -> Path:
+    return sorted((DATA / reader).glob("*.flac"))[index]
+
+
+def write_meeting(path: Path, turns: list[tuple[str, int]], pause_s: float = 0.6) -> Path:
+    """Concatenate whole LibriSpeech utterances with pauses: a small meeting with an exact turn order."""
+    import soundfile as sf
+
+    parts = []
+    for reader, index in turns:
+        samples, sr = sf.read(str(utterance(reader, index)), dtype="float32")
+        assert sr == SR
+        parts += [samples, np.zeros(int(pause_s * SR), dtype=np.float32)]
+    sf.write(str(path), np.concatenate(parts), SR, subtype="PCM_16")
+    return path
+
+
+@asynccontextmanager
+async def engine_server(engine: Engine, data_dir: Path, *, limits: ServerLimits | None = None,
+                        workers: int = 1, webhook_secret: str | None = None):
+    """A real engine server on 127.0.0.1 (random port) around `engine`; yields the TestServer."""
+    app = create_app(engine, API_KEY, data_dir, limits=limits, workers=workers, webhook_secret=webhook_secret)
+    server = TestServer(app, host="127.0.0.1")
+    await server.start_server()
+    try:
+        yield server
+    finally:
+        await server.close()
+
+
+def client_for(server: TestServer, *, api_key: str = API_KEY, attempts: int = 3) -> HTTPEngine:
+    return HTTPEngine(str(server.make_url("")), api_key, name="the engine server", recommended_threshold=50.0,
+                      key_setting="ENGINE_API_KEY", retry=RetryPolicy(attempts=attempts, base_delay_s=0.05))
