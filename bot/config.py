@@ -65,6 +65,7 @@ class Settings(BaseSettings):
     # Jobs and retention
     job_lease_seconds: int = Field(default=600, gt=0)
     job_max_attempts: int = Field(default=3, ge=1)
+    job_poll_seconds: float = Field(default=2.0, gt=0)
     result_retention_days: int = Field(default=30, ge=1)
     audit_retention_days: int = Field(default=365, ge=1)
     log_level: str = "INFO"
