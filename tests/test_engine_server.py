@@ -1,0 +1,160 @@
+"""The engine server itself: auth, one-time upload URLs, restart recovery, media deletion, signed webhooks."""
+from __future__ import annotations
+
+import asyncio
+import time
+
+import pytest
+import pytest_asyncio
+from aiohttp import ClientSession, web
+from aiohttp.test_utils import TestServer
+
+from bot.engines.schema import Job, JobStatus, VoiceprintRequest
+from bot.engines.server import ServerLimits, field_errors, retry_after_s
+from bot.engines.server_store import ServerStore
+from bot.engines.webhooks import webhook_routes
+from tests.engine_http_support import API_KEY, client_for, engine_server, needs_speech, utterance
+
+in_module_loop = pytest.mark.asyncio(loop_scope="module")
+
+WEBHOOK_SECRET = "server-webhook-secret"
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="module")
+async def local():
+    from bot.engines.local import LocalEngine
+
+    engine = LocalEngine(workers=1)
+    yield engine
+    await engine.close()
+
+
+def test_retry_after_grows_with_the_queue_and_stays_bounded():
+    assert retry_after_s(0, 2, 0.1) == 1
+    assert retry_after_s(3, 2, 10) == 20
+    assert retry_after_s(10_000, 1, 60) == 600
+
+
+def test_field_errors_use_wire_names():
+    from pydantic import ValidationError
+
+    from bot.engines.schema import IdentifyRequest
+
+    with pytest.raises(ValidationError) as err:
+        IdentifyRequest.model_validate({"url": "media://a", "voiceprints": [{"label": "SPEAKER_01",
+                                                                             "voiceprint": "x"}],
+                                        "minSpeakers": 0})
+    fields = {e["field"] for e in field_errors(err.value)}
+    assert fields == {"voiceprints.0.label", "minSpeakers"}
+
+
+@in_module_loop
+async def test_sweep_deletes_unused_media_after_the_ttl_and_old_finished_jobs(tmp_path):
+    store = ServerStore(tmp_path)
+
+    async def chunks():
+        yield b"RIFF...."
+
+    await store.write_media("media://old", chunks(), limit=100)
+    assert await store.sweep(media_ttl_s=3600, job_ttl_s=3600) == (0, 0)
+    assert await store.sweep(media_ttl_s=3600, job_ttl_s=3600, now=time.time() + 3601) == (1, 0)
+    assert not store.media_path("media://old").exists()
+    assert list(store.media_dir.iterdir()) == []
+
+
+@in_module_loop
+async def test_auth_upload_url_and_media_key_rules(local, tmp_path):
+    async with engine_server(local, tmp_path) as srv, ClientSession() as http:
+        async with http.get(srv.make_url("/v1/test")) as resp:
+            assert resp.status == 401
+            assert "ENGINE_API_KEY" in (await resp.json())["message"]
+        auth = {"Authorization": f"Bearer {API_KEY}"}
+        async with http.get(srv.make_url("/v1/test"), headers=auth) as resp:
+            assert resp.status == 200
+        async with http.post(srv.make_url("/v1/media/input"), json={"url": "media://../etc passwd"},
+                             headers=auth) as resp:
+            assert resp.status == 400
+            assert (await resp.json())["errors"][0]["field"] == "url"
+        async with http.post(srv.make_url("/v1/media/input"), data=b"{not json", headers=auth) as resp:
+            assert resp.status == 400
+        async with http.post(srv.make_url("/v1/media/input"), json={"url": "media://a/b.wav"},
+                             headers=auth) as resp:
+            assert resp.status == 201
+            upload = (await resp.json())["url"]
+        assert upload.startswith(str(srv.make_url("/v1/media/upload/")))
+        async with http.put(upload, data=b"bytes") as resp:
+            assert resp.status == 200
+        async with http.put(upload, data=b"again") as resp:
+            assert resp.status == 403, "an upload URL works once"
+        async with http.post(srv.make_url("/v1/voiceprint"), json={"url": "media://a/b.wav",
+                                                                   "webhook": "http://127.0.0.1:1/hook"},
+                             headers=auth) as resp:
+            assert resp.status == 400, "no webhook secret configured: webhooks could not be signed"
+            assert (await resp.json())["errors"][0]["field"] == "webhook"
+
+
+@needs_speech
+@pytest.mark.speech
+@in_module_loop
+async def test_webhook_from_the_server_is_signed_and_carries_the_job(local, tmp_path):
+    received: list[Job] = []
+    arrived = asyncio.Event()
+
+    async def on_job(job: Job) -> None:
+        received.append(job)
+        arrived.set()
+
+    bot = web.Application()
+    bot.add_routes(webhook_routes(WEBHOOK_SECRET, on_job))
+    bot_server = TestServer(bot, host="127.0.0.1")
+    await bot_server.start_server()
+    async with engine_server(local, tmp_path, webhook_secret=WEBHOOK_SECRET) as srv:
+        client = client_for(srv)
+        client.webhook_url = str(bot_server.make_url("/engine/webhook"))
+        url = await client.upload(utterance("2414", 1))
+        job = await client.submit_voiceprint(VoiceprintRequest(url=url))
+        await asyncio.wait_for(arrived.wait(), timeout=300)
+        polled = await client.get_job(job.job_id)
+        assert [(j.job_id, j.status, j.output) for j in received] == [(job.job_id, JobStatus.succeeded,
+                                                                       polled.output)]
+        assert polled.voiceprint_output().voiceprint
+        await client.close()
+    await bot_server.close()
+
+
+async def _wait_status(store: ServerStore, job_id: str, status: JobStatus, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while store.jobs[job_id].job.status is not status:
+        assert time.monotonic() < deadline, f"job never reached {status.value}"
+        await asyncio.sleep(0.02)
+
+
+@needs_speech
+@pytest.mark.speech
+@in_module_loop
+async def test_a_restart_reruns_unfinished_jobs_or_fails_them_with_a_reason(local, tmp_path):
+    data = tmp_path / "engine"
+    async with engine_server(local, data) as srv:
+        client = client_for(srv)
+        kept = await client.upload(utterance("2609", 1))
+        lost = await client.upload(utterance("2609", 2))
+        running = await client.submit_voiceprint(VoiceprintRequest(url=kept))
+        waiting = await client.submit_voiceprint(VoiceprintRequest(url=lost))
+        store = srv.app["engine_server"].store
+        await _wait_status(store, running.job_id, JobStatus.running)
+        await client.close()
+    # The server stopped mid-job: on disk the first job is still `running`, the second `created`.
+    stopped = ServerStore(data)
+    stopped.load()
+    assert stopped.jobs[running.job_id].job.status is JobStatus.running
+    stopped.delete_media(lost)  # e.g. the disk was replaced: this job cannot run again
+
+    async with engine_server(local, data, limits=ServerLimits()) as srv:
+        client = client_for(srv)
+        rerun = await client.wait(running.job_id, timeout=300)
+        assert rerun.status is JobStatus.succeeded and rerun.voiceprint_output().voiceprint
+        gone = await client.get_job(waiting.job_id)
+        assert gone.status is JobStatus.failed
+        assert gone.error.code == "media_lost" and "upload it" in gone.error.message
+        assert list(srv.app["engine_server"].store.media_dir.iterdir()) == []
+        await client.close()
