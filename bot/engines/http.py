@@ -31,6 +31,8 @@ from bot.engines.schema import IdentifyRequest, Job, VoiceprintRequest
 
 log = logging.getLogger(__name__)
 
+UPLOAD = "media upload"  # the `path` label of the PUT to a (presigned) upload URL
+
 
 @dataclass(frozen=True)
 class RetryPolicy:
@@ -70,6 +72,9 @@ def field_errors_message(payload: dict) -> tuple[str, list[dict]]:
 def error_for(status: int, payload: dict, *, engine: str, key_setting: str, path: str) -> EngineError:
     """The typed error for a non-2xx answer that retrying will not fix."""
     detail = payload.get("message") or ""
+    if path == UPLOAD and status in (401, 403):
+        return EngineError(f"{engine} refused the upload URL (HTTP {status}): it expired or was used; upload again",
+                           transient=True)
     if status == 400:
         message, errors = field_errors_message(payload)
         return RequestError(f"{engine} refused the request: {message}", errors)
@@ -181,7 +186,7 @@ class HTTPEngine(Engine):
         upload_url = answer.get("url")
         if not upload_url:
             raise EngineError(f"{self.name} gave no upload URL for {media_url}")
-        await self._call("PUT", upload_url, path="media upload", auth=False, body=lambda: path.open("rb"),
+        await self._call("PUT", upload_url, path=UPLOAD, auth=False, body=lambda: path.open("rb"),
                          ok=tuple(range(200, 300)))
         return media_url
 

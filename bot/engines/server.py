@@ -234,7 +234,7 @@ class EngineServer:
                 submitted = await self.engine.submit_voiceprint(VoiceprintRequest.model_validate(request))
             else:
                 submitted = await self.engine.submit_identify(IdentifyRequest.model_validate(request))
-            done = await self.engine.wait(submitted.job_id, poll=0.1)
+            done = await self._follow(record, submitted.job_id)
             status, output, warning = done.status, done.output, done.warning
         except asyncio.CancelledError:
             raise
@@ -248,6 +248,16 @@ class EngineServer:
                 await asyncio.shield(self.engine.release(engine_url))
         self.mean_job_s = 0.8 * self.mean_job_s + 0.2 * (time.time() - record.started_at)
         await self._finish(record, status, output, warning)
+
+    async def _follow(self, record: JobRecord, engine_job_id: str, poll_s: float = 0.1) -> Job:
+        """Wait for the engine's job, showing its progress on ours (in memory: progress is not worth a write)."""
+        while True:
+            job = await self.engine.get_job(engine_job_id)
+            if job.status.final:
+                return job
+            if job.progress is not None and job.progress != record.job.progress:
+                record.job = record.job.model_copy(update={"progress": job.progress})
+            await asyncio.sleep(poll_s)
 
     async def _finish(self, record: JobRecord, status: JobStatus, output: dict | None,
                       warning: str | None = None) -> None:
@@ -305,7 +315,7 @@ def create_app(engine: Engine, api_key: str, data_dir: Path, *, limits: ServerLi
     server = EngineServer(engine, api_key, data_dir, limits=limits or ServerLimits(),
                           workers=workers or getattr(engine, "workers", 1), webhook_secret=webhook_secret,
                           public_url=public_url)
-    app = web.Application(middlewares=[server.auth], client_max_size=1 * MiB)
+    app = web.Application(middlewares=[server.auth], client_max_size=4 * MiB)
     app["engine_server"] = server
     app.on_startup.append(server.start)
     app.on_cleanup.append(server.stop)
