@@ -34,7 +34,7 @@ from tests.engine_http_support import (
     write_meeting,
 )
 
-pytestmark = [pytest.mark.asyncio(loop_scope="module"), needs_speech, pytest.mark.speech]
+in_module_loop = pytest.mark.asyncio(loop_scope="module")
 
 ALICE, BOB = ("1998", 0), ("1688", 0)  # enrollment utterances; the meeting uses other ones
 MEETING = [("1998", 2), ("1688", 3), ("1998", 4), ("1688", 5), ("1998", 6)]
@@ -81,6 +81,9 @@ async def _identify(engine, path, voiceprints: dict[str, str]):
     return job.identify_output()
 
 
+@needs_speech
+@pytest.mark.speech
+@in_module_loop
 async def test_round_trip_over_http_equals_the_local_engine(client, local, server, tmp_path):
     meeting = write_meeting(tmp_path / "meeting.wav", MEETING)
     over_http = {"Alice": await _voiceprint(client, utterance(*ALICE)),
@@ -97,6 +100,9 @@ async def test_round_trip_over_http_equals_the_local_engine(client, local, serve
     assert [p.name for p in data_dir.iterdir()] == [], "media must be deleted once their jobs end"
 
 
+@needs_speech
+@pytest.mark.speech
+@in_module_loop
 async def test_a_job_that_fails_reports_failed_with_the_reason(client, tmp_path):
     not_audio = tmp_path / "notes.wav"
     not_audio.write_text("these are meeting notes, not a recording\n" * 50)
@@ -106,6 +112,9 @@ async def test_a_job_that_fails_reports_failed_with_the_reason(client, tmp_path)
     assert job.error is not None and job.error.code == "bad_media" and job.error.message
 
 
+@needs_speech
+@pytest.mark.speech
+@in_module_loop
 async def test_bad_key_is_an_auth_error_naming_the_setting(server, tmp_path):
     engine = client_for(server, api_key="wrong-key")
     with pytest.raises(AuthError, match="ENGINE_API_KEY"):
@@ -113,6 +122,9 @@ async def test_bad_key_is_an_auth_error_naming_the_setting(server, tmp_path):
     await engine.close()
 
 
+@needs_speech
+@pytest.mark.speech
+@in_module_loop
 async def test_bad_fields_are_a_request_error_listing_them(client):
     bad = IdentifyRequest.model_construct(url="media://never-uploaded", voiceprints=[],
                                           matching=Matching.model_construct(exclusive=True, threshold=300))
@@ -125,11 +137,17 @@ async def test_bad_fields_are_a_request_error_listing_them(client):
         await client.submit_voiceprint(VoiceprintRequest(url="media://never-uploaded"))
 
 
+@needs_speech
+@pytest.mark.speech
+@in_module_loop
 async def test_unknown_job_is_job_not_found(client):
     with pytest.raises(JobNotFound):
         await client.get_job("00000000-0000-0000-0000-000000000000")
 
 
+@needs_speech
+@pytest.mark.speech
+@in_module_loop
 async def test_oversize_upload_and_oversize_voiceprint_input_are_refused(local, tmp_path):
     clip = utterance(*ALICE)
     size = clip.stat().st_size
@@ -149,6 +167,9 @@ async def test_oversize_upload_and_oversize_voiceprint_input_are_refused(local, 
         await engine.close()
 
 
+@needs_speech
+@pytest.mark.speech
+@in_module_loop
 async def test_full_queue_answers_429_with_retry_after(local, tmp_path):
     async with engine_server(local, tmp_path / "busy", limits=ServerLimits(queue_size=1), workers=1) as srv:
         impatient = client_for(srv, attempts=1)
@@ -166,6 +187,7 @@ async def test_full_queue_answers_429_with_retry_after(local, tmp_path):
         await patient.close()
 
 
+@in_module_loop
 async def test_402_from_the_cloud_is_payment_required(tmp_path):
     async def identify(request: web.Request) -> web.Response:
         return web.json_response({"requestId": "req-1", "message": "No active subscription or credits"},
@@ -183,6 +205,7 @@ async def test_402_from_the_cloud_is_payment_required(tmp_path):
     await stub.close()
 
 
+@in_module_loop
 async def test_unreachable_engine_is_retried_then_unavailable():
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -199,3 +222,19 @@ async def test_unreachable_engine_is_retried_then_unavailable():
         await engine.get_job("any")
     assert len(sleeps) == 2
     await engine.close()
+
+
+def test_factory_chooses_the_engine_by_setting():
+    from bot.config import Settings
+    from bot.engines.factory import EngineSettingsMissing, make_engine
+
+    server = make_engine(Settings(_env_file=None, engine="server", engine_url="http://engine:8100",
+                                  engine_api_key="k", public_base_url="https://bot.example.com",
+                                  engine_webhook_secret="s"))
+    assert isinstance(server, HTTPEngine) and server.base_url == "http://engine:8100"
+    assert server.key_setting == "ENGINE_API_KEY" and server.webhook_url == "https://bot.example.com/engine/webhook"
+    cloud = make_engine(Settings(_env_file=None, engine="pyannoteai", pyannoteai_api_key="k"))
+    assert isinstance(cloud, HTTPEngine) and cloud.base_url == "https://api.pyannote.ai" and cloud.webhook_url is None
+    assert "k" not in repr(cloud)
+    with pytest.raises(EngineSettingsMissing, match="ENGINE_URL, ENGINE_API_KEY"):
+        make_engine(Settings(_env_file=None, engine="server"))
