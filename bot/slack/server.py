@@ -2,9 +2,13 @@
 from __future__ import annotations
 
 import argparse
+import asyncio
+import logging
 import sys
 
-from bot.config import SLACK_SETUP_HELP, load_settings
+from bot.config import SLACK_SETUP_HELP, Settings, load_settings
+
+log = logging.getLogger(__name__)
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -18,5 +22,49 @@ def main(args: argparse.Namespace) -> int:
     if missing:
         print(SLACK_SETUP_HELP.format(missing=", ".join(missing)), file=sys.stderr)
         return 2
-    print("The Slack app is not built yet.", file=sys.stderr)
-    return 1
+    logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    asyncio.run(serve(settings, args.host or settings.host, args.port or settings.port))
+    return 0
+
+
+async def open_services(settings: Settings):
+    """Migrate, then open the database and the engine (the caller closes both with `close_services`)."""
+    from bot.engines.factory import make_engine
+    from bot.slack.services import Services
+    from storage.database import Database
+    from storage.migrate import upgrade
+
+    await upgrade(settings.effective_database_url)
+    return Services(settings=settings, db=Database(settings.effective_database_url), engine=make_engine(settings))
+
+
+async def close_services(services) -> None:
+    await services.drain()
+    await services.engine.close()
+    await services.db.dispose()
+
+
+async def serve(settings: Settings, host: str, port: int) -> None:
+    from aiohttp import web
+
+    from bot.slack.app import build_bolt, build_web_app
+
+    services = await open_services(settings)
+    socket_mode = bool(settings.slack_app_token) and not services.oauth
+    bolt = build_bolt(services, socket_mode=socket_mode)
+    web_app = build_web_app(services, bolt)
+    runner = web.AppRunner(web_app, access_log=None)
+    await runner.setup()
+    try:
+        await web.TCPSite(runner, host, port).start()
+        if socket_mode:
+            from slack_bolt.adapter.socket_mode.aiohttp import AsyncSocketModeHandler
+
+            log.info("Voice ID: Socket Mode, health on http://%s:%s/healthz", host, port)
+            await AsyncSocketModeHandler(bolt, settings.slack_app_token.get_secret_value()).start_async()
+        else:
+            log.info("Voice ID listening on http://%s:%s/slack/events", host, port)
+            await asyncio.Event().wait()
+    finally:
+        await runner.cleanup()
+        await close_services(services)

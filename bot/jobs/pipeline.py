@@ -1,0 +1,253 @@
+"""One recording's job: claim → download → engine → poll → post, resumable from the database.
+
+Every step can be interrupted (crash, restart, lost lease): the next worker that claims the recording
+resumes the engine job when the engine still knows it, and the summary replaces the progress reply
+with `chat.update`, so a resumed job still ends with exactly one summary in the thread.
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+import tempfile
+import time
+from pathlib import Path
+
+from slack_sdk.errors import SlackApiError
+from slack_sdk.web.async_client import AsyncWebClient
+
+from bot.engines.base import EngineError, JobNotFound, MediaError
+from bot.engines.schema import IdentifyRequest, Job, JobStatus, Matching, VoiceprintInput
+from bot.slack.files import download
+from bot.slack.services import NotInstalled, Services
+from bot.summary.blocks import SlackMessage, render_summary
+from bot.summary.chart import timeline_png
+from bot.summary.stats import Summary, summarize
+from bot.summary.status import render_failure, render_progress
+
+log = logging.getLogger(__name__)
+
+MAX_VOICEPRINTS = 50
+# chat.update is Tier 3 (about 50 a minute per workspace): one progress edit every few seconds at most.
+PROGRESS_EVERY_SECONDS = 3.0
+# Engine error codes worth another attempt (the engine says transient, or the job was lost).
+TRANSIENT_CODES = {"engine_unavailable", "rate_limited", "job_not_found", "internal", "timeout"}
+
+
+class LeaseLost(Exception):
+    """Another worker holds the recording now; stop quietly."""
+
+
+def summary_of(rec) -> Summary:
+    from bot.engines.schema import IdentifyOutput
+
+    return summarize(IdentifyOutput.model_validate(rec.result or {}), rec.relabels, rec.duration)
+
+
+class Pipeline:
+    def __init__(self, services: Services, owner: str):
+        self.services = services
+        self.owner = owner
+        self._wakeups: dict[str, asyncio.Event] = {}
+
+    @property
+    def db(self):
+        return self.services.db
+
+    @property
+    def lease(self) -> int:
+        return self.services.settings.job_lease_seconds
+
+    def job_changed(self, job: Job) -> None:
+        """An engine webhook arrived: stop waiting for the next poll."""
+        event = self._wakeups.get(job.job_id)
+        if event is not None:
+            event.set()
+
+    async def run(self, rec) -> None:
+        from storage.models import RecordingStatus
+
+        try:
+            client = await self.services.client_for(rec.team_id)
+        except NotInstalled as exc:
+            await self._fail(None, rec, "not_installed", str(exc), retry=False)
+            return
+        try:
+            if rec.state is RecordingStatus.succeeded:
+                await self.post(client, rec)
+                return
+            job = await self.identify(client, rec)
+            if job.status is not JobStatus.succeeded:
+                err = job.error
+                code, message = (err.code, err.message) if err else ("failed", "The engine could not process it.")
+                raise EngineError(message, code=code, transient=code in TRANSIENT_CODES)
+            await self._complete(rec, job)
+            await self.post(client, await self._get(rec.id))
+        except LeaseLost:
+            log.info("recording %s: lease lost, another worker continues", rec.id)
+        except EngineError as exc:
+            await self._fail(client, rec, exc.code, exc.message, retry=exc.transient)
+        except SlackApiError as exc:
+            await self._fail(client, rec, "slack_error", f"Slack answered {exc.response.get('error')}.", retry=True)
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("recording %s failed unexpectedly", rec.id)
+            await self._fail(client, rec, "internal", "Something went wrong on our side.", retry=True)
+
+    # -- steps ------------------------------------------------------------------------------------
+    async def identify(self, client: AsyncWebClient, rec) -> Job:
+        engine = self.services.engine
+        if rec.engine_job_id:
+            try:
+                job = await engine.get_job(rec.engine_job_id)
+                if job.status is not JobStatus.canceled:
+                    return await self.poll(client, rec, job)
+            except JobNotFound:
+                log.info("recording %s: engine lost job %s, resubmitting", rec.id, rec.engine_job_id)
+        info = (await client.files_info(file=rec.file_id))["file"]
+        voiceprints = await self.voiceprints(client, rec)
+        await self._beat(rec)
+        with tempfile.TemporaryDirectory(prefix="voiceid-rec-") as tmp:
+            path = await download(info, client.token, Path(tmp), max_bytes=self.services.max_file_bytes)
+            await self._beat(rec)
+            url = await engine.upload(path, key=f"{rec.team_id}-{rec.file_id}")
+            try:
+                job = await engine.submit_identify(IdentifyRequest(
+                    url=url, voiceprints=voiceprints, matching=Matching(threshold=self.services.threshold)))
+                await self._beat(rec, engine_job_id=job.job_id)
+                return await self.poll(client, rec, job)
+            finally:
+                await engine.release(url)
+
+    async def voiceprints(self, client: AsyncWebClient, rec) -> list[VoiceprintInput]:
+        """The channel members who enrolled with the active engine, at most 50."""
+        from storage.voiceprints import voiceprints_for_users
+
+        members: list[str] = []
+        cursor = None
+        while True:
+            page = await client.conversations_members(channel=rec.channel_id, limit=1000, cursor=cursor)
+            members += page.get("members") or []
+            cursor = (page.get("response_metadata") or {}).get("next_cursor")
+            if not cursor:
+                break
+        rows = await voiceprints_for_users(self.db, rec.team_id, members, self.services.engine.name,
+                                           limit=MAX_VOICEPRINTS)
+        if not rows:
+            raise MediaError("Nobody in this channel has enrolled their voice yet, so nobody can be named.",
+                             code="no_voiceprints")
+        return [VoiceprintInput(label=r.user_id, voiceprint=r.voiceprint) for r in rows]
+
+    async def poll(self, client: AsyncWebClient, rec, job: Job) -> Job:
+        engine = self.services.engine
+        interval = self.services.settings.job_poll_seconds
+        wake = self._wakeups.setdefault(job.job_id, asyncio.Event())
+        last_edit, last_bar = 0.0, None
+        try:
+            while not job.status.final:
+                try:
+                    await asyncio.wait_for(wake.wait(), timeout=interval)
+                except TimeoutError:
+                    pass
+                wake.clear()
+                job = await engine.get_job(job.job_id)
+                progress = min(max(job.progress or 0.0, 0.0), 1.0)
+                await self._beat(rec, progress=progress)
+                now = time.monotonic()
+                bar = round(progress * 12)
+                if bar != last_bar and now - last_edit >= PROGRESS_EVERY_SECONDS and not job.status.final:
+                    last_edit, last_bar = now, bar
+                    await self._show_progress(client, rec, progress)
+        finally:
+            self._wakeups.pop(job.job_id, None)
+        return job
+
+    async def post(self, client: AsyncWebClient, rec) -> None:
+        """The summary replaces the progress reply (idempotent), then the chart goes into the thread."""
+        from storage.recordings import mark_posted
+
+        summary = summary_of(rec)
+        msg = render_summary(summary, file_name=rec.file_name, recording_id=rec.id)
+        posted_ts = await self._show(client, rec, msg)
+        chart_id = rec.chart_file_id or await self.upload_chart(client, rec, summary, msg.text)
+        await mark_posted(self.db, rec.id, self.owner, posted_ts, chart_file_id=chart_id)
+
+    async def upload_chart(self, client: AsyncWebClient, rec, summary: Summary, alt: str) -> str | None:
+        try:
+            names = await display_names(client, [s.user_id for s in summary.speakers if s.user_id])
+            png = await asyncio.to_thread(timeline_png, summary, names, title=rec.file_name)
+            up = await client.files_upload_v2(
+                channel=rec.channel_id, thread_ts=rec.thread_ts or rec.message_ts, content=png,
+                filename="timeline.png", title=f"Who spoke when in {rec.file_name}", alt_txt=alt[:1000])
+            return (up.get("files") or [{}])[0].get("id") or (up.get("file") or {}).get("id")
+        except SlackApiError as exc:
+            log.warning("recording %s: chart upload failed: %s", rec.id, exc.response.get("error"))
+            return None
+
+    # -- helpers ----------------------------------------------------------------------------------
+    async def _get(self, rec_id: int):
+        from storage.recordings import get_recording
+
+        return await get_recording(self.db, rec_id)
+
+    async def _beat(self, rec, **fields) -> None:
+        from storage.recordings import heartbeat
+
+        if not await heartbeat(self.db, rec.id, self.owner, self.lease, **fields):
+            raise LeaseLost()
+
+    async def _complete(self, rec, job: Job) -> None:
+        from storage.recordings import complete
+
+        output = job.identify_output()
+        if not await complete(self.db, rec.id, self.owner, job.output or {}, output.duration):
+            raise LeaseLost()
+
+    async def _show_progress(self, client: AsyncWebClient, rec, progress: float) -> None:
+        rec = rec if rec.reply_ts else await self._get(rec.id)
+        if rec.reply_ts:
+            msg = render_progress(rec.file_name, progress)
+            try:
+                await client.chat_update(channel=rec.channel_id, ts=rec.reply_ts, text=msg.text, blocks=msg.blocks)
+            except SlackApiError as exc:
+                log.info("recording %s: progress update skipped: %s", rec.id, exc.response.get("error"))
+
+    async def _show(self, client: AsyncWebClient, rec, msg: SlackMessage) -> str:
+        """Replace the progress reply, or post in the thread when there is none; returns the message ts."""
+        from storage.recordings import set_reply_ts
+
+        rec = rec if rec.reply_ts else await self._get(rec.id)
+        if rec.reply_ts:
+            await client.chat_update(channel=rec.channel_id, ts=rec.reply_ts, text=msg.text, blocks=msg.blocks)
+            return rec.reply_ts
+        resp = await client.chat_postMessage(channel=rec.channel_id, thread_ts=rec.thread_ts or rec.message_ts,
+                                             text=msg.text, blocks=msg.blocks)
+        await set_reply_ts(self.db, rec.id, resp["ts"])
+        return resp["ts"]
+
+    async def _fail(self, client: AsyncWebClient | None, rec, code: str, message: str, *, retry: bool) -> None:
+        from storage.models import RecordingStatus
+        from storage.recordings import fail
+
+        await fail(self.db, rec.id, self.owner, code, message, retry=retry,
+                   max_attempts=self.services.settings.job_max_attempts)
+        rec = await self._get(rec.id)
+        log.info("recording %s: %s (%s), now %s", rec.id, code, message, rec.status)
+        if client is not None and rec is not None and rec.state is RecordingStatus.failed:
+            try:
+                await self._show(client, rec, render_failure(rec.file_name, code, message))
+            except SlackApiError as exc:
+                log.warning("recording %s: could not post the failure: %s", rec.id, exc.response.get("error"))
+
+
+async def display_names(client: AsyncWebClient, user_ids: list[str]) -> dict[str, str]:
+    """Slack user id → a readable name for the chart; the id itself when Slack does not say."""
+    names: dict[str, str] = {}
+    for uid in dict.fromkeys(user_ids):
+        try:
+            user = (await client.users_info(user=uid))["user"]
+            profile = user.get("profile") or {}
+            names[uid] = profile.get("display_name") or user.get("real_name") or user.get("name") or uid
+        except SlackApiError:
+            names[uid] = uid
+    return names

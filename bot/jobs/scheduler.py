@@ -1,0 +1,107 @@
+"""The job scheduler (APScheduler `AsyncIOScheduler`): claim queued recordings and run their pipelines,
+requeue expired leases, purge expired results, refresh rotating OAuth tokens."""
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import socket
+import uuid
+
+from apscheduler.schedulers.asyncio import AsyncIOScheduler
+
+from bot.jobs.pipeline import Pipeline
+from bot.slack.services import Services
+
+log = logging.getLogger(__name__)
+
+PURGE_EVERY_SECONDS = 3600
+REFRESH_EVERY_SECONDS = 1800
+
+
+def worker_name() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
+
+
+class JobRunner:
+    """Runs up to `capacity` recordings at once in this process; several processes may share a database."""
+
+    def __init__(self, services: Services, *, owner: str | None = None, capacity: int | None = None):
+        self.services = services
+        self.owner = owner or worker_name()
+        self.capacity = capacity or services.settings.engine_workers
+        self.pipeline = Pipeline(services, self.owner)
+        self.active: set[asyncio.Task] = set()
+        self._lock = asyncio.Lock()
+        self._scheduler: AsyncIOScheduler | None = None
+
+    async def start(self) -> None:
+        settings = self.services.settings
+        self._scheduler = AsyncIOScheduler(timezone="UTC")
+        common = {"max_instances": 1, "coalesce": True, "misfire_grace_time": None}
+        self._scheduler.add_job(self.tick, "interval", seconds=settings.job_poll_seconds, id="claim", **common)
+        self._scheduler.add_job(self.purge, "interval", seconds=PURGE_EVERY_SECONDS, id="purge", **common)
+        if self.services.oauth:
+            self._scheduler.add_job(self.refresh_tokens, "interval", seconds=REFRESH_EVERY_SECONDS, id="refresh",
+                                    **common)
+        self._scheduler.start()
+        self.services.wake = self.kick
+        self.kick()
+
+    async def stop(self) -> None:
+        """Stop claiming and abandon running pipelines; their leases expire and another worker resumes them."""
+        self.services.wake = None
+        if self._scheduler is not None:
+            self._scheduler.shutdown(wait=False)
+            self._scheduler = None
+        for task in list(self.active):
+            task.cancel()
+        await asyncio.gather(*self.active, return_exceptions=True)
+
+    def kick(self) -> None:
+        """Look for work now rather than at the next interval."""
+        self.services.spawn(self.tick(), name="claim")
+
+    async def tick(self) -> None:
+        from storage.recordings import claim_next, requeue_expired
+
+        if self._lock.locked():
+            return
+        async with self._lock:
+            settings = self.services.settings
+            try:
+                await requeue_expired(self.services.db, settings.job_max_attempts)
+                while len(self.active) < self.capacity:
+                    rec = await claim_next(self.services.db, self.owner, settings.job_lease_seconds)
+                    if rec is None:
+                        break
+                    task = asyncio.get_running_loop().create_task(self.pipeline.run(rec), name=f"recording {rec.id}")
+                    self.active.add(task)
+                    task.add_done_callback(self._finished)
+            except Exception:
+                log.exception("claiming recordings failed; will retry")
+
+    def _finished(self, task: asyncio.Task) -> None:
+        self.active.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.error("pipeline crashed", exc_info=task.exception())
+        if self._scheduler is not None:
+            self.kick()
+
+    async def purge(self) -> None:
+        from storage.retention import purge_expired
+
+        settings = self.services.settings
+        try:
+            await purge_expired(self.services.db, result_days=settings.result_retention_days,
+                                audit_days=settings.audit_retention_days)
+        except Exception:
+            log.exception("purging expired results failed; will retry")
+
+    async def refresh_tokens(self) -> None:
+        from bot.slack.installation import refresh_expiring_tokens
+
+        try:
+            await refresh_expiring_tokens(self.services)
+        except Exception:
+            log.exception("refreshing rotating tokens failed; will retry")

@@ -1,0 +1,44 @@
+"""`python -m bot worker`: the job loop without the web server (several workers can share PostgreSQL)."""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import sys
+
+from bot.config import load_settings
+
+log = logging.getLogger(__name__)
+
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--capacity", type=int, help="recordings processed at once (default: $ENGINE_WORKERS)")
+
+
+def main(args: argparse.Namespace) -> int:
+    settings = load_settings()
+    missing = settings.missing_engine_settings()
+    if not (settings.slack_bot_token or (settings.slack_client_id and settings.slack_client_secret)):
+        missing = ["SLACK_BOT_TOKEN (or SLACK_CLIENT_ID + SLACK_CLIENT_SECRET)", *missing]
+    if missing:
+        print(f"The worker cannot start: missing {', '.join(missing)}. See the settings table in README.md.",
+              file=sys.stderr)
+        return 2
+    logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    asyncio.run(work(settings, args.capacity))
+    return 0
+
+
+async def work(settings, capacity: int | None) -> None:
+    from bot.jobs.scheduler import JobRunner
+    from bot.slack.server import close_services, open_services
+
+    services = await open_services(settings)
+    runner = JobRunner(services, capacity=capacity)
+    await runner.start()
+    log.info("worker %s started", runner.owner)
+    try:
+        await asyncio.Event().wait()
+    finally:
+        await runner.stop()
+        await close_services(services)

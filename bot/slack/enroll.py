@@ -1,0 +1,128 @@
+"""`/enroll`: the consent modal, the view submission, and `status` / `delete` / `help`.
+
+Users can only enroll themselves: the enrollee is always the user who submitted the modal.
+"""
+from __future__ import annotations
+
+import logging
+
+from slack_bolt.async_app import AsyncApp
+from slack_bolt.context.async_context import AsyncBoltContext
+from slack_sdk.errors import SlackApiError
+from slack_sdk.web.async_client import AsyncWebClient
+
+from bot.engines.base import EngineError
+from bot.engines.schema import utcnow
+from bot.slack import enroll_views as views
+from bot.slack.files import check_file
+from bot.slack.services import Services
+from bot.slack.voiceprints import voiceprint_from_slack_file
+
+log = logging.getLogger(__name__)
+
+# `file_input` caps uploads at 10 MB; a 30 s clip is far smaller anyway.
+CLIP_MAX_BYTES = 10 * 1024 * 1024
+
+
+async def enrollment_status(services: Services, team_id: str, user_id: str) -> str:
+    from storage.voiceprints import get_voiceprint
+
+    vp = await get_voiceprint(services.db, team_id, user_id)
+    if vp is None:
+        return "You are not enrolled. Type `/enroll` to add your voice."
+    current = "" if vp.engine == services.engine.name else (
+        f" Note: the bot now uses the `{services.engine.name}` engine, so enroll again to be recognised.")
+    return (f"You are enrolled since {vp.updated_at:%Y-%m-%d %H:%M} UTC with the `{vp.engine}` engine "
+            f"(from a {vp.clip_duration:.0f} s clip).{current} `/enroll delete` removes it.")
+
+
+async def delete_enrollment(services: Services, team_id: str, user_id: str) -> str:
+    from storage.voiceprints import delete_voiceprints
+
+    n = await delete_voiceprints(services.db, team_id, user_id, actor_id=user_id)
+    if n == 0:
+        return "You had no voiceprint to delete."
+    return "Your voiceprint is deleted. Recordings shared from now on will not name you."
+
+
+async def enroll_user(services: Services, client: AsyncWebClient, *, team_id: str, user_id: str,
+                      file_id: str) -> str:
+    """Create and store the voiceprint from the submitted clip; returns the message for the user."""
+    from storage.voiceprints import upsert_voiceprint
+
+    try:
+        info = (await client.files_info(file=file_id))["file"]
+        new = await voiceprint_from_slack_file(services, info, client.token, max_bytes=CLIP_MAX_BYTES)
+    except EngineError as exc:
+        return f":warning: Your voice was not enrolled: {exc.message}"
+    except SlackApiError as exc:
+        return f":warning: Your voice was not enrolled: Slack refused to give the bot the clip ({exc.response['error']})."
+    _, replaced = await upsert_voiceprint(
+        services.db, team_id=team_id, user_id=user_id, engine=services.engine.name, model_id=new.model_id,
+        voiceprint=new.voiceprint, consent_at=utcnow(), clip_duration=new.clip_duration)
+    verb = "replaced" if replaced else "saved"
+    return (f":white_check_mark: Your voiceprint is {verb}. From now on Voice ID can name you in recordings "
+            "shared to your channels. `/enroll delete` removes it at any time.")
+
+
+async def tell_user(client: AsyncWebClient, user_id: str, text: str, view_id: str | None = None) -> None:
+    """The result privately: a DM from the app, and the modal updated if it is still open."""
+    await client.chat_postMessage(channel=user_id, text=text)
+    if view_id:
+        try:
+            await client.views_update(view_id=view_id, view=views.message_view("Enroll your voice", text))
+        except SlackApiError:
+            pass  # the person closed the modal; the DM is enough
+
+
+def register(app: AsyncApp, services: Services) -> None:
+    @app.command("/enroll")
+    async def on_enroll(ack, command: dict, client: AsyncWebClient, respond) -> None:
+        sub = (command.get("text") or "").strip().lower()
+        team_id, user_id = command["team_id"], command["user_id"]
+        if sub in ("", "me"):
+            await ack()
+            from storage.voiceprints import get_voiceprint
+
+            existing = await get_voiceprint(services.db, team_id, user_id, services.engine.name)
+            await client.views_open(trigger_id=command["trigger_id"], view=views.enroll_modal(
+                retention_days=services.settings.result_retention_days,
+                existing=existing.updated_at if existing else None, channel_id=command.get("channel_id")))
+        elif sub == "status":
+            await ack(await enrollment_status(services, team_id, user_id))
+        elif sub == "delete":
+            await ack(await delete_enrollment(services, team_id, user_id))
+        elif sub == "help":
+            await ack(views.HELP)
+        else:
+            await ack(f"I don't know `/enroll {sub}`.\n\n{views.HELP}")
+
+    @app.view(views.MODAL_CALLBACK)
+    async def on_submit(ack, body: dict, view: dict, client: AsyncWebClient, context: AsyncBoltContext) -> None:
+        values = view["state"]["values"]
+        files = views.submitted_files(values)
+        errors: dict[str, str] = {}
+        if not views.checked(values, views.CONSENT_BLOCK, views.CONSENT_ACTION):
+            errors[views.CONSENT_BLOCK] = "Voice ID needs your consent to keep a voiceprint."
+        if len(files) != 1:
+            errors[views.CLIP_BLOCK] = "Add exactly one clip of your voice."
+        else:
+            try:
+                check_file(files[0] | {"url_private": files[0].get("url_private") or "-"}, max_bytes=CLIP_MAX_BYTES)
+            except EngineError as exc:
+                errors[views.CLIP_BLOCK] = exc.message
+        if views.REPLACE_BLOCK in values and not views.checked(values, views.REPLACE_BLOCK, views.REPLACE_ACTION):
+            errors[views.REPLACE_BLOCK] = "Tick this box to replace your current voiceprint."
+        if errors:
+            await ack(response_action="errors", errors=errors)
+            return
+        await ack(response_action="update", view=views.message_view(
+            "Enroll your voice", "Creating your voiceprint… I will send you the result in a direct message."))
+        team_id = (body.get("team") or {}).get("id") or context.team_id
+        user_id = body["user"]["id"]
+
+        async def work() -> None:
+            text = await enroll_user(services, client, team_id=team_id, user_id=user_id, file_id=files[0]["id"])
+            await tell_user(client, user_id, text, body["view"].get("id"))
+
+        services.spawn(work(), name=f"enroll {team_id}/{user_id}")

@@ -1,0 +1,74 @@
+"""The /enroll modal and the texts around enrollment (pure: builds Block Kit, no I/O)."""
+from __future__ import annotations
+
+from datetime import datetime
+
+MODAL_CALLBACK = "enroll_modal"
+CONSENT_BLOCK, CONSENT_ACTION = "consent", "consent"
+CLIP_BLOCK, CLIP_ACTION = "clip", "clip"
+REPLACE_BLOCK, REPLACE_ACTION = "replace", "replace"
+CLIP_FILETYPES = ["m4a", "mp3", "wav", "webm", "mp4", "mov", "ogg", "flac", "aac", "opus"]
+
+HELP = """\
+*Voice ID* names people in meeting recordings shared to channels, from a short sample of their voice.
+• `/enroll` — record or pick a clip of your own voice (at most 30 s, only you speaking) and agree to its use.
+• `/enroll status` — whether you are enrolled, since when, and with which engine.
+• `/enroll delete` — delete your voiceprint now.
+• `/enroll help` — this message.
+Share a recording (audio or video) in a channel with the bot and it replies in the thread with who spoke when."""
+
+
+def explanation(retention_days: int) -> str:
+    return (
+        "*What is a voiceprint?* A compact numeric description of your voice computed from the clip you give. "
+        "The clip itself is deleted right after; only the voiceprint is kept.\n"
+        "*How is it used?* Only to name you in recordings shared to channels you are a member of.\n"
+        "*How long is it kept?* Until you delete it or the app is removed from the workspace. "
+        f"Meeting results are kept {retention_days} days.\n"
+        "*How do I delete it?* Type `/enroll delete` at any time.")
+
+
+def enroll_modal(*, retention_days: int, existing: datetime | None, channel_id: str | None = None) -> dict:
+    blocks: list[dict] = [
+        {"type": "section", "text": {"type": "mrkdwn", "text": explanation(retention_days)}},
+        {"type": "input", "block_id": CLIP_BLOCK,
+         "label": {"type": "plain_text", "text": "A clip of your voice"},
+         "hint": {"type": "plain_text", "text": "Audio or video, at most 30 seconds, only your voice."},
+         "element": {"type": "file_input", "action_id": CLIP_ACTION, "filetypes": CLIP_FILETYPES,
+                     "max_files": 1}},
+        {"type": "input", "block_id": CONSENT_BLOCK,
+         "label": {"type": "plain_text", "text": "Consent"},
+         "element": {"type": "checkboxes", "action_id": CONSENT_ACTION, "options": [{
+             "text": {"type": "mrkdwn", "text": "I agree that Voice ID keeps a voiceprint of my voice to name me "
+                                                "in recordings shared to my channels."},
+             "value": "yes"}]}},
+    ]
+    if existing is not None:
+        blocks.append({
+            "type": "input", "block_id": REPLACE_BLOCK,
+            "label": {"type": "plain_text", "text": "Replace your voiceprint"},
+            "element": {"type": "checkboxes", "action_id": REPLACE_ACTION, "options": [{
+                "text": {"type": "mrkdwn",
+                         "text": f"Replace the voiceprint I enrolled on {existing:%Y-%m-%d} with this clip."},
+                "value": "yes"}]}})
+    return {
+        "type": "modal", "callback_id": MODAL_CALLBACK, "private_metadata": channel_id or "",
+        "title": {"type": "plain_text", "text": "Enroll your voice"},
+        "submit": {"type": "plain_text", "text": "Enroll"},
+        "close": {"type": "plain_text", "text": "Cancel"},
+        "blocks": blocks,
+    }
+
+
+def message_view(title: str, text: str) -> dict:
+    return {"type": "modal", "title": {"type": "plain_text", "text": title[:24]},
+            "close": {"type": "plain_text", "text": "Close"},
+            "blocks": [{"type": "section", "text": {"type": "mrkdwn", "text": text[:3000]}}]}
+
+
+def checked(values: dict, block: str, action: str) -> bool:
+    return bool(((values.get(block) or {}).get(action) or {}).get("selected_options"))
+
+
+def submitted_files(values: dict) -> list[dict]:
+    return ((values.get(CLIP_BLOCK) or {}).get(CLIP_ACTION) or {}).get("files") or []

@@ -1,0 +1,81 @@
+"""What every listener and job needs, built once per process: settings, database, engine, Slack clients."""
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Coroutine
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from slack_sdk.web.async_client import AsyncWebClient
+
+from bot.config import Settings
+from bot.engines.base import Engine
+from bot.slack.client import make_client
+
+if TYPE_CHECKING:
+    from storage.database import Database
+
+log = logging.getLogger(__name__)
+
+
+class NotInstalled(Exception):
+    """No usable bot token for a workspace (uninstalled, revoked, or never installed)."""
+
+
+@dataclass
+class Services:
+    settings: Settings
+    db: Database
+    engine: Engine
+    tasks: set[asyncio.Task] = field(default_factory=set)
+    wake: Any = None  # set by the job runner: a callable that makes it look for work now
+
+    @property
+    def oauth(self) -> bool:
+        return bool(self.settings.slack_client_id and self.settings.slack_client_secret)
+
+    @property
+    def threshold(self) -> float:
+        """The identify threshold: MATCH_THRESHOLD when set, else the engine's recommendation."""
+        t = self.settings.match_threshold
+        return self.engine.recommended_threshold if t is None else t
+
+    @property
+    def max_file_bytes(self) -> int:
+        return self.settings.max_file_mb * 1024 * 1024
+
+    async def bot_token(self, team_id: str, enterprise_id: str | None = None) -> str:
+        """The workspace's bot token: the configured one, or the OAuth installation's from the database."""
+        if not self.oauth and self.settings.slack_bot_token:
+            return self.settings.slack_bot_token.get_secret_value()
+        from storage.workspaces import get_workspace
+
+        ws = await get_workspace(self.db, team_id, enterprise_id)
+        if ws is None or not ws.bot_token or ws.uninstalled_at is not None:
+            raise NotInstalled(f"Voice ID is not installed in workspace {team_id}.")
+        return ws.bot_token
+
+    async def client_for(self, team_id: str, enterprise_id: str | None = None) -> AsyncWebClient:
+        return make_client(self.settings, await self.bot_token(team_id, enterprise_id))
+
+    def spawn(self, coro: Coroutine, *, name: str) -> asyncio.Task:
+        """Run work after an ack without losing the task to garbage collection, logging any failure."""
+        task = asyncio.get_running_loop().create_task(coro, name=name)
+        self.tasks.add(task)
+        task.add_done_callback(self._done)
+        return task
+
+    def _done(self, task: asyncio.Task) -> None:
+        self.tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.error("background task %s failed", task.get_name(), exc_info=task.exception())
+
+    def kick(self) -> None:
+        if self.wake is not None:
+            self.wake()
+
+    async def drain(self) -> None:
+        """Wait for background work started by listeners (used at shutdown and by tests)."""
+        while self.tasks:
+            await asyncio.gather(*list(self.tasks), return_exceptions=True)

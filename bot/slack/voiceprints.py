@@ -1,0 +1,48 @@
+"""Making a voiceprint from a clip through the active engine (shared by /enroll and "This is me")."""
+from __future__ import annotations
+
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+from bot.engines.base import MediaError
+from bot.engines.schema import JobStatus, VoiceprintRequest
+from bot.slack.files import download
+from bot.slack.services import Services
+
+# A voiceprint job on a 30 s clip takes well under a second warm; allow for a cold model load.
+VOICEPRINT_TIMEOUT = 300.0
+
+
+@dataclass(frozen=True)
+class NewVoiceprint:
+    voiceprint: str
+    model_id: str
+    clip_duration: float
+
+
+async def voiceprint_from_path(services: Services, path: Path) -> NewVoiceprint:
+    """Run a voiceprint job; a refused clip raises MediaError with the engine's code and message."""
+    engine = services.engine
+    url = await engine.upload(path)
+    try:
+        job = await engine.submit_voiceprint(VoiceprintRequest(url=url))
+        if not job.status.final:
+            job = await engine.wait(job.job_id, poll=0.2, timeout=VOICEPRINT_TIMEOUT)
+    finally:
+        await engine.release(url)
+    if job.status is not JobStatus.succeeded:
+        err = job.error
+        raise MediaError(err.message if err else "The voiceprint could not be made.",
+                         code=err.code if err else "failed")
+    out = job.output or {}
+    return NewVoiceprint(voiceprint=job.voiceprint_output().voiceprint,
+                         model_id=str(out.get("model") or out.get("modelId") or getattr(engine, "model_id", engine.name)),
+                         clip_duration=float(out.get("duration") or 0.0))
+
+
+async def voiceprint_from_slack_file(services: Services, file: dict, token: str, *, max_bytes: int) -> NewVoiceprint:
+    """Download a Slack file to a temporary directory, make the voiceprint, delete the clip."""
+    with tempfile.TemporaryDirectory(prefix="voiceid-clip-") as tmp:
+        path = await download(file, token, Path(tmp), max_bytes=max_bytes)
+        return await voiceprint_from_path(services, path)

@@ -1,0 +1,238 @@
+"""A fake Slack Web API on 127.0.0.1 for the bot's end-to-end tests.
+
+It is a real HTTP server (aiohttp) that the real slack_sdk client talks to through `SLACK_API_URL`:
+it records every call, checks the bot token, serves file downloads behind a Bearer check, implements
+the external upload flow used by `files_upload_v2`, and can answer 429 with `Retry-After`.
+"""
+from __future__ import annotations
+
+import asyncio
+import itertools
+import json
+import time
+from dataclasses import dataclass, field
+
+from aiohttp import web
+
+BOT_TOKEN = "xoxb-fake-bot-token"
+BOT_USER_ID = "UBOT"
+BOT_ID = "BBOT"
+TEAM_ID = "T0001"
+
+
+@dataclass
+class Call:
+    method: str
+    params: dict
+    token: str | None
+
+
+@dataclass
+class FakeFile:
+    id: str
+    name: str
+    mimetype: str
+    data: bytes
+    user: str = "U0"
+    serve_html: bool = False  # answer the download with an HTML login page, as Slack does for a bad token
+
+    @property
+    def filetype(self) -> str:
+        return self.name.rsplit(".", 1)[-1].lower() if "." in self.name else "binary"
+
+
+@dataclass
+class Message:
+    channel: str
+    ts: str
+    text: str
+    blocks: list
+    thread_ts: str | None = None
+    user: str = BOT_USER_ID
+    history: list = field(default_factory=list)
+
+
+class FakeSlack:
+    def __init__(self, *, token: str = BOT_TOKEN, team_id: str = TEAM_ID):
+        self.token = token
+        self.team_id = team_id
+        self.calls: list[Call] = []
+        self.files: dict[str, FakeFile] = {}
+        self.members: dict[str, list[str]] = {}
+        self.users: dict[str, str] = {}
+        self.messages: dict[tuple[str, str], Message] = {}
+        self.uploads: dict[str, bytes] = {}
+        self.rate_limit: dict[str, int] = {}
+        self.retry_after = 1
+        self._ids = itertools.count(1)
+        self._clock = itertools.count(1)
+        self._runner: web.AppRunner | None = None
+        self.base = ""
+
+    # -- setup ------------------------------------------------------------------------------------
+    async def start(self) -> str:
+        app = web.Application(client_max_size=64 * 1024**2)
+        app.add_routes([web.route("*", "/api/{method}", self._api),
+                        web.get("/files/{id}/{name}", self._download),
+                        web.post("/upload/{id}", self._upload)])
+        self._runner = web.AppRunner(app, access_log=None)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, "127.0.0.1", 0)
+        await site.start()
+        port = site._server.sockets[0].getsockname()[1]
+        self.base = f"http://127.0.0.1:{port}"
+        return self.api_url
+
+    @property
+    def api_url(self) -> str:
+        return f"{self.base}/api/"
+
+    async def close(self) -> None:
+        if self._runner:
+            await self._runner.cleanup()
+
+    def add_file(self, name: str, mimetype: str, data: bytes, *, user: str = "U0", serve_html: bool = False
+                 ) -> FakeFile:
+        f = FakeFile(id=f"F{next(self._ids):06d}", name=name, mimetype=mimetype, data=data, user=user,
+                     serve_html=serve_html)
+        self.files[f.id] = f
+        return f
+
+    def file_object(self, f: FakeFile) -> dict:
+        """The file as it appears in events and `files.info`."""
+        return {"id": f.id, "name": f.name, "title": f.name, "mimetype": f.mimetype, "filetype": f.filetype,
+                "size": len(f.data), "user": f.user, "mode": "hosted",
+                "url_private": f"{self.base}/files/{f.id}/{f.name}",
+                "url_private_download": f"{self.base}/files/{f.id}/{f.name}"}
+
+    # -- inspection -------------------------------------------------------------------------------
+    def calls_to(self, method: str) -> list[Call]:
+        return [c for c in self.calls if c.method == method]
+
+    def thread(self, channel: str, thread_ts: str) -> list[Message]:
+        return sorted((m for m in self.messages.values() if m.channel == channel and m.thread_ts == thread_ts),
+                      key=lambda m: float(m.ts))
+
+    async def wait_for(self, predicate, timeout: float = 60.0, what: str = "condition"):
+        """Poll until `predicate()` is truthy; returns its value."""
+        deadline = time.monotonic() + timeout
+        while True:
+            value = predicate()
+            if value:
+                return value
+            if time.monotonic() > deadline:
+                raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
+            await asyncio.sleep(0.05)
+
+    # -- HTTP -------------------------------------------------------------------------------------
+    def _ts(self) -> str:
+        return f"{1700000000 + next(self._clock)}.000100"
+
+    async def _params(self, request: web.Request) -> dict:
+        params = dict(request.query)
+        if request.content_type == "application/json":
+            params.update(await request.json())
+        elif request.method == "POST":
+            params.update(dict(await request.post()))
+        for key in ("blocks", "view", "files", "attachments"):
+            if isinstance(params.get(key), str):
+                try:
+                    params[key] = json.loads(params[key])
+                except ValueError:
+                    pass
+        return params
+
+    async def _api(self, request: web.Request) -> web.Response:
+        method = request.match_info["method"]
+        params = await self._params(request)
+        auth = request.headers.get("Authorization", "")
+        token = auth[len("Bearer "):] if auth.startswith("Bearer ") else params.get("token")
+        self.calls.append(Call(method, params, token))
+        if self.rate_limit.get(method, 0) > 0:
+            self.rate_limit[method] -= 1
+            return web.json_response({"ok": False, "error": "ratelimited"}, status=429,
+                                     headers={"Retry-After": str(self.retry_after)})
+        if method != "oauth.v2.access" and token != self.token:
+            return web.json_response({"ok": False, "error": "invalid_auth"})
+        handler = getattr(self, "_m_" + method.replace(".", "_"), None)
+        if handler is None:
+            return web.json_response({"ok": False, "error": "unknown_method"})
+        return web.json_response(handler(params))
+
+    async def _download(self, request: web.Request) -> web.Response:
+        f = self.files.get(request.match_info["id"])
+        if f is None:
+            return web.Response(status=404, text="not found")
+        if f.serve_html or request.headers.get("Authorization") != f"Bearer {self.token}":
+            return web.Response(text="<!DOCTYPE html><html><body>Sign in to Slack</body></html>",
+                                content_type="text/html")
+        return web.Response(body=f.data, content_type=f.mimetype)
+
+    async def _upload(self, request: web.Request) -> web.Response:
+        self.uploads[request.match_info["id"]] = await request.read()
+        return web.Response(text="OK - " + str(len(self.uploads[request.match_info["id"]])))
+
+    # -- Web API methods ----------------------------------------------------------------------------
+    def _m_auth_test(self, p: dict) -> dict:
+        return {"ok": True, "url": "https://fake.slack.com/", "team": "Fake", "user": "voice-id",
+                "team_id": self.team_id, "user_id": BOT_USER_ID, "bot_id": BOT_ID, "is_enterprise_install": False}
+
+    def _m_chat_postMessage(self, p: dict) -> dict:
+        ts = self._ts()
+        m = Message(channel=p["channel"], ts=ts, text=p.get("text", ""), blocks=p.get("blocks") or [],
+                    thread_ts=p.get("thread_ts"))
+        self.messages[(m.channel, ts)] = m
+        return {"ok": True, "channel": m.channel, "ts": ts, "message": {"text": m.text, "ts": ts}}
+
+    def _m_chat_update(self, p: dict) -> dict:
+        m = self.messages.get((p["channel"], p["ts"]))
+        if m is None:
+            return {"ok": False, "error": "message_not_found"}
+        m.history.append((m.text, m.blocks))
+        m.text, m.blocks = p.get("text", m.text), p.get("blocks") or []
+        return {"ok": True, "channel": m.channel, "ts": m.ts, "text": m.text}
+
+    def _m_chat_postEphemeral(self, p: dict) -> dict:
+        return {"ok": True, "message_ts": self._ts()}
+
+    def _m_views_open(self, p: dict) -> dict:
+        return {"ok": True, "view": {**p["view"], "id": f"V{next(self._ids):06d}"}}
+
+    _m_views_update = _m_views_open
+    _m_views_push = _m_views_open
+
+    def _m_files_info(self, p: dict) -> dict:
+        f = self.files.get(p.get("file", ""))
+        if f is None:
+            return {"ok": False, "error": "file_not_found"}
+        return {"ok": True, "file": self.file_object(f)}
+
+    def _m_files_getUploadURLExternal(self, p: dict) -> dict:
+        f = self.add_file(p["filename"], "image/png", b"")
+        return {"ok": True, "upload_url": f"{self.base}/upload/{f.id}", "file_id": f.id}
+
+    def _m_files_completeUploadExternal(self, p: dict) -> dict:
+        done = []
+        for item in p.get("files") or []:
+            f = self.files[item["id"]]
+            f.data = self.uploads.get(f.id, b"")
+            done.append({**self.file_object(f), "title": item.get("title", f.name)})
+        return {"ok": True, "files": done}
+
+    def _m_conversations_members(self, p: dict) -> dict:
+        return {"ok": True, "members": self.members.get(p.get("channel", ""), []),
+                "response_metadata": {"next_cursor": ""}}
+
+    def _m_conversations_open(self, p: dict) -> dict:
+        return {"ok": True, "channel": {"id": "D" + str(p.get("users", "U0"))}}
+
+    def _m_users_info(self, p: dict) -> dict:
+        uid = p.get("user", "")
+        name = self.users.get(uid, uid)
+        return {"ok": True, "user": {"id": uid, "name": name.lower(), "real_name": name,
+                                     "profile": {"display_name": name, "real_name": name}}}
+
+    def _m_oauth_v2_access(self, p: dict) -> dict:
+        return {"ok": True, "access_token": self.token, "token_type": "bot", "scope": "chat:write",
+                "bot_user_id": BOT_USER_ID, "app_id": "A0001", "team": {"id": self.team_id, "name": "Fake"},
+                "enterprise": None, "is_enterprise_install": False, "authed_user": {"id": "U0"}}
