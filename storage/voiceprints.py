@@ -1,0 +1,107 @@
+"""Voiceprints: one per person per engine, replaced on re-enrolment, deleted for real, every change audited.
+
+A voiceprint is biometric data: it is never logged, never soft-deleted, and the audit rows record that a
+change happened (engine, model, clip length), never the voiceprint itself.
+"""
+from __future__ import annotations
+
+from collections.abc import Iterable
+from datetime import datetime
+
+from sqlalchemy import delete
+from sqlalchemy.exc import IntegrityError
+from sqlmodel import select
+
+from storage import audit
+from storage.database import Database
+from storage.models import AuditAction, Voiceprint, utcnow
+
+_IN_CHUNK = 500
+
+
+def _check(team_id: str, user_id: str, engine: str, model_id: str, voiceprint: str, consent_at: datetime,
+           clip_duration: float) -> None:
+    missing = [n for n, v in {"team_id": team_id, "user_id": user_id, "engine": engine, "model_id": model_id,
+                              "voiceprint": voiceprint}.items() if not v]
+    if missing:
+        raise ValueError(f"cannot store a voiceprint without {', '.join(missing)}")
+    if consent_at.tzinfo is None:
+        raise ValueError("consent_at must be a timezone-aware datetime (UTC)")
+    if not clip_duration > 0:
+        raise ValueError(f"clip_duration must be positive seconds (got {clip_duration})")
+
+
+async def upsert_voiceprint(db: Database, *, team_id: str, user_id: str, engine: str, model_id: str,
+                            voiceprint: str, consent_at: datetime, clip_duration: float) -> tuple[Voiceprint, bool]:
+    """Stores the person's voiceprint for `engine`; True when it replaced an earlier one. Audited (enroll/replace)."""
+    _check(team_id, user_id, engine, model_id, voiceprint, consent_at, clip_duration)
+    for attempt in range(2):
+        try:
+            return await _upsert(db, team_id, user_id, engine, model_id, voiceprint, consent_at, clip_duration)
+        except IntegrityError:
+            if attempt:  # a concurrent first enrolment won the insert; the second pass replaces it
+                raise
+    raise AssertionError("unreachable")
+
+
+async def _upsert(db: Database, team_id: str, user_id: str, engine: str, model_id: str, voiceprint: str,
+                  consent_at: datetime, clip_duration: float) -> tuple[Voiceprint, bool]:
+    async with db.session(immediate=True) as s:
+        stmt = select(Voiceprint).where(Voiceprint.team_id == team_id, Voiceprint.user_id == user_id,
+                                        Voiceprint.engine == engine).with_for_update()
+        row = (await s.exec(stmt)).first()
+        now = utcnow()
+        replaced = row is not None
+        if row is None:
+            row = Voiceprint(team_id=team_id, user_id=user_id, engine=engine, model_id=model_id,
+                             voiceprint=voiceprint, consent_at=consent_at, clip_duration=clip_duration,
+                             created_at=now, updated_at=now)
+            s.add(row)
+        else:
+            row.model_id, row.voiceprint, row.consent_at = model_id, voiceprint, consent_at
+            row.clip_duration, row.updated_at = clip_duration, now
+        await s.flush()
+        await audit.record(s, team_id=team_id, actor_id=user_id,
+                           action=AuditAction.replace if replaced else AuditAction.enroll,
+                           target_type="voiceprint", target_id=user_id,
+                           detail={"engine": engine, "model_id": model_id, "clip_duration": clip_duration})
+        await s.commit()
+        return row, replaced
+
+
+async def get_voiceprint(db: Database, team_id: str, user_id: str, engine: str | None = None) -> Voiceprint | None:
+    """The person's voiceprint for `engine`, or their most recently updated one for any engine."""
+    stmt = select(Voiceprint).where(Voiceprint.team_id == team_id, Voiceprint.user_id == user_id)
+    if engine is not None:
+        stmt = stmt.where(Voiceprint.engine == engine)
+    stmt = stmt.order_by(Voiceprint.updated_at.desc(), Voiceprint.id.desc()).limit(1)
+    async with db.session() as s:
+        return (await s.exec(stmt)).first()
+
+
+async def delete_voiceprints(db: Database, team_id: str, user_id: str, actor_id: str | None) -> int:
+    """Deletes the person's voiceprints for every engine (a real DELETE) and audits it; returns how many."""
+    async with db.session(immediate=True) as s:
+        stmt = (delete(Voiceprint).where(Voiceprint.team_id == team_id, Voiceprint.user_id == user_id)
+                .returning(Voiceprint.engine))
+        engines = sorted(e for (e,) in (await s.exec(stmt)).all())
+        if engines:
+            await audit.record(s, team_id=team_id, actor_id=actor_id, action=AuditAction.delete,
+                               target_type="voiceprint", target_id=user_id,
+                               detail={"engines": engines, "count": len(engines)})
+        await s.commit()
+    return len(engines)
+
+
+async def voiceprints_for_users(db: Database, team_id: str, user_ids: Iterable[str], engine: str,
+                                limit: int = 50) -> list[Voiceprint]:
+    """The voiceprints of these people for `engine`, in the order of `user_ids`, at most `limit`
+    (the identify API takes at most 50)."""
+    wanted = list(dict.fromkeys(u for u in user_ids if u))
+    found: dict[str, Voiceprint] = {}
+    async with db.session() as s:
+        for i in range(0, len(wanted), _IN_CHUNK):
+            stmt = select(Voiceprint).where(Voiceprint.team_id == team_id, Voiceprint.engine == engine,
+                                            Voiceprint.user_id.in_(wanted[i:i + _IN_CHUNK]))
+            found.update((v.user_id, v) for v in (await s.exec(stmt)).all())
+    return [found[u] for u in wanted if u in found][:limit]

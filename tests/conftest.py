@@ -1,0 +1,106 @@
+"""Shared fixtures: real databases for every test that needs one.
+
+- `postgres_server` (session): a real PostgreSQL server started for this test session (see tests/postgres.py);
+  tests using it skip with the reason when no PostgreSQL binaries exist.
+- `pg_url` (module): an empty database of its own on that server, per test module.
+- `sqlite_url`: an empty SQLite file in the test's tmp dir.
+- `db_url` / `db`: a fresh database migrated to head, once per backend (`[sqlite]`, `[postgresql]`);
+  `db` is an open `storage.database.Database`. `sqlite_db` is the SQLite one alone.
+"""
+from __future__ import annotations
+
+import asyncio
+import itertools
+import shutil
+import sys
+from collections.abc import AsyncIterator, Coroutine, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any, TypeVar
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:  # `bench` is a top-level folder, not an installed package
+    sys.path.insert(0, str(ROOT))
+
+from postgres import PostgresServer, PostgresUnavailable
+
+from storage.database import Database
+from storage.migrate import upgrade
+
+T = TypeVar("T")
+_names = itertools.count(1)
+
+
+def run_async(coro: Coroutine[Any, Any, T]) -> T:
+    """Runs a coroutine to completion from sync code, on its own thread so no test's event loop is touched."""
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        return pool.submit(asyncio.run, coro).result()
+
+
+def sqlite_file_url(path: Path) -> str:
+    return f"sqlite+aiosqlite:///{path}"
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[PostgresServer]:
+    try:
+        server = PostgresServer().start()
+    except PostgresUnavailable as exc:
+        pytest.skip(f"PostgreSQL tests skipped: {exc}")
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture(scope="module")
+def pg_url(postgres_server: PostgresServer) -> str:
+    return postgres_server.create_database(f"module_{next(_names)}")
+
+
+@pytest.fixture
+def sqlite_url(tmp_path: Path) -> str:
+    return sqlite_file_url(tmp_path / "voiceid.db")
+
+
+@pytest.fixture(scope="session")
+def _sqlite_head(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("sqlite-head") / "head.db"
+    run_async(upgrade(sqlite_file_url(path)))
+    return path
+
+
+@pytest.fixture(scope="session")
+def _pg_head(postgres_server: PostgresServer) -> str:
+    name = "head_template"
+    run_async(upgrade(postgres_server.create_database(name)))
+    return name
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
+def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """A fresh database at the head migration: a copy of one migrated once per session."""
+    if request.param == "sqlite":
+        path = tmp_path / "voiceid-head.db"
+        shutil.copyfile(request.getfixturevalue("_sqlite_head"), path)
+        return sqlite_file_url(path)
+    server: PostgresServer = request.getfixturevalue("postgres_server")
+    return server.create_database(f"test_{next(_names)}", template=request.getfixturevalue("_pg_head"))
+
+
+@pytest.fixture
+async def db(db_url: str) -> AsyncIterator[Database]:
+    database = Database(db_url)
+    yield database
+    await database.dispose()
+
+
+@pytest.fixture
+async def sqlite_db(tmp_path: Path, _sqlite_head: Path) -> AsyncIterator[Database]:
+    path = tmp_path / "voiceid-sqlite-head.db"
+    shutil.copyfile(_sqlite_head, path)
+    database = Database(sqlite_file_url(path))
+    yield database
+    await database.dispose()
