@@ -1,0 +1,76 @@
+"""Migrations: empty → head on both databases, models and migrations agree, and `python -m bot migrate`."""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from alembic import command
+from alembic.autogenerate import compare_metadata
+from alembic.runtime.migration import MigrationContext
+from sqlalchemy import inspect
+
+from storage.database import Database
+from storage.migrate import alembic_config, head_revision, upgrade
+from storage.models import metadata
+
+TABLES = {"workspace", "oauthstate", "voiceprint", "recording", "auditevent", "alembic_version"}
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
+def empty_url(request: pytest.FixtureRequest) -> str:
+    return request.getfixturevalue("sqlite_url" if request.param == "sqlite" else "pg_url")
+
+
+def _schema_diff(connection) -> list:
+    return compare_metadata(MigrationContext.configure(connection, opts={"compare_type": True}), metadata)
+
+
+def _downgrade_to_base(connection) -> None:
+    cfg = alembic_config()
+    cfg.attributes["connection"] = connection
+    command.downgrade(cfg, "base")
+
+
+async def test_upgrade_from_empty_matches_the_models_and_round_trips(empty_url: str):
+    first = await upgrade(empty_url)
+    assert first.before is None and first.after == head_revision() and first.changed
+    assert "migrated from an empty database to revision" in first.describe()
+    again = await upgrade(empty_url)
+    assert not again.changed and "up to date" in again.describe()
+
+    db = Database(empty_url)
+    try:
+        async with db.engine.connect() as conn:
+            assert set(await conn.run_sync(lambda c: inspect(c).get_table_names())) == TABLES
+            assert await conn.run_sync(_schema_diff) == [], "models and migrations disagree"
+        async with db.engine.begin() as conn:
+            await conn.run_sync(_downgrade_to_base)
+        async with db.engine.connect() as conn:
+            assert set(await conn.run_sync(lambda c: inspect(c).get_table_names())) == {"alembic_version"}
+    finally:
+        await db.dispose()
+    assert (await upgrade(empty_url)).after == head_revision()
+
+
+def _cli(cwd: Path, *args: str) -> subprocess.CompletedProcess:
+    env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "VAR_DIR")}
+    return subprocess.run([sys.executable, "-m", "bot", "migrate", *args], cwd=cwd, env=env, capture_output=True,
+                          text=True, timeout=120, check=False)
+
+
+def test_cli_creates_the_sqlite_database_under_var_by_default(tmp_path: Path):
+    first = _cli(tmp_path)
+    assert first.returncode == 0, first.stderr
+    assert (tmp_path / "var" / "voiceid.db").is_file()
+    assert "var/voiceid.db migrated from an empty database to revision" in first.stdout
+    second = _cli(tmp_path)
+    assert second.returncode == 0 and "up to date" in second.stdout
+
+
+def test_cli_explains_a_bad_database_url(tmp_path: Path):
+    bad = _cli(tmp_path, "--database-url", "mysql://u:secret@h/db")
+    assert bad.returncode == 2
+    assert "not supported" in bad.stderr and "Traceback" not in bad.stderr and "secret" not in bad.stderr
