@@ -1,7 +1,8 @@
 """Shared fixtures: real databases for every test that needs one.
 
 - `postgres_server` (session): a real PostgreSQL server started for this test session (see tests/postgres.py);
-  tests using it skip with the reason when no PostgreSQL binaries exist.
+  tests using it skip with the reason when no PostgreSQL binaries exist — except under CI (CI=true), where
+  they must run and fail instead.
 - `pg_url` (module): an empty database of its own on that server, per test module.
 - `sqlite_url`: an empty SQLite file in the test's tmp dir.
 - `db_url` / `db`: a fresh database migrated to head, once per backend (`[sqlite]`, `[postgresql]`);
@@ -11,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import os
 import shutil
 import sys
 from collections.abc import AsyncIterator, Coroutine, Iterator
@@ -48,6 +50,8 @@ def postgres_server() -> Iterator[PostgresServer]:
     try:
         server = PostgresServer().start()
     except PostgresUnavailable as exc:
+        if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
+            pytest.fail(f"CI must run the PostgreSQL tests, but: {exc}", pytrace=False)
         pytest.skip(f"PostgreSQL tests skipped: {exc}")
     try:
         yield server
