@@ -236,3 +236,98 @@ class FakeSlack:
         return {"ok": True, "access_token": self.token, "token_type": "bot", "scope": "chat:write",
                 "bot_user_id": BOT_USER_ID, "app_id": "A0001", "team": {"id": self.team_id, "name": "Fake"},
                 "enterprise": None, "is_enterprise_install": False, "authed_user": {"id": "U0"}}
+
+
+# -- the bot under test, served for real, with correctly signed requests ------------------------------
+SIGNING_SECRET = "test-signing-secret"
+
+
+def signed_headers(body: str, *, secret: str = SIGNING_SECRET, timestamp: int | None = None,
+                   content_type: str = "application/json") -> dict:
+    from slack_sdk.signature import SignatureVerifier
+
+    ts = str(int(time.time()) if timestamp is None else timestamp)
+    return {"X-Slack-Request-Timestamp": ts, "Content-Type": content_type,
+            "X-Slack-Signature": SignatureVerifier(secret).generate_signature(timestamp=ts, body=body)}
+
+
+def bot_settings(fake: FakeSlack, database_url: str, **overrides):
+    from bot.config import Settings
+
+    values = {"slack_bot_token": fake.token, "slack_signing_secret": SIGNING_SECRET, "slack_api_url": fake.api_url,
+              "slack_client_id": None, "slack_client_secret": None, "slack_app_token": None,
+              "database_url": database_url, "job_poll_seconds": 0.2, "job_lease_seconds": 5,
+              "engine_webhook_secret": None}
+    return Settings(_env_file=None, **(values | overrides))
+
+
+class BotUnderTest:
+    """The real aiohttp application (bolt app + job runner) on a real socket, driven like Slack drives it."""
+
+    def __init__(self, fake: FakeSlack, settings, db, engine, *, run_jobs: bool = True):
+        self.fake, self.settings, self.db, self.engine, self.run_jobs = fake, settings, db, engine, run_jobs
+        self.client = None
+        self.services = None
+
+    async def start(self) -> BotUnderTest:
+        from aiohttp.test_utils import TestClient, TestServer
+
+        from bot.slack.app import build_bolt, build_web_app
+        from bot.slack.services import Services
+
+        self.services = Services(settings=self.settings, db=self.db, engine=self.engine)
+        web_app = build_web_app(self.services, build_bolt(self.services), run_jobs=self.run_jobs)
+        self.client = TestClient(TestServer(web_app, host="127.0.0.1"))
+        await self.client.start_server()
+        return self
+
+    async def stop(self) -> None:
+        if self.client is not None:
+            await self.client.close()
+
+    async def post(self, body: str, headers: dict):
+        return await self.client.post("/slack/events", data=body.encode(), headers=headers)
+
+    async def event(self, event: dict, *, event_id: str = "Ev1", retry: int | None = None, team_id: str = TEAM_ID):
+        body = json.dumps({"token": "x", "team_id": team_id, "api_app_id": "A0001", "type": "event_callback",
+                           "event_id": event_id, "event_time": int(time.time()), "event": event,
+                           "authorizations": [{"team_id": team_id, "user_id": BOT_USER_ID, "is_bot": True}]})
+        headers = signed_headers(body)
+        if retry is not None:
+            headers |= {"X-Slack-Retry-Num": str(retry), "X-Slack-Retry-Reason": "http_timeout"}
+        return await self.post(body, headers)
+
+    async def command(self, user: str, text: str = "", *, channel: str = "C0001"):
+        from urllib.parse import urlencode
+
+        body = urlencode({"token": "x", "team_id": TEAM_ID, "team_domain": "fake", "channel_id": channel,
+                          "channel_name": "general", "user_id": user, "user_name": user.lower(),
+                          "command": "/enroll", "text": text, "api_app_id": "A0001",
+                          "response_url": f"{self.fake.base}/respond", "trigger_id": f"trig-{user}"})
+        return await self.post(body, signed_headers(body, content_type="application/x-www-form-urlencoded"))
+
+    async def interaction(self, payload: dict):
+        from urllib.parse import urlencode
+
+        body = urlencode({"payload": json.dumps(payload)})
+        return await self.post(body, signed_headers(body, content_type="application/x-www-form-urlencoded"))
+
+    async def submit_view(self, user: str, view: dict, values: dict):
+        return await self.interaction({
+            "type": "view_submission", "team": {"id": TEAM_ID, "domain": "fake"},
+            "user": {"id": user, "team_id": TEAM_ID}, "api_app_id": "A0001", "trigger_id": "t",
+            "view": {**view, "id": "VSUBMIT", "team_id": TEAM_ID, "state": {"values": values}}})
+
+    async def press(self, user: str, action_id: str, value: str, *, channel: str, message_ts: str):
+        return await self.interaction({
+            "type": "block_actions", "team": {"id": TEAM_ID, "domain": "fake"},
+            "user": {"id": user, "team_id": TEAM_ID}, "api_app_id": "A0001", "trigger_id": f"trig-{user}",
+            "container": {"type": "message", "message_ts": message_ts, "channel_id": channel},
+            "channel": {"id": channel}, "message": {"ts": message_ts},
+            "actions": [{"action_id": action_id, "block_id": "b", "value": value, "type": "button",
+                         "action_ts": str(time.time())}]})
+
+    def share_event(self, f: FakeFile, *, channel: str = "C0001", user: str = "U0", ts: str | None = None) -> dict:
+        return {"type": "message", "subtype": "file_share", "channel": channel, "channel_type": "channel",
+                "user": user, "text": "", "ts": ts or f"{int(time.time())}.{next(self.fake._ids):06d}",
+                "files": [self.fake.file_object(f)]}

@@ -20,6 +20,7 @@ from bot.slack.services import Services
 log = logging.getLogger(__name__)
 
 SERVICES = web.AppKey("services", Services)
+RUNNER = web.AppKey("runner", object)
 
 
 def build_bolt(services: Services, *, socket_mode: bool = False) -> AsyncApp:
@@ -81,7 +82,7 @@ def build_web_app(services: Services, bolt: AsyncApp, *, run_jobs: bool = True) 
 
     wa = web.Application(client_max_size=1024**2)
     wa[SERVICES] = services
-    wa["runner"] = runner
+    wa[RUNNER] = runner
     wa.cleanup_ctx.append(jobs)
     wa.add_routes([web.post("/slack/events", events), web.get("/slack/install", install),
                    web.get("/slack/oauth_redirect", oauth_redirect), web.get("/healthz", health)])
