@@ -19,7 +19,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from bot.config import normalise_database_url
 
 SQLITE_BUSY_TIMEOUT_MS = 30_000
-_IMMEDIATE = "voiceid_sqlite_immediate"
+SQLITE_IMMEDIATE = "voiceid_sqlite_immediate"  # execution option: begin with BEGIN IMMEDIATE
 
 
 class DatabaseURLError(ValueError):
@@ -78,7 +78,7 @@ class Database:
     async def session(self, *, immediate: bool = False) -> AsyncIterator[AsyncSession]:
         async with self._sessions() as session:
             if immediate and self.dialect == "sqlite":
-                await session.connection(execution_options={_IMMEDIATE: True})
+                await session.connection(execution_options={SQLITE_IMMEDIATE: True})
             yield session
 
     async def dispose(self) -> None:
@@ -106,4 +106,4 @@ def _install_sqlite_hooks(engine: AsyncEngine) -> None:
 
     @event.listens_for(engine.sync_engine, "begin")
     def _on_begin(conn: Any) -> None:
-        conn.exec_driver_sql("BEGIN IMMEDIATE" if conn.get_execution_options().get(_IMMEDIATE) else "BEGIN")
+        conn.exec_driver_sql("BEGIN IMMEDIATE" if conn.get_execution_options().get(SQLITE_IMMEDIATE) else "BEGIN")

@@ -20,7 +20,7 @@ from alembic.util import CommandError
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import DBAPIError
 
-from storage.database import Database, DatabaseURLError, safe_url
+from storage.database import SQLITE_IMMEDIATE, Database, DatabaseURLError, safe_url
 
 MIGRATIONS_DIR = Path(__file__).resolve().with_name("migrations")
 _PG_MIGRATION_LOCK = 0x766F6963  # any fixed key; "voic"
@@ -68,7 +68,7 @@ async def upgrade(url: str, revision: str = "head") -> MigrationReport:
     try:
         async with db.engine.connect() as conn:
             if db.dialect == "sqlite":
-                await conn.execution_options(voiceid_sqlite_immediate=True)
+                await conn.execution_options(**{SQLITE_IMMEDIATE: True})
             async with conn.begin():
                 if db.dialect == "postgresql":
                     await conn.exec_driver_sql(f"SELECT pg_advisory_xact_lock({_PG_MIGRATION_LOCK})")

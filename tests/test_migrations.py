@@ -1,6 +1,8 @@
 """Migrations: empty → head on both databases, models and migrations agree, and `python -m bot migrate`."""
 from __future__ import annotations
 
+import asyncio
+import itertools
 import os
 import subprocess
 import sys
@@ -16,12 +18,15 @@ from storage.database import Database
 from storage.migrate import alembic_config, head_revision, upgrade
 from storage.models import metadata
 
+_fresh = itertools.count()
 TABLES = {"workspace", "oauthstate", "voiceprint", "recording", "auditevent", "alembic_version"}
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
 def empty_url(request: pytest.FixtureRequest) -> str:
-    return request.getfixturevalue("sqlite_url" if request.param == "sqlite" else "pg_url")
+    if request.param == "sqlite":
+        return request.getfixturevalue("sqlite_url")
+    return request.getfixturevalue("postgres_server").create_database(f"empty_{next(_fresh)}")
 
 
 def _schema_diff(connection) -> list:
@@ -74,3 +79,9 @@ def test_cli_explains_a_bad_database_url(tmp_path: Path):
     bad = _cli(tmp_path, "--database-url", "mysql://u:secret@h/db")
     assert bad.returncode == 2
     assert "not supported" in bad.stderr and "Traceback" not in bad.stderr and "secret" not in bad.stderr
+
+
+async def test_concurrent_starts_migrate_once(empty_url: str):
+    reports = await asyncio.gather(*(upgrade(empty_url) for _ in range(3)))
+    assert sorted(r.before or "" for r in reports) == ["", head_revision(), head_revision()]
+    assert {r.after for r in reports} == {head_revision()}
