@@ -30,6 +30,8 @@ MAX_VOICEPRINTS = 50
 # chat.update is Tier 3 (about 50 a minute per workspace): one progress edit every few seconds at most.
 PROGRESS_EVERY_SECONDS = 3.0
 # Engine error codes worth another attempt (the engine says transient, or the job was lost).
+# Consecutive transient polling errors tolerated before the attempt is given up (and retried later).
+MAX_POLL_ERRORS = 10
 TRANSIENT_CODES = {"engine_unavailable", "rate_limited", "job_not_found", "internal", "timeout"}
 
 
@@ -142,7 +144,7 @@ class Pipeline:
         engine = self.services.engine
         interval = self.services.settings.job_poll_seconds
         wake = self._wakeups.setdefault(job.job_id, asyncio.Event())
-        last_edit, last_bar = 0.0, None
+        last_edit, last_bar, errors = 0.0, None, 0
         try:
             while not job.status.final:
                 try:
@@ -150,7 +152,17 @@ class Pipeline:
                 except TimeoutError:
                     pass
                 wake.clear()
-                job = await engine.get_job(job.job_id)
+                try:
+                    job = await engine.get_job(job.job_id)
+                    errors = 0
+                except JobNotFound:
+                    raise
+                except EngineError as exc:
+                    errors += 1
+                    if not exc.transient or errors >= MAX_POLL_ERRORS:
+                        raise
+                    log.info("recording %s: engine busy or unreachable (%s); polling again", rec.id, exc.code)
+                    continue
                 progress = min(max(job.progress or 0.0, 0.0), 1.0)
                 await self._beat(rec, progress=progress)
                 now = time.monotonic()
@@ -175,13 +187,16 @@ class Pipeline:
     async def upload_chart(self, client: AsyncWebClient, rec, summary: Summary, alt: str) -> str | None:
         try:
             names = await display_names(client, [s.user_id for s in summary.speakers if s.user_id])
-            png = await asyncio.to_thread(timeline_png, summary, names, title=rec.file_name)
+            png = await self.services.run_cpu(draw_chart, summary, names, rec.file_name)
             up = await client.files_upload_v2(
                 channel=rec.channel_id, thread_ts=rec.thread_ts or rec.message_ts, content=png,
                 filename="timeline.png", title=f"Who spoke when in {rec.file_name}", alt_txt=alt[:1000])
             return (up.get("files") or [{}])[0].get("id") or (up.get("file") or {}).get("id")
         except SlackApiError as exc:
             log.warning("recording %s: chart upload failed: %s", rec.id, exc.response.get("error"))
+            return None
+        except Exception:  # the summary is already posted: a missing chart must not undo it
+            log.exception("recording %s: chart could not be drawn", rec.id)
             return None
 
     # -- helpers ----------------------------------------------------------------------------------
@@ -238,6 +253,11 @@ class Pipeline:
                 await self._show(client, rec, render_failure(rec.file_name, code, message))
             except SlackApiError as exc:
                 log.warning("recording %s: could not post the failure: %s", rec.id, exc.response.get("error"))
+
+
+def draw_chart(summary: Summary, names: dict[str, str], title: str) -> bytes:
+    """Top-level so the process pool can pickle it."""
+    return timeline_png(summary, names, title=title)
 
 
 async def display_names(client: AsyncWebClient, user_ids: list[str]) -> dict[str, str]:

@@ -2,7 +2,6 @@
 enroll from the recording (with consent) while Slack still has the file."""
 from __future__ import annotations
 
-import asyncio
 import tempfile
 from pathlib import Path
 
@@ -173,7 +172,7 @@ async def enroll_from_recording(services: Services, client: AsyncWebClient, team
         with tempfile.TemporaryDirectory(prefix="voiceid-rec-") as tmp:
             source = await download(info, client.token, Path(tmp), max_bytes=services.max_file_bytes)
             clip = Path(tmp) / "speaker.wav"
-            await asyncio.to_thread(write_speaker_clip, source, spans, clip)
+            await services.run_cpu(write_speaker_clip, source, spans, clip)
             source.unlink(missing_ok=True)
             new = await voiceprint_from_path(services, clip)
     except SlackApiError:

@@ -3,9 +3,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Coroutine
+import multiprocessing
+from collections.abc import Callable, Coroutine
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from slack_sdk.web.async_client import AsyncWebClient
 
@@ -17,6 +19,7 @@ if TYPE_CHECKING:
     from storage.database import Database
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 
 class NotInstalled(Exception):
@@ -30,6 +33,7 @@ class Services:
     engine: Engine
     tasks: set[asyncio.Task] = field(default_factory=set)
     wake: Any = None  # set by the job runner: a callable that makes it look for work now
+    _cpu: ProcessPoolExecutor | None = None
 
     @property
     def oauth(self) -> bool:
@@ -71,6 +75,12 @@ class Services:
         if not task.cancelled() and task.exception() is not None:
             log.error("background task %s failed", task.get_name(), exc_info=task.exception())
 
+    async def run_cpu(self, fn: Callable[..., T], *args: Any) -> T:
+        """CPU-bound work (decoding, drawing) in a one-process pool, so acks never wait behind it."""
+        if self._cpu is None:
+            self._cpu = ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn"))
+        return await asyncio.get_running_loop().run_in_executor(self._cpu, fn, *args)
+
     def kick(self) -> None:
         if self.wake is not None:
             self.wake()
@@ -79,3 +89,8 @@ class Services:
         """Wait for background work started by listeners (used at shutdown and by tests)."""
         while self.tasks:
             await asyncio.gather(*list(self.tasks), return_exceptions=True)
+
+    def close_pool(self) -> None:
+        if self._cpu is not None:
+            self._cpu.shutdown(wait=False, cancel_futures=True)
+            self._cpu = None
