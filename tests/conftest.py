@@ -14,18 +14,12 @@ import asyncio
 import itertools
 import os
 import shutil
-import sys
 from collections.abc import AsyncIterator, Coroutine, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, TypeVar
 
 import pytest
-
-ROOT = Path(__file__).resolve().parent.parent
-if str(ROOT) not in sys.path:  # `bench` is a top-level folder, not an installed package
-    sys.path.insert(0, str(ROOT))
-
 from postgres import PostgresServer, PostgresUnavailable
 
 from storage.database import Database
