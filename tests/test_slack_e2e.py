@@ -180,6 +180,22 @@ async def test_enroll_three_readers(world):
     assert "You are enrolled since" in await resp.text()
 
 
+async def test_re_enrolling_asks_for_confirmation_then_replaces(world):
+    fake, db, bot = world
+    from storage.voiceprints import get_voiceprint
+
+    before = await get_voiceprint(db, "T0001", "U1998")
+    clip = wav_bytes(concat([("1998", 1), ("1998", 2)]))
+    refused = await enroll(bot, fake, "U1998", clip)
+    assert refused.startswith("errors:") and "replace" in refused
+    opened = fake.calls_to("views.open")[-1].params["view"]
+    assert any(b.get("block_id") == "replace" for b in opened["blocks"])
+    replaced = await enroll(bot, fake, "U1998", clip, replace=True)
+    assert "voiceprint is replaced" in replaced, replaced
+    after = await get_voiceprint(db, "T0001", "U1998")
+    assert after.voiceprint != before.voiceprint or after.updated_at > before.updated_at
+
+
 async def test_enroll_bad_inputs_have_clear_messages(world):
     fake, db, bot = world
     pdf = await enroll(bot, fake, "UBAD", b"%PDF-1.4 not audio", name="notes.pdf", mimetype="application/pdf")
@@ -266,36 +282,41 @@ def speaker_of(blocks: list, who: str) -> str:
     raise AssertionError(f"{who} not in the summary")
 
 
+async def press(bot: BotUnderTest, fake: FakeSlack, user: str, action: str, value: str, msg_ts: str) -> dict:
+    """Press a button; returns the private reply the presser gets."""
+    mine = lambda: [c for c in fake.calls_to("chat.postEphemeral") if c.params["user"] == user]
+    n = len(mine())
+    assert (await bot.press(user, action, value, channel=CHANNEL, message_ts=msg_ts)).status == 200
+    return (await fake.wait_for(lambda: mine()[n:], what=f"reply to {user}"))[0].params
+
+
 async def test_this_is_me_and_not_me(world):
-    fake, _db, bot = world
-    _rec_id, _thread_ts, msg_ts = world_state["meeting"]
-    msg = fake.messages[(CHANNEL, msg_ts)]
+    fake, db, bot = world
+    from storage.recordings import get_recording
 
-    # "Not me" by someone else is refused; by the person it relabels to unknown.
-    value = speaker_of(msg.blocks, "<@U1688>")
-    n = len(fake.calls_to("chat.postEphemeral"))
-    await bot.press("U1998", "not_me", value, channel=CHANNEL, message_ts=msg_ts)
-    refused = (await fake.wait_for(lambda: fake.calls_to("chat.postEphemeral")[n:], what="refusal"))[0]
-    assert refused.params["user"] == "U1998" and "Only <@U1688>" in refused.params["text"]
-    assert "<@U1688>" in str(fake.messages[(CHANNEL, msg_ts)].blocks)
-    await bot.press("U1688", "not_me", value, channel=CHANNEL, message_ts=msg_ts)
-    await fake.wait_for(lambda: "<@U1688>" not in str(fake.messages[(CHANNEL, msg_ts)].blocks), what="update")
-    assert "Unknown speaker 2" in str(fake.messages[(CHANNEL, msg_ts)].blocks)
+    rec_id, _, msg_ts = world_state["meeting"]
+    summary = lambda: str(fake.messages[(CHANNEL, msg_ts)].blocks)
+    value = speaker_of(fake.messages[(CHANNEL, msg_ts)].blocks, "<@U1688>")
 
-    # "This is me" on an unknown speaker names the clicker for everyone and offers enrollment.
-    blocks = fake.messages[(CHANNEL, msg_ts)].blocks
-    value = speaker_of(blocks, "Unknown speaker 1")
-    n = len(fake.calls_to("chat.postEphemeral"))
-    await bot.press(UNKNOWN, "this_is_me", value, channel=CHANNEL, message_ts=msg_ts)
-    await fake.wait_for(lambda: f"<@{UNKNOWN}>" in str(fake.messages[(CHANNEL, msg_ts)].blocks), what="relabel")
-    offer = (await fake.wait_for(lambda: fake.calls_to("chat.postEphemeral")[n:], what="offer"))[0]
-    assert offer.params["user"] == UNKNOWN and "Enroll from this recording" in str(offer.params["blocks"])
+    # "Not me" by someone else is refused; by the person it relabels to unknown, for everyone.
+    refused = await press(bot, fake, "U1998", "not_me", value, msg_ts)
+    assert "Only <@U1688>" in refused["text"] and "<@U1688>" in summary()
+    done = await press(bot, fake, "U1688", "not_me", value, msg_ts)
+    assert "unknown" in done["text"] and "<@U1688>" not in summary() and "Unknown speaker 2" in summary()
+
+    # "This is me" on the speaker nobody was matched to names the clicker and offers enrollment.
+    rec = await get_recording(db, rec_id)
+    unmatched = [m["speaker"] for m in rec.result["voiceprints"] if m.get("match") is None]
+    talk = {sp: sum(d["end"] - d["start"] for d in rec.result["diarization"] if d["speaker"] == sp)
+            for sp in unmatched}
+    fourth = max(talk, key=talk.get)
+    offer = await press(bot, fake, UNKNOWN, "this_is_me", f"{rec_id}:{fourth}", msg_ts)
+    assert f"<@{UNKNOWN}>" in summary()
+    assert "Enroll from this recording" in str(offer["blocks"])
     # A second "This is me" by the same person on another speaker is refused.
-    value2 = speaker_of(fake.messages[(CHANNEL, msg_ts)].blocks, "Unknown speaker")
-    n = len(fake.calls_to("chat.postEphemeral"))
-    await bot.press(UNKNOWN, "this_is_me", value2, channel=CHANNEL, message_ts=msg_ts)
-    again = (await fake.wait_for(lambda: fake.calls_to("chat.postEphemeral")[n:], what="refusal"))[0]
-    assert "already named" in again.params["text"]
+    other = speaker_of(fake.messages[(CHANNEL, msg_ts)].blocks, "Unknown speaker")
+    again = await press(bot, fake, UNKNOWN, "this_is_me", other, msg_ts)
+    assert "already named" in again["text"]
 
 
 # -- restart --------------------------------------------------------------------------------------
@@ -344,6 +365,63 @@ async def test_enroll_delete_removes_the_voiceprint(world):
     assert "deleted" in (await resp.text())
     assert await get_voiceprint(db, "T0001", "U2033") is None
     assert "not enrolled" in await (await bot.command("U2033", "status")).text()
+
+
+async def test_enroll_from_the_recording_after_this_is_me(world):
+    fake, db, _ = world
+    bot = world_state.get("restarted") or world[2]
+    from storage.recordings import get_recording
+    from storage.voiceprints import get_voiceprint
+
+    rec_id, _, msg_ts = world_state["meeting"]
+    rec = await get_recording(db, rec_id)
+    named = [sp for sp, user in (rec.relabels or {}).items() if user == UNKNOWN]
+    assert named, rec.relabels
+    offer_value = f"{rec_id}:{named[0]}"
+    await bot.press(UNKNOWN, "enroll_from_recording", offer_value, channel=CHANNEL, message_ts=msg_ts)
+    opened = await fake.wait_for(lambda: [c for c in fake.calls_to("views.open")
+                                          if c.params["view"].get("callback_id") == "enroll_recording_modal"],
+                                 what="consent modal")
+    view = opened[-1].params["view"]
+    assert view["private_metadata"] == offer_value
+    # Someone else cannot use that speaker's audio, even with the modal's value.
+    n = len(dms(fake, "U1998"))
+    await bot.submit_view("U1998", view, {"consent": {"consent": {"selected_options": [{"value": "yes"}]}},
+                                          "replace": {"replace": {"selected_options": [{"value": "yes"}]}}})
+    other = (await fake.wait_for(lambda: dms(fake, "U1998")[n:], timeout=120, what="refusal DM"))[0]
+    assert "only enroll from a speaker that is named as you" in other
+    n = len(dms(fake, UNKNOWN))
+    await bot.submit_view(UNKNOWN, view, {"consent": {"consent": {"selected_options": [{"value": "yes"}]}}})
+    reply = (await fake.wait_for(lambda: dms(fake, UNKNOWN)[n:], timeout=180, what="DM"))[0]
+    assert "made from your speech in that recording" in reply, reply
+    assert await get_voiceprint(db, "T0001", UNKNOWN) is not None
+
+
+async def test_app_uninstalled_removes_voiceprints_and_results(world):
+    _fake, db, _ = world
+    bot = world_state.get("restarted") or world[2]
+    from storage.recordings import get_recording
+    from storage.voiceprints import get_voiceprint
+
+    assert (await bot.event({"type": "app_uninstalled"}, event_id="EvUninstall")).status == 200
+    rec_id = world_state["meeting"][0]
+
+    async def gone():
+        rec = await get_recording(db, rec_id)
+        return await get_voiceprint(db, "T0001", "U1688") is None and (rec is None or rec.result is None)
+
+    deadline = asyncio.get_running_loop().time() + 30
+    while not await gone():
+        assert asyncio.get_running_loop().time() < deadline, "uninstall did not purge the workspace"
+        await asyncio.sleep(0.1)
+
+
+async def test_no_recording_audio_is_left_behind():
+    import tempfile
+
+    tmp = Path(tempfile.gettempdir())
+    left = [*tmp.glob("voiceid-clip-*"), *tmp.glob("voiceid-rec-*")]
+    assert left == []
 
 
 @pytest_asyncio.fixture(scope="module", loop_scope="module", autouse=True)

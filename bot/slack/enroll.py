@@ -45,6 +45,13 @@ async def delete_enrollment(services: Services, team_id: str, user_id: str) -> s
     return "Your voiceprint is deleted. Recordings shared from now on will not name you."
 
 
+async def has_voiceprint(services: Services, team_id: str, user_id: str) -> bool:
+    """Re-enrolling replaces only after the person confirmed it in the modal."""
+    from storage.voiceprints import get_voiceprint
+
+    return await get_voiceprint(services.db, team_id, user_id, services.engine.name) is not None
+
+
 async def enroll_user(services: Services, client: AsyncWebClient, *, team_id: str, user_id: str,
                       file_id: str) -> str:
     """Create and store the voiceprint from the submitted clip; returns the message for the user."""
@@ -111,15 +118,17 @@ def register(app: AsyncApp, services: Services) -> None:
                 check_file(files[0] | {"url_private": files[0].get("url_private") or "-"}, max_bytes=CLIP_MAX_BYTES)
             except EngineError as exc:
                 errors[views.CLIP_BLOCK] = exc.message
-        if views.REPLACE_BLOCK in values and not views.checked(values, views.REPLACE_BLOCK, views.REPLACE_ACTION):
-            errors[views.REPLACE_BLOCK] = "Tick this box to replace your current voiceprint."
+        team_id = (body.get("team") or {}).get("id") or context.team_id
+        user_id = body["user"]["id"]
+        if not views.checked(values, views.REPLACE_BLOCK, views.REPLACE_ACTION) and await has_voiceprint(
+                services, team_id, user_id):
+            errors[views.REPLACE_BLOCK if views.REPLACE_BLOCK in values else views.CLIP_BLOCK] = (
+                "You are already enrolled: tick the box to replace your voiceprint (reopen /enroll).")
         if errors:
             await ack(response_action="errors", errors=errors)
             return
         await ack(response_action="update", view=views.message_view(
             "Enroll your voice", "Creating your voiceprint… I will send you the result in a direct message."))
-        team_id = (body.get("team") or {}).get("id") or context.team_id
-        user_id = body["user"]["id"]
 
         async def work() -> None:
             text = await enroll_user(services, client, team_id=team_id, user_id=user_id, file_id=files[0]["id"])

@@ -14,7 +14,7 @@ from bot.engines.base import EngineError, MediaError
 from bot.engines.schema import utcnow
 from bot.jobs.pipeline import summary_of
 from bot.slack import enroll_views as views
-from bot.slack.enroll import tell_user
+from bot.slack.enroll import has_voiceprint, tell_user
 from bot.slack.files import download
 from bot.slack.services import Services
 from bot.slack.speaker_clip import solo_spans, write_speaker_clip
@@ -135,14 +135,15 @@ def register(app: AsyncApp, services: Services) -> None:
         if not views.checked(values, views.CONSENT_BLOCK, views.CONSENT_ACTION):
             await ack(response_action="errors", errors={views.CONSENT_BLOCK: "Voice ID needs your consent."})
             return
-        if views.REPLACE_BLOCK in values and not views.checked(values, views.REPLACE_BLOCK, views.REPLACE_ACTION):
-            await ack(response_action="errors",
-                      errors={views.REPLACE_BLOCK: "Tick this box to replace your current voiceprint."})
+        team_id = (body.get("team") or {}).get("id") or context.team_id
+        user_id = body["user"]["id"]
+        if not views.checked(values, views.REPLACE_BLOCK, views.REPLACE_ACTION) and await has_voiceprint(
+                services, team_id, user_id):
+            await ack(response_action="errors", errors={views.CONSENT_BLOCK: (
+                "You are already enrolled: reopen this and tick the box to replace your voiceprint.")})
             return
         await ack(response_action="update", view=views.message_view(
             "Enroll your voice", "Creating your voiceprint… I will send you the result in a direct message."))
-        team_id = (body.get("team") or {}).get("id") or context.team_id
-        user_id = body["user"]["id"]
 
         async def work() -> None:
             text = await enroll_from_recording(services, client, team_id, user_id, view["private_metadata"])
