@@ -55,6 +55,7 @@ class Message:
 class FakeSlack:
     def __init__(self, *, token: str = BOT_TOKEN, team_id: str = TEAM_ID):
         self.token = token
+        self.tokens = {token}  # every bot token this workspace accepts (rotation adds new ones)
         self.team_id = team_id
         self.calls: list[Call] = []
         self.files: dict[str, FakeFile] = {}
@@ -63,6 +64,7 @@ class FakeSlack:
         self.messages: dict[tuple[str, str], Message] = {}
         self.uploads: dict[str, bytes] = {}
         self.rate_limit: dict[str, int] = {}
+        self.refresh_tokens: set[str] = set()
         self.retry_after = 1
         self._ids = itertools.count(1)
         self._clock = itertools.count(1)
@@ -147,12 +149,16 @@ class FakeSlack:
         params = await self._params(request)
         auth = request.headers.get("Authorization", "")
         token = auth[len("Bearer "):] if auth.startswith("Bearer ") else params.get("token")
+        if auth.startswith("Basic "):  # oauth.v2.access: the app's client id and secret
+            import base64
+
+            params["client_id"], _, params["client_secret"] = base64.b64decode(auth[6:]).decode().partition(":")
         self.calls.append(Call(method, params, token))
         if self.rate_limit.get(method, 0) > 0:
             self.rate_limit[method] -= 1
             return web.json_response({"ok": False, "error": "ratelimited"}, status=429,
                                      headers={"Retry-After": str(self.retry_after)})
-        if method != "oauth.v2.access" and token != self.token:
+        if method != "oauth.v2.access" and token not in self.tokens:
             return web.json_response({"ok": False, "error": "invalid_auth"})
         handler = getattr(self, "_m_" + method.replace(".", "_"), None)
         if handler is None:
@@ -163,7 +169,7 @@ class FakeSlack:
         f = self.files.get(request.match_info["id"])
         if f is None:
             return web.Response(status=404, text="not found")
-        if f.serve_html or request.headers.get("Authorization") != f"Bearer {self.token}":
+        if f.serve_html or request.headers.get("Authorization", "")[len("Bearer "):] not in self.tokens:
             return web.Response(text="<!DOCTYPE html><html><body>Sign in to Slack</body></html>",
                                 content_type="text/html")
         return web.Response(body=f.data, content_type=f.mimetype)
@@ -233,10 +239,22 @@ class FakeSlack:
                                      "profile": {"display_name": name, "real_name": name}}}
 
     def _m_oauth_v2_access(self, p: dict) -> dict:
-        return {"ok": True, "access_token": self.token, "token_type": "bot", "scope": "chat:write",
+        """Code exchange (an install) or, with grant_type=refresh_token, a token rotation."""
+        if p.get("client_id") != "111.222" or not p.get("client_secret"):
+            return {"ok": False, "error": "invalid_client_id"}
+        rotating = p.get("grant_type") == "refresh_token"
+        if rotating and p.get("refresh_token") not in self.refresh_tokens:
+            return {"ok": False, "error": "invalid_refresh_token"}
+        if not rotating and p.get("code") != "good-code":
+            return {"ok": False, "error": "invalid_code"}
+        token = self.token if not rotating else f"xoxb-rotated-{next(self._ids)}"
+        refresh = f"xoxe-1-refresh-{next(self._ids)}"
+        self.tokens.add(token)
+        self.refresh_tokens.add(refresh)
+        return {"ok": True, "access_token": token, "token_type": "bot", "scope": "commands,chat:write",
                 "bot_user_id": BOT_USER_ID, "app_id": "A0001", "team": {"id": self.team_id, "name": "Fake"},
-                "enterprise": None, "is_enterprise_install": False, "authed_user": {"id": "U0"}}
-
+                "enterprise": None, "is_enterprise_install": False, "authed_user": {"id": "U0"},
+                "refresh_token": refresh, "expires_in": 43200}
 
 # -- the bot under test, served for real, with correctly signed requests ------------------------------
 SIGNING_SECRET = "test-signing-secret"

@@ -1,0 +1,100 @@
+"""Multi-workspace OAuth through the real endpoints: install, state check, the installation in our
+database authorizing requests, token rotation for the scheduler, and `tokens_revoked`."""
+from __future__ import annotations
+
+import asyncio
+import re
+from datetime import timedelta
+
+import pytest
+import pytest_asyncio
+
+from bot.engines.schema import utcnow
+from storage.database import Database
+from storage.migrate import upgrade
+from tests.fake_slack import TEAM_ID, BotUnderTest, FakeSlack, bot_settings
+
+pytestmark = pytest.mark.asyncio(loop_scope="module")
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="module")
+async def oauth_world(tmp_path_factory):
+    from bot.engines.local import LocalEngine
+
+    fake = FakeSlack()
+    await fake.start()
+    url = f"sqlite+aiosqlite:///{tmp_path_factory.mktemp('oauth') / 'voiceid.db'}"
+    await upgrade(url)
+    db = Database(url)
+    engine = LocalEngine(workers=1)  # never asked to do anything here; OAuth needs no model
+    settings = bot_settings(fake, url, slack_bot_token=None, slack_client_id="111.222",
+                            slack_client_secret="client-secret")
+    bot = await BotUnderTest(fake, settings, db, engine).start()
+    yield fake, db, bot
+    await bot.stop()
+    await engine.close()
+    await db.dispose()
+    await fake.close()
+
+
+async def test_install_page_and_redirect_store_the_workspace(oauth_world):
+    fake, db, bot = oauth_world
+    from storage.workspaces import get_workspace
+
+    page = await bot.client.get("/slack/install", allow_redirects=False)
+    assert page.status in (200, 302)
+    location = page.headers.get("Location") or await page.text()
+    state = re.search(r"state=([\w\-]+)", location).group(1)
+    assert "scope=commands" in location.replace("%2C", ",") and "files%3Aread" in location or "files:read" in location
+
+    forged = await bot.client.get("/slack/oauth_redirect", params={"code": "good-code", "state": "forged"})
+    assert forged.status >= 400
+    assert await get_workspace(db, TEAM_ID) is None
+
+    # The browser sends back the state cookie set by the install page (Secure, so set here by hand over http).
+    cookie = page.headers["Set-Cookie"].split(";")[0]
+    done = await bot.client.get("/slack/oauth_redirect", params={"code": "good-code", "state": state},
+                                headers={"Cookie": cookie})
+    assert done.status == 200, await done.text()
+    ws = await get_workspace(db, TEAM_ID)
+    assert ws is not None and ws.bot_token == fake.token and ws.bot_refresh_token
+    assert "xoxb" not in repr(ws)  # tokens never in reprs (and so never in logs)
+
+
+async def test_requests_are_authorized_from_the_database(oauth_world):
+    fake, _, bot = oauth_world
+    resp = await bot.command("U1", "status")
+    assert resp.status == 200 and "not enrolled" in await resp.text()
+    assert any(c.method == "auth.test" and c.token == fake.token for c in fake.calls)
+
+
+async def test_scheduler_rotates_expiring_tokens(oauth_world):
+    _, db, bot = oauth_world
+    from bot.slack.installation import refresh_expiring_tokens
+    from storage.workspaces import get_workspace, save_workspace
+
+    ws = await get_workspace(db, TEAM_ID)
+    await save_workspace(db, team_id=TEAM_ID, enterprise_id=None, is_enterprise_install=False,
+                         bot_token_expires_at=utcnow() + timedelta(minutes=30))
+    assert await refresh_expiring_tokens(bot.services) == 1
+    rotated = await get_workspace(db, TEAM_ID)
+    assert rotated.bot_token != ws.bot_token and rotated.bot_token.startswith("xoxb-rotated-")
+    assert rotated.bot_token_expires_at > utcnow() + timedelta(hours=11)
+    assert await bot.services.bot_token(TEAM_ID) == rotated.bot_token
+    assert await refresh_expiring_tokens(bot.services) == 0  # nothing else is close to expiry
+
+
+async def test_tokens_revoked_forgets_the_workspace(oauth_world):
+    _, db, bot = oauth_world
+    from bot.slack.services import NotInstalled
+    from storage.workspaces import get_workspace
+
+    resp = await bot.event({"type": "tokens_revoked", "tokens": {"bot": ["UBOT"]}}, event_id="EvRevoked")
+    assert resp.status == 200
+    for _ in range(100):
+        if await get_workspace(db, TEAM_ID) is None:
+            break
+        await asyncio.sleep(0.05)
+    assert await get_workspace(db, TEAM_ID) is None
+    with pytest.raises(NotInstalled):
+        await bot.services.bot_token(TEAM_ID)
