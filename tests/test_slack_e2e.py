@@ -12,9 +12,19 @@ import pytest_asyncio
 from storage.database import Database
 from storage.migrate import upgrade
 from tests.fake_slack import BotUnderTest, FakeSlack, bot_settings, signed_headers
+from tests.slack_e2e_support import (
+    DATA,
+    SR,
+    concat,
+    dms,
+    enroll,
+    meeting,
+    recording_for,
+    utterance,
+    wait_status,
+    wav_bytes,
+)
 
-DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "librispeech"
-SR = 16000
 CHANNEL = "C0001"
 READERS = {"U1688": "1688", "U1998": "1998", "U2033": "2033"}  # enrolled
 UNKNOWN = "U2414"  # in the channel, never enrolled
@@ -24,39 +34,6 @@ pytestmark = [
     pytest.mark.speech,
     pytest.mark.skipif(not DATA.is_dir(), reason=f"real speech not found at {DATA} (see its README)"),
 ]
-
-
-def utterance(reader: str, index: int) -> np.ndarray:
-    import soundfile as sf
-
-    samples, sr = sf.read(str(sorted((DATA / reader).glob("*.flac"))[index]), dtype="float32")
-    assert sr == SR
-    return samples
-
-
-def wav_bytes(samples: np.ndarray) -> bytes:
-    import io
-
-    import soundfile as sf
-
-    buf = io.BytesIO()
-    sf.write(buf, samples, SR, format="WAV", subtype="PCM_16")
-    return buf.getvalue()
-
-
-def concat(parts: list[tuple[str, int]], pause: float = 0.0) -> np.ndarray:
-    gap = np.zeros(int(pause * SR), np.float32)
-    return np.concatenate([x for r, i in parts for x in (utterance(r, i), gap)])
-
-
-def meeting() -> np.ndarray:
-    """About 2.5 minutes: four readers taking turns, with pauses and varied gain (fixed seed)."""
-    rng = np.random.default_rng(7)
-    order = [(r, i) for i in range(2, 8) for r in ("1688", "1998", "2033", "2414")]
-    parts = []
-    for reader, index in order:
-        parts += [utterance(reader, index) * rng.uniform(0.6, 1.0), np.zeros(int(rng.uniform(0.3, 1.0) * SR))]
-    return np.concatenate(parts).astype(np.float32)
 
 
 ENROLL_CLIPS = {"U1688": [("1688", 0)], "U1998": [("1998", 0)], "U2033": [("2033", 0), ("2033", 1)]}
@@ -87,54 +64,6 @@ async def world(engine, tmp_path_factory):
     await bot.stop()
     await db.dispose()
     await fake.close()
-
-
-async def recording_for(db: Database, file_id: str):
-    from storage.recordings import find_recording
-    from tests.fake_slack import TEAM_ID
-
-    return await find_recording(db, TEAM_ID, file_id)
-
-
-async def wait_status(fake: FakeSlack, db: Database, file_id: str, statuses: set[str], timeout: float = 240):
-    async def check():
-        rec = await recording_for(db, file_id)
-        return rec if rec is not None and rec.state.value in statuses else None
-
-    deadline = asyncio.get_running_loop().time() + timeout
-    while True:
-        rec = await check()
-        if rec is not None:
-            return rec
-        if asyncio.get_running_loop().time() > deadline:
-            rec = await recording_for(db, file_id)
-            raise AssertionError(f"recording {file_id} stuck in {rec and rec.status}: {rec and rec.error_message}")
-        await asyncio.sleep(0.1)
-
-
-def dms(fake: FakeSlack, user: str) -> list[str]:
-    return [c.params.get("text", "") for c in fake.calls_to("chat.postMessage") if c.params.get("channel") == user]
-
-
-async def enroll(bot: BotUnderTest, fake: FakeSlack, user: str, data: bytes, *, name: str = "me.wav",
-                 mimetype: str = "audio/wav", replace: bool = False, **file_kw) -> str:
-    """/enroll → modal → view submission with the clip; returns the DM with the result."""
-    before = len(dms(fake, user))
-    assert (await bot.command(user)).status == 200
-    opened = await fake.wait_for(lambda: [c for c in fake.calls_to("views.open")
-                                          if c.params.get("trigger_id") == f"trig-{user}"], what="views.open")
-    view = opened[-1].params["view"]
-    f = fake.add_file(name, mimetype, data, user=user, **file_kw)
-    values = {"clip": {"clip": {"type": "file_input", "files": [fake.file_object(f)]}},
-              "consent": {"consent": {"type": "checkboxes", "selected_options": [{"value": "yes"}]}}}
-    if replace:
-        values["replace"] = {"replace": {"type": "checkboxes", "selected_options": [{"value": "yes"}]}}
-    resp = await bot.submit_view(user, view, values)
-    assert resp.status == 200
-    body = await resp.json()
-    if body.get("response_action") == "errors":
-        return "errors: " + " ".join(body["errors"].values())
-    return (await fake.wait_for(lambda: dms(fake, user)[before:], timeout=180, what=f"DM to {user}"))[0]
 
 
 # -- requests ---------------------------------------------------------------------------------------

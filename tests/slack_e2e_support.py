@@ -1,0 +1,93 @@
+"""Shared pieces of the Slack end-to-end tests: real speech, enrollment through the modal, waiting on jobs."""
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import numpy as np
+
+from storage.database import Database
+from tests.fake_slack import TEAM_ID, BotUnderTest, FakeSlack
+
+DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "librispeech"
+SR = 16000
+
+
+def utterance(reader: str, index: int) -> np.ndarray:
+    import soundfile as sf
+
+    samples, sr = sf.read(str(sorted((DATA / reader).glob("*.flac"))[index]), dtype="float32")
+    assert sr == SR
+    return samples
+
+
+def wav_bytes(samples: np.ndarray) -> bytes:
+    import io
+
+    import soundfile as sf
+
+    buf = io.BytesIO()
+    sf.write(buf, samples, SR, format="WAV", subtype="PCM_16")
+    return buf.getvalue()
+
+
+def concat(parts: list[tuple[str, int]], pause: float = 0.0) -> np.ndarray:
+    gap = np.zeros(int(pause * SR), np.float32)
+    return np.concatenate([x for r, i in parts for x in (utterance(r, i), gap)])
+
+
+def meeting() -> np.ndarray:
+    """About 2.5 minutes: four readers taking turns, with pauses and varied gain (fixed seed)."""
+    rng = np.random.default_rng(7)
+    order = [(r, i) for i in range(2, 8) for r in ("1688", "1998", "2033", "2414")]
+    parts = []
+    for reader, index in order:
+        parts += [utterance(reader, index) * rng.uniform(0.6, 1.0), np.zeros(int(rng.uniform(0.3, 1.0) * SR))]
+    return np.concatenate(parts).astype(np.float32)
+
+
+async def recording_for(db: Database, file_id: str):
+    from storage.recordings import find_recording
+
+    return await find_recording(db, TEAM_ID, file_id)
+
+
+async def wait_status(fake: FakeSlack, db: Database, file_id: str, statuses: set[str], timeout: float = 240):
+    async def check():
+        rec = await recording_for(db, file_id)
+        return rec if rec is not None and rec.state.value in statuses else None
+
+    deadline = asyncio.get_running_loop().time() + timeout
+    while True:
+        rec = await check()
+        if rec is not None:
+            return rec
+        if asyncio.get_running_loop().time() > deadline:
+            rec = await recording_for(db, file_id)
+            raise AssertionError(f"recording {file_id} stuck in {rec and rec.status}: {rec and rec.error_message}")
+        await asyncio.sleep(0.1)
+
+
+def dms(fake: FakeSlack, user: str) -> list[str]:
+    return [c.params.get("text", "") for c in fake.calls_to("chat.postMessage") if c.params.get("channel") == user]
+
+
+async def enroll(bot: BotUnderTest, fake: FakeSlack, user: str, data: bytes, *, name: str = "me.wav",
+                 mimetype: str = "audio/wav", replace: bool = False, **file_kw) -> str:
+    """/enroll → modal → view submission with the clip; returns the DM with the result."""
+    before = len(dms(fake, user))
+    modals = lambda: [c for c in fake.calls_to("views.open") if c.params.get("trigger_id") == f"trig-{user}"]
+    n = len(modals())
+    assert (await bot.command(user)).status == 200
+    view = (await fake.wait_for(lambda: modals()[n:], what="views.open"))[0].params["view"]
+    f = fake.add_file(name, mimetype, data, user=user, **file_kw)
+    values = {"clip": {"clip": {"type": "file_input", "files": [fake.file_object(f)]}},
+              "consent": {"consent": {"type": "checkboxes", "selected_options": [{"value": "yes"}]}}}
+    if replace:
+        values["replace"] = {"replace": {"type": "checkboxes", "selected_options": [{"value": "yes"}]}}
+    resp = await bot.submit_view(user, view, values)
+    assert resp.status == 200
+    body = await resp.json()
+    if body.get("response_action") == "errors":
+        return "errors: " + " ".join(body["errors"].values())
+    return (await fake.wait_for(lambda: dms(fake, user)[before:], timeout=180, what=f"DM to {user}"))[0]
