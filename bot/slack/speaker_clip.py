@@ -36,9 +36,10 @@ def solo_spans(segments: list[Segment], speaker: str, *, max_seconds: float = MA
 
 
 def write_speaker_clip(source: Path, spans: list[tuple[float, float]], dest: Path) -> float:
-    """Decode `source`, keep `spans`, write a 16 kHz WAV; returns its duration. CPU work: run in a thread."""
+    """Decode `source`, keep `spans`, write a 16 kHz 16-bit WAV; returns its duration. CPU work: run in a pool."""
+    import wave
+
     import numpy as np
-    import soundfile
 
     from bot.engines.audio import decode
 
@@ -46,5 +47,9 @@ def write_speaker_clip(source: Path, spans: list[tuple[float, float]], dest: Pat
     rate = audio.sample_rate
     parts = [audio.samples[int(a * rate): int(b * rate)] for a, b in spans]
     samples = np.concatenate(parts) if parts else np.zeros(0, np.float32)
-    soundfile.write(str(dest), samples, rate, subtype="PCM_16")
+    with wave.open(str(dest), "wb") as out:
+        out.setnchannels(1)
+        out.setsampwidth(2)
+        out.setframerate(rate)
+        out.writeframes((np.clip(samples, -1.0, 1.0) * 32767).astype("<i2").tobytes())
     return len(samples) / rate
