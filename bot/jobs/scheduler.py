@@ -7,6 +7,7 @@ import logging
 import os
 import socket
 import uuid
+from datetime import UTC, datetime
 
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
@@ -40,7 +41,8 @@ class JobRunner:
         self._scheduler = AsyncIOScheduler(timezone="UTC")
         common = {"max_instances": 1, "coalesce": True, "misfire_grace_time": None}
         self._scheduler.add_job(self.tick, "interval", seconds=settings.job_poll_seconds, id="claim", **common)
-        self._scheduler.add_job(self.purge, "interval", seconds=PURGE_EVERY_SECONDS, id="purge", **common)
+        self._scheduler.add_job(self.purge, "interval", seconds=PURGE_EVERY_SECONDS, id="purge",
+                                next_run_time=datetime.now(UTC), **common)
         if self.services.oauth:
             self._scheduler.add_job(self.refresh_tokens, "interval", seconds=REFRESH_EVERY_SECONDS, id="refresh",
                                     **common)
