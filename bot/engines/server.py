@@ -306,6 +306,9 @@ async def _json(request: web.Request) -> dict | web.Response:
     return body
 
 
+ENGINE_SERVER = web.AppKey("engine_server", EngineServer)
+
+
 def create_app(engine: Engine, api_key: str, data_dir: Path, *, limits: ServerLimits | None = None,
                workers: int | None = None, webhook_secret: str | None = None,
                public_url: str | None = None) -> web.Application:
@@ -316,7 +319,7 @@ def create_app(engine: Engine, api_key: str, data_dir: Path, *, limits: ServerLi
                           workers=workers or getattr(engine, "workers", 1), webhook_secret=webhook_secret,
                           public_url=public_url)
     app = web.Application(middlewares=[server.auth], client_max_size=4 * MiB)
-    app["engine_server"] = server
+    app[ENGINE_SERVER] = server
     app.on_startup.append(server.start)
     app.on_cleanup.append(server.stop)
     app.add_routes([
@@ -357,9 +360,13 @@ def main(args: argparse.Namespace) -> int:
         app = create_app(engine, settings.engine_api_key.get_secret_value(), data_dir, limits=limits,
                          workers=settings.engine_workers, webhook_secret=secret)
 
+        async def warm_engine(_: web.Application) -> None:
+            await engine.start()  # load the models now, not on the first job
+
         async def close_engine(_: web.Application) -> None:
             await engine.close()
 
+        app.on_startup.append(warm_engine)
         app.on_cleanup.append(close_engine)
         return app
 
