@@ -38,6 +38,8 @@ class JobRunner:
 
     async def start(self) -> None:
         settings = self.services.settings
+        # A claim pass that outlasts the interval is normal under load, not worth a warning each time.
+        logging.getLogger("apscheduler.scheduler").setLevel(logging.ERROR)
         self._scheduler = AsyncIOScheduler(timezone="UTC")
         common = {"max_instances": 1, "coalesce": True, "misfire_grace_time": None}
         self._scheduler.add_job(self.tick, "interval", seconds=settings.job_poll_seconds, id="claim", **common)
@@ -56,6 +58,8 @@ class JobRunner:
         if self._scheduler is not None:
             self._scheduler.shutdown(wait=False)
             self._scheduler = None
+        async with self._lock:  # let a claim pass in flight finish rather than cut it off mid-transaction
+            pass
         for task in list(self.active):
             task.cancel()
         await asyncio.gather(*self.active, return_exceptions=True)

@@ -4,6 +4,7 @@ Users can only enroll themselves: the enrollee is always the user who submitted 
 """
 from __future__ import annotations
 
+import contextlib
 import logging
 
 from slack_bolt.async_app import AsyncApp
@@ -82,6 +83,17 @@ async def tell_user(client: AsyncWebClient, user_id: str, text: str, view_id: st
             pass  # the person closed the modal; the DM is enough
 
 
+@contextlib.asynccontextmanager
+async def reporting_failure(client: AsyncWebClient, user_id: str):
+    """An enrollment that breaks on our side still ends with a message to the person, never silence."""
+    try:
+        yield
+    except Exception:
+        log.exception("enrollment of %s failed", user_id)
+        await client.chat_postMessage(channel=user_id, text=(
+            ":warning: Your voice was not enrolled: something went wrong on our side. Please try again later."))
+
+
 def register(app: AsyncApp, services: Services) -> None:
     @app.command("/enroll")
     async def on_enroll(ack, command: dict, client: AsyncWebClient, respond) -> None:
@@ -131,7 +143,8 @@ def register(app: AsyncApp, services: Services) -> None:
             "Enroll your voice", "Creating your voiceprint… I will send you the result in a direct message."))
 
         async def work() -> None:
-            text = await enroll_user(services, client, team_id=team_id, user_id=user_id, file_id=files[0]["id"])
-            await tell_user(client, user_id, text, body["view"].get("id"))
+            async with reporting_failure(client, user_id):
+                text = await enroll_user(services, client, team_id=team_id, user_id=user_id, file_id=files[0]["id"])
+                await tell_user(client, user_id, text, body["view"].get("id"))
 
         services.spawn(work(), name=f"enroll {team_id}/{user_id}")

@@ -14,7 +14,7 @@ from bot.engines.base import EngineError, MediaError
 from bot.engines.schema import utcnow
 from bot.jobs.pipeline import summary_of
 from bot.slack import enroll_views as views
-from bot.slack.enroll import has_voiceprint, tell_user
+from bot.slack.enroll import has_voiceprint, reporting_failure, tell_user
 from bot.slack.files import download
 from bot.slack.services import Services
 from bot.slack.speaker_clip import solo_spans, write_speaker_clip
@@ -146,8 +146,9 @@ def register(app: AsyncApp, services: Services) -> None:
             "Enroll your voice", "Creating your voiceprint… I will send you the result in a direct message."))
 
         async def work() -> None:
-            text = await enroll_from_recording(services, client, team_id, user_id, view["private_metadata"])
-            await tell_user(client, user_id, text, body["view"].get("id"))
+            async with reporting_failure(client, user_id):
+                text = await enroll_from_recording(services, client, team_id, user_id, view["private_metadata"])
+                await tell_user(client, user_id, text, body["view"].get("id"))
 
         services.spawn(work(), name=f"enroll-from-recording {team_id}/{user_id}")
 

@@ -36,9 +36,17 @@ async def voiceprint_from_path(services: Services, path: Path) -> NewVoiceprint:
         raise MediaError(err.message if err else "The voiceprint could not be made.",
                          code=err.code if err else "failed")
     out = job.output or {}
+    duration = float(out.get("duration") or 0.0) or await services.run_cpu(clip_seconds, path)
     return NewVoiceprint(voiceprint=job.voiceprint_output().voiceprint,
                          model_id=str(out.get("model") or out.get("modelId") or getattr(engine, "model_id", engine.name)),
-                         clip_duration=float(out.get("duration") or 0.0))
+                         clip_duration=duration)
+
+
+def clip_seconds(path: Path) -> float:
+    """How long the (already accepted, at most 30 s) clip is; kept with the voiceprint for `/enroll status`."""
+    from bot.engines.audio import decode
+
+    return decode(path).duration
 
 
 async def voiceprint_from_slack_file(services: Services, file: dict, token: str, *, max_bytes: int) -> NewVoiceprint:
