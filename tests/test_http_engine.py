@@ -36,8 +36,8 @@ from tests.engine_http_support import (
 
 in_module_loop = pytest.mark.asyncio(loop_scope="module")
 
-ALICE, BOB = ("1998", 0), ("1688", 0)  # enrollment utterances; the meeting uses other ones
-MEETING = [("1998", 2), ("1688", 3), ("1998", 4), ("1688", 5), ("1998", 6)]
+ALICE, BOB = ("1998", 1), ("1688", 3)  # enrollment utterances (6 s, 5 s); the meeting uses other ones
+MEETING = [("1998", 2), ("1688", 4), ("1998", 3), ("1688", 6)]  # about 30 s
 
 
 @pytest_asyncio.fixture(scope="module", loop_scope="module")
@@ -173,7 +173,7 @@ async def test_oversize_upload_and_oversize_voiceprint_input_are_refused(local, 
 async def test_full_queue_answers_429_with_retry_after(local, tmp_path):
     async with engine_server(local, tmp_path / "busy", limits=ServerLimits(queue_size=1), workers=1) as srv:
         impatient = client_for(srv, attempts=1)
-        urls = [await impatient.upload(utterance("2033", i)) for i in range(3)]
+        urls = [await impatient.upload(utterance("2033", i)) for i in (1, 3, 9)]  # 6–7 s each
         first = [await impatient.submit_voiceprint(VoiceprintRequest(url=u)) for u in urls[:2]]
         with pytest.raises(RateLimited) as err:
             await impatient.submit_voiceprint(VoiceprintRequest(url=urls[2]))
