@@ -1,0 +1,141 @@
+"""Decode any media people share to 16 kHz mono float32, and bring its level up so quiet speech is found.
+
+Decoding streams through PyAV frame by frame (no ffmpeg binary, no temporary WAV); multi-channel audio is
+mixed down by the resampler, video files are read by their audio track, and a recording longer than the
+limit is refused from its container header before decoding, or as soon as the limit is crossed when the
+header does not say.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from bot.engines.base import MediaError
+
+SAMPLE_RATE = 16000
+
+# Level normalisation: the loud end of the recording (99.5th percentile of |x|) is brought to TARGET_LEVEL.
+# The gain is capped so that a recording of pure hiss is not blown up into "speech".
+TARGET_LEVEL = 0.3
+MAX_GAIN = 100.0  # +40 dB: enough for the far-field AMI excerpts (p99.5 ≈ 0.015)
+SILENT_PEAK = 1e-4  # −80 dBFS: digital silence or near enough
+
+
+@dataclass(frozen=True)
+class Audio:
+    """Decoded audio: 16 kHz mono float32 samples in [-1, 1]."""
+
+    samples: np.ndarray
+    sample_rate: int = SAMPLE_RATE
+
+    @property
+    def duration(self) -> float:
+        return len(self.samples) / self.sample_rate
+
+
+def format_duration(seconds: float) -> str:
+    """'42 s', '12 min', '4 h 30 min': how a person would say it."""
+    if seconds < 90:
+        return f"{seconds:.0f} s"
+    minutes = round(seconds / 60)
+    if minutes < 90:
+        return f"{minutes} min"
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours} h" + (f" {minutes} min" if minutes else "")
+
+
+def too_long(duration: float, limit: float, noun: str = "recording") -> MediaError:
+    """E.g. "The clip is 42 s long; voiceprints take at most 30 s." (noun "clip") or a recording's limit."""
+    what = "voiceprints take" if noun == "clip" else "recordings can be"
+    return MediaError(
+        f"The {noun} is {format_duration(duration)} long; {what} at most {format_duration(limit)}.",
+        code="too_long",
+    )
+
+
+def _open(path: Path):
+    import av
+
+    path = Path(path)
+    if not path.exists():
+        raise MediaError(f"The file {path.name} does not exist.", code="not_found")
+    if path.stat().st_size == 0:
+        raise MediaError(f"The file {path.name} is empty.", code="empty")
+    try:
+        return av.open(str(path), metadata_errors="ignore")
+    except av.error.InvalidDataError:
+        raise MediaError(
+            f"{path.name} is not an audio or video file I can read (wav, flac, mp3, m4a, ogg, opus, webm, mp4, mov).",
+            code="not_audio",
+        ) from None
+    except av.error.FFmpegError as exc:
+        raise MediaError(f"{path.name} could not be opened: it looks damaged ({exc.strerror}).",
+                         code="corrupt") from None
+
+
+def _header_duration(container, stream) -> float | None:
+    if stream.duration is not None and stream.time_base is not None:
+        return float(stream.duration * stream.time_base)
+    if container.duration is not None:
+        return container.duration / 1_000_000
+    return None
+
+
+def decode(path: Path, max_duration: float | None = None, *, noun: str = "recording") -> Audio:
+    """Decode `path` to 16 kHz mono float32, refusing files longer than `max_duration` seconds."""
+    import av
+
+    name = Path(path).name
+    container = _open(path)
+    with container:
+        if not container.streams.audio:
+            kind = "video" if container.streams.video else "file"
+            raise MediaError(f"The {kind} {name} has no audio track.", code="no_audio_track")
+        stream = container.streams.audio[0]
+        header = _header_duration(container, stream)
+        if max_duration is not None and header is not None and header > max_duration + 1:
+            raise too_long(header, max_duration, noun)
+        resampler = av.AudioResampler(format="flt", layout="mono", rate=SAMPLE_RATE)
+        limit = None if max_duration is None else int((max_duration + 1) * SAMPLE_RATE)
+        chunks: list[np.ndarray] = []
+        total = 0
+        try:
+            for packet in container.demux(stream):
+                for frame in packet.decode():
+                    for out in resampler.resample(frame):
+                        chunk = out.to_ndarray().reshape(-1)
+                        chunks.append(chunk)
+                        total += len(chunk)
+                if limit is not None and total > limit:
+                    raise too_long(total / SAMPLE_RATE, max_duration, noun)
+            for out in resampler.resample(None):
+                chunks.append(out.to_ndarray().reshape(-1))
+        except av.error.FFmpegError as exc:
+            if total == 0:
+                raise MediaError(f"{name} could not be decoded: it looks damaged ({exc.strerror}).",
+                                 code="corrupt") from None
+            # A damaged tail after real audio: keep what decoded, as players do.
+    samples = np.concatenate(chunks).astype(np.float32, copy=False) if chunks else np.zeros(0, np.float32)
+    if samples.size == 0:
+        raise MediaError(f"{name} holds no audio samples.", code="empty")
+    if not np.all(np.isfinite(samples)):
+        samples = np.nan_to_num(samples, nan=0.0, posinf=1.0, neginf=-1.0)
+    return Audio(np.clip(samples, -1.0, 1.0))
+
+
+def normalise_level(samples: np.ndarray) -> np.ndarray:
+    """Scale so the loud end of the signal sits at TARGET_LEVEL (gain ≤ MAX_GAIN); silence is refused.
+
+    Why: Silero VAD's speech probability depends on level; the far-field AMI excerpts come back as "no speech"
+    without this.
+    """
+    peak = float(np.max(np.abs(samples))) if samples.size else 0.0
+    if peak < SILENT_PEAK:
+        raise MediaError("The recording is silent: no sound at all was found in it.", code="silent")
+    loud = float(np.percentile(np.abs(samples[:: max(1, len(samples) // 2_000_000)]), 99.5))
+    gain = min(MAX_GAIN, TARGET_LEVEL / max(loud, 1e-9))
+    out = samples * np.float32(gain)
+    np.clip(out, -1.0, 1.0, out=out)
+    return out.astype(np.float32, copy=False)

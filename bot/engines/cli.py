@@ -1,0 +1,109 @@
+"""`python -m bot voiceprint CLIP` and `python -m bot identify MEDIA --voiceprints VP.json`.
+
+Both print JSON on stdout. Bad input exits with status 2 and one line on stderr. They run the engine in
+this process: the input is checked before the models load, so mistakes are reported at once.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from bot.engines.matching import RECOMMENDED_THRESHOLD
+
+
+def configure_voiceprint(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("clip", type=Path, help="audio or video file of one person speaking alone, at most 30 s")
+
+
+def configure_identify(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("media", type=Path, help="meeting recording (audio or video)")
+    parser.add_argument("--voiceprints", type=Path, required=True, metavar="VP.json",
+                        help='JSON list of {"label": ..., "voiceprint": ...}')
+    parser.add_argument("--threshold", type=float, default=RECOMMENDED_THRESHOLD, metavar="N",
+                        help=f"minimum confidence 0-100 to name a speaker (default {RECOMMENDED_THRESHOLD:g}, the "
+                             "engine's recommended threshold; the API's default is 0, which always names the best "
+                             "match)")
+    parser.add_argument("--no-exclusive-matching", action="store_true",
+                        help="let one voiceprint name several diarized speakers")
+    parser.add_argument("--num-speakers", type=int, metavar="N", help="exact number of speakers")
+    parser.add_argument("--min-speakers", type=int, metavar="N", help="at least this many speakers")
+    parser.add_argument("--max-speakers", type=int, metavar="N", help="at most this many speakers")
+
+
+def _fail(message: str) -> int:
+    print(f"error: {message}", file=sys.stderr)
+    return 2
+
+
+def _one_line(exc: Exception) -> str:
+    return " ".join(str(exc).split())
+
+
+def main_voiceprint(args: argparse.Namespace) -> int:
+    from bot.engines import pipeline
+    from bot.engines.audio import decode
+    from bot.engines.base import EngineError
+
+    try:
+        audio = decode(args.clip, pipeline.MAX_CLIP + 1, noun="clip")
+        output = pipeline.make_voiceprint(_models(), audio)
+    except EngineError as exc:
+        return _fail(exc.message)
+    print(json.dumps(output.wire()))
+    return 0
+
+
+def _read_request(args: argparse.Namespace):
+    """The identify request from the command line; raises ValueError with a one-line reason."""
+    from pydantic import ValidationError
+
+    from bot.engines.schema import IdentifyRequest
+
+    try:
+        items = json.loads(args.voiceprints.read_text())
+    except FileNotFoundError:
+        raise ValueError(f"{args.voiceprints} does not exist") from None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ValueError(f"{args.voiceprints} is not valid JSON ({_one_line(exc)})") from None
+    if not isinstance(items, list):
+        raise ValueError(f'{args.voiceprints} must hold a JSON list of {{"label": ..., "voiceprint": ...}}')
+    try:
+        return IdentifyRequest(
+            url=str(args.media.resolve()), voiceprints=items,
+            matching={"threshold": args.threshold, "exclusive": not args.no_exclusive_matching},
+            num_speakers=args.num_speakers, min_speakers=args.min_speakers, max_speakers=args.max_speakers)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first["loc"])
+        raise ValueError(f"{where}: {first['msg']}" if where else first["msg"]) from None
+
+
+def main_identify(args: argparse.Namespace) -> int:
+    from bot.config import load_settings
+    from bot.engines import pipeline
+    from bot.engines.audio import decode
+    from bot.engines.base import EngineError
+    from bot.engines.diarize import EMBEDDING_MODEL
+
+    try:
+        request = _read_request(args)
+    except ValueError as exc:
+        return _fail(str(exc))
+    max_duration = load_settings().max_recording_hours * 3600
+    try:
+        pipeline.check_voiceprints(request.voiceprints, EMBEDDING_MODEL)
+        audio = decode(args.media, max_duration)
+        output = pipeline.identify(_models(), audio, request.voiceprints, request.matching, request.num_speakers,
+                                   request.min_speakers, request.max_speakers)
+    except EngineError as exc:
+        return _fail(exc.message)
+    print(json.dumps(output.wire()))
+    return 0
+
+
+def _models():
+    from bot.engines.diarize import SpeakerModels
+
+    return SpeakerModels()

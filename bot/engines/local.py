@@ -1,0 +1,313 @@
+"""The embedded engine: pyannoteAI-style jobs over warm models in a process pool.
+
+Models load once per worker process (the pool's initializer) and stay warm; the event loop only submits
+and awaits, so an asyncio caller never blocks. Job state lives in memory (jobId → Job): a restart loses
+running jobs, and `get_job` then raises JobNotFound so the caller resubmits.
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+import multiprocessing
+import os
+import queue as queue_module
+import threading
+import uuid
+from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
+from datetime import timedelta
+from pathlib import Path
+from urllib.parse import unquote, urlparse
+
+from bot.engines.base import (
+    Engine,
+    EngineError,
+    EngineUnavailable,
+    JobNotFound,
+    ProgressCallback,
+    RequestError,
+)
+from bot.engines.matching import RECOMMENDED_THRESHOLD
+from bot.engines.schema import (
+    IdentifyOutput,
+    IdentifyRequest,
+    Job,
+    JobStatus,
+    VoiceprintOutput,
+    VoiceprintRequest,
+    utcnow,
+)
+
+log = logging.getLogger(__name__)
+
+JOB_RETENTION = timedelta(hours=24)  # finished jobs are forgotten after this, as pyannoteAI does
+
+# ---- worker process side -------------------------------------------------------------------------------
+
+_models = None
+_progress_queue = None
+
+
+def _init_worker(progress_queue, threads: int) -> None:
+    """Pool initializer: load the models once for the life of the worker."""
+    global _models, _progress_queue
+    from bot.engines.diarize import SpeakerModels
+
+    _progress_queue = progress_queue
+    _models = SpeakerModels(threads=threads)
+
+
+def _ping() -> int:
+    return os.getpid()
+
+
+def _report(job_id: str):
+    def report(fraction: float) -> None:
+        if _progress_queue is not None:
+            _progress_queue.put((job_id, round(float(fraction), 3)))
+    return report
+
+
+def _work_voiceprint(job_id: str, path: str) -> dict:
+    from bot.engines import pipeline
+    from bot.engines.audio import decode
+
+    try:
+        audio = decode(Path(path), pipeline.MAX_CLIP + 1, noun="clip")
+        return pipeline.make_voiceprint(_models, audio).wire()
+    except EngineError as exc:
+        return exc.to_output()
+
+
+def _work_identify(job_id: str, path: str, request: dict, max_duration: float) -> dict:
+    from bot.engines import pipeline
+    from bot.engines.audio import decode
+
+    req = IdentifyRequest.model_validate(request)
+    report = _report(job_id)
+    try:
+        pipeline.check_voiceprints(req.voiceprints, _models.model_id)
+        audio = decode(Path(path), max_duration)
+        report(0.05)
+        out = pipeline.identify(_models, audio, req.voiceprints, req.matching, req.num_speakers,
+                                req.min_speakers, req.max_speakers,
+                                progress=lambda f: report(0.05 + 0.95 * f))
+        return out.wire()
+    except EngineError as exc:
+        return exc.to_output()
+
+
+# ---- event loop side -----------------------------------------------------------------------------------
+
+
+class LocalEngine(Engine):
+    """Speaker engine running in this machine's process pool (`workers` processes, each with the models)."""
+
+    name = "local"
+
+    def __init__(self, workers: int = 1, max_duration_s: float = 4 * 3600, *, threads: int | None = None):
+        self.workers = workers
+        self.max_duration_s = max_duration_s
+        self.threads = threads or max(1, (os.cpu_count() or 1) // workers)
+        self._jobs: dict[str, Job] = {}
+        self._media: dict[str, Path] = {}
+        self._tasks: set[asyncio.Task] = set()
+        self._callbacks: dict[str, tuple[asyncio.AbstractEventLoop, ProgressCallback]] = {}
+        self._ctx = multiprocessing.get_context("spawn")
+        self._queue = None
+        self._pool: ProcessPoolExecutor | None = None
+        self._drain: threading.Thread | None = None
+        self._closed = False
+
+    @property
+    def recommended_threshold(self) -> float:
+        return RECOMMENDED_THRESHOLD
+
+    # -- pool
+
+    def _ensure_pool(self) -> ProcessPoolExecutor:
+        if self._closed:
+            raise EngineUnavailable("The local engine is closed.")
+        if self._pool is None:
+            self._queue = self._ctx.Queue()
+            self._pool = ProcessPoolExecutor(self.workers, mp_context=self._ctx, initializer=_init_worker,
+                                             initargs=(self._queue, self.threads))
+            self._drain = threading.Thread(target=self._drain_progress, args=(self._queue,), daemon=True,
+                                           name="engine-progress")
+            self._drain.start()
+        return self._pool
+
+    def _drain_progress(self, q) -> None:
+        while True:
+            try:
+                item = q.get(timeout=0.5)
+            except queue_module.Empty:
+                if self._closed:
+                    return
+                continue
+            except (EOFError, OSError, ValueError):
+                return
+            if item is None:
+                return
+            job_id, fraction = item
+            job = self._jobs.get(job_id)
+            if job is not None and not job.status.final:
+                self._jobs[job_id] = job.model_copy(update={"progress": fraction, "updated_at": utcnow()})
+            callback = self._callbacks.get(job_id)
+            if callback:
+                loop, fn = callback
+                loop.call_soon_threadsafe(fn, fraction)
+
+    async def start(self) -> None:
+        """Start the workers and load their models now rather than on the first job."""
+        loop = asyncio.get_running_loop()
+        pool = self._ensure_pool()
+        await asyncio.gather(*(loop.run_in_executor(pool, _ping) for _ in range(self.workers)))
+
+    async def _run(self, fn, *args) -> dict:
+        loop = asyncio.get_running_loop()
+        try:
+            return await loop.run_in_executor(self._ensure_pool(), fn, *args)
+        except BrokenProcessPool:
+            self._pool = None  # a worker died (out of memory?): the next job gets a fresh pool
+            raise EngineUnavailable("The speaker engine's worker stopped unexpectedly; please try again.") from None
+
+    # -- media
+
+    async def upload(self, path: Path, key: str | None = None) -> str:
+        path = Path(path).resolve()
+        if not path.is_file():
+            raise RequestError(f"No such file: {path.name}")
+        key = key or uuid.uuid4().hex
+        self._media[key] = path
+        return f"media://{key}"
+
+    def resolve(self, url: str) -> Path:
+        """media://key (uploaded), file:// URL or absolute path → local file."""
+        if url.startswith("media://"):
+            key = url[len("media://"):]
+            if key not in self._media:
+                raise RequestError(f"Unknown media {url}: upload it first.",
+                                   [{"field": "url", "message": "unknown media key"}])
+            return self._media[key]
+        if url.startswith("file://"):
+            path = Path(unquote(urlparse(url).path))
+        elif os.path.isabs(url):
+            path = Path(url)
+        else:
+            raise RequestError(f"The local engine cannot fetch {url!r}; pass media://, file:// or a path.",
+                               [{"field": "url", "message": "unsupported URL"}])
+        if not path.is_file():
+            raise RequestError(f"No such file: {path.name}", [{"field": "url", "message": "file not found"}])
+        return path
+
+    async def release(self, url: str) -> None:
+        if url.startswith("media://"):
+            self._media.pop(url[len("media://"):], None)
+
+    # -- jobs
+
+    def _new_job(self) -> Job:
+        self._forget_old_jobs()
+        job = Job(job_id=str(uuid.uuid4()), status=JobStatus.created, progress=0.0)
+        self._jobs[job.job_id] = job
+        return job
+
+    def _forget_old_jobs(self) -> None:
+        cutoff = utcnow() - JOB_RETENTION
+        for job_id, job in list(self._jobs.items()):
+            if job.status.final and job.updated_at < cutoff:
+                del self._jobs[job_id]
+
+    def _spawn(self, job: Job, fn, *args) -> None:
+        task = asyncio.get_running_loop().create_task(self._execute(job.job_id, fn, *args))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _execute(self, job_id: str, fn, *args) -> None:
+        self._set(job_id, status=JobStatus.running)
+        try:
+            output = await self._run(fn, job_id, *args)
+        except EngineError as exc:
+            output = exc.to_output()
+        except Exception:  # an engine bug must still finish the job, not leave it running forever
+            log.exception("engine job %s crashed", job_id)
+            output = EngineError("The speaker engine failed on this file.", code="engine_error").to_output()
+        failed = "error" in output
+        self._set(job_id, status=JobStatus.failed if failed else JobStatus.succeeded, output=output,
+                  progress=None if failed else 1.0)
+
+    def _set(self, job_id: str, **changes) -> None:
+        job = self._jobs.get(job_id)
+        if job is not None:
+            self._jobs[job_id] = job.model_copy(update={**changes, "updated_at": utcnow()})
+
+    async def submit_voiceprint(self, request: VoiceprintRequest) -> Job:
+        path = self.resolve(request.url)
+        job = self._new_job()
+        self._spawn(job, _work_voiceprint, str(path))
+        return job
+
+    async def submit_identify(self, request: IdentifyRequest) -> Job:
+        path = self.resolve(request.url)
+        job = self._new_job()
+        self._spawn(job, _work_identify, str(path), request.model_dump(by_alias=True), self.max_duration_s)
+        return job
+
+    async def get_job(self, job_id: str) -> Job:
+        job = self._jobs.get(job_id)
+        if job is None:
+            raise JobNotFound(f"Job {job_id} is unknown to this engine (expired, or lost in a restart).")
+        return job
+
+    # -- direct helpers (the engine server and the CLI)
+
+    async def run_voiceprint(self, path: Path) -> VoiceprintOutput:
+        """Make a voiceprint from a clip; raises the job's EngineError on bad input."""
+        output = await self._run(_work_voiceprint, uuid.uuid4().hex, str(Path(path)))
+        _raise_error(output)
+        return VoiceprintOutput.model_validate(output)
+
+    async def run_identify(self, path: Path, request: IdentifyRequest,
+                           progress: ProgressCallback | None = None) -> IdentifyOutput:
+        """Identify speakers in `path` (the request's `url` is ignored); progress gets fractions 0–1."""
+        job_id = uuid.uuid4().hex
+        if progress:
+            self._callbacks[job_id] = (asyncio.get_running_loop(), progress)
+        try:
+            self._ensure_pool()
+            output = await self._run(_work_identify, job_id, str(Path(path)), request.model_dump(by_alias=True),
+                                     self.max_duration_s)
+        finally:
+            self._callbacks.pop(job_id, None)
+        _raise_error(output)
+        return IdentifyOutput.model_validate(output)
+
+    async def close(self) -> None:
+        self._closed = True
+        for task in list(self._tasks):
+            task.cancel()
+        if self._pool is not None:
+            pool, self._pool = self._pool, None
+            await asyncio.get_running_loop().run_in_executor(None, lambda: pool.shutdown(cancel_futures=True))
+        if self._queue is not None:
+            self._queue.put(None)
+            if self._drain is not None:
+                self._drain.join(timeout=2)
+            self._queue.close()
+
+
+MEDIA_CODES = {"not_audio", "no_audio_track", "corrupt", "empty", "silent", "too_long", "too_short",
+               "multiple_speakers", "not_found", "bad_media"}
+
+
+def _raise_error(output: dict) -> None:
+    """Re-raise a job's `{"error": {code, message}}` as the matching typed EngineError."""
+    from bot.engines.base import MediaError, VoiceprintError
+
+    err = output.get("error")
+    if isinstance(err, dict):
+        code = err.get("code") or "engine_error"
+        cls = (VoiceprintError if code == VoiceprintError.code else MediaError if code in MEDIA_CODES
+               else EngineError)
+        raise cls(err.get("message", "The speaker engine failed."), code=code)

@@ -1,0 +1,114 @@
+"""The engine's two operations on decoded audio with warm models: make a voiceprint, identify speakers.
+
+These run inside a worker process (see `bot.engines.local`); they take and return typed values and raise
+typed EngineErrors, so the benchmark and tests can call them directly too.
+"""
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+
+from bot.engines import matching, voiceprint
+from bot.engines.audio import Audio, normalise_level
+from bot.engines.base import MediaError
+from bot.engines.diarize import SpeakerModels, l2
+from bot.engines.schema import (
+    DiarizationSegment,
+    IdentificationSegment,
+    IdentifyOutput,
+    Matching,
+    SpeakerMatch,
+    VoiceprintInput,
+    VoiceprintOutput,
+)
+
+MAX_CLIP = 30.0  # seconds, as pyannoteAI
+# Below ~3 s of speech a CAM++ voiceprint wanders: on the Libri readers, same-person similarity between
+# 1.5 s windows and a 3 s-or-longer clip drops markedly, and pyannoteAI's guidance also asks for several
+# seconds. 3 s keeps short, clean enrollment clips usable.
+MIN_SPEECH = 3.0
+# Average-linkage clustering of a clip's 1.5 s windows stops merging below this cosine similarity. On the
+# 50 Libri utterances the last merge of one reader's windows is ≥ 0.54; for 20 clips of two readers
+# (6 s each) it is ≤ 0.48: two clusters left means two people.
+SAME_VOICE = 0.5
+MIN_VOICE_SHARE = 0.2  # a second voice must hold at least this share of the clip's windows to count
+
+Progress = Callable[[float], None]
+
+
+def make_voiceprint(models: SpeakerModels, audio: Audio) -> VoiceprintOutput:
+    """One voice, ≤ 30 s, ≥ MIN_SPEECH of speech → the voiceprint string."""
+    from bot.engines.audio import too_long
+
+    if audio.duration > MAX_CLIP + 0.05:
+        raise too_long(audio.duration, MAX_CLIP, "clip")
+    if audio.duration < MIN_SPEECH:
+        raise MediaError(f"The clip is only {audio.duration:.1f} s long; a voiceprint needs at least "
+                         f"{MIN_SPEECH:.0f} s of speech.", code="too_short")
+    samples = normalise_level(audio.samples)
+    emb, speech = models.clip_windows(samples)
+    if speech == 0 or len(emb) == 0:
+        raise MediaError("No speech was found in the clip.", code="silent")
+    if speech < MIN_SPEECH:
+        raise MediaError(f"Only {speech:.1f} s of speech was found in the clip; a voiceprint needs at least "
+                         f"{MIN_SPEECH:.0f} s. Record a longer sample.", code="too_short")
+    if several_voices(emb):
+        raise MediaError("Two or more voices were found in the clip; a voiceprint needs one person speaking "
+                         "alone.", code="multiple_speakers")
+    return VoiceprintOutput(voiceprint=voiceprint.encode(l2(emb.mean(0)), models.model_id))
+
+
+def several_voices(emb: np.ndarray) -> bool:
+    """True when a clip's windows form two groups of clearly different voice, each a real share of it."""
+    from scipy.cluster.hierarchy import fcluster, linkage
+
+    if len(emb) < 2:
+        return False
+    groups = fcluster(linkage(emb, "average", metric="cosine"), t=1 - SAME_VOICE, criterion="distance")
+    shares = np.bincount(groups) / len(groups)
+    return int(np.sum(shares >= MIN_VOICE_SHARE)) >= 2
+
+
+def check_voiceprints(items: list[VoiceprintInput], model: str) -> np.ndarray:
+    """All voiceprint vectors (labels × dim); a foreign or damaged one raises VoiceprintError first."""
+    return np.stack([voiceprint.decode_compatible(v.voiceprint, model, v.label) for v in items])
+
+
+def identify(models: SpeakerModels, audio: Audio, voiceprints: list[VoiceprintInput],
+             match: Matching | None = None, num: int | None = None, min_n: int | None = None,
+             max_n: int | None = None, progress: Progress | None = None) -> IdentifyOutput:
+    """Diarize, then match each diarized speaker to the voiceprints (pyannoteAI identify output)."""
+    match = match or Matching()
+    report = progress or (lambda f: None)
+    vectors = check_voiceprints(voiceprints, models.model_id)
+    samples = normalise_level(audio.samples)
+    diar = models.diarize(samples, num, min_n, max_n, progress=report)
+    if not diar.segments:
+        raise MediaError("No speech was found in the recording.", code="silent")
+    labels = [v.label for v in voiceprints]
+    speakers = diar.speakers
+    conf = matching.confidence(matching.similarity_matrix(np.stack([diar.centroids[s] for s in speakers]),
+                                                          vectors))
+    chosen = matching.assign(conf, match.threshold, match.exclusive).matches
+    names = {spk: (labels[c] if c is not None else None) for spk, c in zip(speakers, chosen)}
+    report(1.0)
+    return IdentifyOutput(
+        diarization=[DiarizationSegment(speaker=s, start=a, end=b) for s, a, b in diar.segments],
+        identification=[IdentificationSegment(speaker=names[s] or s, start=a, end=b, diarization_speaker=s,
+                                              match=names[s]) for s, a, b in diar.segments],
+        voiceprints=[SpeakerMatch(speaker=s, match=names[s],
+                                  confidence={lab: float(conf[i, j]) for j, lab in enumerate(labels)})
+                     for i, s in enumerate(speakers)],
+        warning=speaker_count_warning(len(speakers), num, min_n, max_n),
+        duration=round(audio.duration, 3),
+    )
+
+
+def speaker_count_warning(found: int, num: int | None, min_n: int | None, max_n: int | None) -> str | None:
+    lo, hi = (num, num) if num else (min_n, max_n)
+    if lo and found < lo:
+        return f"Only {found} speaker(s) could be told apart, fewer than the {lo} requested."
+    if hi and found > hi:
+        return f"{found} speakers were found, more than the {hi} requested."
+    return None
