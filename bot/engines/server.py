@@ -366,7 +366,7 @@ def main(args: argparse.Namespace) -> int:
         async def close_engine(_: web.Application) -> None:
             await engine.close()
 
-        app.on_startup.append(warm_engine)
+        app.on_startup.insert(0, warm_engine)
         app.on_cleanup.append(close_engine)
         return app
 
