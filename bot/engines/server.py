@@ -217,7 +217,10 @@ class EngineServer:
             record = self.store.jobs.get(job_id)
             if record is None or record.final:
                 continue
-            await self._run(record)
+            try:
+                await self._run(record)
+            except OSError:  # the data directory failed (disk full?): keep serving the other jobs
+                log.exception("could not record job %s; it re-runs or fails at the next start", job_id)
 
     async def _run(self, record: JobRecord) -> None:
         """Run one job on the engine; a cancellation (server stop) leaves it `running` for recovery."""
