@@ -21,6 +21,7 @@ SAMPLE_RATE = 16000
 TARGET_LEVEL = 0.3
 MAX_GAIN = 100.0  # +40 dB: enough for the far-field AMI excerpts (p99.5 ≈ 0.015)
 SILENT_PEAK = 1e-4  # −80 dBFS: digital silence or near enough
+TEXT_FORMATS = {"tty", "txt"}  # ffmpeg renders text files as "video" (ANSI art): they are not media
 
 
 @dataclass(frozen=True)
@@ -55,6 +56,11 @@ def too_long(duration: float, limit: float, noun: str = "recording") -> MediaErr
     )
 
 
+def _not_audio(name: str) -> MediaError:
+    return MediaError(f"{name} is not an audio or video file I can read (wav, flac, mp3, m4a, ogg, opus, webm, "
+                      "mp4, mov).", code="not_audio")
+
+
 def _open(path: Path):
     import av
 
@@ -66,10 +72,7 @@ def _open(path: Path):
     try:
         return av.open(str(path), metadata_errors="ignore")
     except av.error.InvalidDataError:
-        raise MediaError(
-            f"{path.name} is not an audio or video file I can read (wav, flac, mp3, m4a, ogg, opus, webm, mp4, mov).",
-            code="not_audio",
-        ) from None
+        raise _not_audio(path.name) from None
     except av.error.FFmpegError as exc:
         raise MediaError(f"{path.name} could not be opened: it looks damaged ({exc.strerror}).",
                          code="corrupt") from None
@@ -91,8 +94,9 @@ def decode(path: Path, max_duration: float | None = None, *, noun: str = "record
     container = _open(path)
     with container:
         if not container.streams.audio:
-            kind = "video" if container.streams.video else "file"
-            raise MediaError(f"The {kind} {name} has no audio track.", code="no_audio_track")
+            if container.streams.video and container.format.name not in TEXT_FORMATS:
+                raise MediaError(f"The video {name} has no audio track.", code="no_audio_track")
+            raise _not_audio(name)
         stream = container.streams.audio[0]
         header = _header_duration(container, stream)
         if max_duration is not None and header is not None and header > max_duration + 1:
@@ -100,9 +104,10 @@ def decode(path: Path, max_duration: float | None = None, *, noun: str = "record
         resampler = av.AudioResampler(format="flt", layout="mono", rate=SAMPLE_RATE)
         limit = None if max_duration is None else int((max_duration + 1) * SAMPLE_RATE)
         chunks: list[np.ndarray] = []
-        total = 0
+        total = packet_bytes = 0
         try:
             for packet in container.demux(stream):
+                packet_bytes += packet.size
                 for frame in packet.decode():
                     for out in resampler.resample(frame):
                         chunk = out.to_ndarray().reshape(-1)
@@ -118,6 +123,8 @@ def decode(path: Path, max_duration: float | None = None, *, noun: str = "record
                                  code="corrupt") from None
             # A damaged tail after real audio: keep what decoded, as players do.
     samples = np.concatenate(chunks).astype(np.float32, copy=False) if chunks else np.zeros(0, np.float32)
+    if samples.size == 0 and (packet_bytes or Path(path).stat().st_size > 4096):
+        raise MediaError(f"{name} could not be decoded: its audio data looks damaged.", code="corrupt")
     if samples.size == 0:
         raise MediaError(f"{name} holds no audio samples.", code="empty")
     if not np.all(np.isfinite(samples)):

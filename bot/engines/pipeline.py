@@ -12,7 +12,7 @@ import numpy as np
 from bot.engines import matching, voiceprint
 from bot.engines.audio import Audio, normalise_level
 from bot.engines.base import MediaError
-from bot.engines.diarize import SpeakerModels, l2
+from bot.engines.diarize import Diarization, SpeakerModels, l2
 from bot.engines.schema import (
     DiarizationSegment,
     IdentificationSegment,
@@ -81,15 +81,11 @@ def identify(models: SpeakerModels, audio: Audio, voiceprints: list[VoiceprintIn
     """Diarize, then match each diarized speaker to the voiceprints (pyannoteAI identify output)."""
     match = match or Matching()
     report = progress or (lambda f: None)
-    vectors = check_voiceprints(voiceprints, models.model_id)
-    samples = normalise_level(audio.samples)
-    diar = models.diarize(samples, num, min_n, max_n, progress=report)
-    if not diar.segments:
-        raise MediaError("No speech was found in the recording.", code="silent")
+    diar, sims = diarize_and_compare(models, audio, check_voiceprints(voiceprints, models.model_id),
+                                     num, min_n, max_n, report)
     labels = [v.label for v in voiceprints]
     speakers = diar.speakers
-    conf = matching.confidence(matching.similarity_matrix(np.stack([diar.centroids[s] for s in speakers]),
-                                                          vectors))
+    conf = matching.confidence(sims)
     chosen = matching.assign(conf, match.threshold, match.exclusive).matches
     names = {spk: (labels[c] if c is not None else None) for spk, c in zip(speakers, chosen)}
     report(1.0)
@@ -103,6 +99,17 @@ def identify(models: SpeakerModels, audio: Audio, voiceprints: list[VoiceprintIn
         warning=speaker_count_warning(len(speakers), num, min_n, max_n),
         duration=round(audio.duration, 3),
     )
+
+
+def diarize_and_compare(models: SpeakerModels, audio: Audio, vectors: np.ndarray, num: int | None = None,
+                        min_n: int | None = None, max_n: int | None = None, progress: Progress | None = None
+                        ) -> tuple[Diarization, np.ndarray]:
+    """Diarization and the cosine similarity of each speaker (rows, in `diar.speakers` order) to each vector."""
+    diar = models.diarize(normalise_level(audio.samples), num, min_n, max_n, progress=progress)
+    if not diar.segments:
+        raise MediaError("No speech was found in the recording.", code="silent")
+    centroids = np.stack([diar.centroids[s] for s in diar.speakers])
+    return diar, matching.similarity_matrix(centroids, vectors)
 
 
 def speaker_count_warning(found: int, num: int | None, min_n: int | None, max_n: int | None) -> str | None:
