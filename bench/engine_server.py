@@ -82,6 +82,7 @@ async def bench(jobs: int, minutes: float, workers: int) -> list[Row]:
                for label, clip in meeting.enrollment.items()}
         meetings = [(write_wav(tmp / f"meeting-{i}.wav", meeting.samples), vps) for i in range(jobs)]
         audio_min = jobs * minutes
+        await run_all(local, meetings[:workers])  # untimed: every worker runs one identify before timing
         base_s, base_out = await run_all(local, meetings)
         http_s, http_out = await run_all(client, meetings)
         assert http_out == base_out, "the HTTP path must give the same output as the in-process engine"
