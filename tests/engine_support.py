@@ -12,7 +12,7 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from bench import meetings  # noqa: E402
+from bench import meetings
 
 needs_data = pytest.mark.skipif(not meetings.data_available(),
                                 reason=f"speech data not found at {meetings.DATA} (see ../shared/data/README.md)")

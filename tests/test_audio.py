@@ -17,13 +17,13 @@ def speech() -> np.ndarray:
 
 
 FORMATS = [
-    ("clip.m4a", dict(codec="aac", rate=44100)),
-    ("clip.webm", dict(codec="libopus", rate=48000)),
-    ("clip.mp3", dict(codec="libmp3lame", rate=44100)),
-    ("clip.ogg", dict(codec="libopus", rate=48000)),
-    ("clip.mp4", dict(codec="aac", rate=44100, video=True)),
-    ("stereo.wav", dict(codec="pcm_s16le", channels=2)),
-    ("clip-44k.flac", dict(codec="flac", rate=44100)),
+    ("clip.m4a", {"codec": "aac", "rate": 44100}),
+    ("clip.webm", {"codec": "libopus", "rate": 48000}),
+    ("clip.mp3", {"codec": "libmp3lame", "rate": 44100}),
+    ("clip.ogg", {"codec": "libopus", "rate": 48000}),
+    ("clip.mp4", {"codec": "aac", "rate": 44100, "video": True}),
+    ("stereo.wav", {"codec": "pcm_s16le", "channels": 2}),
+    ("clip-44k.flac", {"codec": "flac", "rate": 44100}),
 ]
 
 

@@ -68,7 +68,8 @@ def _read_request(args: argparse.Namespace):
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise ValueError(f"{args.voiceprints} is not valid JSON ({_one_line(exc)})") from None
     if not isinstance(items, list):
-        raise ValueError(f'{args.voiceprints} must hold a JSON list of {{"label": ..., "voiceprint": ...}}')
+        message = f'{args.voiceprints} must hold a JSON list of {{"label": ..., "voiceprint": ...}}'
+        raise ValueError(message)  # noqa: TRY004 - reported to the person as bad input, like the others
     try:
         return IdentifyRequest(
             url=str(args.media.resolve()), voiceprints=items,
