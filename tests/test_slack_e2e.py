@@ -202,6 +202,17 @@ async def test_corrupt_recording_gets_clear_message(world):
     assert rec.error_code in ("corrupt", "not_audio", "no_audio_track", "empty"), rec.error_code
 
 
+async def test_html_page_instead_of_the_recording(world):
+    fake, db, bot = world
+    f = fake.add_file("review.m4a", "audio/mp4", b"irrelevant", serve_html=True)
+    event = bot.share_event(f)
+    await bot.event(event, event_id="EvHtml")
+    rec = await wait_status(fake, db, f.id, {"failed", "posted"})
+    assert rec.state.value == "failed" and rec.error_code == "html_page"
+    [reply] = thread_messages(fake, event["ts"])
+    assert "web page instead of review.m4a" in reply.text and "reinstall" in str(reply.blocks)
+
+
 # -- feedback ---------------------------------------------------------------------------------------
 
 def speaker_of(blocks: list, who: str) -> str:
