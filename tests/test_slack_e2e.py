@@ -286,6 +286,7 @@ async def test_restart_in_the_middle_of_a_job_posts_one_summary(world, engine):
         assert rec.attempts >= 2 or (await get_recording(db, rec.id)).attempts >= 2
         [reply] = thread_messages(fake, event["ts"])
         assert "Unknown speaker" in str(reply.blocks) or "<@" in str(reply.blocks)
+        world_state["planning"] = (f.id, reply.ts)
         posts = [c for c in fake.calls_to("chat.postMessage") if c.params.get("thread_ts") == event["ts"]]
         assert len(posts) == 1
         uploads = [c for c in fake.calls_to("files.completeUploadExternal") if c.params.get("thread_ts") == event["ts"]]
@@ -293,6 +294,18 @@ async def test_restart_in_the_middle_of_a_job_posts_one_summary(world, engine):
     finally:
         bot.client = None
         world_state["restarted"] = second
+
+
+async def test_this_is_me_when_the_file_is_gone_explains_instead_of_offering(world):
+    fake, _, _ = world
+    bot = world_state["restarted"]
+    file_id, msg_ts = world_state["planning"]
+    del fake.files[file_id]  # deleted from Slack; our copy of the audio was deleted after processing
+    value = speaker_of(fake.messages[(CHANNEL, msg_ts)].blocks, "Unknown speaker")
+    reply = await press(bot, fake, "UNEW", "this_is_me", value, msg_ts)
+    assert "no longer in Slack" in reply["text"] and "/enroll" in reply["text"]
+    assert "Enroll from this recording" not in str(reply["blocks"])
+    assert "<@UNEW>" in str(fake.messages[(CHANNEL, msg_ts)].blocks)
 
 
 async def test_enroll_delete_removes_the_voiceprint(world):

@@ -19,7 +19,7 @@ from bot.slack.files import download
 from bot.slack.services import Services
 from bot.slack.speaker_clip import solo_spans, write_speaker_clip
 from bot.slack.voiceprints import voiceprint_from_path
-from bot.summary.blocks import NOT_ME, THIS_IS_ME, parse_button_value, render_summary
+from bot.summary.blocks import NOT_ME, THIS_IS_ME, button_value, parse_button_value, render_summary
 
 ENROLL_FROM_RECORDING = "enroll_from_recording"
 RECORDING_MODAL = "enroll_recording_modal"
@@ -51,6 +51,20 @@ def consent_modal(value: str, existing, retention_days: int) -> dict:
     view["callback_id"] = RECORDING_MODAL
     view["private_metadata"] = value
     return view
+
+
+async def enroll_offer(client: AsyncWebClient, rec, speaker: str) -> tuple[str, list]:
+    """Offer enrollment from the recording only while Slack still has the file; else explain why not."""
+    try:
+        await client.files_info(file=rec.file_id)
+    except SlackApiError:
+        text = ("Thanks: you are now named for that speaker. Voice ID deletes recording audio after "
+                "processing and the file is no longer in Slack, so it cannot enroll you from it: "
+                "type `/enroll` with a short clip of your voice instead.")
+        return text, offer_blocks(text, None)
+    text = ("Thanks: you are now named for that speaker. Want Voice ID to recognise you next time? "
+            "It can make your voiceprint from your speech in this recording (you will be asked to consent).")
+    return text, offer_blocks(text, button_value(rec.id, speaker))
 
 
 def register(app: AsyncApp, services: Services) -> None:
@@ -101,22 +115,6 @@ def register(app: AsyncApp, services: Services) -> None:
         rec = await set_relabel(services.db, rec.id, speaker, user)
         await refresh_summary(client, rec)
         await private(client, body, *await enroll_offer(client, rec, speaker))
-
-    async def enroll_offer(client: AsyncWebClient, rec, speaker: str) -> tuple[str, list]:
-        """Offer enrollment from the recording only while Slack still has the file; else explain."""
-        try:
-            await client.files_info(file=rec.file_id)
-        except SlackApiError:
-            text = ("Thanks: you are now named for that speaker. Voice ID deletes recording audio after "
-                    "processing and the file is no longer in Slack, so it cannot enroll you from it: "
-                    "type `/enroll` with a short clip of your voice instead.")
-            return text, offer_blocks(text, None)
-        text = ("Thanks: you are now named for that speaker. Want Voice ID to recognise you next time? "
-                "It can make your voiceprint from your speech in this recording (you will be asked to consent).")
-        return text, offer_blocks(text, body_value(rec.id, speaker))
-
-    def body_value(rec_id: int, speaker: str) -> str:
-        return f"{rec_id}:{speaker}"
 
     @app.action(ENROLL_FROM_RECORDING)
     async def on_enroll_from_recording(ack, body: dict, client: AsyncWebClient) -> None:
