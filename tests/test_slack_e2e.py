@@ -350,6 +350,46 @@ async def test_enroll_from_the_recording_after_this_is_me(world):
     assert await get_voiceprint(db, "T0001", UNKNOWN) is not None
 
 
+async def test_worker_process_posts_the_summary_and_stops_on_sigterm(world, tmp_path):
+    """`python -m bot worker` as its own process on the same database; the web app only queues and replies."""
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    fake, db, _ = world
+    web = await BotUnderTest(fake, world[2].settings, db, world[2].engine, run_jobs=False).start()
+    world_state["web_only"] = web
+    f = fake.add_file("sync.wav", "audio/wav", wav_bytes(concat([(r, i) for i in (8, 9) for r in ("1688", "1998")],
+                                                                pause=0.5)))
+    event = web.share_event(f)
+    await web.event(event, event_id="EvWorker")
+    [reply] = await fake.wait_for(lambda: fake.thread(CHANNEL, event["ts"]), what="the immediate reply")
+    assert "Identifying speakers in sync.wav" in reply.text
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("SLACK_", "DATABASE_", "ENGINE"))}
+    env |= {"SLACK_BOT_TOKEN": fake.token, "SLACK_API_URL": fake.api_url, "DATABASE_URL": world[2].settings.effective_database_url,
+            "ENGINE": "local", "JOB_POLL_SECONDS": "0.5", "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    log_path = tmp_path / "worker.log"
+    with log_path.open("w") as log:  # a file, not a pipe: a chatty worker must never block on output
+        worker = await asyncio.create_subprocess_exec(sys.executable, "-m", "bot", "worker", cwd=tmp_path, env=env,
+                                                      stdout=log, stderr=subprocess.STDOUT)
+    try:
+        rec = await wait_status(fake, db, f.id, {"posted", "failed"}, timeout=300)
+        assert rec.state.value == "posted", rec.error_message
+        [summary] = fake.thread(CHANNEL, event["ts"])
+        assert "<@U1688>" in str(summary.blocks)
+        worker.send_signal(signal.SIGTERM)
+        code = await asyncio.wait_for(worker.wait(), 60)
+        output = log_path.read_text()
+        assert code == 0, output
+        assert "worker" in output and fake.token not in output  # never log tokens
+    finally:
+        if worker.returncode is None:
+            worker.kill()
+            await worker.wait()
+
+
 async def test_app_uninstalled_removes_voiceprints_and_results(world):
     _fake, db, _ = world
     bot = world_state.get("restarted") or world[2]
@@ -380,6 +420,6 @@ async def test_no_recording_audio_is_left_behind():
 @pytest_asyncio.fixture(scope="module", loop_scope="module", autouse=True)
 async def _stop_restarted():
     yield
-    second = world_state.get("restarted")
-    if second is not None:
-        await second.stop()
+    for key in ("restarted", "web_only"):
+        if world_state.get(key) is not None:
+            await world_state[key].stop()

@@ -38,7 +38,9 @@ class JobRunner:
 
     async def start(self) -> None:
         settings = self.services.settings
-        # A claim pass that outlasts the interval is normal under load, not worth a warning each time.
+        # Every run of the claim job would be logged at INFO, and a pass outlasting the interval (normal
+        # under load) as a warning: keep the log for what matters.
+        logging.getLogger("apscheduler").setLevel(logging.WARNING)
         logging.getLogger("apscheduler.scheduler").setLevel(logging.ERROR)
         self._scheduler = AsyncIOScheduler(timezone="UTC")
         common = {"max_instances": 1, "coalesce": True, "misfire_grace_time": None}

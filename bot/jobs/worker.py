@@ -4,6 +4,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import signal
 import sys
 
 from bot.config import load_settings
@@ -29,6 +30,15 @@ def main(args: argparse.Namespace) -> int:
     return 0
 
 
+async def until_stopped() -> None:
+    """Wait for SIGTERM (a platform stopping the dyno) or SIGINT, so shutdown is orderly."""
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    await stop.wait()
+
+
 async def work(settings, capacity: int | None) -> None:
     from bot.jobs.scheduler import JobRunner
     from bot.slack.server import close_services, open_services
@@ -38,7 +48,7 @@ async def work(settings, capacity: int | None) -> None:
     await runner.start()
     log.info("worker %s started", runner.owner)
     try:
-        await asyncio.Event().wait()
+        await until_stopped()
     finally:
         await runner.stop()
         await close_services(services)

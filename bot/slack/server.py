@@ -48,6 +48,7 @@ async def close_services(services) -> None:
 async def serve(settings: Settings, host: str, port: int) -> None:
     from aiohttp import web
 
+    from bot.jobs.worker import until_stopped
     from bot.slack.app import build_bolt, build_web_app
 
     services = await open_services(settings)
@@ -62,10 +63,15 @@ async def serve(settings: Settings, host: str, port: int) -> None:
             from slack_bolt.adapter.socket_mode.aiohttp import AsyncSocketModeHandler
 
             log.info("Voice ID: Socket Mode, health on http://%s:%s/healthz", host, port)
-            await AsyncSocketModeHandler(bolt, settings.slack_app_token.get_secret_value()).start_async()
+            handler = AsyncSocketModeHandler(bolt, settings.slack_app_token.get_secret_value())
+            await handler.connect_async()
+            try:
+                await until_stopped()
+            finally:
+                await handler.close_async()
         else:
             log.info("Voice ID listening on http://%s:%s/slack/events", host, port)
-            await asyncio.Event().wait()
+            await until_stopped()
     finally:
         await runner.cleanup()
         await close_services(services)
