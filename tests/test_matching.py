@@ -11,7 +11,7 @@ def test_confidence_is_calibrated_and_monotone():
     s = np.linspace(-1, 1, 41)
     c = confidence(s)
     assert np.all(np.diff(c) >= 0) and c.min() >= 0 and c.max() <= 100
-    assert confidence(0.0) < 5 and confidence(0.9) > 95
+    assert confidence(0.5) < 5 and confidence(0.9) > 95
 
 
 def test_recommended_threshold_is_a_confidence():
