@@ -12,7 +12,7 @@ different people cos ≤ 0.651 (median 0.540); fitted midpoint 0.745, scale 0.04
 in trn06, found in trn09, far-field) the same person scored 0.838.
 
 RECOMMENDED_THRESHOLD = 60 (cos 0.767): the highest different-person score maps to 9, the lowest Libri
-same-person to 99 and the AMI cross-file one to 85 — absent people are not named, enrolled ones are.
+same-person to 97 and the AMI cross-file one to 89 — absent people are not named, enrolled ones are.
 """
 from __future__ import annotations
 
