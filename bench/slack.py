@@ -126,11 +126,11 @@ async def run(minutes: float, concurrency: int) -> None:
                   f"{max(values) * 1000:>7.1f} |")
     seconds = minutes * 60
     print(f"\nA {minutes:.0f}-minute recording, 4 speakers, 3 enrolled (s)\n")
-    print(f"| {'path':<44} | {'seconds':>8} | {'RTF':>6} |")
-    print(f"|{'-' * 46}|{'-' * 10}|{'-' * 8}|")
+    print(f"| {'path':<50} | {'seconds':>8} | {'RTF':>6} |")
+    print(f"|{'-' * 52}|{'-' * 10}|{'-' * 8}|")
     for name, value in (("engine only: upload, identify, poll (baseline)", engine_only),
                         ("Slack: file_share event → summary + chart posted", elapsed)):
-        print(f"| {name:<44} | {value:>8.1f} | {value / seconds:>6.3f} |")
+        print(f"| {name:<50} | {value:>8.1f} | {value / seconds:>6.3f} |")
     print(f"\nmedian idle ack {statistics.median(idle) * 1000:.1f} ms")
 
 
