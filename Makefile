@@ -37,6 +37,9 @@ lint: install
 
 bench: install
 	$(BIN)/python -m bench.engine
+	$(BIN)/python -m bench.engine_server
+	$(BIN)/python -m bench.slack
+	$(BIN)/python -m bench.claims
 
 clean:
 	rm -rf $(VENV) var .pytest_cache

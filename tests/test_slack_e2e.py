@@ -130,7 +130,7 @@ async def test_enroll_bad_inputs_have_clear_messages(world):
     pdf = await enroll(bot, fake, "UBAD", b"%PDF-1.4 not audio", name="notes.pdf", mimetype="application/pdf")
     assert pdf.startswith("errors:") and "not audio or video" in pdf
     long_clip = await enroll(bot, fake, "UBAD", wav_bytes(concat([("1688", i) for i in range(1, 8)])))
-    assert "not enrolled" in long_clip and "44 s long" in long_clip, long_clip
+    assert "not enrolled" in long_clip and "44 s long" in long_clip and "at most 30 s" in long_clip, long_clip
     two = await enroll(bot, fake, "UBAD", wav_bytes(concat([("1688", 2), ("2609", 0), ("1688", 3), ("2609", 1)],
                                                            pause=0.5)))
     assert "not enrolled" in two and ("voice" in two.lower() or "speaker" in two.lower()), two

@@ -43,11 +43,10 @@ def _one_line(exc: Exception) -> str:
 
 def main_voiceprint(args: argparse.Namespace) -> int:
     from bot.engines import pipeline
-    from bot.engines.audio import decode
     from bot.engines.base import EngineError
 
     try:
-        audio = decode(args.clip, pipeline.MAX_CLIP + 1, noun="clip")
+        audio = pipeline.decode_clip(args.clip)
         output = pipeline.make_voiceprint(_models(), audio)
     except EngineError as exc:
         return _fail(exc.message)

@@ -38,6 +38,11 @@ def make_engine(settings: Settings) -> Engine:
         return HTTPEngine(settings.engine_url, settings.engine_api_key.get_secret_value(), name="the engine server",
                           recommended_threshold=RECOMMENDED_THRESHOLD,
                           webhook_url=webhook_url(settings), key_setting="ENGINE_API_KEY")
+    return make_local_engine(settings)
+
+
+def make_local_engine(settings: Settings):
+    """The embedded engine, sized and limited by the settings (the bot's default and the engine server's core)."""
     from bot.engines.local import LocalEngine
 
-    return LocalEngine(workers=settings.engine_workers)
+    return LocalEngine(workers=settings.engine_workers, max_duration_s=settings.max_recording_hours * 3600)

@@ -70,10 +70,9 @@ def _report(job_id: str):
 
 def _work_voiceprint(job_id: str, path: str) -> dict:
     from bot.engines import pipeline
-    from bot.engines.audio import decode
 
     try:
-        audio = decode(Path(path), pipeline.MAX_CLIP + 1, noun="clip")
+        audio = pipeline.decode_clip(Path(path))
         return pipeline.make_voiceprint(_models, audio).wire()
     except EngineError as exc:
         return exc.to_output()

@@ -37,6 +37,13 @@ MIN_VOICE_SHARE = 0.2  # a second voice must hold at least this share of the cli
 Progress = Callable[[float], None]
 
 
+def decode_clip(path) -> Audio:
+    """An enrollment clip, decoded with the voiceprint limit (decoding itself stops a second past it)."""
+    from bot.engines.audio import decode
+
+    return decode(path, MAX_CLIP, noun="clip")
+
+
 def make_voiceprint(models: SpeakerModels, audio: Audio) -> VoiceprintOutput:
     """One voice, ≤ 30 s, ≥ MIN_SPEECH of speech → the voiceprint string."""
     from bot.engines.audio import too_long

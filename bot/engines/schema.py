@@ -5,7 +5,7 @@ cloud, from our engine server and from the embedded engine can be stored and ren
 """
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from enum import Enum
 from typing import Annotated
 
@@ -73,7 +73,7 @@ class IdentifyRequest(_Wire):
     webhook_status_only: bool = Field(default=False, alias="webhookStatusOnly")
 
     @model_validator(mode="after")
-    def _check(self) -> "IdentifyRequest":
+    def _check(self) -> IdentifyRequest:
         labels = [v.label for v in self.voiceprints]
         if len(set(labels)) != len(labels):
             raise ValueError("voiceprint labels must be unique")
@@ -139,7 +139,7 @@ class JobError(_Wire):
 
 
 def utcnow() -> datetime:
-    return datetime.now(timezone.utc)
+    return datetime.now(UTC)
 
 
 class Job(_Wire):

@@ -345,7 +345,7 @@ def main(args: argparse.Namespace) -> int:
     import sys
 
     from bot.config import load_settings
-    from bot.engines.local import LocalEngine
+    from bot.engines.factory import make_local_engine
 
     settings = load_settings()
     logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
@@ -359,7 +359,7 @@ def main(args: argparse.Namespace) -> int:
     secret = settings.engine_webhook_secret.get_secret_value() if settings.engine_webhook_secret else None
 
     async def app_factory() -> web.Application:
-        engine = LocalEngine(workers=settings.engine_workers)
+        engine = make_local_engine(settings)
         app = create_app(engine, settings.engine_api_key.get_secret_value(), data_dir, limits=limits,
                          workers=settings.engine_workers, webhook_secret=secret)
 

@@ -185,13 +185,17 @@ class Pipeline:
         await mark_posted(self.db, rec.id, self.owner, posted_ts, chart_file_id=chart_id)
 
     async def upload_chart(self, client: AsyncWebClient, rec, summary: Summary, alt: str) -> str | None:
+        """Draw, then renew the lease right before the one step that is not idempotent (the upload)."""
         try:
             names = await display_names(client, [s.user_id for s in summary.speakers if s.user_id])
             png = await self.services.run_cpu(draw_chart, summary, names, rec.file_name)
+            await self._beat(rec)
             up = await client.files_upload_v2(
                 channel=rec.channel_id, thread_ts=rec.thread_ts or rec.message_ts, content=png,
                 filename="timeline.png", title=f"Who spoke when in {rec.file_name}", alt_txt=alt[:1000])
             return (up.get("files") or [{}])[0].get("id") or (up.get("file") or {}).get("id")
+        except LeaseLost:
+            raise
         except SlackApiError as exc:
             log.warning("recording %s: chart upload failed: %s", rec.id, exc.response.get("error"))
             return None
