@@ -82,18 +82,24 @@ def register(app: AsyncApp, services: Services) -> None:
         channel = (body.get("container") or {}).get("channel_id") or (body.get("channel") or {}).get("id")
         await client.chat_postEphemeral(channel=channel, user=body["user"]["id"], text=text, blocks=blocks)
 
+    async def load_or_explain(client: AsyncWebClient, body: dict):
+        """The button's recording and speaker; tells the clicker privately when the result has expired."""
+        rec, speaker, stats = await load(body)
+        if stats is None:
+            await private(client, body, "This summary is no longer available (results expire).")
+        return rec, speaker, stats
+
     @app.action(NOT_ME)
     async def on_not_me(ack, body: dict, client: AsyncWebClient) -> None:
         await ack()
         user = body["user"]["id"]
-        rec, speaker, stats = await load(body)
+        rec, speaker, stats = await load_or_explain(client, body)
         if stats is None:
-            await private(client, body, "This summary is no longer available (results expire).")
             return
         if stats.user_id != user:
             await private(client, body, f"Only <@{stats.user_id}> can say that this speaker is not them.")
             return
-        rec = await set_relabel(services.db, rec.id, speaker, None)
+        rec = await set_relabel(services.db, rec.id, speaker, None, actor_id=user)
         await refresh_summary(client, rec)
         await private(client, body, "Thanks: that speaker is now shown as unknown for everyone.")
 
@@ -101,9 +107,8 @@ def register(app: AsyncApp, services: Services) -> None:
     async def on_this_is_me(ack, body: dict, client: AsyncWebClient) -> None:
         await ack()
         user = body["user"]["id"]
-        rec, speaker, stats = await load(body)
+        rec, speaker, stats = await load_or_explain(client, body)
         if stats is None:
-            await private(client, body, "This summary is no longer available (results expire).")
             return
         if stats.user_id is not None:
             await private(client, body, f"This speaker is already named <@{stats.user_id}>.")
@@ -112,7 +117,7 @@ def register(app: AsyncApp, services: Services) -> None:
             await private(client, body, "You are already named as another speaker in this recording. "
                                         "Press *Not me* there first if that one is wrong.")
             return
-        rec = await set_relabel(services.db, rec.id, speaker, user)
+        rec = await set_relabel(services.db, rec.id, speaker, user, actor_id=user)
         await refresh_summary(client, rec)
         await private(client, body, *await enroll_offer(client, rec, speaker))
 
