@@ -1,4 +1,4 @@
-"""Shared fixtures: real databases for every test that needs one.
+"""Shared fixtures: real databases and the real embedded engine for every test that needs them.
 
 - `postgres_server` (session): a real PostgreSQL server started for this test session (see tests/postgres.py);
   tests using it skip with the reason when no PostgreSQL binaries exist — except under CI (CI=true), where
@@ -7,6 +7,7 @@
 - `sqlite_url`: an empty SQLite file in the test's tmp dir.
 - `db_url` / `db`: a fresh database migrated to head, once per backend (`[sqlite]`, `[postgresql]`);
   `db` is an open `storage.database.Database`. `sqlite_db` is the SQLite one alone.
+- `local_engine` (module): the embedded speaker engine, shared by a module's tests.
 """
 from __future__ import annotations
 
@@ -20,6 +21,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import pytest
+import pytest_asyncio
 from postgres import PostgresServer, PostgresUnavailable
 
 from storage.database import Database
@@ -102,3 +104,13 @@ async def sqlite_db(tmp_path: Path, _sqlite_head: Path) -> AsyncIterator[Databas
     database = Database(sqlite_file_url(path))
     yield database
     await database.dispose()
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="module")
+async def local_engine():
+    """The embedded engine, one per test module (its worker process loads the models once), closed after."""
+    from bot.engines.local import LocalEngine
+
+    engine = LocalEngine(workers=1)
+    yield engine
+    await engine.close()

@@ -5,7 +5,6 @@ import asyncio
 import time
 
 import pytest
-import pytest_asyncio
 from aiohttp import ClientSession, web
 from aiohttp.test_utils import TestServer
 
@@ -18,15 +17,6 @@ from tests.engine_http_support import API_KEY, client_for, engine_server, needs_
 in_module_loop = pytest.mark.asyncio(loop_scope="module")
 
 WEBHOOK_SECRET = "server-webhook-secret"
-
-
-@pytest_asyncio.fixture(scope="module", loop_scope="module")
-async def local():
-    from bot.engines.local import LocalEngine
-
-    engine = LocalEngine(workers=1)
-    yield engine
-    await engine.close()
 
 
 def test_retry_after_grows_with_the_queue_and_stays_bounded():
@@ -63,8 +53,8 @@ async def test_sweep_deletes_unused_media_after_the_ttl_and_old_finished_jobs(tm
 
 
 @in_module_loop
-async def test_auth_upload_url_and_media_key_rules(local, tmp_path):
-    async with engine_server(local, tmp_path) as srv, ClientSession() as http:
+async def test_auth_upload_url_and_media_key_rules(local_engine, tmp_path):
+    async with engine_server(local_engine, tmp_path) as srv, ClientSession() as http:
         async with http.get(srv.make_url("/v1/test")) as resp:
             assert resp.status == 401
             assert "ENGINE_API_KEY" in (await resp.json())["message"]
@@ -96,7 +86,7 @@ async def test_auth_upload_url_and_media_key_rules(local, tmp_path):
 @needs_speech
 @pytest.mark.speech
 @in_module_loop
-async def test_webhook_from_the_server_is_signed_and_carries_the_job(local, tmp_path):
+async def test_webhook_from_the_server_is_signed_and_carries_the_job(local_engine, tmp_path):
     received: list[Job] = []
     arrived = asyncio.Event()
 
@@ -108,7 +98,7 @@ async def test_webhook_from_the_server_is_signed_and_carries_the_job(local, tmp_
     bot.add_routes(webhook_routes(WEBHOOK_SECRET, on_job))
     bot_server = TestServer(bot, host="127.0.0.1")
     await bot_server.start_server()
-    async with engine_server(local, tmp_path, webhook_secret=WEBHOOK_SECRET) as srv:
+    async with engine_server(local_engine, tmp_path, webhook_secret=WEBHOOK_SECRET) as srv:
         client = client_for(srv)
         client.webhook_url = str(bot_server.make_url("/engine/webhook"))
         url = await client.upload(utterance("2414", 1))
@@ -132,9 +122,9 @@ async def _wait_status(store: ServerStore, job_id: str, status: JobStatus, timeo
 @needs_speech
 @pytest.mark.speech
 @in_module_loop
-async def test_a_restart_reruns_unfinished_jobs_or_fails_them_with_a_reason(local, tmp_path):
+async def test_a_restart_reruns_unfinished_jobs_or_fails_them_with_a_reason(local_engine, tmp_path):
     data = tmp_path / "engine"
-    async with engine_server(local, data) as srv:
+    async with engine_server(local_engine, data) as srv:
         client = client_for(srv)
         kept = await client.upload(utterance("2609", 1))
         lost = await client.upload(utterance("2609", 2))
@@ -149,7 +139,7 @@ async def test_a_restart_reruns_unfinished_jobs_or_fails_them_with_a_reason(loca
     assert stopped.jobs[running.job_id].job.status is JobStatus.running
     stopped.delete_media(lost)  # e.g. the disk was replaced: this job cannot run again
 
-    async with engine_server(local, data, limits=ServerLimits()) as srv:
+    async with engine_server(local_engine, data, limits=ServerLimits()) as srv:
         client = client_for(srv)
         rerun = await client.wait(running.job_id, timeout=300)
         assert rerun.status is JobStatus.succeeded and rerun.voiceprint_output().voiceprint

@@ -41,17 +41,8 @@ MEETING = [("1998", 2), ("1688", 4), ("1998", 3), ("1688", 6)]  # about 30 s
 
 
 @pytest_asyncio.fixture(scope="module", loop_scope="module")
-async def local():
-    from bot.engines.local import LocalEngine
-
-    engine = LocalEngine(workers=1)
-    yield engine
-    await engine.close()
-
-
-@pytest_asyncio.fixture(scope="module", loop_scope="module")
-async def server(local, tmp_path_factory):
-    async with engine_server(local, tmp_path_factory.mktemp("engine-data")) as srv:
+async def server(local_engine, tmp_path_factory):
+    async with engine_server(local_engine, tmp_path_factory.mktemp("engine-data")) as srv:
         yield srv
 
 
@@ -84,16 +75,16 @@ async def _identify(engine, path, voiceprints: dict[str, str]):
 @needs_speech
 @pytest.mark.speech
 @in_module_loop
-async def test_round_trip_over_http_equals_the_local_engine(client, local, server, tmp_path):
+async def test_round_trip_over_http_equals_the_local_engine(client, local_engine, server, tmp_path):
     meeting = write_meeting(tmp_path / "meeting.wav", MEETING)
     over_http = {"Alice": await _voiceprint(client, utterance(*ALICE)),
                  "Bob": await _voiceprint(client, utterance(*BOB))}
-    in_process = {"Alice": await _voiceprint(local, utterance(*ALICE)),
-                  "Bob": await _voiceprint(local, utterance(*BOB))}
+    in_process = {"Alice": await _voiceprint(local_engine, utterance(*ALICE)),
+                  "Bob": await _voiceprint(local_engine, utterance(*BOB))}
     assert over_http == in_process
 
     client_out = await _identify(client, meeting, over_http)
-    local_out = await _identify(local, meeting, in_process)
+    local_out = await _identify(local_engine, meeting, in_process)
     assert client_out.wire() == local_out.wire()
     assert {s.match for s in client_out.voiceprints} == {"Alice", "Bob"}
     data_dir = server.app[ENGINE_SERVER].store.media_dir
@@ -148,18 +139,18 @@ async def test_unknown_job_is_job_not_found(client):
 @needs_speech
 @pytest.mark.speech
 @in_module_loop
-async def test_oversize_upload_and_oversize_voiceprint_input_are_refused(local, tmp_path):
+async def test_oversize_upload_and_oversize_voiceprint_input_are_refused(local_engine, tmp_path):
     clip = utterance(*ALICE)
     size = clip.stat().st_size
     limits = ServerLimits(identify_max_bytes=size - 1, voiceprint_max_bytes=size // 2)
-    async with engine_server(local, tmp_path / "small", limits=limits) as srv:
+    async with engine_server(local_engine, tmp_path / "small", limits=limits) as srv:
         engine = client_for(srv)
         with pytest.raises(MediaError, match="413") as err:
             await engine.upload(clip)
         assert err.value.code == "too_large"
         await engine.close()
     limits = ServerLimits(voiceprint_max_bytes=size // 2)
-    async with engine_server(local, tmp_path / "vp", limits=limits) as srv:
+    async with engine_server(local_engine, tmp_path / "vp", limits=limits) as srv:
         engine = client_for(srv)
         url = await engine.upload(clip)
         with pytest.raises(MediaError, match="413"):
@@ -170,8 +161,8 @@ async def test_oversize_upload_and_oversize_voiceprint_input_are_refused(local, 
 @needs_speech
 @pytest.mark.speech
 @in_module_loop
-async def test_full_queue_answers_429_with_retry_after(local, tmp_path):
-    async with engine_server(local, tmp_path / "busy", limits=ServerLimits(queue_size=1), workers=1) as srv:
+async def test_full_queue_answers_429_with_retry_after(local_engine, tmp_path):
+    async with engine_server(local_engine, tmp_path / "busy", limits=ServerLimits(queue_size=1), workers=1) as srv:
         impatient = client_for(srv, attempts=1)
         urls = [await impatient.upload(utterance("2033", i)) for i in (1, 3, 9)]  # 6–7 s each
         first = [await impatient.submit_voiceprint(VoiceprintRequest(url=u)) for u in urls[:2]]

@@ -40,16 +40,7 @@ ENROLL_CLIPS = {"U1688": [("1688", 0)], "U1998": [("1998", 0)], "U2033": [("2033
 
 
 @pytest_asyncio.fixture(scope="module", loop_scope="module")
-async def engine():
-    from bot.engines.local import LocalEngine
-
-    eng = LocalEngine(workers=1)
-    yield eng
-    await eng.close()
-
-
-@pytest_asyncio.fixture(scope="module", loop_scope="module")
-async def world(engine, tmp_path_factory):
+async def world(local_engine, tmp_path_factory):
     """One workspace: fake Slack, a migrated SQLite file and the bot serving on a real socket."""
     fake = FakeSlack()
     await fake.start()
@@ -59,7 +50,7 @@ async def world(engine, tmp_path_factory):
     url = f"sqlite+aiosqlite:///{path}"
     await upgrade(url)
     db = Database(url)
-    bot = await BotUnderTest(fake, bot_settings(fake, url), db, engine).start()
+    bot = await BotUnderTest(fake, bot_settings(fake, url), db, local_engine).start()
     yield fake, db, bot
     await bot.stop()
     await db.dispose()
@@ -261,12 +252,12 @@ async def test_this_is_me_and_not_me(world):
 
 # -- restart --------------------------------------------------------------------------------------
 
-async def test_restart_in_the_middle_of_a_job_posts_one_summary(world, engine):
+async def test_restart_in_the_middle_of_a_job_posts_one_summary(world, local_engine):
     fake, db, bot = world
     from storage.recordings import get_recording
 
     await bot.stop()  # the first instance goes away; a new one takes over mid-job
-    first = await BotUnderTest(fake, bot.settings, db, engine).start()
+    first = await BotUnderTest(fake, bot.settings, db, local_engine).start()
     f = fake.add_file("planning.wav", "audio/wav", wav_bytes(meeting()[: 90 * SR]))
     event = first.share_event(f)
     await first.event(event, event_id="EvRestart")
@@ -278,7 +269,7 @@ async def test_restart_in_the_middle_of_a_job_posts_one_summary(world, engine):
     while not await running():
         await asyncio.sleep(0.05)
     await first.stop()  # crash-like: the pipeline is cancelled with its lease held
-    second = await BotUnderTest(fake, bot.settings, db, engine).start()
+    second = await BotUnderTest(fake, bot.settings, db, local_engine).start()
     world_state["bot"] = second
     try:
         rec = await wait_status(fake, db, f.id, {"posted", "failed"})
