@@ -18,6 +18,7 @@ BOT_TOKEN = "xoxb-fake-bot-token"
 BOT_USER_ID = "UBOT"
 BOT_ID = "BBOT"
 TEAM_ID = "T0001"
+APP_TOKEN = "xapp-fake-app-token"  # Socket Mode's app-level token: only for apps.connections.open
 
 
 @dataclass
@@ -66,6 +67,8 @@ class FakeSlack:
         self.rate_limit: dict[str, int] = {}
         self.refresh_tokens: set[str] = set()
         self.retry_after = 1
+        self.sockets: list[web.WebSocketResponse] = []  # Socket Mode connections from the bot
+        self.acks: dict[str, dict] = {}  # envelope_id → the bot's acknowledgement
         self._ids = itertools.count(1)
         self._clock = itertools.count(1)
         self._runner: web.AppRunner | None = None
@@ -76,7 +79,8 @@ class FakeSlack:
         app = web.Application(client_max_size=64 * 1024**2)
         app.add_routes([web.route("*", "/api/{method}", self._api),
                         web.get("/files/{id}/{name}", self._download),
-                        web.post("/upload/{id}", self._upload)])
+                        web.post("/upload/{id}", self._upload), web.get("/socket", self._socket)])
+        app.on_shutdown.append(self._close_sockets)
         self._runner = web.AppRunner(app, access_log=None)
         await self._runner.setup()
         site = web.TCPSite(self._runner, "127.0.0.1", 0)
@@ -158,7 +162,8 @@ class FakeSlack:
             self.rate_limit[method] -= 1
             return web.json_response({"ok": False, "error": "ratelimited"}, status=429,
                                      headers={"Retry-After": str(self.retry_after)})
-        if method != "oauth.v2.access" and token not in self.tokens:
+        accepted = {APP_TOKEN} if method == "apps.connections.open" else self.tokens
+        if method != "oauth.v2.access" and token not in accepted:
             return web.json_response({"ok": False, "error": "invalid_auth"})
         handler = getattr(self, "_m_" + method.replace(".", "_"), None)
         if handler is None:
@@ -178,7 +183,38 @@ class FakeSlack:
         self.uploads[request.match_info["id"]] = await request.read()
         return web.Response(text="OK - " + str(len(self.uploads[request.match_info["id"]])))
 
+    # -- Socket Mode ----------------------------------------------------------------------------------
+    async def _socket(self, request: web.Request) -> web.WebSocketResponse:
+        ws = web.WebSocketResponse()
+        await ws.prepare(request)
+        self.sockets.append(ws)
+        await ws.send_json({"type": "hello", "num_connections": len(self.sockets),
+                            "connection_info": {"app_id": "A0001"}})
+        try:
+            async for msg in ws:
+                if msg.type == web.WSMsgType.TEXT:
+                    ack = json.loads(msg.data)
+                    self.acks[ack.get("envelope_id", "")] = ack
+        finally:
+            self.sockets.remove(ws)
+        return ws
+
+    async def _close_sockets(self, app: web.Application) -> None:
+        for ws in list(self.sockets):
+            await ws.close()
+
+    async def socket_envelope(self, kind: str, payload: dict, timeout: float = 30.0) -> dict:
+        """Send one envelope to the connected bot, as Slack does in Socket Mode; returns the bot's ack."""
+        await self.wait_for(lambda: self.sockets, timeout=timeout, what="a Socket Mode connection")
+        envelope_id = f"env-{next(self._ids)}"
+        await self.sockets[-1].send_json({"envelope_id": envelope_id, "type": kind, "payload": payload,
+                                          "accepts_response_payload": kind != "events_api"})
+        return await self.wait_for(lambda: self.acks.get(envelope_id), timeout=timeout, what=f"ack of {kind}")
+
     # -- Web API methods ----------------------------------------------------------------------------
+    def _m_apps_connections_open(self, p: dict) -> dict:
+        return {"ok": True, "url": "ws" + self.base[len("http"):] + "/socket"}
+
     def _m_auth_test(self, p: dict) -> dict:
         return {"ok": True, "url": "https://fake.slack.com/", "team": "Fake", "user": "voice-id",
                 "team_id": self.team_id, "user_id": BOT_USER_ID, "bot_id": BOT_ID, "is_enterprise_install": False}

@@ -3,6 +3,10 @@
 Routes: `/slack/events` (events, commands, interactivity), `/slack/install` and `/slack/oauth_redirect`
 (OAuth installs), `/healthz`, and the engine webhook when a webhook secret is configured. The job
 runner starts and stops with the web application.
+
+Every Slack request over HTTP must carry a valid signature. In Socket Mode, Slack's requests come over the
+WebSocket instead, so the HTTP listener serves only what needs no Slack signature (`/healthz`, the signed
+engine webhook): the Slack routes are not there (404) rather than open without a check.
 """
 from __future__ import annotations
 
@@ -23,15 +27,23 @@ SERVICES = web.AppKey("services", Services)
 RUNNER = web.AppKey("runner", object)
 
 
-def build_bolt(services: Services, *, socket_mode: bool = False) -> AsyncApp:
+class SigningSecretMissing(ValueError):
+    """Serving Slack over HTTP without a signing secret would accept anyone's requests."""
+
+
+def build_bolt(services: Services) -> AsyncApp:
+    """Signature checks stay on in every mode: bolt skips them only for requests that came over the socket."""
     s = services.settings
+    secret = s.slack_signing_secret.get_secret_value() if s.slack_signing_secret else ""
+    if not secret and not services.socket_mode:
+        raise SigningSecretMissing("SLACK_SIGNING_SECRET is required to receive Slack requests over HTTP.")
     token = s.slack_bot_token.get_secret_value() if s.slack_bot_token and not services.oauth else None
     kwargs: dict = {
         "name": "voice-id",
         "client": make_client(s, token),
-        "signing_secret": s.slack_signing_secret.get_secret_value() if s.slack_signing_secret else "",
+        "signing_secret": secret,
         "process_before_response": False,
-        "request_verification_enabled": not socket_mode,
+        "request_verification_enabled": True,
     }
     if services.oauth:
         from bot.slack.installation import oauth_settings
@@ -85,8 +97,10 @@ def build_web_app(services: Services, bolt: AsyncApp, *, run_jobs: bool = True) 
     wa[SERVICES] = services
     wa[RUNNER] = runner
     wa.cleanup_ctx.append(jobs)
-    wa.add_routes([web.post("/slack/events", events), web.get("/slack/install", install),
-                   web.get("/slack/oauth_redirect", oauth_redirect), web.get("/healthz", health)])
+    wa.add_routes([web.get("/healthz", health)])
+    if not services.socket_mode:
+        wa.add_routes([web.post("/slack/events", events), web.get("/slack/install", install),
+                       web.get("/slack/oauth_redirect", oauth_redirect)])
     secret = services.settings.engine_webhook_secret
     if secret is not None and runner is not None:
         from bot.engines.factory import WEBHOOK_PATH

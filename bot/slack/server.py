@@ -5,6 +5,7 @@ import argparse
 import asyncio
 import logging
 import sys
+from collections.abc import Awaitable, Callable
 
 from bot.config import SLACK_SETUP_HELP, Settings, load_settings
 
@@ -45,33 +46,36 @@ async def close_services(services) -> None:
     await services.db.dispose()
 
 
-async def serve(settings: Settings, host: str, port: int) -> None:
+async def serve(settings: Settings, host: str, port: int, *,
+                stopped: Callable[[], Awaitable[object]] | None = None) -> None:
+    """Serve until `stopped()` completes (default: SIGTERM or SIGINT)."""
     from aiohttp import web
 
     from bot.jobs.worker import until_stopped
     from bot.slack.app import build_bolt, build_web_app
 
+    wait = stopped or until_stopped
     services = await open_services(settings)
-    socket_mode = bool(settings.slack_app_token) and not services.oauth
-    bolt = build_bolt(services, socket_mode=socket_mode)
-    web_app = build_web_app(services, bolt)
-    runner = web.AppRunner(web_app, access_log=None)
-    await runner.setup()
+    runner = None
     try:
+        bolt = build_bolt(services)
+        runner = web.AppRunner(build_web_app(services, bolt), access_log=None)
+        await runner.setup()
         await web.TCPSite(runner, host, port).start()
-        if socket_mode:
+        if services.socket_mode:
             from slack_bolt.adapter.socket_mode.aiohttp import AsyncSocketModeHandler
 
             log.info("Voice ID: Socket Mode, health on http://%s:%s/healthz", host, port)
             handler = AsyncSocketModeHandler(bolt, settings.slack_app_token.get_secret_value())
             await handler.connect_async()
             try:
-                await until_stopped()
+                await wait()
             finally:
                 await handler.close_async()
         else:
             log.info("Voice ID listening on http://%s:%s/slack/events", host, port)
-            await until_stopped()
+            await wait()
     finally:
-        await runner.cleanup()
+        if runner is not None:
+            await runner.cleanup()
         await close_services(services)

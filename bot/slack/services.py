@@ -40,6 +40,11 @@ class Services:
         return bool(self.settings.slack_client_id and self.settings.slack_client_secret)
 
     @property
+    def socket_mode(self) -> bool:
+        """Events arrive over Slack's WebSocket (SLACK_APP_TOKEN, single workspace), not at /slack/events."""
+        return bool(self.settings.slack_app_token) and not self.oauth
+
+    @property
     def threshold(self) -> float:
         """The identify threshold: MATCH_THRESHOLD when set, else the engine's recommendation."""
         t = self.settings.match_threshold
