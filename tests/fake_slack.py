@@ -11,6 +11,7 @@ import itertools
 import json
 import time
 from dataclasses import dataclass, field
+from urllib.parse import quote
 
 from aiohttp import web
 
@@ -108,8 +109,8 @@ class FakeSlack:
         """The file as it appears in events and `files.info`."""
         return {"id": f.id, "name": f.name, "title": f.name, "mimetype": f.mimetype, "filetype": f.filetype,
                 "size": len(f.data), "user": f.user, "mode": "hosted",
-                "url_private": f"{self.base}/files/{f.id}/{f.name}",
-                "url_private_download": f"{self.base}/files/{f.id}/{f.name}"}
+                "url_private": f"{self.base}/files/{f.id}/{quote(f.name, safe='')}",
+                "url_private_download": f"{self.base}/files/{f.id}/{quote(f.name, safe='')}"}
 
     # -- inspection -------------------------------------------------------------------------------
     def calls_to(self, method: str) -> list[Call]:

@@ -88,7 +88,7 @@ def test_chart_is_a_png_with_one_lane_per_speaker():
 def test_status_messages():
     assert progress_bar(0.5).endswith("50%") and progress_bar(2).endswith("100%")
     assert "Identifying speakers in a.wav" in render_progress("a.wav", 0.3).text
-    fail = render_failure("a.wav", "silent", "No speech was found.")
+    fail = render_failure("a.wav", "silent", "No speech was found.", ref="R1")
     assert "No speech was found" in fail.text and "microphone" in json.dumps(fail.blocks)
 
 

@@ -7,12 +7,15 @@ header does not say.
 """
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from bot.engines.base import MediaError
+
+log = logging.getLogger(__name__)
 
 SAMPLE_RATE = 16000
 
@@ -74,8 +77,8 @@ def _open(path: Path):
     except av.error.InvalidDataError:
         raise _not_audio(path.name) from None
     except av.error.FFmpegError as exc:
-        raise MediaError(f"{path.name} could not be opened: it looks damaged ({exc.strerror}).",
-                         code="corrupt") from None
+        log.info("%s could not be opened: %s", path.name, exc.strerror)
+        raise MediaError(f"{path.name} could not be opened: it looks damaged.", code="corrupt") from None
 
 
 def _header_duration(container, stream) -> float | None:
@@ -119,8 +122,8 @@ def decode(path: Path, max_duration: float | None = None, *, noun: str = "record
                 chunks.append(out.to_ndarray().reshape(-1))
         except av.error.FFmpegError as exc:
             if total == 0:
-                raise MediaError(f"{name} could not be decoded: it looks damaged ({exc.strerror}).",
-                                 code="corrupt") from None
+                log.info("%s could not be decoded: %s", name, exc.strerror)
+                raise MediaError(f"{name} could not be decoded: it looks damaged.", code="corrupt") from None
             # A damaged tail after real audio: keep what decoded, as players do.
     samples = np.concatenate(chunks).astype(np.float32, copy=False) if chunks else np.zeros(0, np.float32)
     if samples.size == 0 and (packet_bytes or Path(path).stat().st_size > 4096):

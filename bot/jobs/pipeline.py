@@ -17,6 +17,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.engines.base import EngineError, JobNotFound, MediaError
 from bot.engines.schema import IdentifyRequest, Job, JobStatus, Matching, VoiceprintInput
+from bot.failures import new_ref
 from bot.slack.files import download
 from bot.slack.services import NotInstalled, Services
 from bot.summary.blocks import SlackMessage, render_summary
@@ -251,10 +252,11 @@ class Pipeline:
         await fail(self.db, rec.id, self.owner, code, message, retry=retry,
                    max_attempts=self.services.settings.job_max_attempts)
         rec = await self._get(rec.id)
-        log.info("recording %s: %s (%s), now %s", rec.id, code, message, rec.status)
+        ref = new_ref()  # the failure message quotes it; this line holds the details
+        log.info("recording %s: %s (%s), now %s [ref %s]", rec.id, code, message, rec.status, ref)
         if client is not None and rec is not None and rec.state is RecordingStatus.failed:
             try:
-                await self._show(client, rec, render_failure(rec.file_name, code, message))
+                await self._show(client, rec, render_failure(rec.file_name, code, message, ref=ref))
             except SlackApiError as exc:
                 log.warning("recording %s: could not post the failure: %s", rec.id, exc.response.get("error"))
 

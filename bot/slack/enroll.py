@@ -14,10 +14,12 @@ from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.engines.base import EngineError
 from bot.engines.schema import utcnow
+from bot.failures import new_ref, reason_logged
 from bot.slack import enroll_views as views
 from bot.slack.files import check_file
 from bot.slack.services import Services
 from bot.slack.voiceprints import voiceprint_from_slack_file
+from bot.text import escape
 
 log = logging.getLogger(__name__)
 
@@ -62,15 +64,21 @@ async def enroll_user(services: Services, client: AsyncWebClient, *, team_id: st
         info = (await client.files_info(file=file_id))["file"]
         new = await voiceprint_from_slack_file(services, info, client.token, max_bytes=CLIP_MAX_BYTES)
     except EngineError as exc:
-        return f":warning: Your voice was not enrolled: {exc.message}"
+        return not_enrolled(exc.code, exc.message, user_id)
     except SlackApiError as exc:
-        return f":warning: Your voice was not enrolled: Slack refused to give the bot the clip ({exc.response['error']})."
+        return not_enrolled("slack_error", f"files.info answered {exc.response.get('error')}", user_id)
     _, replaced = await upsert_voiceprint(
         services.db, team_id=team_id, user_id=user_id, engine=services.engine.name, model_id=new.model_id,
         voiceprint=new.voiceprint, consent_at=utcnow(), clip_duration=new.clip_duration)
     verb = "replaced" if replaced else "saved"
     return (f":white_check_mark: Your voiceprint is {verb}. From now on Voice ID can name you in recordings "
             "shared to your channels. `/enroll delete` removes it at any time.")
+
+
+def not_enrolled(code: str, message: str, user_id: str) -> str:
+    """The DM for a failed enrollment: the reason if the person can fix it, else a ref into the log."""
+    reason = reason_logged(code, message, about=f"enrollment of {user_id}")
+    return f":warning: Your voice was not enrolled: {escape(reason)}"
 
 
 async def tell_user(client: AsyncWebClient, user_id: str, text: str, view_id: str | None = None) -> None:
@@ -89,9 +97,11 @@ async def reporting_failure(client: AsyncWebClient, user_id: str):
     try:
         yield
     except Exception:
-        log.exception("enrollment of %s failed", user_id)
+        ref = new_ref()
+        log.exception("enrollment of %s failed [ref %s]", user_id, ref)
         await client.chat_postMessage(channel=user_id, text=(
-            ":warning: Your voice was not enrolled: something went wrong on our side. Please try again later."))
+            f":warning: Your voice was not enrolled: something went wrong on our side (ref {ref}). "
+            "Please try again later."))
 
 
 def register(app: AsyncApp, services: Services) -> None:
@@ -114,7 +124,7 @@ def register(app: AsyncApp, services: Services) -> None:
         elif sub == "help":
             await ack(views.HELP)
         else:
-            await ack(f"I don't know `/enroll {sub}`.\n\n{views.HELP}")
+            await ack(f"I don't know `/enroll {escape(sub)}`.\n\n{views.HELP}")
 
     @app.view(views.MODAL_CALLBACK)
     async def on_submit(ack, body: dict, view: dict, client: AsyncWebClient, context: AsyncBoltContext) -> None:

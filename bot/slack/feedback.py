@@ -10,11 +10,11 @@ from slack_bolt.context.async_context import AsyncBoltContext
 from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
-from bot.engines.base import EngineError, MediaError
+from bot.engines.base import EngineError
 from bot.engines.schema import utcnow
 from bot.jobs.pipeline import summary_of
 from bot.slack import enroll_views as views
-from bot.slack.enroll import has_voiceprint, reporting_failure, tell_user
+from bot.slack.enroll import has_voiceprint, not_enrolled, reporting_failure, tell_user
 from bot.slack.files import download
 from bot.slack.services import Services
 from bot.slack.speaker_clip import solo_spans, write_speaker_clip
@@ -182,8 +182,8 @@ async def enroll_from_recording(services: Services, client: AsyncWebClient, team
             new = await voiceprint_from_path(services, clip)
     except SlackApiError:
         return ":warning: The recording is no longer in Slack; type `/enroll` with a clip of your voice instead."
-    except (EngineError, MediaError) as exc:
-        return f":warning: Your voice was not enrolled: {exc.message}"
+    except EngineError as exc:  # MediaError included
+        return not_enrolled(exc.code, exc.message, user_id)
     _, replaced = await upsert_voiceprint(
         services.db, team_id=team_id, user_id=user_id, engine=services.engine.name, model_id=new.model_id,
         voiceprint=new.voiceprint, consent_at=utcnow(), clip_duration=new.clip_duration)

@@ -8,6 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from bot.summary.stats import SpeakerStats, Summary, format_duration, overview
+from bot.text import escape
 
 MAX_BLOCKS = 50
 MAX_SECTION = 3000
@@ -102,12 +103,15 @@ def overview_lines(summary: Summary) -> list[str]:
 
 def fallback_text(summary: Summary, file_name: str) -> str:
     parts = [f"{speaker_name(s)} {s.share:.0%}" for s in summary.speakers]
-    head = f"Speakers in {file_name} ({format_duration(summary.duration)})"
+    head = f"Speakers in {escape(file_name)} ({format_duration(summary.duration)})"
     return clip(f"{head}: {', '.join(parts)}" if parts else f"{head}: no speech found", MAX_TEXT)
 
 
 def render_summary(summary: Summary, *, file_name: str, recording_id: int) -> SlackMessage:
-    """The summary message: header, one section (with a button) per speaker, overview, footer."""
+    """The summary message: header, one section (with a button) per speaker, overview, footer.
+
+    The file name goes raw into the plain_text header (Slack shows it as is) and escaped into the fallback text.
+    """
     identified = sum(1 for s in summary.speakers if s.user_id)
     blocks: list[dict] = [
         {"type": "header", "text": {"type": "plain_text", "text": clip(f"Who spoke in {file_name}", MAX_HEADER)}},

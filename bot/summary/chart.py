@@ -38,7 +38,8 @@ def timeline_png(summary: Summary, names: dict[str, str] | None = None, *, title
         bars = [(seg.start, seg.end - seg.start) for seg in summary.segments if seg.speaker == s.speaker]
         ax.broken_barh(bars, (lanes - 1 - index[s.speaker] - 0.35, 0.7), facecolors=colour)
     ax.set_yticks(range(lanes))
-    ax.set_yticklabels(list(reversed(labels)) if labels else [""])
+    # Names and titles are people's text: never parsed as mathtext (`$…$` would render, or fail the chart).
+    ax.set_yticklabels(list(reversed(labels)) if labels else [""], parse_math=False)
     ax.set_ylim(-0.6, lanes - 0.4)
     ax.set_xlim(0, max(summary.duration, 1.0))
     ax.xaxis.set_major_locator(MaxNLocator(nbins=10, steps=[1, 2, 3, 5, 6, 10]))
@@ -47,7 +48,7 @@ def timeline_png(summary: Summary, names: dict[str, str] | None = None, *, title
     ax.grid(axis="x", alpha=0.3)
     ax.spines[["top", "right"]].set_visible(False)
     if title:
-        ax.set_title(title, fontsize=11, loc="left")
+        ax.set_title(title, fontsize=11, loc="left", parse_math=False)
     fig.tight_layout()
     buf = io.BytesIO()
     fig.savefig(buf, format="png")

@@ -1,7 +1,9 @@
 """The short messages around a job: the progress reply, and a failure explained with what to do next."""
 from __future__ import annotations
 
+from bot.failures import public_reason
 from bot.summary.blocks import MAX_TEXT, SlackMessage, clip
+from bot.text import escape
 
 BAR_CELLS = 12
 
@@ -18,7 +20,7 @@ ADVICE = {
     "download_failed": "Share the file again in a moment.",
     "no_voiceprints": "Ask the people in this channel to enroll with `/enroll`, then share the recording again.",
 }
-DEFAULT_ADVICE = "Try again later; if it keeps failing, tell whoever runs Voice ID."
+DEFAULT_ADVICE = "Try again later; if it keeps failing, tell whoever runs Voice ID and quote the ref."
 
 
 def progress_bar(progress: float) -> str:
@@ -28,15 +30,16 @@ def progress_bar(progress: float) -> str:
 
 
 def render_progress(file_name: str, progress: float | None = None) -> SlackMessage:
-    text = f"Identifying speakers in {file_name}…"
+    text = f"Identifying speakers in {escape(file_name)}…"
     body = text if progress is None else f"{text}\n`{progress_bar(progress)}`"
     return SlackMessage(text=clip(text, MAX_TEXT),
                         blocks=[{"type": "section", "text": {"type": "mrkdwn", "text": clip(body, 3000)}}])
 
 
-def render_failure(file_name: str, code: str, message: str) -> SlackMessage:
+def render_failure(file_name: str, code: str, message: str, *, ref: str) -> SlackMessage:
+    """The reason when the person can fix it, else a generic sentence with `ref` (the log has the details)."""
     advice = ADVICE.get(code, DEFAULT_ADVICE)
-    text = f"Could not identify speakers in {file_name}: {message}"
+    text = f"Could not identify speakers in {escape(file_name)}: {escape(public_reason(code, message, ref))}"
     return SlackMessage(text=clip(text, MAX_TEXT), blocks=[
         {"type": "section", "text": {"type": "mrkdwn", "text": clip(f":warning: {text}", 3000)}},
         {"type": "context", "elements": [{"type": "mrkdwn", "text": clip(advice, 3000)}]},
