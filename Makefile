@@ -4,16 +4,35 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test install postgres lint bench clean
+LOCK := requirements.lock
+PIP_TOOLS := pip-tools==7.6.2
 
-$(STAMP): pyproject.toml
+.PHONY: run test install postgres lint bench clean lock
+
+# Installs exactly the locked versions, each checked against its sha256 (torch is the CPU build, no CUDA
+# packages); then the project itself without dependencies and without fetching build tools (they are locked).
+$(STAMP): pyproject.toml $(LOCK)
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --upgrade --quiet pip
-	$(BIN)/pip install --quiet torch==2.13.0
-	$(BIN)/pip install --quiet -e '.[dev]'
+	$(BIN)/pip install --quiet --require-hashes -r $(LOCK)
+	$(BIN)/pip install --quiet --no-deps --no-build-isolation -e .
 	touch $(STAMP)
 
 install: $(STAMP)
+
+# Re-resolves the newest versions that pyproject.toml allows (runtime, dev and build) into the hashed lock.
+# pip-tools runs from a throwaway venv; the torch CPU wheel must be reachable through pip's configuration.
+lock:
+	@tmp=$$(mktemp -d) && trap 'rm -rf "$$tmp"' EXIT && \
+	  $(PYTHON) -m venv "$$tmp/venv" && \
+	  "$$tmp/venv/bin/pip" install --quiet $(PIP_TOOLS) && \
+	  CUSTOM_COMPILE_COMMAND="make lock" "$$tmp/venv/bin/pip-compile" --quiet --upgrade --generate-hashes \
+	    --allow-unsafe --strip-extras --extra dev --build-deps-for editable \
+	    --no-emit-find-links --no-emit-index-url -o $(LOCK) pyproject.toml 2>"$$tmp/log" || \
+	  { grep -v '^WARNING: Location' "$$tmp/log" >&2; exit 1; }
+	@if grep -qi '^nvidia-' $(LOCK) || ! grep -q '^torch==.*+cpu ' $(LOCK); then \
+	  echo "$(LOCK): torch is not the CPU build; make the torch CPU wheel reachable to pip and rerun" >&2; \
+	  exit 1; \
+	fi
 
 # PostgreSQL server binaries for the tests; installed from the OS packages when missing and we are root.
 postgres:

@@ -115,16 +115,16 @@ def register(app: AsyncApp, services: Services) -> None:
 
             existing = await get_voiceprint(services.db, team_id, user_id, services.engine.name)
             await client.views_open(trigger_id=command["trigger_id"], view=views.enroll_modal(
-                retention_days=services.settings.result_retention_days,
+                retention_days=services.settings.result_retention_days, engine=services.settings.engine,
                 existing=existing.updated_at if existing else None, channel_id=command.get("channel_id")))
         elif sub == "status":
             await ack(await enrollment_status(services, team_id, user_id))
         elif sub == "delete":
             await ack(await delete_enrollment(services, team_id, user_id))
         elif sub == "help":
-            await ack(views.HELP)
+            await ack(views.help_text(services.settings.engine))
         else:
-            await ack(f"I don't know `/enroll {escape(sub)}`.\n\n{views.HELP}")
+            await ack(f"I don't know `/enroll {escape(sub)}`.\n\n{views.help_text(services.settings.engine)}")
 
     @app.view(views.MODAL_CALLBACK)
     async def on_submit(ack, body: dict, view: dict, client: AsyncWebClient, context: AsyncBoltContext) -> None:

@@ -10,6 +10,7 @@ from slack_bolt.context.async_context import AsyncBoltContext
 from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
+from bot.config import EngineKind
 from bot.engines.base import EngineError
 from bot.engines.schema import utcnow
 from bot.jobs.pipeline import summary_of
@@ -42,12 +43,12 @@ def offer_blocks(text: str, value: str | None) -> list[dict]:
     return blocks
 
 
-def consent_modal(value: str, existing, retention_days: int) -> dict:
-    view = views.enroll_modal(retention_days=retention_days, existing=existing)
+def consent_modal(value: str, existing, retention_days: int, engine: EngineKind) -> dict:
+    view = views.enroll_modal(retention_days=retention_days, engine=engine, existing=existing)
     view["blocks"] = [b for b in view["blocks"] if b.get("block_id") != views.CLIP_BLOCK]
     view["blocks"][0] = {"type": "section", "text": {"type": "mrkdwn", "text": (
         "Voice ID will cut up to 30 s of *your* speech from this recording, make a voiceprint from it and "
-        "delete the audio.\n\n" + views.explanation(retention_days))}}
+        "delete the audio.\n\n" + views.explanation(retention_days, engine))}}
     view["callback_id"] = RECORDING_MODAL
     view["private_metadata"] = value
     return view
@@ -130,7 +131,7 @@ def register(app: AsyncApp, services: Services) -> None:
         existing = await get_voiceprint(services.db, team_id, body["user"]["id"], services.engine.name)
         await client.views_open(trigger_id=body["trigger_id"], view=consent_modal(
             body["actions"][0]["value"], existing.updated_at if existing else None,
-            services.settings.result_retention_days))
+            services.settings.result_retention_days, services.settings.engine))
 
     @app.view(RECORDING_MODAL)
     async def on_consent(ack, body: dict, view: dict, client: AsyncWebClient, context: AsyncBoltContext) -> None:
