@@ -273,7 +273,8 @@ def diarized_speakers(result: dict | None) -> set[str]:
 
 async def set_relabel(db: Database, recording_id: int, speaker: str, user_id: str | None, *,
                       actor_id: str | None = None) -> Recording:
-    """Says who a diarized speaker really is ("This is me": a user id) or is not ("Not me": None), and audits it.
+    """Records a correction of a diarized speaker and audits it: `user_id` claims it ("This is me": the
+    clicker's own id, so the stored id is the claimant); None makes it unknown ("Not me", or a claim undone).
 
     Raises RecordingNotFound, or ValueError when there is no result or no such speaker in it."""
 
