@@ -132,3 +132,15 @@ async def test_a_claim_never_makes_a_voiceprint_and_enrolling_from_the_recording
         # The next recording is identified against enrolled voiceprints only: Bob's claim adds nothing.
         await share(m.bot, m.fake, db, "retro.wav")
         assert [v.label for v in m.engine.identify_requests[-1].voiceprints] == [ANN]
+
+
+async def test_simultaneous_claims_cannot_both_win(db: Database):
+    import asyncio
+
+    async with summary_posted(db) as m:
+        replies = await asyncio.gather(m.press(BOB, "this_is_me", "SPEAKER_01"),
+                                       m.press(CAT, "this_is_me", "SPEAKER_01"))
+        assert sorted("claimed by you" in r for r in replies) == [False, True], replies
+        winner = BOB if "claimed by you" in replies[0] else CAT
+        assert f"already claimed by <@{winner}>" in replies[1 - [BOB, CAT].index(winner)]
+        assert f"claimed by <@{winner}>" in m.line("SPEAKER_01")[0]

@@ -6,6 +6,9 @@ the person a voiceprint match named, and only them.
 """
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any
+
 from slack_bolt.async_app import AsyncApp
 from slack_sdk.web.async_client import AsyncWebClient
 
@@ -26,8 +29,22 @@ async def refresh_summary(client: AsyncWebClient, rec) -> None:
         await client.chat_update(channel=rec.channel_id, ts=ts, text=msg.text, blocks=msg.blocks)
 
 
-def claim_refusal(summary, stats, user: str) -> str | None:
+def not_me_refusal(rec, speaker: str, user: str) -> str | None:
+    """Only the person a voiceprint named may say the speaker is not them."""
+    stats = summary_of(rec).by_speaker(speaker)
+    if stats is None or stats.user_id is None:
+        return "No voiceprint named this speaker, so there is nothing to correct."
+    if stats.user_id != user:
+        return f"Only <@{stats.user_id}> can say that this speaker is not them."
+    return None
+
+
+def claim_refusal(rec, speaker: str, user: str) -> str | None:
     """Why `user` may not claim this speaker, or None when they may."""
+    summary = summary_of(rec)
+    stats = summary.by_speaker(speaker)
+    if stats is None:
+        return "This speaker is not in the summary."
     if stats.user_id is not None:
         return f"This speaker is already named <@{stats.user_id}>."
     if stats.claimed_by is not None:
@@ -38,9 +55,10 @@ def claim_refusal(summary, stats, user: str) -> str | None:
     return None
 
 
-def undo_refusal(rec, stats, user: str) -> str | None:
+def undo_refusal(rec, speaker: str, user: str) -> str | None:
     """Only the claimant and the recording's uploader may undo a claim."""
-    if stats.claimed_by is None:
+    stats = summary_of(rec).by_speaker(speaker)
+    if stats is None or stats.claimed_by is None:
         return "Nobody has claimed this speaker."
     if user in (stats.claimed_by, rec.uploader_id):
         return None
@@ -48,68 +66,52 @@ def undo_refusal(rec, stats, user: str) -> str | None:
     return f"Only <@{stats.claimed_by}>{uploader} can undo this claim."
 
 
+Refusal = Callable[[Any, str, str], str | None]  # (recording, speaker, clicker) → why not, or None
+
+
 def register(app: AsyncApp, services: Services) -> None:
-    from storage.recordings import get_recording, set_relabel
+    from storage.recordings import RelabelRefused, get_recording, set_relabel
 
     async def load(body: dict):
         rec_id, speaker = parse_button_value(body["actions"][0]["value"])
         rec = await get_recording(services.db, rec_id)
         team_id = (body.get("team") or {}).get("id")
         if rec is None or rec.result is None or (team_id and rec.team_id != team_id):
-            return None, speaker, None
-        return rec, speaker, summary_of(rec).by_speaker(speaker)
+            return None, speaker
+        return rec, speaker
 
     async def private(client: AsyncWebClient, body: dict, text: str) -> None:
         channel = (body.get("container") or {}).get("channel_id") or (body.get("channel") or {}).get("id")
         await client.chat_postEphemeral(channel=channel, user=body["user"]["id"], text=text)
 
-    async def load_or_explain(client: AsyncWebClient, body: dict):
-        """The button's recording and speaker; tells the clicker privately when the result has expired."""
-        rec, speaker, stats = await load(body)
-        if stats is None:
+    async def correct(client: AsyncWebClient, body: dict, user_id: str | None, refusal: Refusal, done: str) -> None:
+        """Apply the button's correction if `refusal` allows it on the locked row; tell the clicker privately."""
+        clicker = body["user"]["id"]
+        rec, speaker = await load(body)
+        if rec is None:
             await private(client, body, "This summary is no longer available (results expire).")
-        return rec, speaker, stats
-
-    async def relabel(client: AsyncWebClient, body: dict, rec, speaker: str, user_id: str | None, done: str) -> None:
-        rec = await set_relabel(services.db, rec.id, speaker, user_id, actor_id=body["user"]["id"])
+            return
+        try:
+            rec = await set_relabel(services.db, rec.id, speaker, user_id, actor_id=clicker,
+                                    check=lambda locked: refusal(locked, speaker, clicker))
+        except RelabelRefused as exc:
+            await private(client, body, exc.reason)
+            return
         await refresh_summary(client, rec)
         await private(client, body, done)
 
     @app.action(NOT_ME)
     async def on_not_me(ack, body: dict, client: AsyncWebClient) -> None:
         await ack()
-        rec, speaker, stats = await load_or_explain(client, body)
-        if stats is None:
-            return
-        if stats.user_id is None:
-            await private(client, body, "No voiceprint named this speaker, so there is nothing to correct.")
-        elif stats.user_id != body["user"]["id"]:
-            await private(client, body, f"Only <@{stats.user_id}> can say that this speaker is not them.")
-        else:
-            await relabel(client, body, rec, speaker, None, "Thanks: that speaker is now shown as unknown for everyone.")
+        await correct(client, body, None, not_me_refusal, "Thanks: that speaker is now shown as unknown for everyone.")
 
     @app.action(THIS_IS_ME)
     async def on_this_is_me(ack, body: dict, client: AsyncWebClient) -> None:
         await ack()
-        user = body["user"]["id"]
-        rec, speaker, stats = await load_or_explain(client, body)
-        if stats is None:
-            return
-        refusal = claim_refusal(summary_of(rec), stats, user)
-        if refusal:
-            await private(client, body, refusal)
-        else:
-            await relabel(client, body, rec, speaker, user, CLAIMED)
+        await correct(client, body, body["user"]["id"], claim_refusal, CLAIMED)
 
     @app.action(UNDO_CLAIM)
     async def on_undo_claim(ack, body: dict, client: AsyncWebClient) -> None:
         await ack()
-        rec, speaker, stats = await load_or_explain(client, body)
-        if stats is None:
-            return
-        refusal = undo_refusal(rec, stats, body["user"]["id"])
-        if refusal:
-            await private(client, body, refusal)
-        else:
-            await relabel(client, body, rec, speaker, None,
-                          "The claim is undone: that speaker is shown as unknown again for everyone.")
+        await correct(client, body, None, undo_refusal,
+                      "The claim is undone: that speaker is shown as unknown again for everyone.")
