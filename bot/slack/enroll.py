@@ -45,9 +45,8 @@ async def delete_enrollment(services: Services, team_id: str, user_id: str) -> s
     n = await delete_voiceprints(services.db, team_id, user_id, actor_id=user_id)
     cancelled = cancel_enrollments(services, team_id, user_id)
     if cancelled:
-        return ("Your voiceprint is deleted, and the enrollment you had started was cancelled by this delete: "
-                "Voice ID keeps no voiceprint of you." if n else
-                "The enrollment you had started was cancelled by this delete: Voice ID keeps no voiceprint of you.")
+        done = "Your voiceprint is deleted, and the" if n else "The"
+        return f"{done} enrollment you had started was cancelled by this delete: Voice ID keeps no voiceprint of you."
     if n == 0:
         return "You had no voiceprint to delete."
     return "Your voiceprint is deleted. Recordings shared from now on will not name you."
