@@ -147,6 +147,20 @@ class Voiceprint(SQLModel, table=True):
     updated_at: datetime = _when(default=True)
 
 
+class DeletionGeneration(SQLModel, table=True):
+    """How many times a person deleted their voiceprints: an enrollment remembers the number when it starts
+    and may only store its voiceprint while the number is unchanged, so `/enroll delete` wins over an
+    enrollment still running in any process. Holds no biometric data."""
+
+    __table_args__ = (sa.UniqueConstraint("team_id", "user_id", name="uq_deletiongeneration_team_user"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    team_id: str = Field(max_length=32)
+    user_id: str = Field(max_length=32)
+    generation: int = Field(default=0)
+    updated_at: datetime = _when(default=True)
+
+
 class Recording(SQLModel, table=True):
     """A Slack file to diarize and identify, with its job state; see the status machine above."""
 

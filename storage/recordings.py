@@ -31,6 +31,14 @@ POSTED, FAILED = RecordingStatus.posted.value, RecordingStatus.failed.value
 LEASE_EXPIRED = "lease_expired"
 
 
+class RelabelRefused(Exception):
+    """A correction that does not apply to the recording as it is now (e.g. someone claimed it first)."""
+
+    def __init__(self, reason: str):
+        super().__init__(reason)
+        self.reason = reason
+
+
 class RecordingNotFound(LookupError):
     def __init__(self, recording_id: int):
         super().__init__(f"recording {recording_id} does not exist (it may have been purged)")
@@ -272,8 +280,12 @@ def diarized_speakers(result: dict | None) -> set[str]:
 
 
 async def set_relabel(db: Database, recording_id: int, speaker: str, user_id: str | None, *,
-                      actor_id: str | None = None) -> Recording:
-    """Says who a diarized speaker really is ("This is me": a user id) or is not ("Not me": None), and audits it.
+                      actor_id: str | None = None,
+                      check: Callable[[Recording], str | None] | None = None) -> Recording:
+    """Records a correction of a diarized speaker and audits it: `user_id` claims it ("This is me": the
+    clicker's own id, so the stored id is the claimant); None makes it unknown ("Not me", or a claim undone).
+    `check` sees the locked row and returns why the correction is refused (raised as RelabelRefused), so two
+    people clicking at once cannot both win.
 
     Raises RecordingNotFound, or ValueError when there is no result or no such speaker in it."""
 
@@ -289,6 +301,9 @@ async def set_relabel(db: Database, recording_id: int, speaker: str, user_id: st
             if speaker not in known:
                 raise ValueError(f"there is no speaker {speaker!r} in this recording "
                                  f"(speakers: {', '.join(sorted(known)) or 'none'})")
+            reason = check(rec) if check is not None else None
+            if reason:
+                raise RelabelRefused(reason)
             rec.relabels = {**(rec.relabels or {}), speaker: user_id}
             rec.updated_at = utcnow()
             await audit.record(s, team_id=rec.team_id, actor_id=actor_id or user_id,

@@ -2,6 +2,11 @@
 
 A voiceprint is biometric data: it is never logged, never soft-deleted, and the audit rows record that a
 change happened (engine, model, clip length), never the voiceprint itself.
+
+Delete wins: every delete raises the person's deletion generation in the same transaction, and an
+enrollment stores its voiceprint only if the generation is still the one it read when it started. Both
+lock the generation row first (PostgreSQL) or the whole database (SQLite `BEGIN IMMEDIATE`), so a delete
+and a save never interleave, whichever processes run them.
 """
 from __future__ import annotations
 
@@ -9,14 +14,20 @@ from collections.abc import Iterable
 from datetime import datetime
 
 from sqlalchemy import delete
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import select
 
 from storage import audit
 from storage.database import Database
-from storage.models import AuditAction, Voiceprint, utcnow
+from storage.models import AuditAction, DeletionGeneration, Voiceprint, utcnow
 
 _IN_CHUNK = 500
+
+
+class EnrollmentCancelled(Exception):
+    """The person deleted their voiceprint after this enrollment started: its voiceprint is not stored."""
 
 
 def _check(team_id: str, user_id: str, engine: str, model_id: str, voiceprint: str, consent_at: datetime,
@@ -31,13 +42,38 @@ def _check(team_id: str, user_id: str, engine: str, model_id: str, voiceprint: s
         raise ValueError(f"clip_duration must be positive seconds (got {clip_duration})")
 
 
+async def deletion_generation(db: Database, team_id: str, user_id: str) -> int:
+    """The person's deletion generation (0 before their first delete): read when an enrollment starts."""
+    stmt = select(DeletionGeneration.generation).where(DeletionGeneration.team_id == team_id,
+                                                       DeletionGeneration.user_id == user_id)
+    async with db.session() as s:
+        return (await s.exec(stmt)).first() or 0
+
+
+def _generation_row(db: Database, team_id: str, user_id: str, *, bump: bool):
+    """INSERT the person's generation row (1 when bumping, else 0); on conflict raise it by one or leave it."""
+    insert = sqlite_insert if db.dialect == "sqlite" else pg_insert
+    stmt = insert(DeletionGeneration).values(team_id=team_id, user_id=user_id, generation=int(bump),
+                                             updated_at=utcnow())
+    keys = ["team_id", "user_id"]
+    if not bump:
+        return stmt.on_conflict_do_nothing(index_elements=keys)
+    return stmt.on_conflict_do_update(index_elements=keys, set_={
+        "generation": DeletionGeneration.generation + 1, "updated_at": stmt.excluded.updated_at})
+
+
 async def upsert_voiceprint(db: Database, *, team_id: str, user_id: str, engine: str, model_id: str,
-                            voiceprint: str, consent_at: datetime, clip_duration: float) -> tuple[Voiceprint, bool]:
-    """Stores the person's voiceprint for `engine`; True when it replaced an earlier one. Audited (enroll/replace)."""
+                            voiceprint: str, consent_at: datetime, clip_duration: float,
+                            generation: int | None = None) -> tuple[Voiceprint, bool]:
+    """Stores the person's voiceprint for `engine`; True when it replaced an earlier one. Audited (enroll/replace).
+
+    With `generation` (from `deletion_generation` when the enrollment started) it raises EnrollmentCancelled
+    instead when the person deleted their voiceprints since."""
     _check(team_id, user_id, engine, model_id, voiceprint, consent_at, clip_duration)
     for attempt in range(2):
         try:
-            return await _upsert(db, team_id, user_id, engine, model_id, voiceprint, consent_at, clip_duration)
+            return await _upsert(db, team_id, user_id, engine, model_id, voiceprint, consent_at, clip_duration,
+                                 generation)
         except IntegrityError:
             if attempt:  # a concurrent first enrolment won the insert; the second pass replaces it
                 raise
@@ -45,8 +81,14 @@ async def upsert_voiceprint(db: Database, *, team_id: str, user_id: str, engine:
 
 
 async def _upsert(db: Database, team_id: str, user_id: str, engine: str, model_id: str, voiceprint: str,
-                  consent_at: datetime, clip_duration: float) -> tuple[Voiceprint, bool]:
+                  consent_at: datetime, clip_duration: float, generation: int | None) -> tuple[Voiceprint, bool]:
     async with db.session(immediate=True) as s:
+        if generation is not None:
+            await s.exec(_generation_row(db, team_id, user_id, bump=False))
+            current = (await s.exec(select(DeletionGeneration.generation).where(
+                DeletionGeneration.team_id == team_id, DeletionGeneration.user_id == user_id).with_for_update())).one()
+            if current != generation:
+                raise EnrollmentCancelled(f"{team_id}/{user_id} deleted their voiceprint during the enrollment")
         stmt = select(Voiceprint).where(Voiceprint.team_id == team_id, Voiceprint.user_id == user_id,
                                         Voiceprint.engine == engine).with_for_update()
         row = (await s.exec(stmt)).first()
@@ -80,8 +122,10 @@ async def get_voiceprint(db: Database, team_id: str, user_id: str, engine: str |
 
 
 async def delete_voiceprints(db: Database, team_id: str, user_id: str, actor_id: str | None) -> int:
-    """Deletes the person's voiceprints for every engine (a real DELETE) and audits it; returns how many."""
+    """Deletes the person's voiceprints for every engine (a real DELETE) and audits it; returns how many.
+    Enrollments that started before it can no longer store theirs (the generation is raised first)."""
     async with db.session(immediate=True) as s:
+        await s.exec(_generation_row(db, team_id, user_id, bump=True))
         stmt = (delete(Voiceprint).where(Voiceprint.team_id == team_id, Voiceprint.user_id == user_id)
                 .returning(Voiceprint.engine))
         engines = sorted(e for (e,) in (await s.exec(stmt)).all())

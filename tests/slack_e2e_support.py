@@ -72,10 +72,9 @@ def dms(fake: FakeSlack, user: str) -> list[str]:
     return [c.params.get("text", "") for c in fake.calls_to("chat.postMessage") if c.params.get("channel") == user]
 
 
-async def enroll(bot: BotUnderTest, fake: FakeSlack, user: str, data: bytes, *, name: str = "me.wav",
-                 mimetype: str = "audio/wav", replace: bool = False, **file_kw) -> str:
-    """/enroll → modal → view submission with the clip; returns the DM with the result."""
-    before = len(dms(fake, user))
+async def submit_enrollment(bot: BotUnderTest, fake: FakeSlack, user: str, data: bytes, *, name: str = "me.wav",
+                            mimetype: str = "audio/wav", replace: bool = False, **file_kw) -> dict:
+    """/enroll → modal → view submission with the clip; returns the submission's JSON answer."""
     modals = lambda: [c for c in fake.calls_to("views.open") if c.params.get("trigger_id") == f"trig-{user}"]
     n = len(modals())
     assert (await bot.command(user)).status == 200
@@ -87,7 +86,13 @@ async def enroll(bot: BotUnderTest, fake: FakeSlack, user: str, data: bytes, *, 
         values["replace"] = {"replace": {"type": "checkboxes", "selected_options": [{"value": "yes"}]}}
     resp = await bot.submit_view(user, view, values)
     assert resp.status == 200
-    body = await resp.json()
+    return await resp.json()
+
+
+async def enroll(bot: BotUnderTest, fake: FakeSlack, user: str, data: bytes, **kw) -> str:
+    """Enrolls through the modal (see `submit_enrollment`); returns the DM with the result."""
+    before = len(dms(fake, user))
+    body = await submit_enrollment(bot, fake, user, data, **kw)
     if body.get("response_action") == "errors":
         return "errors: " + " ".join(body["errors"].values())
     return (await fake.wait_for(lambda: dms(fake, user)[before:], timeout=180, what=f"DM to {user}"))[0]

@@ -16,7 +16,6 @@ from tests.slack_e2e_support import (
     DATA,
     SR,
     concat,
-    dms,
     enroll,
     meeting,
     recording_for,
@@ -235,17 +234,18 @@ async def test_this_is_me_and_not_me(world):
     done = await press(bot, fake, "U1688", "not_me", value, msg_ts)
     assert "unknown" in done["text"] and "<@U1688>" not in summary() and "Unknown speaker 2" in summary()
 
-    # "This is me" on the speaker nobody was matched to names the clicker and offers enrollment.
+    # "This is me" on the speaker nobody was matched to shows the clicker's claim and points to /enroll.
     rec = await get_recording(db, rec_id)
     unmatched = [m["speaker"] for m in rec.result["voiceprints"] if m.get("match") is None]
     talk = {sp: sum(d["end"] - d["start"] for d in rec.result["diarization"] if d["speaker"] == sp)
             for sp in unmatched}
     fourth = max(talk, key=talk.get)
     offer = await press(bot, fake, UNKNOWN, "this_is_me", f"{rec_id}:{fourth}", msg_ts)
-    assert f"<@{UNKNOWN}>" in summary()
-    assert "Enroll from this recording" in str(offer["blocks"])
+    assert f"claimed by <@{UNKNOWN}>" in summary()
+    assert "claimed by you" in offer["text"] and "/enroll" in offer["text"] and not offer.get("blocks")
     # A second "This is me" by the same person on another speaker is refused.
-    other = speaker_of(fake.messages[(CHANNEL, msg_ts)].blocks, "Unknown speaker")
+    other = next(b["accessory"]["value"] for b in fake.messages[(CHANNEL, msg_ts)].blocks
+                 if "accessory" in b and "Unknown speaker" in b["text"]["text"] and "claimed" not in b["text"]["text"])
     again = await press(bot, fake, UNKNOWN, "this_is_me", other, msg_ts)
     assert "already named" in again["text"]
 
@@ -287,16 +287,15 @@ async def test_restart_in_the_middle_of_a_job_posts_one_summary(world, local_eng
         world_state["restarted"] = second
 
 
-async def test_this_is_me_when_the_file_is_gone_explains_instead_of_offering(world):
+async def test_this_is_me_when_the_file_is_gone_still_records_the_claim(world):
     fake, _, _ = world
     bot = world_state["restarted"]
     file_id, msg_ts = world_state["planning"]
     del fake.files[file_id]  # deleted from Slack; our copy of the audio was deleted after processing
     value = speaker_of(fake.messages[(CHANNEL, msg_ts)].blocks, "Unknown speaker")
     reply = await press(bot, fake, "UNEW", "this_is_me", value, msg_ts)
-    assert "no longer in Slack" in reply["text"] and "/enroll" in reply["text"]
-    assert "Enroll from this recording" not in str(reply["blocks"])
-    assert "<@UNEW>" in str(fake.messages[(CHANNEL, msg_ts)].blocks)
+    assert "claimed by you" in reply["text"] and "/enroll" in reply["text"] and not reply.get("blocks")
+    assert "claimed by <@UNEW>" in str(fake.messages[(CHANNEL, msg_ts)].blocks)
 
 
 async def test_enroll_delete_removes_the_voiceprint(world):
@@ -309,36 +308,6 @@ async def test_enroll_delete_removes_the_voiceprint(world):
     assert "deleted" in (await resp.text())
     assert await get_voiceprint(db, "T0001", "U2033") is None
     assert "not enrolled" in await (await bot.command("U2033", "status")).text()
-
-
-async def test_enroll_from_the_recording_after_this_is_me(world):
-    fake, db, _ = world
-    bot = world_state.get("restarted") or world[2]
-    from storage.recordings import get_recording
-    from storage.voiceprints import get_voiceprint
-
-    rec_id, _, msg_ts = world_state["meeting"]
-    rec = await get_recording(db, rec_id)
-    named = [sp for sp, user in (rec.relabels or {}).items() if user == UNKNOWN]
-    assert named, rec.relabels
-    offer_value = f"{rec_id}:{named[0]}"
-    await bot.press(UNKNOWN, "enroll_from_recording", offer_value, channel=CHANNEL, message_ts=msg_ts)
-    opened = await fake.wait_for(lambda: [c for c in fake.calls_to("views.open")
-                                          if c.params["view"].get("callback_id") == "enroll_recording_modal"],
-                                 what="consent modal")
-    view = opened[-1].params["view"]
-    assert view["private_metadata"] == offer_value
-    # Someone else cannot use that speaker's audio, even with the modal's value.
-    n = len(dms(fake, "U1998"))
-    await bot.submit_view("U1998", view, {"consent": {"consent": {"selected_options": [{"value": "yes"}]}},
-                                          "replace": {"replace": {"selected_options": [{"value": "yes"}]}}})
-    other = (await fake.wait_for(lambda: dms(fake, "U1998")[n:], timeout=120, what="refusal DM"))[0]
-    assert "only enroll from a speaker that is named as you" in other
-    n = len(dms(fake, UNKNOWN))
-    await bot.submit_view(UNKNOWN, view, {"consent": {"consent": {"selected_options": [{"value": "yes"}]}}})
-    reply = (await fake.wait_for(lambda: dms(fake, UNKNOWN)[n:], timeout=180, what="DM"))[0]
-    assert "made from your speech in that recording" in reply, reply
-    assert await get_voiceprint(db, "T0001", UNKNOWN) is not None
 
 
 async def test_worker_process_posts_the_summary_and_stops_on_sigterm(world, tmp_path):

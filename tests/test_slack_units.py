@@ -1,5 +1,4 @@
-"""Small pure pieces of the Slack side: which files count as recordings, the checks before a download,
-and which stretches of a speaker make a clean enrollment clip."""
+"""Small pure pieces of the Slack side: which files count as recordings and the checks before a download."""
 from __future__ import annotations
 
 import pytest
@@ -7,8 +6,6 @@ import pytest
 from bot.engines.base import MediaError
 from bot.slack.files import check_file, is_media
 from bot.slack.recordings import media_files
-from bot.slack.speaker_clip import solo_spans
-from bot.summary.stats import Segment
 
 
 def file(name: str, mimetype: str, size: int = 1000, **kw) -> dict:
@@ -39,11 +36,3 @@ def test_checks_before_download(f, code, words):
         check_file(f, max_bytes=1024**3)
     assert err.value.code == code and words in err.value.message
 
-
-def test_solo_spans_drop_overlap_and_cap_length():
-    segs = [Segment("A", 0, 10), Segment("B", 8, 12), Segment("A", 11, 40), Segment("A", 41, 41.5)]
-    spans = solo_spans(segs, "A", max_seconds=20)
-    assert sum(b - a for a, b in spans) == pytest.approx(20)
-    for a, b in spans:
-        assert not (a < 12 and b > 8)  # never overlaps B
-    assert all(b - a >= 1.0 for a, b in spans)

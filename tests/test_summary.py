@@ -38,11 +38,11 @@ def test_stats_talk_time_turns_share_and_order():
     assert s.duration == 42
 
 
-def test_relabels_override_the_engine():
+def test_relabels_override_the_engine_and_a_claim_names_nobody():
     s = summarize(MEETING, {"SPEAKER_01": "U2", "SPEAKER_00": None})
-    assert s.by_speaker("SPEAKER_01").user_id == "U2"
+    assert s.by_speaker("SPEAKER_01").user_id is None and s.by_speaker("SPEAKER_01").claimed_by == "U2"
     assert s.by_speaker("SPEAKER_00").user_id is None and s.by_speaker("SPEAKER_00").unknown_index == 1
-    assert s.by_speaker("SPEAKER_02").unknown_index == 2
+    assert (s.by_speaker("SPEAKER_01").unknown_index, s.by_speaker("SPEAKER_02").unknown_index) == (2, 3)
 
 
 def test_merge_and_format():

@@ -18,6 +18,7 @@ from bot.engines.base import VoiceprintError
 MAGIC = b"VID"
 FORMAT_VERSION = 1
 ENGINE_ID = "voiceid-local"
+_MAGIC_TEXT = base64.urlsafe_b64encode(MAGIC).decode()  # how every string we make begins
 
 
 @dataclass(frozen=True)
@@ -37,34 +38,52 @@ def encode(vector: np.ndarray, model: str, engine: str = ENGINE_ID) -> str:
 
 
 def decode(text: str, label: str | None = None) -> Voiceprint:
-    """Parse a voiceprint string; anything we did not make raises VoiceprintError naming the label."""
+    """Parse a voiceprint string; anything we did not make, or a damaged one, raises VoiceprintError naming
+    the label (never a bare ValueError: the string comes from storage or a request)."""
     who = f"The voiceprint for {label}" if label else "The voiceprint"
-    try:
-        raw = base64.urlsafe_b64decode(text.strip() + "=" * (-len(text.strip()) % 4))
-    except (binascii.Error, ValueError):
-        raw = b""
-    if not raw.startswith(MAGIC):
+    damaged = VoiceprintError(f"{who} is damaged (truncated or altered); enroll the person again.")
+    if not isinstance(text, str):
+        raise damaged
+    raw = _unbase64(text.strip())
+    if raw is None and text.strip().startswith(_MAGIC_TEXT):
+        raise damaged
+    if raw is None or not raw.startswith(MAGIC):
         raise VoiceprintError(f"{who} was not made by this engine (it may come from pyannoteAI or another "
                               "service); enroll the person again here.")
+    if len(raw) > len(MAGIC) and raw[len(MAGIC)] != FORMAT_VERSION:
+        raise VoiceprintError(f"{who} uses format version {raw[len(MAGIC)]}; this engine reads version "
+                              f"{FORMAT_VERSION}. Enroll the person again.")
     try:
-        version = raw[3]
-        if version != FORMAT_VERSION:
-            raise VoiceprintError(f"{who} uses format version {version}; this engine reads version "
-                                  f"{FORMAT_VERSION}. Enroll the person again.")
-        pos = 4
-        e_len = raw[pos]
-        engine = raw[pos + 1:pos + 1 + e_len].decode()
-        pos += 1 + e_len
-        m_len = raw[pos]
-        model = raw[pos + 1:pos + 1 + m_len].decode()
-        pos += 1 + m_len
-        (dim,) = struct.unpack("<H", raw[pos:pos + 2])
-        vec = np.frombuffer(raw[pos + 2:], dtype="<f2").astype(np.float32)
+        engine, model, dim, body = _fields(raw)
     except (IndexError, struct.error, UnicodeDecodeError):
-        raise VoiceprintError(f"{who} is damaged (truncated or altered); enroll the person again.") from None
-    if len(vec) != dim or dim == 0 or not np.all(np.isfinite(vec)):
-        raise VoiceprintError(f"{who} is damaged (truncated or altered); enroll the person again.")
+        raise damaged from None
+    if dim == 0 or len(body) != 2 * dim:
+        raise damaged
+    vec = np.frombuffer(body, dtype="<f2").astype(np.float32)
+    if not np.all(np.isfinite(vec)):
+        raise damaged
     return Voiceprint(engine, model, vec / max(float(np.linalg.norm(vec)), 1e-9))
+
+
+def _unbase64(text: str) -> bytes | None:
+    """URL-safe base64 without padding → bytes; None when it is not (an impossible length, stray characters)."""
+    try:
+        return base64.b64decode(text + "=" * (-len(text) % 4), altchars=b"-_", validate=True)
+    except (binascii.Error, ValueError):
+        return None
+
+
+def _fields(raw: bytes) -> tuple[str, str, int, bytes]:
+    """(engine, model, dim, vector bytes) after the magic and version; IndexError/struct.error when cut short."""
+    pos = len(MAGIC) + 1
+    e_len = raw[pos]
+    engine = raw[pos + 1:pos + 1 + e_len].decode()
+    pos += 1 + e_len
+    m_len = raw[pos]
+    model = raw[pos + 1:pos + 1 + m_len].decode()
+    pos += 1 + m_len
+    (dim,) = struct.unpack("<H", raw[pos:pos + 2])
+    return engine, model, dim, raw[pos + 2:]
 
 
 def decode_compatible(text: str, model: str, label: str | None = None, engine: str = ENGINE_ID) -> np.ndarray:

@@ -40,12 +40,31 @@ async def enrollment_status(services: Services, team_id: str, user_id: str) -> s
 
 
 async def delete_enrollment(services: Services, team_id: str, user_id: str) -> str:
+    """Delete wins: the stored voiceprints go, and so does any enrollment of this person still running
+    (here it is cancelled; in another process its save is refused by the raised deletion generation)."""
     from storage.voiceprints import delete_voiceprints
 
     n = await delete_voiceprints(services.db, team_id, user_id, actor_id=user_id)
+    cancelled = cancel_enrollments(services, team_id, user_id)
+    if cancelled:
+        done = "Your voiceprint is deleted, and the" if n else "The"
+        return f"{done} enrollment you had started was cancelled by this delete: Voice ID keeps no voiceprint of you."
     if n == 0:
         return "You had no voiceprint to delete."
     return "Your voiceprint is deleted. Recordings shared from now on will not name you."
+
+
+def enrollment_task_name(team_id: str, user_id: str) -> str:
+    return f"enroll {team_id}/{user_id}"
+
+
+def cancel_enrollments(services: Services, team_id: str, user_id: str) -> int:
+    """Cancel this person's enrollments running in this process; returns how many."""
+    name = enrollment_task_name(team_id, user_id)
+    running = [t for t in services.tasks if t.get_name() == name and not t.done()]
+    for task in running:
+        task.cancel()
+    return len(running)
 
 
 async def has_voiceprint(services: Services, team_id: str, user_id: str) -> bool:
@@ -56,9 +75,10 @@ async def has_voiceprint(services: Services, team_id: str, user_id: str) -> bool
 
 
 async def enroll_user(services: Services, client: AsyncWebClient, *, team_id: str, user_id: str,
-                      file_id: str) -> str:
-    """Create and store the voiceprint from the submitted clip; returns the message for the user."""
-    from storage.voiceprints import upsert_voiceprint
+                      file_id: str, generation: int) -> str:
+    """Create and store the voiceprint from the submitted clip; returns the message for the user.
+    `generation` is the person's deletion generation when they submitted: a delete since then wins."""
+    from storage.voiceprints import EnrollmentCancelled, upsert_voiceprint
 
     try:
         info = (await client.files_info(file=file_id))["file"]
@@ -67,9 +87,13 @@ async def enroll_user(services: Services, client: AsyncWebClient, *, team_id: st
         return not_enrolled(exc.code, exc.message, user_id)
     except SlackApiError as exc:
         return not_enrolled("slack_error", f"files.info answered {exc.response.get('error')}", user_id)
-    _, replaced = await upsert_voiceprint(
-        services.db, team_id=team_id, user_id=user_id, engine=services.engine.name, model_id=new.model_id,
-        voiceprint=new.voiceprint, consent_at=utcnow(), clip_duration=new.clip_duration)
+    try:
+        _, replaced = await upsert_voiceprint(
+            services.db, team_id=team_id, user_id=user_id, engine=services.engine.name, model_id=new.model_id,
+            voiceprint=new.voiceprint, consent_at=utcnow(), clip_duration=new.clip_duration, generation=generation)
+    except EnrollmentCancelled:
+        return (":warning: Your voice was not enrolled: you deleted your voiceprint with `/enroll delete` while "
+                "this enrollment was running, so it was cancelled. Type `/enroll` to enroll again.")
     verb = "replaced" if replaced else "saved"
     return (f":white_check_mark: Your voiceprint is {verb}. From now on Voice ID can name you in recordings "
             "shared to your channels. `/enroll delete` removes it at any time.")
@@ -149,12 +173,16 @@ def register(app: AsyncApp, services: Services) -> None:
         if errors:
             await ack(response_action="errors", errors=errors)
             return
+        from storage.voiceprints import deletion_generation
+
+        generation = await deletion_generation(services.db, team_id, user_id)
         await ack(response_action="update", view=views.message_view(
             "Enroll your voice", "Creating your voiceprint… I will send you the result in a direct message."))
 
         async def work() -> None:
             async with reporting_failure(client, user_id):
-                text = await enroll_user(services, client, team_id=team_id, user_id=user_id, file_id=files[0]["id"])
+                text = await enroll_user(services, client, team_id=team_id, user_id=user_id, file_id=files[0]["id"],
+                                         generation=generation)
                 await tell_user(client, user_id, text, body["view"].get("id"))
 
-        services.spawn(work(), name=f"enroll {team_id}/{user_id}")
+        services.spawn(work(), name=enrollment_task_name(team_id, user_id))

@@ -1,29 +1,24 @@
-""""This is me" / "Not me" on a summary: relabel for everyone, update the summary in place, and offer to
-enroll from the recording (with consent) while Slack still has the file."""
+""""This is me" / "Undo claim" / "Not me" on a summary: corrections shown to everyone, the summary updated in place.
+
+"This is me" is a claim, shown as "claimed by" and reversible by the claimant and the recording's uploader;
+it never makes or changes a voiceprint (only a person's own clip through `/enroll` does). "Not me" is for
+the person a voiceprint match named, and only them.
+"""
 from __future__ import annotations
 
-import tempfile
-from pathlib import Path
+from collections.abc import Callable
+from typing import Any
 
 from slack_bolt.async_app import AsyncApp
-from slack_bolt.context.async_context import AsyncBoltContext
-from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
-from bot.config import EngineKind
-from bot.engines.base import EngineError
-from bot.engines.schema import utcnow
 from bot.jobs.pipeline import summary_of
-from bot.slack import enroll_views as views
-from bot.slack.enroll import has_voiceprint, not_enrolled, reporting_failure, tell_user
-from bot.slack.files import download
 from bot.slack.services import Services
-from bot.slack.speaker_clip import solo_spans, write_speaker_clip
-from bot.slack.voiceprints import voiceprint_from_path
-from bot.summary.blocks import NOT_ME, THIS_IS_ME, button_value, parse_button_value, render_summary
+from bot.summary.blocks import NOT_ME, THIS_IS_ME, UNDO_CLAIM, parse_button_value, render_summary
 
-ENROLL_FROM_RECORDING = "enroll_from_recording"
-RECORDING_MODAL = "enroll_recording_modal"
+CLAIMED = ("Thanks: this speaker is now shown to everyone as *claimed by you*; you or the person who shared the "
+           "recording can undo it. A claim never teaches Voice ID your voice: to be recognised in future "
+           "recordings, type `/enroll` with a short clip of your own voice.")
 
 
 async def refresh_summary(client: AsyncWebClient, rec) -> None:
@@ -34,159 +29,89 @@ async def refresh_summary(client: AsyncWebClient, rec) -> None:
         await client.chat_update(channel=rec.channel_id, ts=ts, text=msg.text, blocks=msg.blocks)
 
 
-def offer_blocks(text: str, value: str | None) -> list[dict]:
-    blocks = [{"type": "section", "text": {"type": "mrkdwn", "text": text}}]
-    if value:
-        blocks.append({"type": "actions", "elements": [{
-            "type": "button", "action_id": ENROLL_FROM_RECORDING, "value": value, "style": "primary",
-            "text": {"type": "plain_text", "text": "Enroll from this recording"}}]})
-    return blocks
+def not_me_refusal(rec, speaker: str, user: str) -> str | None:
+    """Only the person a voiceprint named may say the speaker is not them."""
+    stats = summary_of(rec).by_speaker(speaker)
+    if stats is None or stats.user_id is None:
+        return "No voiceprint named this speaker, so there is nothing to correct."
+    if stats.user_id != user:
+        return f"Only <@{stats.user_id}> can say that this speaker is not them."
+    return None
 
 
-def consent_modal(value: str, existing, retention_days: int, engine: EngineKind) -> dict:
-    view = views.enroll_modal(retention_days=retention_days, engine=engine, existing=existing)
-    view["blocks"] = [b for b in view["blocks"] if b.get("block_id") != views.CLIP_BLOCK]
-    view["blocks"][0] = {"type": "section", "text": {"type": "mrkdwn", "text": (
-        "Voice ID will cut up to 30 s of *your* speech from this recording, make a voiceprint from it and "
-        "delete the audio.\n\n" + views.explanation(retention_days, engine))}}
-    view["callback_id"] = RECORDING_MODAL
-    view["private_metadata"] = value
-    return view
+def claim_refusal(rec, speaker: str, user: str) -> str | None:
+    """Why `user` may not claim this speaker, or None when they may."""
+    summary = summary_of(rec)
+    stats = summary.by_speaker(speaker)
+    if stats is None:
+        return "This speaker is not in the summary."
+    if stats.user_id is not None:
+        return f"This speaker is already named <@{stats.user_id}>."
+    if stats.claimed_by is not None:
+        return f"This speaker is already claimed by <@{stats.claimed_by}>."
+    if any(user in (s.user_id, s.claimed_by) for s in summary.speakers):
+        return ("You are already named as (or claimed) another speaker in this recording. "
+                "Undo that first if it is wrong.")
+    return None
 
 
-async def enroll_offer(client: AsyncWebClient, rec, speaker: str) -> tuple[str, list]:
-    """Offer enrollment from the recording only while Slack still has the file; else explain why not."""
-    try:
-        await client.files_info(file=rec.file_id)
-    except SlackApiError:
-        text = ("Thanks: you are now named for that speaker. Voice ID deletes recording audio after "
-                "processing and the file is no longer in Slack, so it cannot enroll you from it: "
-                "type `/enroll` with a short clip of your voice instead.")
-        return text, offer_blocks(text, None)
-    text = ("Thanks: you are now named for that speaker. Want Voice ID to recognise you next time? "
-            "It can make your voiceprint from your speech in this recording (you will be asked to consent).")
-    return text, offer_blocks(text, button_value(rec.id, speaker))
+def undo_refusal(rec, speaker: str, user: str) -> str | None:
+    """Only the claimant and the recording's uploader may undo a claim."""
+    stats = summary_of(rec).by_speaker(speaker)
+    if stats is None or stats.claimed_by is None:
+        return "Nobody has claimed this speaker."
+    if user in (stats.claimed_by, rec.uploader_id):
+        return None
+    uploader = f" or <@{rec.uploader_id}>, who shared the recording," if rec.uploader_id else ""
+    return f"Only <@{stats.claimed_by}>{uploader} can undo this claim."
+
+
+Refusal = Callable[[Any, str, str], str | None]  # (recording, speaker, clicker) → why not, or None
 
 
 def register(app: AsyncApp, services: Services) -> None:
-    from storage.recordings import get_recording, set_relabel
+    from storage.recordings import RelabelRefused, get_recording, set_relabel
 
     async def load(body: dict):
         rec_id, speaker = parse_button_value(body["actions"][0]["value"])
         rec = await get_recording(services.db, rec_id)
         team_id = (body.get("team") or {}).get("id")
         if rec is None or rec.result is None or (team_id and rec.team_id != team_id):
-            return None, speaker, None
-        return rec, speaker, summary_of(rec).by_speaker(speaker)
+            return None, speaker
+        return rec, speaker
 
-    async def private(client: AsyncWebClient, body: dict, text: str, blocks: list | None = None) -> None:
+    async def private(client: AsyncWebClient, body: dict, text: str) -> None:
         channel = (body.get("container") or {}).get("channel_id") or (body.get("channel") or {}).get("id")
-        await client.chat_postEphemeral(channel=channel, user=body["user"]["id"], text=text, blocks=blocks)
+        await client.chat_postEphemeral(channel=channel, user=body["user"]["id"], text=text)
 
-    async def load_or_explain(client: AsyncWebClient, body: dict):
-        """The button's recording and speaker; tells the clicker privately when the result has expired."""
-        rec, speaker, stats = await load(body)
-        if stats is None:
+    async def correct(client: AsyncWebClient, body: dict, user_id: str | None, refusal: Refusal, done: str) -> None:
+        """Apply the button's correction if `refusal` allows it on the locked row; tell the clicker privately."""
+        clicker = body["user"]["id"]
+        rec, speaker = await load(body)
+        if rec is None:
             await private(client, body, "This summary is no longer available (results expire).")
-        return rec, speaker, stats
+            return
+        try:
+            rec = await set_relabel(services.db, rec.id, speaker, user_id, actor_id=clicker,
+                                    check=lambda locked: refusal(locked, speaker, clicker))
+        except RelabelRefused as exc:
+            await private(client, body, exc.reason)
+            return
+        await refresh_summary(client, rec)
+        await private(client, body, done)
 
     @app.action(NOT_ME)
     async def on_not_me(ack, body: dict, client: AsyncWebClient) -> None:
         await ack()
-        user = body["user"]["id"]
-        rec, speaker, stats = await load_or_explain(client, body)
-        if stats is None:
-            return
-        if stats.user_id != user:
-            await private(client, body, f"Only <@{stats.user_id}> can say that this speaker is not them.")
-            return
-        rec = await set_relabel(services.db, rec.id, speaker, None, actor_id=user)
-        await refresh_summary(client, rec)
-        await private(client, body, "Thanks: that speaker is now shown as unknown for everyone.")
+        await correct(client, body, None, not_me_refusal, "Thanks: that speaker is now shown as unknown for everyone.")
 
     @app.action(THIS_IS_ME)
     async def on_this_is_me(ack, body: dict, client: AsyncWebClient) -> None:
         await ack()
-        user = body["user"]["id"]
-        rec, speaker, stats = await load_or_explain(client, body)
-        if stats is None:
-            return
-        if stats.user_id is not None:
-            await private(client, body, f"This speaker is already named <@{stats.user_id}>.")
-            return
-        if any(s.user_id == user for s in summary_of(rec).speakers):
-            await private(client, body, "You are already named as another speaker in this recording. "
-                                        "Press *Not me* there first if that one is wrong.")
-            return
-        rec = await set_relabel(services.db, rec.id, speaker, user, actor_id=user)
-        await refresh_summary(client, rec)
-        await private(client, body, *await enroll_offer(client, rec, speaker))
+        await correct(client, body, body["user"]["id"], claim_refusal, CLAIMED)
 
-    @app.action(ENROLL_FROM_RECORDING)
-    async def on_enroll_from_recording(ack, body: dict, client: AsyncWebClient) -> None:
+    @app.action(UNDO_CLAIM)
+    async def on_undo_claim(ack, body: dict, client: AsyncWebClient) -> None:
         await ack()
-        from storage.voiceprints import get_voiceprint
-
-        team_id = (body.get("team") or {}).get("id")
-        existing = await get_voiceprint(services.db, team_id, body["user"]["id"], services.engine.name)
-        await client.views_open(trigger_id=body["trigger_id"], view=consent_modal(
-            body["actions"][0]["value"], existing.updated_at if existing else None,
-            services.settings.result_retention_days, services.settings.engine))
-
-    @app.view(RECORDING_MODAL)
-    async def on_consent(ack, body: dict, view: dict, client: AsyncWebClient, context: AsyncBoltContext) -> None:
-        values = view["state"]["values"]
-        if not views.checked(values, views.CONSENT_BLOCK, views.CONSENT_ACTION):
-            await ack(response_action="errors", errors={views.CONSENT_BLOCK: "Voice ID needs your consent."})
-            return
-        team_id = (body.get("team") or {}).get("id") or context.team_id
-        user_id = body["user"]["id"]
-        if not views.checked(values, views.REPLACE_BLOCK, views.REPLACE_ACTION) and await has_voiceprint(
-                services, team_id, user_id):
-            await ack(response_action="errors", errors={views.CONSENT_BLOCK: (
-                "You are already enrolled: reopen this and tick the box to replace your voiceprint.")})
-            return
-        await ack(response_action="update", view=views.message_view(
-            "Enroll your voice", "Creating your voiceprint… I will send you the result in a direct message."))
-
-        async def work() -> None:
-            async with reporting_failure(client, user_id):
-                text = await enroll_from_recording(services, client, team_id, user_id, view["private_metadata"])
-                await tell_user(client, user_id, text, body["view"].get("id"))
-
-        services.spawn(work(), name=f"enroll-from-recording {team_id}/{user_id}")
-
-
-async def enroll_from_recording(services: Services, client: AsyncWebClient, team_id: str, user_id: str,
-                                value: str) -> str:
-    """Only the person named for that speaker may enroll from it; the audio lives in a temp dir only."""
-    from storage.recordings import get_recording
-    from storage.voiceprints import upsert_voiceprint
-
-    rec_id, speaker = parse_button_value(value)
-    rec = await get_recording(services.db, rec_id)
-    if rec is None or rec.result is None or rec.team_id != team_id:
-        return ":warning: That recording's result has expired; type `/enroll` with a clip of your voice instead."
-    stats = summary_of(rec).by_speaker(speaker)
-    if stats is None or stats.user_id != user_id:
-        return ":warning: You can only enroll from a speaker that is named as you."
-    spans = solo_spans(summary_of(rec).segments, speaker)
-    if sum(b - a for a, b in spans) < 3.0:
-        return ":warning: There is too little speech of yours alone in this recording; use `/enroll` instead."
-    try:
-        info = (await client.files_info(file=rec.file_id))["file"]
-        with tempfile.TemporaryDirectory(prefix="voiceid-rec-") as tmp:
-            source = await download(info, client.token, Path(tmp), max_bytes=services.max_file_bytes)
-            clip = Path(tmp) / "speaker.wav"
-            await services.run_cpu(write_speaker_clip, source, spans, clip)
-            source.unlink(missing_ok=True)
-            new = await voiceprint_from_path(services, clip)
-    except SlackApiError:
-        return ":warning: The recording is no longer in Slack; type `/enroll` with a clip of your voice instead."
-    except EngineError as exc:  # MediaError included
-        return not_enrolled(exc.code, exc.message, user_id)
-    _, replaced = await upsert_voiceprint(
-        services.db, team_id=team_id, user_id=user_id, engine=services.engine.name, model_id=new.model_id,
-        voiceprint=new.voiceprint, consent_at=utcnow(), clip_duration=new.clip_duration)
-    return (f":white_check_mark: Your voiceprint is {'replaced' if replaced else 'saved'}, made from your speech "
-            "in that recording. `/enroll delete` removes it at any time.")
+        await correct(client, body, None, undo_refusal,
+                      "The claim is undone: that speaker is shown as unknown again for everyone.")

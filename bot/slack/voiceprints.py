@@ -1,4 +1,4 @@
-"""Making a voiceprint from a clip through the active engine (shared by /enroll and "This is me")."""
+"""Making a voiceprint from the person's own clip (`/enroll`) through the active engine."""
 from __future__ import annotations
 
 import tempfile

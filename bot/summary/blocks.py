@@ -21,6 +21,7 @@ OVERVIEW_MIN_SECONDS = 15 * 60
 
 THIS_IS_ME = "this_is_me"
 NOT_ME = "not_me"
+UNDO_CLAIM = "undo_claim"
 
 
 @dataclass(frozen=True)
@@ -56,11 +57,12 @@ def speaker_name(s: SpeakerStats, *, mention: bool = True) -> str:
 
 
 def speaker_line(s: SpeakerStats) -> str:
+    """Named only by a voiceprint match (with its confidence); a claim is shown as a claim, never as a name."""
     name = speaker_name(s)
     if s.user_id and s.confidence is not None:
         name += f" · {s.confidence:.0f}% match"
-    elif s.user_id:
-        name += " · confirmed"
+    elif s.claimed_by:
+        name += f" — claimed by <@{s.claimed_by}>"
     turns = "1 turn" if s.turns == 1 else f"{s.turns} turns"
     return (f"*{name}*\n{format_duration(s.talk_time)} talk time · {s.share:.0%} of speech · {turns} · "
             f"longest {format_duration(s.longest_turn)}")
@@ -79,7 +81,8 @@ def parse_button_value(value: str) -> tuple[int, str]:
 
 
 def speaker_block(s: SpeakerStats, recording_id: int) -> dict:
-    action, label = (NOT_ME, "Not me") if s.user_id else (THIS_IS_ME, "This is me")
+    action, label = ((NOT_ME, "Not me") if s.user_id else (UNDO_CLAIM, "Undo claim") if s.claimed_by
+                     else (THIS_IS_ME, "This is me"))
     return {
         "type": "section",
         "block_id": f"speaker:{s.speaker}"[:255],
@@ -125,8 +128,9 @@ def render_summary(summary: Summary, *, file_name: str, recording_id: int) -> Sl
     blocks += [speaker_block(s, recording_id) for s in with_buttons]
     rest = summary.speakers[MAX_SPEAKER_BLOCKS:]
     footer = {"type": "context", "elements": [{"type": "mrkdwn", "text": (
-        "Named from voiceprints of this channel's members who enrolled with `/enroll`. "
-        "Wrong? Press *This is me* or *Not me*.")}]}
+        "Named only from voiceprints of this channel's members who enrolled with `/enroll`. "
+        "Wrong? Press *Not me*. *This is me* shows your claim to everyone; it never names you in other "
+        "recordings.")}]}
     extra: list[str] = []
     if rest:
         extra += chunks([speaker_line(s).replace("\n", " — ") for s in rest])

@@ -1,7 +1,13 @@
 """Talk-time statistics per speaker from an identify output (pure: no I/O, no Slack).
 
 A speaker is keyed by its diarization label (`SPEAKER_00`), which never changes; who that speaker is
-comes from the engine's match and may be overridden by people ("This is me" / "Not me").
+comes from the engine's match alone. People's corrections are kept per recording in a relabel map:
+
+- `speaker → None`: "Not me" by the person the engine named, or a claim undone: the speaker is unknown.
+- `speaker → user id`: "This is me": that person *claims* the speaker. A claim names nobody: the speaker
+  stays unknown (`user_id` None) with `claimed_by` set, and it never feeds any voiceprint. Only the clicker
+  can claim for themself, so the stored user id is also the claimant (rows written before claims were shown
+  as claims read the same way).
 """
 from __future__ import annotations
 
@@ -26,6 +32,7 @@ class SpeakerStats:
     turns: int
     longest_turn: float
     unknown_index: int | None = None
+    claimed_by: str | None = None
 
     @property
     def identified(self) -> bool:
@@ -71,20 +78,21 @@ def segments_of(output: IdentifyOutput) -> list[Segment]:
 
 def identities(output: IdentifyOutput, relabels: dict[str, str | None] | None = None
                ) -> dict[str, tuple[str | None, float | None]]:
-    """diarization speaker → (label it was matched to or relabelled as, engine confidence for that label)."""
+    """diarization speaker → (label the engine matched it to, its confidence); any relabel clears the match."""
     found: dict[str, tuple[str | None, float | None]] = {}
     for m in output.voiceprints:
         found[m.speaker] = (m.match, m.confidence.get(m.match) if m.match else None)
     if not output.voiceprints:
         for s in output.identification:
             found.setdefault(s.diarization_speaker, (s.match, None))
-    for speaker, user in (relabels or {}).items():
-        conf = None
-        if user is not None:
-            m = next((v for v in output.voiceprints if v.speaker == speaker), None)
-            conf = m.confidence.get(user) if m else None
-        found[speaker] = (user, conf)
+    for speaker in relabels or {}:
+        found[speaker] = (None, None)
     return found
+
+
+def claims(relabels: dict[str, str | None] | None) -> dict[str, str]:
+    """diarization speaker → the user who claimed it ("This is me")."""
+    return {speaker: user for speaker, user in (relabels or {}).items() if user}
 
 
 def summarize(output: IdentifyOutput, relabels: dict[str, str | None] | None = None,
@@ -92,6 +100,7 @@ def summarize(output: IdentifyOutput, relabels: dict[str, str | None] | None = N
     """Per-speaker talk time, share, turns and longest turn, ordered by talk time (longest first)."""
     segments = sorted(segments_of(output), key=lambda s: (s.start, s.end))
     who = identities(output, relabels)
+    claimed = claims(relabels)
     per_speaker: dict[str, list[tuple[float, float]]] = {}
     for s in segments:
         per_speaker.setdefault(s.speaker, []).append((s.start, s.end))
@@ -112,6 +121,7 @@ def summarize(output: IdentifyOutput, relabels: dict[str, str | None] | None = N
             turns=len(turns[sp]),
             longest_turn=max((b - a for a, b in turns[sp]), default=0.0),
             unknown_index=unknown_index.get(sp),
+            claimed_by=claimed.get(sp),
         )
         for sp in per_speaker
     ]

@@ -1,0 +1,63 @@
+"""A speaker engine double for the Slack tests that need no speech model: voiceprints made from the clip's
+bytes, a canned identify output, and a gate that holds voiceprint jobs until a test releases them."""
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import itertools
+from pathlib import Path
+
+import numpy as np
+
+from bot.engines import voiceprint
+from bot.engines.base import Engine, JobNotFound
+from bot.engines.schema import IdentifyRequest, Job, JobStatus, VoiceprintRequest
+
+MODEL = "fake-model"
+
+
+class FakeEngine(Engine):
+    name = "fake"
+
+    def __init__(self, identify_output: dict | None = None):
+        self.identify_output = identify_output or {}
+        self.gate: asyncio.Event | None = None  # when set, voiceprint jobs wait for it
+        self.voiceprint_started = asyncio.Event()
+        self.identify_requests: list[IdentifyRequest] = []
+        self.media: dict[str, bytes] = {}
+        self.jobs: dict[str, Job] = {}
+        self._ids = itertools.count(1)
+
+    @property
+    def recommended_threshold(self) -> float:
+        return 60.0
+
+    async def upload(self, path: Path, key: str | None = None) -> str:
+        url = f"media://fake/{next(self._ids)}"
+        self.media[url] = path.read_bytes()
+        return url
+
+    async def release(self, url: str) -> None:
+        self.media.pop(url, None)
+
+    def _job(self, output: dict) -> Job:
+        job = Job(job_id=f"job-{next(self._ids)}", status=JobStatus.succeeded, output=output)
+        self.jobs[job.job_id] = job
+        return job
+
+    async def submit_voiceprint(self, request: VoiceprintRequest) -> Job:
+        self.voiceprint_started.set()
+        if self.gate is not None:
+            await self.gate.wait()
+        seed = int.from_bytes(hashlib.sha256(self.media[request.url]).digest()[:8], "little")
+        vector = np.random.default_rng(seed).normal(size=16)
+        return self._job({"voiceprint": voiceprint.encode(vector, MODEL), "duration": 5.0, "model": MODEL})
+
+    async def submit_identify(self, request: IdentifyRequest) -> Job:
+        self.identify_requests.append(request)
+        return self._job(dict(self.identify_output))
+
+    async def get_job(self, job_id: str) -> Job:
+        if job_id not in self.jobs:
+            raise JobNotFound(f"no job {job_id}")
+        return self.jobs[job_id]
