@@ -392,9 +392,12 @@ def main(args: argparse.Namespace) -> int:
 
     from bot.config import load_settings
     from bot.engines.factory import make_local_engine
+    from bot.logs import configure_logging, secret_values
+    from bot.scratch import sweep_scratch
 
     settings = load_settings()
-    logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    configure_logging(settings.log_level, secret_values(settings))
+    sweep_scratch(settings.var_dir)
     if not settings.engine_api_key:
         print("The engine server needs ENGINE_API_KEY: set it to a long random string (e.g. `openssl rand -hex 32`)"
               " and give the bot the same value.", file=sys.stderr)

@@ -2,7 +2,6 @@
 enroll from the recording (with consent) while Slack still has the file."""
 from __future__ import annotations
 
-import tempfile
 from pathlib import Path
 
 from slack_bolt.async_app import AsyncApp
@@ -174,7 +173,7 @@ async def enroll_from_recording(services: Services, client: AsyncWebClient, team
         return ":warning: There is too little speech of yours alone in this recording; use `/enroll` instead."
     try:
         info = (await client.files_info(file=rec.file_id))["file"]
-        with tempfile.TemporaryDirectory(prefix="voiceid-rec-") as tmp:
+        with services.temp_dir("voiceid-rec-") as tmp:
             source = await download(info, client.token, Path(tmp), max_bytes=services.max_file_bytes)
             clip = Path(tmp) / "speaker.wav"
             await services.run_cpu(write_speaker_clip, source, spans, clip)

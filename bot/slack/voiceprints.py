@@ -1,7 +1,6 @@
 """Making a voiceprint from a clip through the active engine (shared by /enroll and "This is me")."""
 from __future__ import annotations
 
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -51,6 +50,6 @@ def clip_seconds(path: Path) -> float:
 
 async def voiceprint_from_slack_file(services: Services, file: dict, token: str, *, max_bytes: int) -> NewVoiceprint:
     """Download a Slack file to a temporary directory, make the voiceprint, delete the clip."""
-    with tempfile.TemporaryDirectory(prefix="voiceid-clip-") as tmp:
+    with services.temp_dir("voiceid-clip-") as tmp:
         path = await download(file, token, Path(tmp), max_bytes=max_bytes)
         return await voiceprint_from_path(services, path)
