@@ -35,6 +35,7 @@ class FakeFile:
     data: bytes
     user: str = "U0"
     serve_html: bool = False  # answer the download with an HTML login page, as Slack does for a bad token
+    stall: bool = False  # send half the bytes, then hold the download open until `FakeSlack.unstall` is set
 
     @property
     def filetype(self) -> str:
@@ -66,6 +67,7 @@ class FakeSlack:
         self.rate_limit: dict[str, int] = {}
         self.refresh_tokens: set[str] = set()
         self.retry_after = 1
+        self.unstall = asyncio.Event()
         self._ids = itertools.count(1)
         self._clock = itertools.count(1)
         self._runner: web.AppRunner | None = None
@@ -172,6 +174,12 @@ class FakeSlack:
         if f.serve_html or request.headers.get("Authorization", "")[len("Bearer "):] not in self.tokens:
             return web.Response(text="<!DOCTYPE html><html><body>Sign in to Slack</body></html>",
                                 content_type="text/html")
+        if f.stall:
+            resp = web.StreamResponse(headers={"Content-Type": f.mimetype, "Content-Length": str(len(f.data))})
+            await resp.prepare(request)
+            await resp.write(f.data[:len(f.data) // 2])
+            await self.unstall.wait()
+            return resp
         return web.Response(body=f.data, content_type=f.mimetype)
 
     async def _upload(self, request: web.Request) -> web.Response:
