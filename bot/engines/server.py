@@ -131,7 +131,7 @@ class EngineServer:
 
     @web.middleware
     async def auth(self, request: web.Request, handler) -> web.StreamResponse:
-        if request.path.startswith("/v1/media/upload/"):
+        if request.method == "PUT" and request.path.startswith("/v1/media/upload/"):
             return await handler(request)  # the one-time token in the URL is the credential
         given = request.headers.get("Authorization", "")
         scheme, _, token = given.partition(" ")
