@@ -13,6 +13,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "voiceprint": ("bot.engines.cli", "create a voiceprint from a clip of one voice (at most 30 s)"),
     "identify": ("bot.engines.cli", "diarize a recording and identify speakers against voiceprints"),
     "engine-server": ("bot.engines.server", "serve the local engine over the pyannoteAI HTTP protocol"),
+    "rotate-keys": ("bot.keys", "re-encrypt voiceprints and tokens with the first key of DATA_ENCRYPTION_KEYS"),
 }
 
 
@@ -39,6 +40,9 @@ def main(argv: list[str] | None = None) -> int:
     if not args.command:
         parser.print_help()
         return 2
+    from bot.logs import configure_logging
+
+    configure_logging("WARNING")  # until a command sets its own level: nothing unredacted, even from a library
     module = args._module
     run = getattr(module, f"main_{args._name.replace('-', '_')}", None) or module.main
     try:

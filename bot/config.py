@@ -45,6 +45,7 @@ class Settings(BaseSettings):
     # Storage
     var_dir: Path = Path("./var")
     database_url: str = ""
+    data_encryption_keys: SecretStr | None = None  # comma-separated Fernet keys: the first encrypts, all decrypt
 
     # Engine
     engine: EngineKind = EngineKind.local

@@ -1,12 +1,14 @@
 """The async database: one `Database` per process, wrapping SQLAlchemy's `AsyncEngine`.
 
 SQLite (the default, via aiosqlite) runs in WAL mode with a busy timeout so that the bot, its workers
-and the CLI can share one file. PostgreSQL (via asyncpg) is for several processes at scale.
+and the CLI can share one file, created readable by its owner only. PostgreSQL (via asyncpg) is for several
+processes at scale. Voiceprints and tokens are encrypted with the key ring the caller passes (`storage.crypto`).
 """
 from __future__ import annotations
 
 import contextlib
-from collections.abc import AsyncIterator
+import os
+from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
 from typing import Any, Literal
 
@@ -17,6 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from bot.config import normalise_database_url
+from storage.crypto import KeyRing, attach
 
 SQLITE_BUSY_TIMEOUT_MS = 30_000
 SQLITE_IMMEDIATE = "voiceid_sqlite_immediate"  # execution option: begin with BEGIN IMMEDIATE
@@ -54,19 +57,25 @@ class Database:
     On SQLite, `db.session(immediate=True)` starts the transaction with `BEGIN IMMEDIATE`: use it for
     read-then-write transactions so that two writers queue on the busy timeout instead of failing with
     "database is locked" when one upgrades its read lock. On PostgreSQL it changes nothing.
+
+    `keys` encrypt voiceprints and tokens (the first writes, all read); without keys they are written in
+    plain text, which only tests and the migration runner do.
     """
 
-    def __init__(self, url: str, *, pool_size: int = 5, max_overflow: int = 10, echo: bool = False):
+    def __init__(self, url: str, *, keys: Sequence[str] = (), pool_size: int = 5, max_overflow: int = 10,
+                 echo: bool = False):
         parsed = parse_database_url(url)
+        self.keyring = KeyRing(keys)
         self.url: URL = parsed
         self.dialect: Literal["sqlite", "postgresql"] = parsed.get_backend_name()  # type: ignore[assignment]
         kwargs: dict[str, Any] = {"echo": echo}
         if self.dialect == "sqlite":
-            _create_parent_dir(parsed)
+            _create_private_file(parsed)
             kwargs["connect_args"] = {"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000}
         else:
             kwargs.update(pool_size=pool_size, max_overflow=max_overflow, pool_pre_ping=True)
         self.engine: AsyncEngine = create_async_engine(parsed, **kwargs)
+        attach(self.engine.dialect, self.keyring)
         if self.dialect == "sqlite":
             _install_sqlite_hooks(self.engine)
         self._sessions = async_sessionmaker(self.engine, class_=AsyncSession, expire_on_commit=False)
@@ -85,10 +94,17 @@ class Database:
         await self.engine.dispose()
 
 
-def _create_parent_dir(url: URL) -> None:
-    path = url.database
-    if path and path != ":memory:" and not path.startswith("file:"):
-        Path(path).expanduser().parent.mkdir(parents=True, exist_ok=True)
+def _create_private_file(url: URL) -> None:
+    """The SQLite file (and its folder) made before SQLite does, mode 0600: it holds biometric data.
+
+    SQLite gives its -wal and -shm files the database file's mode."""
+    name = url.database
+    if not name or name == ":memory:" or name.startswith("file:"):
+        return
+    path = Path(name).expanduser()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with contextlib.suppress(FileExistsError):
+        os.close(os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600))
 
 
 def _install_sqlite_hooks(engine: AsyncEngine) -> None:

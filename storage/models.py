@@ -28,6 +28,8 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Dialect
 from sqlmodel import Field, SQLModel
 
+from storage.crypto import Sealed, SealedString
+
 
 def utcnow() -> datetime:
     return datetime.now(UTC)
@@ -99,7 +101,7 @@ class Workspace(SQLModel, table=True):
     """One Slack installation (a workspace, or an org for an enterprise-wide install).
 
     `install_key` makes (enterprise, team) unique even where one of them is NULL; see `workspaces.install_key`.
-    Tokens never appear in `repr()`.
+    Tokens never appear in `repr()` and are encrypted at rest (`storage.crypto`).
     """
 
     __table_args__ = (sa.UniqueConstraint("install_key", name="uq_workspace_install_key"),)
@@ -110,8 +112,9 @@ class Workspace(SQLModel, table=True):
     enterprise_id: str | None = Field(default=None, max_length=32)
     bot_user_id: str | None = Field(default=None, max_length=32)
     bot_id: str | None = Field(default=None, max_length=32)
-    bot_token: str | None = Field(default=None, max_length=512, repr=False)
-    bot_refresh_token: str | None = Field(default=None, max_length=512, repr=False)
+    bot_token: str | None = Field(default=None, sa_column=sa.Column(SealedString(512), nullable=True), repr=False)
+    bot_refresh_token: str | None = Field(default=None, sa_column=sa.Column(SealedString(512), nullable=True),
+                                          repr=False)
     bot_token_expires_at: datetime | None = _when(nullable=True)
     bot_scopes: str | None = Field(default=None, max_length=2000)
     installer_user_id: str | None = Field(default=None, max_length=32)
@@ -131,7 +134,7 @@ class OAuthState(SQLModel, table=True):
 
 
 class Voiceprint(SQLModel, table=True):
-    """One person's voiceprint for one engine. Biometric data: only deleted for real, never soft-deleted."""
+    """One person's voiceprint for one engine. Biometric data: encrypted at rest, only deleted for real."""
 
     __table_args__ = (sa.UniqueConstraint("team_id", "user_id", "engine", name="uq_voiceprint_team_user_engine"),)
 
@@ -140,7 +143,7 @@ class Voiceprint(SQLModel, table=True):
     user_id: str = Field(max_length=32)
     engine: str = Field(max_length=32)
     model_id: str = Field(max_length=200)
-    voiceprint: str = Field(sa_column=sa.Column(sa.Text(), nullable=False), repr=False)
+    voiceprint: str = Field(sa_column=sa.Column(Sealed(), nullable=False), repr=False)
     consent_at: datetime = _when()
     clip_duration: float
     created_at: datetime = _when(default=True)

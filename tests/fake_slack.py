@@ -37,6 +37,7 @@ class FakeFile:
     data: bytes
     user: str = "U0"
     serve_html: bool = False  # answer the download with an HTML login page, as Slack does for a bad token
+    stall: bool = False  # send half the bytes, then hold the download open until `FakeSlack.unstall` is set
 
     @property
     def filetype(self) -> str:
@@ -70,6 +71,7 @@ class FakeSlack:
         self.retry_after = 1
         self.sockets: list[web.WebSocketResponse] = []  # Socket Mode connections from the bot
         self.acks: dict[str, dict] = {}  # envelope_id → the bot's acknowledgement
+        self.unstall = asyncio.Event()
         self._ids = itertools.count(1)
         self._clock = itertools.count(1)
         self._runner: web.AppRunner | None = None
@@ -178,6 +180,12 @@ class FakeSlack:
         if f.serve_html or request.headers.get("Authorization", "")[len("Bearer "):] not in self.tokens:
             return web.Response(text="<!DOCTYPE html><html><body>Sign in to Slack</body></html>",
                                 content_type="text/html")
+        if f.stall:
+            resp = web.StreamResponse(headers={"Content-Type": f.mimetype, "Content-Length": str(len(f.data))})
+            await resp.prepare(request)
+            await resp.write(f.data[:len(f.data) // 2])
+            await self.unstall.wait()
+            return resp
         return web.Response(body=f.data, content_type=f.mimetype)
 
     async def _upload(self, request: web.Request) -> web.Response:

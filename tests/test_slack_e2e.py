@@ -49,7 +49,7 @@ async def world(local_engine, tmp_path_factory):
     url = f"sqlite+aiosqlite:///{path}"
     await upgrade(url)
     db = Database(url)
-    bot = await BotUnderTest(fake, bot_settings(fake, url), db, local_engine).start()
+    bot = await BotUnderTest(fake, bot_settings(fake, url, var_dir=path.parent / "var"), db, local_engine).start()
     yield fake, db, bot
     await bot.stop()
     await db.dispose()
@@ -369,12 +369,11 @@ async def test_app_uninstalled_removes_voiceprints_and_results(world):
         await asyncio.sleep(0.1)
 
 
-async def test_no_recording_audio_is_left_behind():
-    import tempfile
+async def test_no_recording_audio_is_left_behind(world):
+    from bot.scratch import scratch_root
 
-    tmp = Path(tempfile.gettempdir())
-    left = [*tmp.glob("voiceid-clip-*"), *tmp.glob("voiceid-rec-*")]
-    assert left == []
+    tmp = scratch_root(world[2].settings.var_dir)  # the bot's own temp folder, where every download goes
+    assert tmp.is_dir() and [p for p in tmp.rglob("*") if p.is_file()] == []
 
 
 @pytest_asyncio.fixture(scope="module", loop_scope="module", autouse=True)

@@ -115,6 +115,9 @@ class Engine(ABC):
     async def release(self, url: str) -> None:
         """Forget uploaded media once its job is over (privacy: no audio kept after processing)."""
 
+    async def forget(self, job_id: str) -> None:
+        """Forget a finished job and its output once the caller has stored what it needs."""
+
     async def close(self) -> None:
         """Release pools, sessions and sockets."""
 

@@ -30,7 +30,8 @@ def make_engine(settings: Settings) -> Engine:
 
         return HTTPEngine(settings.pyannoteai_api_url, settings.pyannoteai_api_key.get_secret_value(),
                           name="pyannoteAI", recommended_threshold=PYANNOTEAI_THRESHOLD,
-                          webhook_url=webhook_url(settings), key_setting="PYANNOTEAI_API_KEY")
+                          webhook_url=webhook_url(settings), key_setting="PYANNOTEAI_API_KEY",
+                          deletes=False)
     if settings.engine is EngineKind.server:
         from bot.engines.http import HTTPEngine
         from bot.engines.matching import RECOMMENDED_THRESHOLD

@@ -104,7 +104,8 @@ class HTTPEngine(Engine):
     def __init__(self, base_url: str, api_key: str, *, name: str, recommended_threshold: float,
                  webhook_url: str | None = None, session: aiohttp.ClientSession | None = None,
                  key_setting: str = "the API key", retry: RetryPolicy | None = None,
-                 timeout_s: float = 60.0, sleep: Callable[[float], Awaitable[None]] = asyncio.sleep):
+                 timeout_s: float = 60.0, sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+                 deletes: bool = True):
         self.base_url = base_url.rstrip("/")
         self._api_key = api_key
         self.name = name
@@ -116,6 +117,7 @@ class HTTPEngine(Engine):
         self._session = session
         self._owns_session = session is None
         self._sleep = sleep
+        self.deletes = deletes  # DELETE for media and jobs (our engine server; pyannoteAI documents none)
 
     def __repr__(self) -> str:  # never show the key
         return f"HTTPEngine(name={self.name!r}, base_url={self.base_url!r})"
@@ -131,12 +133,14 @@ class HTTPEngine(Engine):
         return self._session
 
     async def _call(self, method: str, url: str, *, path: str, auth: bool = True, json: dict | None = None,
-                    body: Callable[[], object] | None = None, ok: tuple[int, ...] = (200, 201)) -> dict:
+                    body: Callable[[], object] | None = None, ok: tuple[int, ...] = (200, 201),
+                    retry: RetryPolicy | None = None) -> dict:
         """One API call with retries; `body()` makes a fresh request body per attempt (a file stream)."""
+        policy = retry or self.retry
         headers = {"Authorization": f"Bearer {self._api_key}"} if auth else {}
         last: str = ""
         retry_after: float | None = None
-        for attempt in range(1, self.retry.attempts + 1):
+        for attempt in range(1, policy.attempts + 1):
             data = body() if body is not None else None
             try:
                 async with self._client().request(method, url, json=json, data=data, headers=headers) as resp:
@@ -147,8 +151,8 @@ class HTTPEngine(Engine):
                     if resp.status == 429:
                         retry_after = parse_retry_after(resp.headers.get("Retry-After"))
                         last = f"rate limited (HTTP 429){': ' + payload['message'] if payload.get('message') else ''}"
-                        if attempt < self.retry.attempts:
-                            await self._sleep(self.retry.after_rate_limit(retry_after, attempt))
+                        if attempt < policy.attempts:
+                            await self._sleep(policy.after_rate_limit(retry_after, attempt))
                         continue
                     if resp.status < 500:
                         raise error_for(resp.status, payload, engine=self.name, key_setting=self.key_setting,
@@ -159,15 +163,15 @@ class HTTPEngine(Engine):
             finally:
                 if hasattr(data, "close"):
                     data.close()
-            if attempt < self.retry.attempts:
-                delay = self.retry.backoff(attempt)
+            if attempt < policy.attempts:
+                delay = policy.backoff(attempt)
                 log.info("%s %s %s failed (%s); retry %d in %.1f s", self.name, method, path, last, attempt, delay)
                 await self._sleep(delay)
         if last.startswith("rate limited"):
-            raise RateLimited(f"{self.name} is busy ({last}) after {self.retry.attempts} tries; try again later",
+            raise RateLimited(f"{self.name} is busy ({last}) after {policy.attempts} tries; try again later",
                               retry_after=retry_after)
         raise EngineUnavailable(f"{self.name} at {self.base_url} is unreachable or failing ({last}) after "
-                                f"{self.retry.attempts} tries")
+                                f"{policy.attempts} tries")
 
     async def _api(self, method: str, path: str, json: dict | None = None, ok: tuple[int, ...] = (200, 201)) -> dict:
         return await self._call(method, self.base_url + path, path=path, json=json, ok=ok)
@@ -189,6 +193,23 @@ class HTTPEngine(Engine):
         await self._call("PUT", upload_url, path=UPLOAD, auth=False, body=lambda: path.open("rb"),
                          ok=tuple(range(200, 300)))
         return media_url
+
+    async def release(self, url: str) -> None:
+        """Delete uploaded media now; best effort, since the server deletes it at job end or after its TTL."""
+        if self.deletes and url.startswith("media://"):
+            await self._delete("/v1/media/" + url[len("media://"):], url)
+
+    async def forget(self, job_id: str) -> None:
+        """Delete a finished job and its output from the server (it keeps them 24 h otherwise)."""
+        if self.deletes:
+            await self._delete(f"/v1/jobs/{job_id}", f"job {job_id}")
+
+    async def _delete(self, path: str, what: str) -> None:
+        try:
+            await self._call("DELETE", self.base_url + path, path=path, ok=(200, 204, 404, 409),
+                             retry=RetryPolicy(attempts=2, base_delay_s=self.retry.base_delay_s))
+        except EngineError as exc:
+            log.warning("%s: could not delete %s (%s); the server's TTL deletes it", self.name, what, exc.code)
 
     def _with_webhook(self, request: VoiceprintRequest | IdentifyRequest) -> dict:
         if self.webhook_url and not request.webhook:

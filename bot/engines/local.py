@@ -206,6 +206,11 @@ class LocalEngine(Engine):
 
     # -- jobs
 
+    async def forget(self, job_id: str) -> None:
+        job = self._jobs.get(job_id)
+        if job is not None and job.status.final:
+            del self._jobs[job_id]
+
     def _new_job(self) -> Job:
         self._forget_old_jobs()
         job = Job(job_id=str(uuid.uuid4()), status=JobStatus.created, progress=0.0)

@@ -1,8 +1,11 @@
 """`python -m bot engine-server`: any `Engine` (the local one) served over the pyannoteAI HTTP protocol.
 
-So that teams can move speaker work to other machines and the bot can switch with `ENGINE=server`. Jobs
-and media are kept in the data directory: after a restart unfinished jobs run again from their stored
-media, or end `failed` with a reason. Media are deleted when their job ends, or after a TTL if never used.
+So that teams can move speaker work to other machines and the bot can switch with `ENGINE=server`. Unfinished
+jobs and media are kept in the data directory: after a restart unfinished jobs run again from their stored
+media, or end `failed` with a reason. Voiceprints never touch the disk, so an identify job cut short by a
+restart is forgotten (404) and its client submits it again. Media are deleted when their job ends, on
+`DELETE /v1/media/{key}`, or after a TTL if never used; finished jobs stay in memory until
+`DELETE /v1/jobs/{id}` or their TTL.
 """
 from __future__ import annotations
 
@@ -95,7 +98,11 @@ class EngineServer:
 
     async def _recover(self, record: JobRecord) -> None:
         """A job left unfinished by a stop or crash runs again, or fails with the reason it cannot."""
-        if record.attempts >= self.limits.max_attempts:
+        if not record.runnable:
+            log.info("forgetting identify job %s after a restart: its voiceprints were kept in memory only",
+                     record.job.job_id)
+            await self._drop(record)
+        elif record.attempts >= self.limits.max_attempts:
             await self._finish(record, JobStatus.failed, _error(
                 "engine_restarted", f"the engine server stopped {record.attempts} times while running this job"))
         elif not self.store.media_path(record.media_key).exists():
@@ -124,7 +131,7 @@ class EngineServer:
 
     @web.middleware
     async def auth(self, request: web.Request, handler) -> web.StreamResponse:
-        if request.path.startswith("/v1/media/upload/"):
+        if request.method == "PUT" and request.path.startswith("/v1/media/upload/"):
             return await handler(request)  # the one-time token in the URL is the credential
         given = request.headers.get("Authorization", "")
         scheme, _, token = given.partition(" ")
@@ -176,8 +183,28 @@ class EngineServer:
     async def get_job(self, request: web.Request) -> web.Response:
         record = self.store.jobs.get(request.match_info["job_id"])
         if record is None:
-            return error_response(404, "job not found: unknown id, or finished more than 24 h ago")
+            return error_response(404, JOB_NOT_FOUND)
         return web.json_response(record.job.wire())
+
+    async def delete_job(self, request: web.Request) -> web.Response:
+        """Forget a job now, with its output; an unfinished one is dropped and its result discarded."""
+        record = self.store.jobs.get(request.match_info["job_id"])
+        if record is None:
+            return error_response(404, JOB_NOT_FOUND)
+        await self._drop(record)
+        return web.Response(status=204)
+
+    async def delete_media(self, request: web.Request) -> web.Response:
+        """Delete uploaded media now (idempotent); media an unfinished job still needs is refused (409)."""
+        url = "media://" + request.match_info["key"]
+        problem = _media_url_problem(url)
+        if problem:
+            return error_response(400, "invalid media key", [{"field": "key", "message": problem}])
+        if any(r.media_key == url for r in self.store.active()):
+            return error_response(409, "an unfinished job uses this media; it is deleted when the job ends")
+        self.upload_slots = {t: s for t, s in self.upload_slots.items() if s[0] != url}
+        await asyncio.to_thread(self.store.delete_media, url)
+        return web.Response(status=204)
 
     async def _submit(self, request: web.Request, kind: str, model: type[BaseModel], max_bytes: int) -> web.Response:
         body = await _json(request)
@@ -238,6 +265,7 @@ class EngineServer:
             else:
                 submitted = await self.engine.submit_identify(IdentifyRequest.model_validate(request))
             done = await self._follow(record, submitted.job_id)
+            await self.engine.forget(submitted.job_id)  # the output lives on in this server's record only
             status, output, warning = done.status, done.output, done.warning
         except asyncio.CancelledError:
             raise
@@ -264,14 +292,27 @@ class EngineServer:
 
     async def _finish(self, record: JobRecord, status: JobStatus, output: dict | None,
                       warning: str | None = None) -> None:
+        record.wipe()
+        if self.store.jobs.get(record.job.job_id) is not record:  # deleted while it ran: discard the result
+            await self._release_media(record.media_key)
+            return
         record.set_status(status, output, warning)
         await self.store.save(record)
-        if not any(r.media_key == record.media_key for r in self.store.active()):
-            await asyncio.to_thread(self.store.delete_media, record.media_key)
+        await self._release_media(record.media_key)
         if record.webhook and self.webhook_secret and self.session is not None:
             payload = webhook_payload(record.job, status_only=bool(record.request.get("webhookStatusOnly")))
             self._spawn(send_webhook(self.session, record.webhook, payload, self.webhook_secret,
                                      retry_delays=self.limits.webhook_retry_delays_s))
+
+    async def _drop(self, record: JobRecord) -> None:
+        record.wipe()
+        await self.store.forget(record.job.job_id)
+        await self._release_media(record.media_key)
+
+    async def _release_media(self, key: str) -> None:
+        """Delete the media once no unfinished job needs it."""
+        if not any(r.media_key == key for r in self.store.active()):
+            await asyncio.to_thread(self.store.delete_media, key)
 
     async def _sweeper(self) -> None:
         while True:
@@ -282,6 +323,9 @@ class EngineServer:
                     log.info("deleted %d unused media and %d expired jobs", media, jobs)
             except OSError:
                 log.exception("sweeping the engine server's data directory failed")
+
+
+JOB_NOT_FOUND = "job not found: unknown id, deleted, finished more than 24 h ago, or lost in a restart (resubmit it)"
 
 
 def _error(code: str, message: str) -> dict:
@@ -332,6 +376,8 @@ def create_app(engine: Engine, api_key: str, data_dir: Path, *, limits: ServerLi
         web.post("/v1/voiceprint", server.voiceprint),
         web.post("/v1/identify", server.identify),
         web.get("/v1/jobs/{job_id}", server.get_job),
+        web.delete("/v1/jobs/{job_id}", server.delete_job),
+        web.delete("/v1/media/{key:.+}", server.delete_media),
     ])
     return app
 
@@ -346,9 +392,12 @@ def main(args: argparse.Namespace) -> int:
 
     from bot.config import load_settings
     from bot.engines.factory import make_local_engine
+    from bot.logs import configure_logging, secret_values
+    from bot.scratch import sweep_scratch
 
     settings = load_settings()
-    logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    configure_logging(settings.log_level, secret_values(settings))
+    sweep_scratch(settings.var_dir)
     if not settings.engine_api_key:
         print("The engine server needs ENGINE_API_KEY: set it to a long random string (e.g. `openssl rand -hex 32`)"
               " and give the bot the same value.", file=sys.stderr)

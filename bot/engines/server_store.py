@@ -1,8 +1,12 @@
-"""The engine server's durable state: one JSON file per job and uploaded media, under its data directory.
+"""The engine server's durable state: one JSON file per unfinished job and uploaded media, under its data directory.
 
 Files rather than a database so that several engine servers need nothing but a disk each, and so that a
 restart finds every unfinished job with its media. Writes go to a temporary file and are renamed into place,
 so a crash never leaves half a job behind.
+
+Biometric data never reaches the disk: a job file leaves out the identify request's voiceprints (and their
+labels, the people's ids), and it is deleted the moment the job ends, so outputs (a voiceprint job's output
+is a voiceprint) live in memory only until the client deletes the job or its TTL passes.
 """
 from __future__ import annotations
 
@@ -24,6 +28,7 @@ log = logging.getLogger(__name__)
 
 MEDIA_URL = re.compile(r"^media://[a-zA-Z0-9\-_./]+$")
 MEDIA_URL_MAX = 255
+IN_MEMORY_ONLY = frozenset({"voiceprints"})  # request fields never written to a job file
 
 
 class JobRecord(BaseModel):
@@ -44,6 +49,22 @@ class JobRecord(BaseModel):
     @property
     def final(self) -> bool:
         return self.job.status.final
+
+    @property
+    def runnable(self) -> bool:
+        """False for an identify job whose voiceprints were not kept (it was read back from disk)."""
+        return self.kind != "identify" or bool(self.request.get("voiceprints"))
+
+    def on_disk(self) -> bytes:
+        """What the job file holds: enough to run the job again, without voiceprints or any output."""
+        request = {k: v for k, v in self.request.items() if k not in IN_MEMORY_ONLY}
+        job = self.job.model_copy(update={"output": None})
+        return self.model_copy(update={"request": request, "job": job}).model_dump_json(by_alias=True).encode()
+
+    def wipe(self) -> None:
+        """Drop the voiceprints from memory once the job has no more use for them."""
+        for name in IN_MEMORY_ONLY:
+            self.request.pop(name, None)
 
     def set_status(self, status: JobStatus, output: dict | None = None, warning: str | None = None) -> None:
         self.job = self.job.model_copy(update={"status": status, "updated_at": utcnow(), "output": output,
@@ -83,7 +104,12 @@ class ServerStore:
     # jobs
 
     def load(self) -> list[JobRecord]:
-        """Read every stored job at start; unreadable files are set aside, not silently dropped."""
+        """Read every unfinished job at start; unreadable files are set aside (and swept after the job TTL).
+
+        A finished job's file (written by an older version, with its output) is deleted, as are the
+        half-written files a crash left."""
+        for stray in [*self.media_dir.glob("*.part"), *self.jobs_dir.glob("*.tmp")]:
+            stray.unlink(missing_ok=True)
         for path in sorted(self.jobs_dir.glob("*.json")):
             try:
                 record = JobRecord.model_validate_json(path.read_bytes())
@@ -91,19 +117,27 @@ class ServerStore:
                 log.error("unreadable job file %s (%s); renamed to .corrupt", path.name, exc)
                 path.rename(path.with_suffix(".corrupt"))
                 continue
+            if record.final:
+                path.unlink(missing_ok=True)
+                continue
             self.jobs[record.job.job_id] = record
-        for stray in self.media_dir.glob("*.part"):
-            stray.unlink(missing_ok=True)
         return list(self.jobs.values())
 
+    def _job_path(self, job_id: str) -> Path:
+        return self.jobs_dir / f"{job_id}.json"
+
     async def save(self, record: JobRecord) -> None:
+        """Keep the record; on disk only while it is unfinished (a restart needs nothing of a finished job)."""
         self.jobs[record.job.job_id] = record
-        data = record.model_dump_json(by_alias=True).encode()
-        await asyncio.to_thread(_write_atomic, self.jobs_dir / f"{record.job.job_id}.json", data)
+        path = self._job_path(record.job.job_id)
+        if record.final:
+            await asyncio.to_thread(path.unlink, True)
+        else:
+            await asyncio.to_thread(_write_atomic, path, record.on_disk())
 
     async def forget(self, job_id: str) -> None:
         self.jobs.pop(job_id, None)
-        await asyncio.to_thread((self.jobs_dir / f"{job_id}.json").unlink, True)
+        await asyncio.to_thread(self._job_path(job_id).unlink, True)
 
     def active(self) -> list[JobRecord]:
         return [r for r in self.jobs.values() if not r.final]
@@ -159,8 +193,12 @@ class ServerStore:
                 continue
         return found
 
+    def _old_corrupt_files(self, ttl_s: float, now: float) -> list[Path]:
+        return [p for p in self.jobs_dir.glob("*.corrupt") if now - p.stat().st_mtime > ttl_s]
+
     async def sweep(self, media_ttl_s: float, job_ttl_s: float, now: float | None = None) -> tuple[int, int]:
-        """Delete media unused for `media_ttl_s` and finished jobs older than `job_ttl_s`; returns the counts."""
+        """Delete media unused for `media_ttl_s`, and finished jobs and set-aside (`.corrupt`) job files
+        older than `job_ttl_s`; returns the counts (media, jobs)."""
         now = time.time() if now is None else now
         in_use = {r.media_key for r in self.active()}
         media = [m.key for m in await asyncio.to_thread(self.all_media)
@@ -171,4 +209,7 @@ class ServerStore:
                if r.final and r.finished_at is not None and now - r.finished_at > job_ttl_s]
         for job_id in old:
             await self.forget(job_id)
-        return len(media), len(old)
+        corrupt = await asyncio.to_thread(self._old_corrupt_files, job_ttl_s, now)
+        for path in corrupt:
+            await asyncio.to_thread(path.unlink, True)
+        return len(media), len(old) + len(corrupt)

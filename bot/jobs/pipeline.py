@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import tempfile
 import time
 from pathlib import Path
 
@@ -110,7 +109,7 @@ class Pipeline:
         info = (await client.files_info(file=rec.file_id))["file"]
         voiceprints = await self.voiceprints(client, rec)
         await self._beat(rec)
-        with tempfile.TemporaryDirectory(prefix="voiceid-rec-") as tmp:
+        with self.services.temp_dir("voiceid-rec-") as tmp:
             path = await download(info, client.token, Path(tmp), max_bytes=self.services.max_file_bytes)
             await self._beat(rec)
             url = await engine.upload(path, key=f"{rec.team_id}-{rec.file_id}")

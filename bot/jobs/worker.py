@@ -25,7 +25,9 @@ def main(args: argparse.Namespace) -> int:
         print(f"The worker cannot start: missing {', '.join(missing)}. See the settings table in README.md.",
               file=sys.stderr)
         return 2
-    logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    from bot.slack.server import prepare_process
+
+    prepare_process(settings)
     asyncio.run(work(settings, args.capacity))
     return 0
 

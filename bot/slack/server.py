@@ -23,20 +23,34 @@ def main(args: argparse.Namespace) -> int:
     if missing:
         print(SLACK_SETUP_HELP.format(missing=", ".join(missing)), file=sys.stderr)
         return 2
-    logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    prepare_process(settings)
     asyncio.run(serve(settings, args.host or settings.host, args.port or settings.port))
     return 0
+
+
+def prepare_process(settings: Settings) -> None:
+    """Before the event loop (serve and worker): redacting logs, the data keys (exit 2 when missing), and
+    the temporary audio that crashed processes left swept away."""
+    from bot.keys import data_keys
+    from bot.logs import configure_logging, secret_values
+    from bot.scratch import sweep_scratch
+
+    configure_logging(settings.log_level, secret_values(settings))
+    data_keys(settings)
+    sweep_scratch(settings.var_dir)
 
 
 async def open_services(settings: Settings):
     """Migrate, then open the database and the engine (the caller closes both with `close_services`)."""
     from bot.engines.factory import make_engine
+    from bot.keys import data_keys
     from bot.slack.services import Services
     from storage.database import Database
     from storage.migrate import upgrade
 
     await upgrade(settings.effective_database_url)
-    return Services(settings=settings, db=Database(settings.effective_database_url), engine=make_engine(settings))
+    db = Database(settings.effective_database_url, keys=data_keys(settings))
+    return Services(settings=settings, db=db, engine=make_engine(settings))
 
 
 async def close_services(services) -> None:

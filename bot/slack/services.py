@@ -86,6 +86,12 @@ class Services:
             self._cpu = ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn"))
         return await asyncio.get_running_loop().run_in_executor(self._cpu, fn, *args)
 
+    def temp_dir(self, prefix: str):
+        """A temporary directory for audio under VAR_DIR (see `bot.scratch`), deleted when the `with` ends."""
+        from bot.scratch import temporary_dir
+
+        return temporary_dir(self.settings.var_dir, prefix)
+
     def kick(self) -> None:
         if self.wake is not None:
             self.wake()

@@ -1,7 +1,6 @@
 """Making a voiceprint from the person's own clip (`/enroll`) through the active engine."""
 from __future__ import annotations
 
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -29,6 +28,7 @@ async def voiceprint_from_path(services: Services, path: Path) -> NewVoiceprint:
         job = await engine.submit_voiceprint(VoiceprintRequest(url=url))
         if not job.status.final:
             job = await engine.wait(job.job_id, poll=0.2, timeout=VOICEPRINT_TIMEOUT)
+        await engine.forget(job.job_id)  # the voiceprint lives on in our database only
     finally:
         await engine.release(url)
     if job.status is not JobStatus.succeeded:
@@ -51,6 +51,6 @@ def clip_seconds(path: Path) -> float:
 
 async def voiceprint_from_slack_file(services: Services, file: dict, token: str, *, max_bytes: int) -> NewVoiceprint:
     """Download a Slack file to a temporary directory, make the voiceprint, delete the clip."""
-    with tempfile.TemporaryDirectory(prefix="voiceid-clip-") as tmp:
+    with services.temp_dir("voiceid-clip-") as tmp:
         path = await download(file, token, Path(tmp), max_bytes=max_bytes)
         return await voiceprint_from_path(services, path)
