@@ -6,7 +6,8 @@ change happened (engine, model, clip length), never the voiceprint itself.
 Delete wins: every delete raises the person's deletion generation in the same transaction, and an
 enrollment stores its voiceprint only if the generation is still the one it read when it started. Both
 lock the generation row first (PostgreSQL) or the whole database (SQLite `BEGIN IMMEDIATE`), so a delete
-and a save never interleave, whichever processes run them.
+and a save never interleave, whichever processes run them. Removing the app from a workspace raises the
+workspace's own generation (user `WORKSPACE`), which every enrollment there counts too.
 """
 from __future__ import annotations
 
@@ -24,6 +25,7 @@ from storage.database import Database
 from storage.models import AuditAction, DeletionGeneration, Voiceprint, utcnow
 
 _IN_CHUNK = 500
+WORKSPACE = "*"  # the generation row that an uninstall raises for everyone in the workspace
 
 
 class EnrollmentCancelled(Exception):
@@ -42,12 +44,22 @@ def _check(team_id: str, user_id: str, engine: str, model_id: str, voiceprint: s
         raise ValueError(f"clip_duration must be positive seconds (got {clip_duration})")
 
 
+def _generations(team_id: str, user_id: str):
+    """The person's and the workspace's generation rows: any delete or uninstall raises their sum."""
+    return select(DeletionGeneration.generation).where(DeletionGeneration.team_id == team_id,
+                                                       DeletionGeneration.user_id.in_([user_id, WORKSPACE]))
+
+
 async def deletion_generation(db: Database, team_id: str, user_id: str) -> int:
-    """The person's deletion generation (0 before their first delete): read when an enrollment starts."""
-    stmt = select(DeletionGeneration.generation).where(DeletionGeneration.team_id == team_id,
-                                                       DeletionGeneration.user_id == user_id)
+    """The person's deletion generation (0 before their first delete or an uninstall): read when an
+    enrollment starts."""
     async with db.session() as s:
-        return (await s.exec(stmt)).first() or 0
+        return sum((await s.exec(_generations(team_id, user_id))).all())
+
+
+async def raise_workspace_generation(s, db: Database, team_id: str) -> None:
+    """Inside an uninstall's transaction: enrollments already running in the workspace can no longer save."""
+    await s.exec(_generation_row(db, team_id, WORKSPACE, bump=True))
 
 
 def _generation_row(db: Database, team_id: str, user_id: str, *, bump: bool):
@@ -84,9 +96,9 @@ async def _upsert(db: Database, team_id: str, user_id: str, engine: str, model_i
                   consent_at: datetime, clip_duration: float, generation: int | None) -> tuple[Voiceprint, bool]:
     async with db.session(immediate=True) as s:
         if generation is not None:
-            await s.exec(_generation_row(db, team_id, user_id, bump=False))
-            current = (await s.exec(select(DeletionGeneration.generation).where(
-                DeletionGeneration.team_id == team_id, DeletionGeneration.user_id == user_id).with_for_update())).one()
+            for who in (user_id, WORKSPACE):
+                await s.exec(_generation_row(db, team_id, who, bump=False))
+            current = sum((await s.exec(_generations(team_id, user_id).with_for_update())).all())
             if current != generation:
                 raise EnrollmentCancelled(f"{team_id}/{user_id} deleted their voiceprint during the enrollment")
         stmt = select(Voiceprint).where(Voiceprint.team_id == team_id, Voiceprint.user_id == user_id,

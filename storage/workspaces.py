@@ -16,6 +16,7 @@ from sqlmodel import select
 from storage import audit
 from storage.database import Database
 from storage.models import AuditAction, OAuthState, Recording, RecordingStatus, Voiceprint, Workspace, utcnow
+from storage.voiceprints import raise_workspace_generation
 
 WORKSPACE_FIELDS = frozenset(Workspace.model_fields) - {"id", "install_key"}
 _IN_FLIGHT = (RecordingStatus.queued.value, RecordingStatus.running.value, RecordingStatus.succeeded.value)
@@ -92,6 +93,8 @@ async def purge_workspace(db: Database, team_id: str | None, enterprise_id: str 
             teams = [t for (t,) in (await s.exec(select(Workspace.team_id).where(which))).all() if t]
         forget = {"bot_token": None, "bot_refresh_token": None, "bot_token_expires_at": None, "uninstalled_at": now}
         counts = {"workspaces": await _rowcount(s, update(Workspace).where(which).values(**forget))}
+        for team in teams:
+            await raise_workspace_generation(s, db, team)
         counts["voiceprints"] = await _rowcount(s, delete(Voiceprint).where(Voiceprint.team_id.in_(teams)))
         counts["cancelled"] = await _rowcount(s, update(Recording).where(
             Recording.team_id.in_(teams), Recording.status.in_(_IN_FLIGHT)).values(

@@ -123,3 +123,25 @@ async def test_concurrent_saves_and_deletes_never_leave_a_voiceprint_saved_befor
         await asyncio.gather(*(try_save(start) for _ in range(3)),
                              delete_voiceprints(db, TEAM_ID, USER, actor_id=USER), try_save(start))
         assert await get_voiceprint(db, TEAM_ID, USER) is None
+
+
+async def test_uninstall_refuses_the_save_of_an_enrollment_still_running(db: Database):
+    """Removing the app deletes the workspace's voiceprints: one still being made must not appear after it."""
+    async with bots(db) as (fake, engine, [bot]):
+        await start_blocked_enrollment(bot, fake, engine)
+        await bot.event({"type": "app_uninstalled"}, event_id="EvUninstall")
+        engine.gate.set()
+        await bot.services.drain()
+        assert await get_voiceprint(db, TEAM_ID, USER) is None
+
+
+async def test_storage_uninstall_raises_every_members_generation(db: Database):
+    from storage.workspaces import purge_workspace
+
+    start = await deletion_generation(db, TEAM_ID, USER)
+    await purge_workspace(db, TEAM_ID)
+    with pytest.raises(EnrollmentCancelled):
+        await save(db, start)
+    assert await get_voiceprint(db, TEAM_ID, USER) is None
+    await save(db, await deletion_generation(db, TEAM_ID, USER))  # after a reinstall, enrolling works again
+    assert await get_voiceprint(db, TEAM_ID, USER) is not None
