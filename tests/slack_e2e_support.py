@@ -2,15 +2,35 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 
 import numpy as np
 
 from storage.database import Database
-from tests.fake_slack import TEAM_ID, BotUnderTest, FakeSlack
+from storage.migrate import upgrade
+from tests.fake_slack import TEAM_ID, BotUnderTest, FakeSlack, bot_settings
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "librispeech"
 SR = 16000
+
+
+@asynccontextmanager
+async def slack_world(engine, tmp: Path, **settings) -> AsyncIterator[tuple[FakeSlack, Database, BotUnderTest]]:
+    """One workspace: fake Slack, a migrated SQLite file in `tmp` and the bot serving on a real socket."""
+    fake = FakeSlack()
+    await fake.start()
+    url = f"sqlite+aiosqlite:///{tmp / 'voiceid.db'}"
+    await upgrade(url)
+    db = Database(url)
+    bot = await BotUnderTest(fake, bot_settings(fake, url, **settings), db, engine).start()
+    try:
+        yield fake, db, bot
+    finally:
+        await bot.stop()
+        await db.dispose()
+        await fake.close()
 
 
 def utterance(reader: str, index: int) -> np.ndarray:

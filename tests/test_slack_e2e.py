@@ -9,17 +9,15 @@ import numpy as np
 import pytest
 import pytest_asyncio
 
-from storage.database import Database
-from storage.migrate import upgrade
-from tests.fake_slack import BotUnderTest, FakeSlack, bot_settings, signed_headers
+from tests.fake_slack import BotUnderTest, FakeSlack
 from tests.slack_e2e_support import (
-    DATA,
     SR,
     concat,
     dms,
     enroll,
     meeting,
     recording_for,
+    slack_world,
     utterance,
     wait_status,
     wav_bytes,
@@ -32,7 +30,6 @@ UNKNOWN = "U2414"  # in the channel, never enrolled
 pytestmark = [
     pytest.mark.asyncio(loop_scope="module"),
     pytest.mark.speech,
-    pytest.mark.skipif(not DATA.is_dir(), reason=f"real speech not found at {DATA} (see its README)"),
 ]
 
 
@@ -42,47 +39,10 @@ ENROLL_CLIPS = {"U1688": [("1688", 0)], "U1998": [("1998", 0)], "U2033": [("2033
 @pytest_asyncio.fixture(scope="module", loop_scope="module")
 async def world(local_engine, tmp_path_factory):
     """One workspace: fake Slack, a migrated SQLite file and the bot serving on a real socket."""
-    fake = FakeSlack()
-    await fake.start()
-    fake.members[CHANNEL] = [*READERS, UNKNOWN, "UBOT"]
-    fake.users.update({"U1688": "Ann", "U1998": "Bea", "U2033": "Cid", UNKNOWN: "Dan"})
-    path = tmp_path_factory.mktemp("slack-e2e") / "voiceid.db"
-    url = f"sqlite+aiosqlite:///{path}"
-    await upgrade(url)
-    db = Database(url)
-    bot = await BotUnderTest(fake, bot_settings(fake, url), db, local_engine).start()
-    yield fake, db, bot
-    await bot.stop()
-    await db.dispose()
-    await fake.close()
-
-
-# -- requests ---------------------------------------------------------------------------------------
-
-async def test_signature_checks_and_url_verification(world):
-    _fake, _db, bot = world
-    body = '{"type": "url_verification", "challenge": "abc123", "token": "x"}'
-    resp = await bot.post(body, signed_headers(body))
-    assert resp.status == 200 and (await resp.json())["challenge"] == "abc123"
-    bad = signed_headers(body, secret="wrong-secret")
-    assert (await bot.post(body, bad)).status == 401
-    stale = signed_headers(body, timestamp=int(__import__("time").time()) - 600)
-    assert (await bot.post(body, stale)).status == 401
-    health = await bot.client.get("/healthz")
-    assert health.status == 200 and (await health.json())["ok"] is True
-
-
-async def test_enroll_help_status_and_modal_contents(world):
-    fake, _db, bot = world
-    resp = await bot.command("U1688", "help")
-    assert "/enroll delete" in (await resp.text())
-    resp = await bot.command("U1688", "status")
-    assert "not enrolled" in (await resp.text())
-    await bot.command("U1688")
-    view = (await fake.wait_for(lambda: fake.calls_to("views.open"), what="modal")).pop().params["view"]
-    text = str(view)
-    assert view["callback_id"] == "enroll_modal"
-    assert "file_input" in text and "consent" in text and "/enroll delete" in text and "30 s" in text or "30 seconds" in text
+    async with slack_world(local_engine, tmp_path_factory.mktemp("slack-e2e")) as (fake, db, bot):
+        fake.members[CHANNEL] = [*READERS, UNKNOWN, "UBOT"]
+        fake.users.update({"U1688": "Ann", "U1998": "Bea", "U2033": "Cid", UNKNOWN: "Dan"})
+        yield fake, db, bot
 
 
 # -- enrollment -------------------------------------------------------------------------------------

@@ -9,7 +9,7 @@ import pytest_asyncio
 from storage.database import Database
 from storage.migrate import upgrade
 from tests.fake_slack import BotUnderTest, FakeSlack, bot_settings
-from tests.slack_e2e_support import DATA, SR, enroll, utterance, wait_status, wav_bytes
+from tests.slack_e2e_support import SR, enroll, utterance, wait_status, wav_bytes
 
 CHANNEL = "C0001"
 
@@ -17,7 +17,6 @@ pytestmark = [
     pytest.mark.asyncio(loop_scope="module"),
     pytest.mark.postgres,
     pytest.mark.speech,
-    pytest.mark.skipif(not DATA.is_dir(), reason=f"real speech not found at {DATA} (see its README)"),
 ]
 
 
