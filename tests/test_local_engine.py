@@ -61,7 +61,9 @@ def test_enrolled_readers_are_named(meeting, identified):
 def test_unknown_reader_stays_unknown(meeting, identified):
     truth = _majority(meeting, identified)
     (unknown,) = meeting.unknown
-    for spk in (s for s, r in truth.items() if r == unknown):
+    theirs = [s for s, r in truth.items() if r == unknown]
+    assert theirs, f"reader {unknown} (not enrolled) got no speaker of their own: {truth}"
+    for spk in theirs:
         assert {v.speaker: v.match for v in identified.voiceprints}[spk] is None
         segs = [s for s in identified.identification if s.diarization_speaker == spk]
         assert segs and all(s.match is None and s.speaker == spk for s in segs)
