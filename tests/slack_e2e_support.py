@@ -93,8 +93,9 @@ def dms(fake: FakeSlack, user: str) -> list[str]:
 
 
 async def enroll(bot: BotUnderTest, fake: FakeSlack, user: str, data: bytes, *, name: str = "me.wav",
-                 mimetype: str = "audio/wav", replace: bool = False, **file_kw) -> str:
-    """/enroll → modal → view submission with the clip; returns the DM with the result."""
+                 mimetype: str = "audio/wav", replace: bool = False, consent: bool = True, **file_kw) -> str:
+    """/enroll → modal → view submission with the clip (consent ticked unless told); returns the DM with the
+    result, or "errors: …" when the modal refused the submission."""
     before = len(dms(fake, user))
     modals = lambda: [c for c in fake.calls_to("views.open") if c.params.get("trigger_id") == f"trig-{user}"]
     n = len(modals())
@@ -102,7 +103,8 @@ async def enroll(bot: BotUnderTest, fake: FakeSlack, user: str, data: bytes, *, 
     view = (await fake.wait_for(lambda: modals()[n:], what="views.open"))[0].params["view"]
     f = fake.add_file(name, mimetype, data, user=user, **file_kw)
     values = {"clip": {"clip": {"type": "file_input", "files": [fake.file_object(f)]}},
-              "consent": {"consent": {"type": "checkboxes", "selected_options": [{"value": "yes"}]}}}
+              "consent": {"consent": {"type": "checkboxes",
+                                      "selected_options": [{"value": "yes"}] if consent else []}}}
     if replace:
         values["replace"] = {"replace": {"type": "checkboxes", "selected_options": [{"value": "yes"}]}}
     resp = await bot.submit_view(user, view, values)
@@ -111,3 +113,20 @@ async def enroll(bot: BotUnderTest, fake: FakeSlack, user: str, data: bytes, *, 
     if body.get("response_action") == "errors":
         return "errors: " + " ".join(body["errors"].values())
     return (await fake.wait_for(lambda: dms(fake, user)[before:], timeout=180, what=f"DM to {user}"))[0]
+
+
+def speaker_of(blocks: list, who: str) -> str:
+    """The button value of the summary section that mentions `who`."""
+    for b in blocks:
+        if b.get("type") == "section" and "accessory" in b and who in b["text"]["text"]:
+            return b["accessory"]["value"]
+    raise AssertionError(f"{who} not in the summary")
+
+
+async def press(bot: BotUnderTest, fake: FakeSlack, user: str, action: str, value: str, msg_ts: str, *,
+                channel: str = "C0001") -> dict:
+    """Press a button; returns the private reply the presser gets."""
+    mine = lambda: [c for c in fake.calls_to("chat.postEphemeral") if c.params["user"] == user]
+    n = len(mine())
+    assert (await bot.press(user, action, value, channel=channel, message_ts=msg_ts)).status == 200
+    return (await fake.wait_for(lambda: mine()[n:], what=f"reply to {user}"))[0].params

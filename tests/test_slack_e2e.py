@@ -16,8 +16,10 @@ from tests.slack_e2e_support import (
     dms,
     enroll,
     meeting,
+    press,
     recording_for,
     slack_world,
+    speaker_of,
     utterance,
     wait_status,
     wav_bytes,
@@ -165,21 +167,6 @@ async def test_html_page_instead_of_the_recording(world):
 
 
 # -- feedback ---------------------------------------------------------------------------------------
-
-def speaker_of(blocks: list, who: str) -> str:
-    for b in blocks:
-        if b.get("type") == "section" and "accessory" in b and who in b["text"]["text"]:
-            return b["accessory"]["value"]
-    raise AssertionError(f"{who} not in the summary")
-
-
-async def press(bot: BotUnderTest, fake: FakeSlack, user: str, action: str, value: str, msg_ts: str) -> dict:
-    """Press a button; returns the private reply the presser gets."""
-    mine = lambda: [c for c in fake.calls_to("chat.postEphemeral") if c.params["user"] == user]
-    n = len(mine())
-    assert (await bot.press(user, action, value, channel=CHANNEL, message_ts=msg_ts)).status == 200
-    return (await fake.wait_for(lambda: mine()[n:], what=f"reply to {user}"))[0].params
-
 
 async def test_this_is_me_and_not_me(world):
     fake, db, bot = world
