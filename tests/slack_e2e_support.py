@@ -56,10 +56,21 @@ def concat(parts: list[tuple[str, int]], pause: float = 0.0) -> np.ndarray:
     return np.concatenate([x for r, i in parts for x in (utterance(r, i), gap)])
 
 
+MEETING_UTTERANCES = range(2, 8)  # what meeting() takes from each reader; enrollment clips use the others
+
+
+def enrollment_clip(parts: list[tuple[str, int]]) -> bytes:
+    """A WAV clip for /enroll. Never from utterances that meeting() uses: the test must show a voice being
+    recognised, not the very audio the voiceprint was made from."""
+    reused = [p for p in parts if p[1] in MEETING_UTTERANCES]
+    assert not reused, f"enrollment clip reuses meeting utterances {reused}"
+    return wav_bytes(concat(parts))
+
+
 def meeting() -> np.ndarray:
     """About 2.5 minutes: four readers taking turns, with pauses and varied gain (fixed seed)."""
     rng = np.random.default_rng(7)
-    order = [(r, i) for i in range(2, 8) for r in ("1688", "1998", "2033", "2414")]
+    order = [(r, i) for i in MEETING_UTTERANCES for r in ("1688", "1998", "2033", "2414")]
     parts = []
     for reader, index in order:
         parts += [utterance(reader, index) * rng.uniform(0.6, 1.0), np.zeros(int(rng.uniform(0.3, 1.0) * SR))]

@@ -15,6 +15,7 @@ from tests.slack_e2e_support import (
     concat,
     dms,
     enroll,
+    enrollment_clip,
     meeting,
     press,
     recording_for,
@@ -52,7 +53,7 @@ async def world(local_engine, tmp_path_factory):
 async def test_enroll_three_readers(world):
     fake, db, bot = world
     for user, parts in ENROLL_CLIPS.items():
-        reply = await enroll(bot, fake, user, wav_bytes(concat(parts)))
+        reply = await enroll(bot, fake, user, enrollment_clip(parts))
         assert "voiceprint is saved" in reply, reply
     from storage.voiceprints import get_voiceprint
 
@@ -67,7 +68,7 @@ async def test_re_enrolling_asks_for_confirmation_then_replaces(world):
     from storage.voiceprints import get_voiceprint
 
     before = await get_voiceprint(db, "T0001", "U1998")
-    clip = wav_bytes(concat([("1998", 1), ("1998", 2)]))
+    clip = enrollment_clip([("1998", 0), ("1998", 1)])
     refused = await enroll(bot, fake, "U1998", clip)
     assert refused.startswith("errors:") and "replace" in refused
     opened = fake.calls_to("views.open")[-1].params["view"]

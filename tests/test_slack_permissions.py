@@ -17,7 +17,7 @@ from bot.engines.schema import (
     SpeakerMatch,
 )
 from tests.fake_slack import TEAM_ID
-from tests.slack_e2e_support import dms, enroll, press, slack_world, speaker_of, utterance, wav_bytes
+from tests.slack_e2e_support import dms, enroll, enrollment_clip, press, slack_world, speaker_of
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 
@@ -75,7 +75,7 @@ async def test_enrolling_without_consent_is_refused_and_stores_nothing(world):
     from storage.voiceprints import get_voiceprint
 
     fake, db, bot = world
-    clip = wav_bytes(utterance("1998", 0))
+    clip = enrollment_clip([("1998", 0)])
     refused = await enroll(bot, fake, "U1998", clip, consent=False)
     assert refused.startswith("errors:") and "consent" in refused, refused
     await bot.services.drain()  # nothing a listener started is still running
