@@ -27,6 +27,7 @@ from bot.engines.schema import IdentifyRequest, JobStatus, Matching, VoiceprintI
 from bot.engines.server import ENGINE_SERVER, ServerLimits
 from tests.engine_http_support import (
     API_KEY,
+    GatedEngine,
     client_for,
     engine_server,
     needs_speech,
@@ -162,13 +163,15 @@ async def test_oversize_upload_and_oversize_voiceprint_input_are_refused(local_e
 @pytest.mark.speech
 @in_module_loop
 async def test_full_queue_answers_429_with_retry_after(local_engine, tmp_path):
-    async with engine_server(local_engine, tmp_path / "busy", limits=ServerLimits(queue_size=1), workers=1) as srv:
+    engine = GatedEngine(local_engine)  # the first two jobs cannot finish until the gate opens
+    async with engine_server(engine, tmp_path / "busy", limits=ServerLimits(queue_size=1), workers=1) as srv:
         impatient = client_for(srv, attempts=1)
         urls = [await impatient.upload(utterance("2033", i)) for i in (1, 3, 9)]  # 6–7 s each
         first = [await impatient.submit_voiceprint(VoiceprintRequest(url=u)) for u in urls[:2]]
         with pytest.raises(RateLimited) as err:
             await impatient.submit_voiceprint(VoiceprintRequest(url=urls[2]))
         assert err.value.retry_after is not None and err.value.retry_after >= 1
+        engine.gate.set()
         patient = HTTPEngine(str(srv.make_url("")), API_KEY, name="the engine server",
                              recommended_threshold=50, retry=RetryPolicy(attempts=30, max_retry_after_s=2))
         third = await patient.submit_voiceprint(VoiceprintRequest(url=urls[2]))

@@ -214,8 +214,7 @@ async def test_restart_in_the_middle_of_a_job_posts_one_summary(world, local_eng
         rec = await recording_for(db, f.id)
         return rec if rec and rec.engine_job_id else None
 
-    while not await running():
-        await asyncio.sleep(0.05)
+    await fake.wait_for(running, timeout=120, what="the first instance to start the engine job")
     await first.stop()  # crash-like: the pipeline is cancelled with its lease held
     second = await BotUnderTest(fake, bot.settings, db, local_engine).start()
     world_state["bot"] = second
