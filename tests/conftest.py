@@ -3,6 +3,7 @@
 - `postgres_server` (session): a real PostgreSQL server started for this test session (see tests/postgres.py);
   tests using it skip with the reason when no PostgreSQL binaries exist — except under CI (CI=true), where
   they must run and fail instead.
+- tests marked `speech` skip the same way without the speech data beside the checkout, and fail under CI.
 - `pg_url` (module): an empty database of its own on that server, per test module.
 - `sqlite_url`: an empty SQLite file in the test's tmp dir.
 - `db_url` / `db`: a fresh database migrated to head, once per backend (`[sqlite]`, `[postgresql]`);
@@ -13,7 +14,6 @@ from __future__ import annotations
 
 import asyncio
 import itertools
-import os
 import shutil
 from collections.abc import AsyncIterator, Coroutine, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -22,6 +22,7 @@ from typing import Any, TypeVar
 
 import pytest
 import pytest_asyncio
+from ci import in_ci, missing_speech
 from postgres import PostgresServer, PostgresUnavailable
 
 from storage.database import Database
@@ -41,12 +42,24 @@ def sqlite_file_url(path: Path) -> str:
     return f"sqlite+aiosqlite:///{path}"
 
 
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    """Speech tests need ../shared/data: skip without it, but under CI fail (CI always has the data)."""
+    if item.get_closest_marker("speech") is None:
+        return
+    reason = missing_speech()
+    if reason is not None:
+        if in_ci():
+            pytest.fail(f"CI must run the speech tests, but {reason}", pytrace=False)
+        pytest.skip(reason)
+
+
 @pytest.fixture(scope="session")
 def postgres_server() -> Iterator[PostgresServer]:
     try:
         server = PostgresServer().start()
     except PostgresUnavailable as exc:
-        if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
+        if in_ci():
             pytest.fail(f"CI must run the PostgreSQL tests, but: {exc}", pytrace=False)
         pytest.skip(f"PostgreSQL tests skipped: {exc}")
     try:

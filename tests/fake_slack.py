@@ -7,6 +7,7 @@ the external upload flow used by `files_upload_v2`, and can answer 429 with `Ret
 from __future__ import annotations
 
 import asyncio
+import inspect
 import itertools
 import json
 import time
@@ -67,7 +68,7 @@ class FakeSlack:
         self.messages: dict[tuple[str, str], Message] = {}
         self.uploads: dict[str, bytes] = {}
         self.rate_limit: dict[str, int] = {}
-        self.refresh_tokens: set[str] = set()
+        self.refresh_tokens: dict[str, str] = {}  # refresh token → the access token it rotates
         self.retry_after = 1
         self.sockets: list[web.WebSocketResponse] = []  # Socket Mode connections from the bot
         self.acks: dict[str, dict] = {}  # envelope_id → the bot's acknowledgement
@@ -107,6 +108,14 @@ class FakeSlack:
         self.files[f.id] = f
         return f
 
+    def issue_tokens(self, access: str | None = None) -> tuple[str, str]:
+        """An accepted bot token and the refresh token that rotates it (an install with token rotation)."""
+        access = access or f"xoxb-rotated-{next(self._ids)}"
+        refresh = f"xoxe-1-refresh-{next(self._ids)}"
+        self.tokens.add(access)
+        self.refresh_tokens[refresh] = access
+        return access, refresh
+
     def file_object(self, f: FakeFile) -> dict:
         """The file as it appears in events and `files.info`."""
         return {"id": f.id, "name": f.name, "title": f.name, "mimetype": f.mimetype, "filetype": f.filetype,
@@ -123,10 +132,12 @@ class FakeSlack:
                       key=lambda m: float(m.ts))
 
     async def wait_for(self, predicate, timeout: float = 60.0, what: str = "condition"):
-        """Poll until `predicate()` is truthy; returns its value."""
+        """Poll until `predicate()` (a plain or async function) is truthy; returns its value."""
         deadline = time.monotonic() + timeout
         while True:
             value = predicate()
+            if inspect.isawaitable(value):
+                value = await value
             if value:
                 return value
             if time.monotonic() > deadline:
@@ -292,10 +303,9 @@ class FakeSlack:
             return {"ok": False, "error": "invalid_refresh_token"}
         if not rotating and p.get("code") != "good-code":
             return {"ok": False, "error": "invalid_code"}
-        token = self.token if not rotating else f"xoxb-rotated-{next(self._ids)}"
-        refresh = f"xoxe-1-refresh-{next(self._ids)}"
-        self.tokens.add(token)
-        self.refresh_tokens.add(refresh)
+        if rotating:  # from now on Slack accepts only the new access token
+            self.tokens.discard(self.refresh_tokens[p["refresh_token"]])
+        token, refresh = self.issue_tokens(None if rotating else self.token)
         return {"ok": True, "access_token": token, "token_type": "bot", "scope": "commands,chat:write",
                 "bot_user_id": BOT_USER_ID, "app_id": "A0001", "team": {"id": self.team_id, "name": "Fake"},
                 "enterprise": None, "is_enterprise_install": False, "authed_user": {"id": "U0"},

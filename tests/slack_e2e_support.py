@@ -2,15 +2,38 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 
 import numpy as np
 
 from storage.database import Database
-from tests.fake_slack import TEAM_ID, BotUnderTest, FakeSlack
+from storage.migrate import upgrade
+from tests.fake_slack import TEAM_ID, BotUnderTest, FakeSlack, bot_settings
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "librispeech"
 SR = 16000
+
+
+@asynccontextmanager
+async def slack_world(engine, tmp: Path, *, run_jobs: bool = True,
+                      **settings) -> AsyncIterator[tuple[FakeSlack, Database, BotUnderTest]]:
+    """One workspace: fake Slack, a migrated SQLite file in `tmp` and the bot serving on a real socket
+    (without its job runner when the test drives the recordings itself)."""
+    fake = FakeSlack()
+    await fake.start()
+    url = f"sqlite+aiosqlite:///{tmp / 'voiceid.db'}"
+    await upgrade(url)
+    db = Database(url)
+    settings.setdefault("var_dir", tmp / "var")
+    bot = await BotUnderTest(fake, bot_settings(fake, url, **settings), db, engine, run_jobs=run_jobs).start()
+    try:
+        yield fake, db, bot
+    finally:
+        await bot.stop()
+        await db.dispose()
+        await fake.close()
 
 
 def utterance(reader: str, index: int) -> np.ndarray:
@@ -36,10 +59,21 @@ def concat(parts: list[tuple[str, int]], pause: float = 0.0) -> np.ndarray:
     return np.concatenate([x for r, i in parts for x in (utterance(r, i), gap)])
 
 
+MEETING_UTTERANCES = range(2, 8)  # what meeting() takes from each reader; enrollment clips use the others
+
+
+def enrollment_clip(parts: list[tuple[str, int]]) -> bytes:
+    """A WAV clip for /enroll. Never from utterances that meeting() uses: the test must show a voice being
+    recognised, not the very audio the voiceprint was made from."""
+    reused = [p for p in parts if p[1] in MEETING_UTTERANCES]
+    assert not reused, f"enrollment clip reuses meeting utterances {reused}"
+    return wav_bytes(concat(parts))
+
+
 def meeting() -> np.ndarray:
     """About 2.5 minutes: four readers taking turns, with pauses and varied gain (fixed seed)."""
     rng = np.random.default_rng(7)
-    order = [(r, i) for i in range(2, 8) for r in ("1688", "1998", "2033", "2414")]
+    order = [(r, i) for i in MEETING_UTTERANCES for r in ("1688", "1998", "2033", "2414")]
     parts = []
     for reader, index in order:
         parts += [utterance(reader, index) * rng.uniform(0.6, 1.0), np.zeros(int(rng.uniform(0.3, 1.0) * SR))]
@@ -73,15 +107,17 @@ def dms(fake: FakeSlack, user: str) -> list[str]:
 
 
 async def submit_enrollment(bot: BotUnderTest, fake: FakeSlack, user: str, data: bytes, *, name: str = "me.wav",
-                            mimetype: str = "audio/wav", replace: bool = False, **file_kw) -> dict:
-    """/enroll → modal → view submission with the clip; returns the submission's JSON answer."""
+                            mimetype: str = "audio/wav", replace: bool = False, consent: bool = True,
+                            **file_kw) -> dict:
+    """/enroll → modal → view submission with the clip (consent ticked unless told); returns the JSON answer."""
     modals = lambda: [c for c in fake.calls_to("views.open") if c.params.get("trigger_id") == f"trig-{user}"]
     n = len(modals())
     assert (await bot.command(user)).status == 200
     view = (await fake.wait_for(lambda: modals()[n:], what="views.open"))[0].params["view"]
     f = fake.add_file(name, mimetype, data, user=user, **file_kw)
     values = {"clip": {"clip": {"type": "file_input", "files": [fake.file_object(f)]}},
-              "consent": {"consent": {"type": "checkboxes", "selected_options": [{"value": "yes"}]}}}
+              "consent": {"consent": {"type": "checkboxes",
+                                      "selected_options": [{"value": "yes"}] if consent else []}}}
     if replace:
         values["replace"] = {"replace": {"type": "checkboxes", "selected_options": [{"value": "yes"}]}}
     resp = await bot.submit_view(user, view, values)
@@ -90,9 +126,27 @@ async def submit_enrollment(bot: BotUnderTest, fake: FakeSlack, user: str, data:
 
 
 async def enroll(bot: BotUnderTest, fake: FakeSlack, user: str, data: bytes, **kw) -> str:
-    """Enrolls through the modal (see `submit_enrollment`); returns the DM with the result."""
+    """Enrolls through the modal (see `submit_enrollment`); returns the DM with the result, or "errors: …" when
+    the modal refused the submission."""
     before = len(dms(fake, user))
     body = await submit_enrollment(bot, fake, user, data, **kw)
     if body.get("response_action") == "errors":
         return "errors: " + " ".join(body["errors"].values())
     return (await fake.wait_for(lambda: dms(fake, user)[before:], timeout=180, what=f"DM to {user}"))[0]
+
+
+def speaker_of(blocks: list, who: str) -> str:
+    """The button value of the summary section that mentions `who`."""
+    for b in blocks:
+        if b.get("type") == "section" and "accessory" in b and who in b["text"]["text"]:
+            return b["accessory"]["value"]
+    raise AssertionError(f"{who} not in the summary")
+
+
+async def press(bot: BotUnderTest, fake: FakeSlack, user: str, action: str, value: str, msg_ts: str, *,
+                channel: str = "C0001") -> dict:
+    """Press a button; returns the private reply the presser gets."""
+    mine = lambda: [c for c in fake.calls_to("chat.postEphemeral") if c.params["user"] == user]
+    n = len(mine())
+    assert (await bot.press(user, action, value, channel=channel, message_ts=msg_ts)).status == 200
+    return (await fake.wait_for(lambda: mine()[n:], what=f"reply to {user}"))[0].params

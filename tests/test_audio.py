@@ -8,8 +8,6 @@ from engine_support import SR, encode, needs_data, utterance
 from bot.engines.audio import decode, format_duration, normalise_level
 from bot.engines.base import MediaError
 
-pytestmark = needs_data
-
 
 @pytest.fixture(scope="module")
 def speech() -> np.ndarray:
@@ -27,6 +25,7 @@ FORMATS = [
 ]
 
 
+@needs_data
 @pytest.mark.parametrize("name,options", FORMATS, ids=[f[0] for f in FORMATS])
 def test_decodes_to_16k_mono_float(tmp_path, speech, name, options):
     audio = decode(encode(tmp_path / name, speech, **options))
@@ -47,6 +46,7 @@ def same_speech(got: np.ndarray, want: np.ndarray) -> bool:
     return max(np.corrcoef(a[lag:lag + n], b[:n])[0, 1] for lag in range(10)) > 0.95
 
 
+@needs_data
 def test_stereo_is_mixed_down(tmp_path, speech):
     audio = decode(encode(tmp_path / "s.wav", speech, channels=2))
     # left = x, right = x/2: the mix is proportional to x
@@ -67,6 +67,7 @@ def test_not_audio(tmp_path):
     assert err.value.code == "not_audio" and "not an audio or video file" in err.value.message
 
 
+@needs_data
 def test_video_without_audio(tmp_path, speech):
     path = encode(tmp_path / "silent-film.mp4", speech, video=True, audio=False)
     with pytest.raises(MediaError) as err:
@@ -74,6 +75,7 @@ def test_video_without_audio(tmp_path, speech):
     assert err.value.code == "no_audio_track" and err.value.message == "The video silent-film.mp4 has no audio track."
 
 
+@needs_data
 def test_corrupt(tmp_path, speech):
     good = encode(tmp_path / "good.flac", speech, codec="flac").read_bytes()
     bad = tmp_path / "bad.flac"
@@ -84,6 +86,7 @@ def test_corrupt(tmp_path, speech):
     assert "bad.flac" in err.value.message
 
 
+@needs_data
 def test_too_long_refused_from_header(tmp_path, speech):
     with pytest.raises(MediaError) as err:
         decode(encode(tmp_path / "long.wav", np.tile(speech, 3)), max_duration=10, noun="recording")
@@ -91,6 +94,7 @@ def test_too_long_refused_from_header(tmp_path, speech):
     assert err.value.message == "The recording is 15 s long; recordings can be at most 10 s."
 
 
+@needs_data
 def test_too_long_refused_while_streaming(tmp_path, speech):
     """An ADTS stream does not state its duration: the limit is enforced as samples arrive."""
     path = encode(tmp_path / "long.aac", np.tile(speech, 3), codec="aac", rate=44100)
@@ -105,6 +109,7 @@ def test_silence_is_refused():
     assert err.value.code == "silent"
 
 
+@needs_data
 def test_quiet_recording_is_brought_up(speech):
     quiet = speech * 0.01
     out = normalise_level(quiet)

@@ -129,10 +129,17 @@ async def test_uninstall_refuses_the_save_of_an_enrollment_still_running(db: Dat
     """Removing the app deletes the workspace's voiceprints: one still being made must not appear after it."""
     async with bots(db) as (fake, engine, [bot]):
         await start_blocked_enrollment(bot, fake, engine)
+        started = await deletion_generation(db, TEAM_ID, USER)
         await bot.event({"type": "app_uninstalled"}, event_id="EvUninstall")
+        # bolt runs the listener after the ack: release the enrollment only once the purge has committed.
+        await fake.wait_for(lambda: _raised(db, started), what="the uninstall purge")
         engine.gate.set()
         await bot.services.drain()
         assert await get_voiceprint(db, TEAM_ID, USER) is None
+
+
+async def _raised(db: Database, started: int) -> bool:
+    return await deletion_generation(db, TEAM_ID, USER) > started
 
 
 async def test_storage_uninstall_raises_every_members_generation(db: Database):

@@ -2,7 +2,6 @@
 in its process pool; the command line contract."""
 from __future__ import annotations
 
-import asyncio
 import json
 import subprocess
 import sys
@@ -61,7 +60,9 @@ def test_enrolled_readers_are_named(meeting, identified):
 def test_unknown_reader_stays_unknown(meeting, identified):
     truth = _majority(meeting, identified)
     (unknown,) = meeting.unknown
-    for spk in (s for s, r in truth.items() if r == unknown):
+    theirs = [s for s, r in truth.items() if r == unknown]
+    assert theirs, f"reader {unknown} (not enrolled) got no speaker of their own: {truth}"
+    for spk in theirs:
         assert {v.speaker: v.match for v in identified.voiceprints}[spk] is None
         segs = [s for s in identified.identification if s.diarization_speaker == spk]
         assert segs and all(s.match is None and s.speaker == spk for s in segs)
@@ -134,13 +135,12 @@ async def test_local_engine_jobs(tmp_path, meeting, enrolled):
         request = IdentifyRequest(url=f"file://{short}", voiceprints=enrolled,
                                   matching=Matching(threshold=RECOMMENDED_THRESHOLD))
         job = await engine.submit_identify(request)
-        seen = []
-        while not (current := await engine.get_job(job.job_id)).status.final:
-            seen.append(current.progress)
-            await asyncio.sleep(0.2)
+        reported: list[float] = []
+        engine.watch(job.job_id, reported.append)  # every report, not whichever a poll happens to catch
+        current = await engine.wait(job.job_id, timeout=600)
         assert current.status is JobStatus.succeeded, current.output
         assert current.identify_output().diarization and current.progress == 1.0
-        assert any(p and 0 < p < 1 for p in seen), seen
+        assert any(0 < p < 1 for p in reported) and reported == sorted(reported), reported
 
         fractions: list[float] = []
         out = await engine.run_identify(short, request, progress=fractions.append)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import re
 from datetime import timedelta
+from urllib.parse import unquote
 
 import pytest
 import pytest_asyncio
@@ -45,7 +46,8 @@ async def test_install_page_and_redirect_store_the_workspace(oauth_world):
     assert page.status in (200, 302)
     location = page.headers.get("Location") or await page.text()
     state = re.search(r"state=([\w\-]+)", location).group(1)
-    assert "scope=commands" in location.replace("%2C", ",") and "files%3Aread" in location or "files:read" in location
+    scopes = set(unquote(re.search(r"[?&;]scope=([^&\"]*)", location).group(1)).split(","))
+    assert {"commands", "files:read", "chat:write"} <= scopes, scopes
 
     forged = await bot.client.get("/slack/oauth_redirect", params={"code": "good-code", "state": "forged"})
     assert forged.status >= 400

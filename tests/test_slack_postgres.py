@@ -9,7 +9,7 @@ import pytest_asyncio
 from storage.database import Database
 from storage.migrate import upgrade
 from tests.fake_slack import BotUnderTest, FakeSlack, bot_settings
-from tests.slack_e2e_support import DATA, SR, enroll, utterance, wait_status, wav_bytes
+from tests.slack_e2e_support import SR, enroll, enrollment_clip, utterance, wait_status, wav_bytes
 
 CHANNEL = "C0001"
 
@@ -17,7 +17,6 @@ pytestmark = [
     pytest.mark.asyncio(loop_scope="module"),
     pytest.mark.postgres,
     pytest.mark.speech,
-    pytest.mark.skipif(not DATA.is_dir(), reason=f"real speech not found at {DATA} (see its README)"),
 ]
 
 
@@ -50,7 +49,7 @@ async def two_bots(pg_url):
 async def test_two_runners_share_postgres_and_post_each_summary_once(two_bots):
     fake, db, (a, b) = two_bots
     for user, reader in (("U1688", "1688"), ("U1998", "1998")):
-        assert "voiceprint is saved" in await enroll(a, fake, user, wav_bytes(utterance(reader, 0)))
+        assert "voiceprint is saved" in await enroll(a, fake, user, enrollment_clip([(reader, 0)]))
     files = [fake.add_file(f"sync-{i}.wav", "audio/wav", wav_bytes(short_meeting(2 + 2 * i))) for i in range(3)]
     events = [(a if i % 2 else b).share_event(f) for i, f in enumerate(files)]
     for i, event in enumerate(events):

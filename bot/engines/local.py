@@ -228,6 +228,10 @@ class LocalEngine(Engine):
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
+    def watch(self, job_id: str, progress: ProgressCallback) -> None:
+        """Call `progress(fraction)` on this event loop at each progress report of the job, until it ends."""
+        self._callbacks[job_id] = (asyncio.get_running_loop(), progress)
+
     async def _execute(self, job_id: str, fn, *args) -> None:
         self._set(job_id, status=JobStatus.running)
         try:
@@ -237,6 +241,8 @@ class LocalEngine(Engine):
         except Exception:  # an engine bug must still finish the job, not leave it running forever
             log.exception("engine job %s crashed", job_id)
             output = EngineError("The speaker engine failed on this file.", code="engine_error").to_output()
+        finally:
+            self._callbacks.pop(job_id, None)
         failed = "error" in output
         self._set(job_id, status=JobStatus.failed if failed else JobStatus.succeeded, output=output,
                   progress=None if failed else 1.0)
@@ -277,7 +283,7 @@ class LocalEngine(Engine):
         """Identify speakers in `path` (the request's `url` is ignored); progress gets fractions 0–1."""
         job_id = uuid.uuid4().hex
         if progress:
-            self._callbacks[job_id] = (asyncio.get_running_loop(), progress)
+            self.watch(job_id, progress)
         try:
             self._ensure_pool()
             output = await self._run(_work_identify, job_id, str(Path(path)), request.model_dump(by_alias=True),

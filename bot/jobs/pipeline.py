@@ -182,7 +182,8 @@ class Pipeline:
         msg = render_summary(summary, file_name=rec.file_name, recording_id=rec.id)
         posted_ts = await self._show(client, rec, msg)
         chart_id = rec.chart_file_id or await self.upload_chart(client, rec, summary, msg.text)
-        await mark_posted(self.db, rec.id, self.owner, posted_ts, chart_file_id=chart_id)
+        if await mark_posted(self.db, rec.id, self.owner, posted_ts, chart_file_id=chart_id):
+            log.info("recording %s: summary posted", rec.id)
 
     async def upload_chart(self, client: AsyncWebClient, rec, summary: Summary, alt: str) -> str | None:
         """Draw, then renew the lease right before the one step that is not idempotent (the upload)."""

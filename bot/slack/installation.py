@@ -6,6 +6,7 @@ import logging
 from datetime import UTC, datetime, timedelta
 
 from slack_bolt.oauth.async_oauth_settings import AsyncOAuthSettings
+from slack_sdk.errors import SlackTokenRotationError
 from slack_sdk.oauth.installation_store import Bot, Installation
 from slack_sdk.oauth.installation_store.async_installation_store import AsyncInstallationStore
 from slack_sdk.oauth.state_store.async_state_store import AsyncOAuthStateStore
@@ -149,7 +150,13 @@ async def refresh_expiring_tokens(services: Services) -> int:
                                 client=make_client(services.settings))
     rotated = 0
     for ws in rows:
-        new = await rotator.perform_bot_token_rotation(bot=to_bot(ws), minutes_before_expiration=ROTATE_BEFORE_MINUTES)
+        try:
+            new = await rotator.perform_bot_token_rotation(bot=to_bot(ws),
+                                                           minutes_before_expiration=ROTATE_BEFORE_MINUTES)
+        except SlackTokenRotationError as exc:  # one refused workspace must not keep the others from rotating
+            log.warning("workspace %s: Slack refused to rotate its bot token (%s); it stops working when it expires",
+                        ws.team_id or ws.enterprise_id, exc.api_error.response.get("error"))
+            continue
         if new is not None:
             await save_workspace(services.db, **bot_fields(new))
             rotated += 1

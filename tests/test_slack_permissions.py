@@ -1,0 +1,118 @@
+"""Who may do what, through the real endpoint: enrolling needs the consent box ticked; "Not me" belongs to the
+person a speaker is named as; "This is me" cannot take a speaker that already has a name.
+
+Each refusal has its allowed counterpart next to it, so a test cannot pass because nothing works at all.
+"""
+from __future__ import annotations
+
+import itertools
+
+import pytest
+import pytest_asyncio
+
+from bot.engines.schema import (
+    DiarizationSegment,
+    IdentificationSegment,
+    IdentifyOutput,
+    SpeakerMatch,
+)
+from tests.fake_slack import TEAM_ID
+from tests.slack_e2e_support import dms, enroll, enrollment_clip, press, slack_world, speaker_of
+
+pytestmark = pytest.mark.asyncio(loop_scope="module")
+
+CHANNEL = "C0001"
+NAMED, BYSTANDER, UPLOADER = "U_NAMED", "U_OTHER", "U_UPLOADER"
+_files = itertools.count(1)
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="module")
+async def world(local_engine, tmp_path_factory):
+    # No job runner: the tests claim and complete their recordings themselves, and a runner would race them.
+    async with slack_world(local_engine, tmp_path_factory.mktemp("slack-permissions"), run_jobs=False) as w:
+        yield w
+
+
+def two_speakers() -> dict:
+    """SPEAKER_00 matched to NAMED by voiceprint, SPEAKER_01 unknown."""
+    turns = [("SPEAKER_00", 0.0, 6.0), ("SPEAKER_01", 6.0, 10.0), ("SPEAKER_00", 10.0, 14.0)]
+    match = {"SPEAKER_00": NAMED, "SPEAKER_01": None}
+    return IdentifyOutput(
+        diarization=[DiarizationSegment(speaker=s, start=a, end=b) for s, a, b in turns],
+        identification=[IdentificationSegment(speaker=match[s] or s, start=a, end=b, diarization_speaker=s,
+                                              match=match[s]) for s, a, b in turns],
+        voiceprints=[SpeakerMatch(speaker="SPEAKER_00", match=NAMED, confidence={NAMED: 91.0}),
+                     SpeakerMatch(speaker="SPEAKER_01", match=None, confidence={NAMED: 12.0})],
+        duration=14.0).wire()
+
+
+async def posted_summary(world) -> str:
+    """A finished recording of `two_speakers()` whose summary is in the channel; returns the summary's ts."""
+    from bot.jobs.pipeline import summary_of
+    from bot.summary.blocks import render_summary
+    from storage.recordings import claim_next, complete, enqueue_recording, get_recording, mark_posted
+
+    _fake, db, bot = world
+    rec, _ = await enqueue_recording(db, team_id=TEAM_ID, channel_id=CHANNEL, file_id=f"FPERM{next(_files)}",
+                                     file_name="standup.wav", mimetype="audio/wav", size=1000,
+                                     uploader_id=UPLOADER, message_ts="1700000000.000100", engine="local")
+    assert (await claim_next(db, "test", 60)).id == rec.id
+    assert await complete(db, rec.id, "test", two_speakers(), 14.0)
+    rec = await get_recording(db, rec.id)
+    msg = render_summary(summary_of(rec), file_name=rec.file_name, recording_id=rec.id)
+    client = await bot.services.client_for(TEAM_ID)
+    posted = await client.chat_postMessage(channel=CHANNEL, thread_ts=rec.message_ts, text=msg.text,
+                                           blocks=msg.blocks)
+    assert await mark_posted(db, rec.id, "test", posted["ts"])
+    return posted["ts"]
+
+
+def summary_text(fake, ts: str) -> str:
+    return str(fake.messages[(CHANNEL, ts)].blocks)
+
+
+@pytest.mark.speech
+async def test_enrolling_without_consent_is_refused_and_stores_nothing(world):
+    from storage.voiceprints import get_voiceprint
+
+    fake, db, bot = world
+    clip = enrollment_clip([("1998", 0)])
+    refused = await enroll(bot, fake, "U1998", clip, consent=False)
+    assert refused.startswith("errors:") and "consent" in refused, refused
+    await bot.services.drain()  # nothing a listener started is still running
+    assert await get_voiceprint(db, TEAM_ID, "U1998") is None
+    assert dms(fake, "U1998") == []
+    # The same clip with the box ticked is enrolled: it was the missing consent that was refused.
+    saved = await enroll(bot, fake, "U1998", clip)
+    assert "voiceprint is saved" in saved, saved
+    assert (await get_voiceprint(db, TEAM_ID, "U1998")).consent_at is not None
+
+
+async def test_not_me_is_refused_for_anyone_but_the_named_person(world):
+    fake, _db, bot = world
+    ts = await posted_summary(world)
+    value = speaker_of(fake.messages[(CHANNEL, ts)].blocks, f"<@{NAMED}>")
+    before = summary_text(fake, ts)
+
+    refused = await press(bot, fake, BYSTANDER, "not_me", value, ts)
+    assert f"<@{NAMED}>" in refused["text"]
+    assert summary_text(fake, ts) == before and f"<@{NAMED}>" in before
+
+    done = await press(bot, fake, NAMED, "not_me", value, ts)
+    assert "unknown" in done["text"] and f"<@{NAMED}>" not in summary_text(fake, ts)
+
+
+async def test_this_is_me_is_refused_on_a_speaker_that_already_has_a_name(world):
+    fake, _db, bot = world
+    ts = await posted_summary(world)
+    blocks = fake.messages[(CHANNEL, ts)].blocks
+    named, unknown = speaker_of(blocks, f"<@{NAMED}>"), speaker_of(blocks, "Unknown speaker")
+    before = summary_text(fake, ts)
+
+    refused = await press(bot, fake, BYSTANDER, "this_is_me", named, ts)
+    assert "already named" in refused["text"] and f"<@{NAMED}>" in refused["text"]
+    assert summary_text(fake, ts) == before and f"<@{BYSTANDER}>" not in before
+
+    await press(bot, fake, BYSTANDER, "this_is_me", unknown, ts)
+    after = summary_text(fake, ts)
+    assert f"<@{BYSTANDER}>" in after and f"<@{NAMED}>" in after
