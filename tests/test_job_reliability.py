@@ -259,3 +259,52 @@ async def test_random_429_and_500_from_slack_end_with_one_reply_per_recording(wo
         assert len(replies) == 1, [m.text for m in replies]
         assert summary_shown(replies[0]) if r.state is RecordingStatus.posted else failure_shown(replies[0])
         assert len(world.chart_uploads({"ts": r.message_ts})) <= 1
+
+
+# -- PostgreSQL restarted mid-job -------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def own_postgres():
+    """A PostgreSQL server of this module's own, so restarting it disturbs no other test."""
+    from tests.postgres import PostgresServer, PostgresUnavailable
+
+    try:
+        server = PostgresServer().start()
+    except PostgresUnavailable as exc:
+        pytest.skip(f"PostgreSQL tests skipped: {exc}")
+    yield server
+    server.stop()
+
+
+@pytest.mark.postgres
+async def test_postgres_restarted_while_the_engine_works(own_postgres, cpu_pool):
+    from storage.database import Database
+    from storage.migrate import upgrade
+    from tests.fake_slack import BOT_USER_ID, FakeSlack
+
+    url = own_postgres.create_database("restart")
+    await upgrade(url)
+    db = Database(url)
+    fake = FakeSlack()
+    await fake.start()
+    try:
+        from storage.voiceprints import upsert_voiceprint
+
+        fake.members[CHANNEL] = ["U1", BOT_USER_ID]
+        await upsert_voiceprint(db, team_id=TEAM_ID, user_id="U1", engine="local", model_id="m", voiceprint="vp",
+                                consent_at=utcnow(), clip_duration=10.0)
+        world = World(fake, db, url, cpu_pool)
+        event, rec = await world.share()
+        proc = Proc(world, engine=ScriptedEngine(polls=250), job_lease_seconds=20)
+        job = asyncio.create_task(proc.claim_and_run())
+        while not (await get_recording(db, rec.id)).engine_job_id:
+            await asyncio.sleep(0.02)
+        await asyncio.to_thread(own_postgres.restart, 1.0)
+        await asyncio.wait_for(job, 60)
+        done = await get_recording(db, rec.id)
+        assert done.state is RecordingStatus.posted and done.attempts == 1, (done.status, done.error_code)
+        [reply] = world.replies(event)
+        assert summary_shown(reply) and len(world.chart_uploads(event)) == 1
+    finally:
+        await db.dispose()
+        await fake.close()

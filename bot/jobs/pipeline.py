@@ -18,7 +18,6 @@ from pathlib import Path
 
 from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
-from sqlalchemy.exc import SQLAlchemyError
 
 from bot.engines.audio import stated_duration
 from bot.engines.base import EngineError, JobNotFound, MediaError
@@ -30,6 +29,7 @@ from bot.summary.blocks import SlackMessage, render_summary
 from bot.summary.chart import timeline_png
 from bot.summary.stats import Summary, summarize
 from bot.summary.status import render_failure, render_progress
+from storage.database import UNAVAILABLE_ERRORS
 
 log = logging.getLogger(__name__)
 
@@ -69,7 +69,7 @@ class LeaseKeeper:
             await asyncio.sleep(lease / 3)
             try:
                 held = await heartbeat(self.pipeline.db, self.rec_id, self.pipeline.owner, lease)
-            except (SQLAlchemyError, OSError, TimeoutError) as exc:  # database down: retry until the lease runs out
+            except UNAVAILABLE_ERRORS as exc:  # the database is down: retry until the lease runs out
                 log.warning("recording %s: lease renewal failed (%s)", self.rec_id, type(exc).__name__)
                 held = None
             if held:
@@ -241,7 +241,12 @@ class Pipeline:
                     log.info("recording %s: engine busy or unreachable (%s); polling again", rec.id, exc.code)
                     continue
                 progress = min(max(job.progress or 0.0, 0.0), 1.0)
-                await self._beat(rec, progress=progress)
+                try:
+                    await self._beat(rec, progress=progress)
+                except UNAVAILABLE_ERRORS as exc:
+                    # A database blip costs a progress update, not the attempt; an outage outlasting the
+                    # lease makes the lease keeper end the job.
+                    log.warning("recording %s: progress not saved (%s)", rec.id, type(exc).__name__)
                 now = time.monotonic()
                 bar = round(progress * 12)
                 if bar != last_bar and now - last_edit >= PROGRESS_EVERY_SECONDS and not job.status.final:
