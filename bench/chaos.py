@@ -219,6 +219,7 @@ async def one_run(name: str, url: str, *, workers: int, per_team: int, job_secon
             "JOB_POLL_SECONDS": "0.5", "JOB_LEASE_SECONDS": str(lease), "LOG_LEVEL": "WARNING",
             "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
     with tempfile.TemporaryDirectory(prefix="voiceid-chaos-") as logs:
+        env["TMPDIR"] = logs  # killed workers leave their temporary audio here, removed with the logs
         pool = Workers(env, Path(logs), job_seconds)
         try:
             fake.chaos_rng.seed(seed)
