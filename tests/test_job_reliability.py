@@ -308,3 +308,27 @@ async def test_postgres_restarted_while_the_engine_works(own_postgres, cpu_pool)
     finally:
         await db.dispose()
         await fake.close()
+
+
+async def test_the_first_stored_reply_wins_and_the_late_one_is_deleted(world: World):
+    """The listener's progress reply and a fast worker's failure raced: one bot message stays in the thread."""
+    from bot.slack.client import make_client
+    from bot.slack.replies import keep_stored
+    from bot.summary.status import render_progress
+    from storage.recordings import set_reply_ts
+
+    world.fake.members[CHANNEL] = ["U2"]  # nobody enrolled: the worker fails at once
+    f = world.fake.add_file("race.wav", "audio/wav", b"RIFF")
+    rec, _ = await enqueue_recording(world.db, team_id=TEAM_ID, channel_id=CHANNEL, file_id=f.id,
+                                     file_name=f.name, mimetype=f.mimetype, size=4, uploader_id="U0",
+                                     message_ts="1700000000.000100", engine="local")
+    await Proc(world).claim_and_run()  # the worker was first: it posted the failure and stored its ts
+    [failure] = world.replies({"ts": "1700000000.000100"})
+    assert failure_shown(failure) and (await get_recording(world.db, rec.id)).reply_ts == failure.ts
+    client = make_client(world.settings(), world.fake.token)
+    late = await client.chat_postMessage(channel=CHANNEL, thread_ts="1700000000.000100",
+                                         text=render_progress("race.wav").text)
+    stored = await set_reply_ts(world.db, rec.id, late["ts"])
+    assert stored == failure.ts
+    await keep_stored(client, CHANNEL, late["ts"], stored, None)
+    assert [m.ts for m in world.replies({"ts": "1700000000.000100"})] == [failure.ts]
