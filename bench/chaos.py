@@ -5,9 +5,10 @@
 The engine is simulated inside each worker (a job takes a few seconds and lives only in that process's
 memory, as with the embedded engine), so the numbers measure recovery, not speech processing.
 
-The baseline row is a fault-free run. In the chaos run a random worker is killed with SIGKILL every few
+The baseline row is a fault-free run. In the chaos runs a random worker is killed with SIGKILL every few
 seconds and restarted shortly after, and Slack answers a share of calls with 429, 500, or 500 after doing
-the call. Counted per recording: summarised (one reply, the summary), failed with a message (one reply,
+the call. Restarted on the same host, a worker ends the dead process's leases as it starts; posing as
+workers on other hosts, the recordings wait for the lease to run out (JOB_LEASE_SECONDS, 30 s). Counted per recording: summarised (one reply, the summary), failed with a message (one reply,
 the failure), lost (no final message) and duplicated (more than one reply or chart); lost and duplicated
 must be 0 (the exit status says so). Takeover time runs from a kill to another worker holding (or having
 finished) each recording the killed worker held.
@@ -79,7 +80,7 @@ class SimulatedEngine(Engine):
 
 # -- the worker process -------------------------------------------------------------------------------
 
-async def work(job_seconds: float, capacity: int) -> None:
+async def work(job_seconds: float, capacity: int, host: str | None) -> None:
     from bot.config import load_settings
     from bot.jobs.scheduler import JobRunner
     from bot.jobs.worker import until_stopped
@@ -90,7 +91,8 @@ async def work(job_seconds: float, capacity: int) -> None:
     settings = load_settings()
     services = Services(settings=settings, db=Database(settings.effective_database_url),
                         engine=SimulatedEngine(job_seconds))
-    runner = JobRunner(services, capacity=capacity)
+    owner = f"{host}:{os.getpid()}:{uuid.uuid4().hex[:6]}" if host else None
+    runner = JobRunner(services, capacity=capacity, owner=owner)
     await runner.start()
     try:
         await until_stopped()
@@ -157,11 +159,13 @@ async def share_all(fake, db, url: str, per_team: int) -> list[tuple[str, str, s
 
 def tally(fake, rows: list, shared: list[tuple[str, str, str]]) -> dict[str, int]:
     counts = {"submitted": len(shared), "summarised": 0, "failed_with_message": 0, "lost": 0, "duplicated": 0}
-    for (_team, _file_id, ts), rec in zip(shared, rows, strict=True):
+    for (_team, file_id, ts), rec in zip(shared, rows, strict=True):
         replies = fake.thread(CHANNEL, ts)
-        charts = [c for c in fake.calls_to("files.completeUploadExternal") if c.params.get("thread_ts") == ts]
+        charts = [c for c in fake.calls_to("files.completeUploadExternal") if c.done and c.params.get("thread_ts") == ts]
         if len(replies) > 1 or len(charts) > 1:
             counts["duplicated"] += 1
+            print(f"duplicated: {file_id} has {len(replies)} replies {[m.text[:40] for m in replies]} and "
+                  f"{len(charts)} charts", file=sys.stderr)
         elif rec is not None and rec.status == "posted" and replies and "Who spoke in" in str(replies[0].blocks):
             counts["summarised"] += 1
         elif rec is not None and rec.status == "failed" and replies and replies[0].text.startswith("Could not"):
@@ -174,16 +178,17 @@ def tally(fake, rows: list, shared: list[tuple[str, str, str]]) -> dict[str, int
 class Workers:
     """The worker processes, started with `python -m bench.chaos --worker`."""
 
-    def __init__(self, env: dict, logs: Path, job_seconds: float):
-        self.env, self.logs, self.job_seconds = env, logs, job_seconds
+    def __init__(self, env: dict, logs: Path, job_seconds: float, other_hosts: bool):
+        self.env, self.logs, self.job_seconds, self.other_hosts = env, logs, job_seconds, other_hosts
         self.procs: list[asyncio.subprocess.Process] = []
         self._n = 0
 
     async def start(self) -> asyncio.subprocess.Process:
         self._n += 1
+        host = ["--host", f"chaos-host-{self._n}"] if self.other_hosts else []
         with (self.logs / f"worker-{self._n}.log").open("w") as log:
             proc = await asyncio.create_subprocess_exec(
-                sys.executable, "-m", "bench.chaos", "--worker", "--job-seconds", str(self.job_seconds),
+                sys.executable, "-m", "bench.chaos", "--worker", "--job-seconds", str(self.job_seconds), *host,
                 env=self.env, stdout=log, stderr=log)
         self.procs.append(proc)
         return proc
@@ -203,7 +208,8 @@ class Workers:
 
 
 async def one_run(name: str, url: str, *, workers: int, per_team: int, job_seconds: float, lease: int,
-                  kill_every: tuple[float, float] | None, slack_faults: float, timeout: float, seed: int) -> Run:
+                  kill_every: tuple[float, float] | None, slack_faults: float, timeout: float, seed: int,
+                  other_hosts: bool = False) -> Run:
     from storage.database import Database
     from storage.recordings import find_recording
     from tests.fake_slack import FakeSlack
@@ -220,7 +226,7 @@ async def one_run(name: str, url: str, *, workers: int, per_team: int, job_secon
             "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
     with tempfile.TemporaryDirectory(prefix="voiceid-chaos-") as logs:
         env["TMPDIR"] = logs  # killed workers leave their temporary audio here, removed with the logs
-        pool = Workers(env, Path(logs), job_seconds)
+        pool = Workers(env, Path(logs), job_seconds, other_hosts)
         try:
             fake.chaos_rng.seed(seed)
             fake.chaos = slack_faults
@@ -306,11 +312,15 @@ async def main_async(args: argparse.Namespace) -> int:
     try:
         common = {"workers": args.workers, "per_team": args.per_team, "job_seconds": args.job_seconds,
                   "lease": args.lease, "timeout": args.timeout, "seed": args.seed}
-        for name, kills, faults in (("baseline (no faults)", None, 0.0),
-                                    ("chaos", (args.kill_min, args.kill_max), args.slack_faults)):
+        kills = (args.kill_min, args.kill_max)
+        plan = [("baseline (no faults)", None, 0.0, False),
+                ("chaos, restarts on the same host", kills, args.slack_faults, False),
+                ("chaos, restarts on other hosts", kills, args.slack_faults, True)]
+        for name, every, faults, other_hosts in plan:
             url = server.create_database(f"chaos_{len(runs)}")
             await upgrade(url)
-            runs.append(await one_run(name, url, kill_every=kills, slack_faults=faults, **common))
+            runs.append(await one_run(name, url, kill_every=every, slack_faults=faults, other_hosts=other_hosts,
+                                      **common))
     finally:
         server.stop()
     print_table(runs, args.lease)
@@ -331,9 +341,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--capacity", type=int, default=2, help=argparse.SUPPRESS)
+    parser.add_argument("--host", help=argparse.SUPPRESS)  # a worker posing as one on another machine
     args = parser.parse_args(argv)
     if args.worker:
-        asyncio.run(work(args.job_seconds, args.capacity))
+        asyncio.run(work(args.job_seconds, args.capacity, args.host))
         return 0
     return asyncio.run(main_async(args))
 

@@ -26,6 +26,7 @@ class Call:
     method: str
     params: dict
     token: str | None
+    done: bool = False  # the call took effect (False when answered 429/500 before doing it)
 
 
 @dataclass
@@ -159,7 +160,8 @@ class FakeSlack:
             import base64
 
             params["client_id"], _, params["client_secret"] = base64.b64decode(auth[6:]).decode().partition(":")
-        self.calls.append(Call(method, params, token))
+        call = Call(method, params, token)
+        self.calls.append(call)
         fault = self.chaos_rng.choice(("429", "500", "lost")) if self.chaos_rng.random() < self.chaos else None
         if self.rate_limit.get(method, 0) > 0 or fault == "429":
             self.rate_limit[method] = max(0, self.rate_limit.get(method, 0) - 1)
@@ -174,6 +176,7 @@ class FakeSlack:
         if handler is None:
             return web.json_response({"ok": False, "error": "unknown_method"})
         answer = handler(params)
+        call.done = bool(answer.get("ok"))
         if self.lost_answers.get(method, 0) > 0 or fault == "lost":
             self.lost_answers[method] = max(0, self.lost_answers.get(method, 0) - 1)
             return web.json_response({"ok": False, "error": "internal_error"}, status=500)

@@ -122,7 +122,8 @@ class World:
         return self.fake.thread(CHANNEL, event["ts"])
 
     def chart_uploads(self, event: dict) -> list:
-        return [c for c in self.fake.calls_to("files.completeUploadExternal") if c.params.get("thread_ts") == event["ts"]]
+        return [c for c in self.fake.calls_to("files.completeUploadExternal")
+                if c.done and c.params.get("thread_ts") == event["ts"]]
 
     async def expire_leases(self, max_attempts: int = 3) -> int:
         """What the other workers' scheduler does once a crashed worker's lease has run out."""
