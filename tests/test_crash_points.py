@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import pytest
 
+import bot.jobs.pipeline
 import storage.recordings
 from storage.models import RecordingStatus
 from storage.recordings import enqueue_recording, get_recording
@@ -99,6 +100,19 @@ async def test_summary_reply_posted_but_its_ts_not_stored(world: World, monkeypa
     await world.expire_leases()
     await Proc(world).claim_and_run()
     await assert_one_summary(world, {"ts": "1700000000.000100"}, rec.id)
+
+
+@pytest.mark.parametrize("stage", ["downloading", "uploading to the engine"])
+async def test_crash_while_downloading_or_uploading(world: World, monkeypatch, stage: str):
+    event, rec = await world.share()
+    first = Proc(world)
+    crash_at(monkeypatch, *((bot.jobs.pipeline, "download") if stage == "downloading" else (first.engine, "upload")))
+    with pytest.raises(Crash):
+        await first.claim_and_run()
+    monkeypatch.undo()
+    await world.expire_leases()
+    await Proc(world).claim_and_run()
+    await assert_one_summary(world, event, rec.id)
 
 
 async def test_engine_job_submitted_but_its_id_not_stored(world: World, monkeypatch):
