@@ -59,6 +59,7 @@ bench: install
 	$(BIN)/python -m bench.engine_server
 	$(BIN)/python -m bench.slack
 	$(BIN)/python -m bench.claims
+	$(BIN)/python -m bench.chaos
 
 clean:
 	rm -rf $(VENV) var .pytest_cache

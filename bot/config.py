@@ -64,7 +64,9 @@ class Settings(BaseSettings):
     max_file_mb: int = Field(default=1024, gt=0)
 
     # Jobs and retention
-    job_lease_seconds: int = Field(default=600, gt=0)
+    job_lease_seconds: int = Field(default=30, ge=1)  # renewed every third of it while a job runs
+    job_deadline_base_seconds: float = Field(default=300.0, gt=0)  # engine job deadline: base + factor × media
+    job_deadline_factor: float = Field(default=1.0, ge=0)
     job_max_attempts: int = Field(default=3, ge=1)
     job_poll_seconds: float = Field(default=2.0, gt=0)
     result_retention_days: int = Field(default=30, ge=1)

@@ -13,6 +13,8 @@ SHOWN_CODES = frozenset({
     "not_audio", "no_audio_track", "corrupt", "empty", "silent", "too_long", "too_short", "too_large",
     "multiple_speakers", "bad_media", "html_page", "no_voiceprints",
 })
+# Failures whose message Voice ID itself writes (no internals in it): shown with the ref.
+OWN_WORDS = frozenset({"lease_expired"})
 _URL = re.compile(r"\b[a-z][a-z0-9+.-]*://[^\s<>|]+", re.IGNORECASE)
 
 
@@ -25,6 +27,8 @@ def public_reason(code: str, message: str, ref: str) -> str:
     """The sentence a channel or DM may show (raw text: escape it where it meets mrkdwn)."""
     if code in SHOWN_CODES:
         return _URL.sub("(link removed)", message)
+    if code in OWN_WORDS and message:
+        return f"{message.rstrip('.')} (ref {ref})."
     return f"something went wrong on our side (ref {ref})."
 
 

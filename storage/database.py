@@ -14,7 +14,7 @@ from typing import Any, Literal
 
 from sqlalchemy import event
 from sqlalchemy.engine import URL, make_url
-from sqlalchemy.exc import ArgumentError
+from sqlalchemy.exc import ArgumentError, SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
 from sqlmodel.ext.asyncio.session import AsyncSession
 
@@ -23,6 +23,19 @@ from storage.crypto import KeyRing, attach
 
 SQLITE_BUSY_TIMEOUT_MS = 30_000
 SQLITE_IMMEDIATE = "voiceid_sqlite_immediate"  # execution option: begin with BEGIN IMMEDIATE
+
+
+def _driver_errors() -> tuple[type[BaseException], ...]:
+    try:
+        import asyncpg
+    except ImportError:
+        return ()
+    return (asyncpg.PostgresError, asyncpg.InterfaceError)
+
+
+# What an unreachable or restarting database raises (asyncpg's "starting up" escapes SQLAlchemy's wrapping
+# on reconnect): worth retrying until a lease runs out, not worth failing a job for.
+UNAVAILABLE_ERRORS: tuple[type[BaseException], ...] = (SQLAlchemyError, OSError, TimeoutError, *_driver_errors())
 
 
 class DatabaseURLError(ValueError):

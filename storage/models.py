@@ -16,7 +16,14 @@ Recording status machine (one row per Slack file, unique per team):
 - `succeeded`: the result is stored but the summary is not posted yet. The worker that completed it
   keeps its lease to post; if it dies, the expired lease is cleared and any worker may claim it to post.
 - `posted`: the summary is in Slack; only the result (and relabels) remain.
-- `failed`: final, with `error_code` and `error_message` fit to show a person.
+- `failed`: final, with `error_code` and `error_message` fit to show a person. The failing worker keeps
+  its lease to show the failure in the thread; until `notified_at` is set, an expired or released
+  failed row is claimable again, only to show that failure.
+
+Exactly-once bookkeeping: `engine_job_id` + `engine_deadline_at` (a resumed engine job keeps its deadline),
+`reply_ts` (the one threaded bot message, edited in place), `chart_started_at` (set under the lease
+before the chart upload, so a takeover never uploads a second chart) and `notified_at` (the outcome,
+summary or failure, is in Slack).
 """
 from __future__ import annotations
 
@@ -198,6 +205,9 @@ class Recording(SQLModel, table=True):
     reply_ts: str | None = Field(default=None, max_length=32)
     posted_ts: str | None = Field(default=None, max_length=32)
     chart_file_id: str | None = Field(default=None, max_length=32)
+    engine_deadline_at: datetime | None = _when(nullable=True)
+    chart_started_at: datetime | None = _when(nullable=True)
+    notified_at: datetime | None = _when(nullable=True)
     created_at: datetime = _when(default=True)
     updated_at: datetime = _when(default=True)
     finished_at: datetime | None = _when(nullable=True, index=True)

@@ -4,7 +4,11 @@ Claiming is one conditional UPDATE of the oldest claimable row, so two workers c
 recording: PostgreSQL picks the row with `FOR UPDATE SKIP LOCKED` (workers skip each other's rows instead
 of waiting), SQLite runs the statement in an immediate write transaction (writers queue on the busy
 timeout; a "database is locked" after the timeout is retried). A worker keeps its lease alive with
-`heartbeat`; `requeue_expired` returns the work of crashed workers. See `storage.models` for the states.
+`heartbeat`; `requeue_expired` returns the work of crashed workers, `release` the work of a worker that
+stops. See `storage.models` for the states.
+
+Fairness: among claimable rows, the workspace with the fewest recordings in progress (leased) goes first,
+then the oldest row; so one workspace's backlog never starves the others.
 """
 from __future__ import annotations
 
@@ -17,6 +21,7 @@ from sqlalchemy import and_, case, func, or_, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import OperationalError
+from sqlalchemy.orm import aliased
 from sqlmodel import select
 
 from storage import audit
@@ -92,13 +97,29 @@ async def enqueue_recording(db: Database, *, team_id: str, channel_id: str, file
     return await _retry_locked(db, attempt)
 
 
-def _claimable() -> Any:
-    return or_(Recording.status == QUEUED, and_(Recording.status == SUCCEEDED, Recording.lease_owner.is_(None)))
+def _claimable(row: Any = Recording) -> Any:
+    """Needs work: queued; succeeded but not posted; failed but the failure not shown yet (both unleased)."""
+    unleased = row.lease_owner.is_(None)
+    return or_(row.status == QUEUED, and_(row.status == SUCCEEDED, unleased),
+               and_(row.status == FAILED, unleased, row.notified_at.is_(None)))
+
+
+def _fair_pick(dialect: str) -> Any:
+    """The id to claim next: the workspace with the fewest leased rows first, then the oldest row."""
+    cand, other = aliased(Recording, name="cand"), aliased(Recording, name="other")
+    busy = (select(func.count()).select_from(other)
+            .where(other.team_id == cand.team_id, other.lease_owner.is_not(None))
+            .correlate(cand).scalar_subquery())
+    pick = select(cand.id).where(_claimable(cand)).order_by(busy, cand.created_at, cand.id).limit(1)
+    if dialect == "postgresql":
+        pick = pick.with_for_update(of=cand, skip_locked=True)
+    return pick.scalar_subquery()
 
 
 async def claim_next(db: Database, owner: str, lease_seconds: int) -> Recording | None:
-    """Takes the oldest recording needing work, or None: `queued` → `running` (an attempt is counted), or a
-    `succeeded` one whose summary is not posted yet (stays `succeeded`). The caller holds the lease."""
+    """Takes the next recording needing work (see the module's fairness rule), or None: `queued` → `running`
+    (an attempt is counted), or a `succeeded` one whose summary is not posted yet, or a `failed` one whose
+    failure is not shown yet (both keep their status). The caller holds the lease."""
     if not owner:
         raise ValueError("a worker needs a non-empty owner name to claim recordings")
     if lease_seconds <= 0:
@@ -106,12 +127,9 @@ async def claim_next(db: Database, owner: str, lease_seconds: int) -> Recording 
 
     async def attempt() -> Recording | None:
         now = utcnow()
-        pick = select(Recording.id).where(_claimable()).order_by(Recording.created_at, Recording.id).limit(1)
-        if db.dialect == "postgresql":
-            pick = pick.with_for_update(skip_locked=True)
         was_queued = Recording.status == QUEUED
         stmt = (update(Recording)
-                .where(Recording.id == pick.scalar_subquery(), _claimable())
+                .where(Recording.id == _fair_pick(db.dialect), _claimable())
                 .values(status=case((was_queued, RUNNING), else_=Recording.status),
                         attempts=case((was_queued, Recording.attempts + 1), else_=Recording.attempts),
                         lease_owner=owner, lease_expires_at=now + timedelta(seconds=lease_seconds),
@@ -144,18 +162,36 @@ async def _update_owned(db: Database, recording_id: int, owner: str, statuses: t
     return await _retry_locked(db, attempt)
 
 
-async def heartbeat(db: Database, recording_id: int, owner: str, lease_seconds: int, *,
+async def heartbeat(db: Database, recording_id: int, owner: str, lease_seconds: float, *,
                     progress: float | None = None, engine_job_id: str | None = None,
-                    reply_ts: str | None = None) -> bool:
-    """Extends the lease; False means `owner` lost it (expired and re-queued): stop working on it."""
+                    engine_deadline_at: datetime | None = None, reply_ts: str | None = None,
+                    chart_file_id: str | None = None) -> bool:
+    """Extends the lease, storing any step's result given; False means `owner` lost it: stop working on it."""
     values: dict[str, Any] = {"lease_expires_at": utcnow() + timedelta(seconds=lease_seconds)}
     if progress is not None:
         values["progress"] = min(1.0, max(0.0, float(progress)))
-    if engine_job_id is not None:
-        values["engine_job_id"] = engine_job_id
-    if reply_ts is not None:
-        values["reply_ts"] = reply_ts
-    return await _update_owned(db, recording_id, owner, (RUNNING, SUCCEEDED), values)
+    steps = {"engine_job_id": engine_job_id, "engine_deadline_at": engine_deadline_at, "reply_ts": reply_ts,
+             "chart_file_id": chart_file_id}
+    values |= {name: value for name, value in steps.items() if value is not None}
+    return await _update_owned(db, recording_id, owner, (RUNNING, SUCCEEDED, FAILED), values)
+
+
+async def start_chart(db: Database, recording_id: int, owner: str) -> bool:
+    """Marks the chart upload as begun, under the lease and only once: False means do not upload."""
+    stmt = (update(Recording)
+            .where(Recording.id == recording_id, Recording.lease_owner == owner, Recording.status == SUCCEEDED,
+                   Recording.chart_started_at.is_(None))
+            .values(chart_started_at=utcnow(), updated_at=utcnow())
+            .returning(Recording.id)
+            .execution_options(**_NO_SYNC))
+
+    async def attempt() -> bool:
+        async with db.session() as s:
+            changed = (await s.exec(stmt)).first() is not None
+            await s.commit()
+            return changed
+
+    return await _retry_locked(db, attempt)
 
 
 async def complete(db: Database, recording_id: int, owner: str, result: dict, duration: float | None) -> bool:
@@ -168,17 +204,27 @@ async def complete(db: Database, recording_id: int, owner: str, result: dict, du
 async def mark_posted(db: Database, recording_id: int, owner: str, posted_ts: str,
                       chart_file_id: str | None = None) -> bool:
     """`succeeded` → `posted`. The working state (lease, engine job, errors) is dropped: only the result stays."""
-    values = {"status": POSTED, "posted_ts": posted_ts, "chart_file_id": chart_file_id, "lease_owner": None,
-              "lease_expires_at": None, "engine_job_id": None, "error_code": None, "error_message": None,
-              "progress": 1.0}
+    values = {"status": POSTED, "posted_ts": posted_ts, "lease_owner": None, "lease_expires_at": None,
+              "engine_job_id": None, "engine_deadline_at": None, "error_code": None, "error_message": None,
+              "progress": 1.0, "notified_at": utcnow()}
+    if chart_file_id is not None:
+        values["chart_file_id"] = chart_file_id
     return await _update_owned(db, recording_id, owner, (SUCCEEDED,), values)
 
 
+async def mark_notified(db: Database, recording_id: int, owner: str) -> bool:
+    """A `failed` recording's failure is shown (or cannot be): release it for good."""
+    values = {"notified_at": utcnow(), "lease_owner": None, "lease_expires_at": None}
+    return await _update_owned(db, recording_id, owner, (FAILED,), values)
+
+
 async def fail(db: Database, recording_id: int, owner: str, code: str, message: str, *, retry: bool,
-               max_attempts: int) -> Recording:
+               max_attempts: int, drop_engine_job: bool = False) -> Recording:
     """Records an error. With `retry` and attempts left it goes back to `queued` (a failed post stays
-    `succeeded` to be posted again, counting an attempt); otherwise it ends `failed`. The error is kept
-    either way. If `owner` no longer holds the lease nothing changes and the current row is returned."""
+    `succeeded` to be posted again, counting an attempt); otherwise it ends `failed`, and `owner` keeps
+    the lease to show the failure (then `mark_notified`). The error is kept either way.
+    `drop_engine_job` forgets the engine job (hung or failed), so the retry submits a new one.
+    If `owner` no longer holds the lease nothing changes and the current row is returned."""
 
     async def attempt() -> Recording:
         async with db.session(immediate=True) as s:
@@ -191,13 +237,15 @@ async def fail(db: Database, recording_id: int, owner: str, code: str, message: 
             posting = rec.status == RecordingStatus.succeeded
             if posting:
                 rec.attempts += 1
+            if drop_engine_job:
+                rec.engine_job_id = rec.engine_deadline_at = None
             if retry and rec.attempts < max_attempts:
                 rec.status = RecordingStatus.succeeded if posting else RecordingStatus.queued
+                rec.lease_owner = rec.lease_expires_at = None
             else:
                 rec.status = RecordingStatus.failed
                 rec.finished_at = now
             rec.error_code, rec.error_message = code[:64], message
-            rec.lease_owner = rec.lease_expires_at = None
             rec.updated_at = now
             await s.commit()
             return rec
@@ -207,7 +255,8 @@ async def fail(db: Database, recording_id: int, owner: str, code: str, message: 
 
 async def requeue_expired(db: Database, max_attempts: int, *, now: datetime | None = None) -> int:
     """Returns the work of crashed workers: expired `running` → `queued` (or `failed` with `lease_expired`
-    once its attempts are used up); expired `succeeded` → lease cleared, so any worker can post it."""
+    once its attempts are used up); expired `succeeded` or `failed` → lease cleared, so any worker can post
+    the summary or show the failure."""
     now = now or utcnow()
     expired = and_(Recording.lease_owner.is_not(None), Recording.lease_expires_at < now)
     message = "The worker processing this recording stopped responding before it finished."
@@ -218,7 +267,7 @@ async def requeue_expired(db: Database, max_attempts: int, *, now: datetime | No
         update(Recording).where(expired, Recording.status == RUNNING, Recording.attempts >= max_attempts)
         .values(status=FAILED, error_code=LEASE_EXPIRED, finished_at=now,
                 error_message=message + f" Gave up after {max_attempts} attempts.", **cleared),
-        update(Recording).where(expired, Recording.status == SUCCEEDED).values(**cleared),
+        update(Recording).where(expired, Recording.status.in_((SUCCEEDED, FAILED))).values(**cleared),
     ]
 
     async def attempt() -> int:
@@ -228,6 +277,54 @@ async def requeue_expired(db: Database, max_attempts: int, *, now: datetime | No
                 total += (await s.exec(stmt.execution_options(**_NO_SYNC))).rowcount
             await s.commit()
             return total
+
+    return await _retry_locked(db, attempt)
+
+
+async def release(db: Database, owner: str) -> int:
+    """A worker stopping in order gives back everything it holds at once: `running` → `queued` (the attempt
+    still counts, so a recording can never keep a deploy loop going; the engine job id is kept so the next
+    worker resumes it), `succeeded`/`failed` rows just lose the lease. Returns the rows released."""
+    now = utcnow()
+    mine = Recording.lease_owner == owner
+    cleared = {"lease_owner": None, "lease_expires_at": None, "updated_at": now}
+    statements = [
+        update(Recording).where(mine, Recording.status == RUNNING)
+        .values(status=QUEUED, **cleared),
+        update(Recording).where(mine, Recording.status.in_((SUCCEEDED, FAILED))).values(**cleared),
+    ]
+
+    async def attempt() -> int:
+        async with db.session(immediate=True) as s:
+            total = 0
+            for stmt in statements:
+                total += (await s.exec(stmt.execution_options(**_NO_SYNC))).rowcount
+            await s.commit()
+            return total
+
+    return await _retry_locked(db, attempt)
+
+
+async def lease_owners(db: Database, prefix: str) -> list[str]:
+    """The workers (by name prefix, e.g. this host's) holding leases now."""
+    stmt = select(Recording.lease_owner).where(Recording.lease_owner.startswith(prefix, autoescape=True)).distinct()
+    async with db.session() as s:
+        return [owner for owner in (await s.exec(stmt)).all() if owner]
+
+
+async def expire_leases(db: Database, owners: list[str], *, now: datetime | None = None) -> int:
+    """Ends the leases of workers known to be dead, so `requeue_expired` treats their work as a crash now."""
+    if not owners:
+        return 0
+    now = now or utcnow()
+    stmt = (update(Recording).where(Recording.lease_owner.in_(owners), Recording.lease_expires_at > now)
+            .values(lease_expires_at=now).execution_options(**_NO_SYNC))
+
+    async def attempt() -> int:
+        async with db.session(immediate=True) as s:
+            count = (await s.exec(stmt)).rowcount
+            await s.commit()
+            return count
 
     return await _retry_locked(db, attempt)
 
@@ -316,16 +413,19 @@ async def set_relabel(db: Database, recording_id: int, speaker: str, user_id: st
     return await _retry_locked(db, attempt)
 
 
-async def set_reply_ts(db: Database, recording_id: int, reply_ts: str) -> None:
-    """Remembers the bot's threaded progress message, whatever the state (it is set before a worker claims)."""
-    stmt = (update(Recording).where(Recording.id == recording_id).values(reply_ts=reply_ts, updated_at=utcnow())
-            .returning(Recording.id).execution_options(**_NO_SYNC))
+async def set_reply_ts(db: Database, recording_id: int, reply_ts: str) -> str:
+    """Remembers the bot's one threaded message, whatever the state (it is set before a worker claims).
+    The first ts stored wins; returns the stored one, so a caller that lost the race removes its own."""
+    first = (update(Recording).where(Recording.id == recording_id, Recording.reply_ts.is_(None))
+             .values(reply_ts=reply_ts, updated_at=utcnow()).execution_options(**_NO_SYNC))
 
-    async def attempt() -> bool:
-        async with db.session() as s:
-            found = (await s.exec(stmt)).first() is not None
+    async def attempt() -> str:
+        async with db.session(immediate=True) as s:
+            await s.exec(first)
+            stored = (await s.exec(select(Recording.reply_ts).where(Recording.id == recording_id))).first()
             await s.commit()
-            return found
+            if stored is None:
+                raise RecordingNotFound(recording_id)
+            return stored
 
-    if not await _retry_locked(db, attempt):
-        raise RecordingNotFound(recording_id)
+    return await _retry_locked(db, attempt)

@@ -10,6 +10,7 @@ import asyncio
 import inspect
 import itertools
 import json
+import random
 import time
 from dataclasses import dataclass, field
 from urllib.parse import quote
@@ -28,6 +29,7 @@ class Call:
     method: str
     params: dict
     token: str | None
+    done: bool = False  # the call took effect (False when answered 429/500 before doing it)
 
 
 @dataclass
@@ -54,6 +56,7 @@ class Message:
     thread_ts: str | None = None
     user: str = BOT_USER_ID
     history: list = field(default_factory=list)
+    metadata: dict | None = None
 
 
 class FakeSlack:
@@ -73,6 +76,10 @@ class FakeSlack:
         self.sockets: list[web.WebSocketResponse] = []  # Socket Mode connections from the bot
         self.acks: dict[str, dict] = {}  # envelope_id → the bot's acknowledgement
         self.unstall = asyncio.Event()
+        self.server_errors: dict[str, int] = {}  # method → answer 500 this many times, without doing the call
+        self.lost_answers: dict[str, int] = {}  # method → do the call, then answer 500 this many times
+        self.chaos = 0.0  # probability of a random 429, 500-before or 500-after-doing for any Web API call
+        self.chaos_rng = random.Random(0)
         self._ids = itertools.count(1)
         self._clock = itertools.count(1)
         self._runner: web.AppRunner | None = None
@@ -171,18 +178,28 @@ class FakeSlack:
             import base64
 
             params["client_id"], _, params["client_secret"] = base64.b64decode(auth[6:]).decode().partition(":")
-        self.calls.append(Call(method, params, token))
-        if self.rate_limit.get(method, 0) > 0:
-            self.rate_limit[method] -= 1
+        call = Call(method, params, token)
+        self.calls.append(call)
+        fault = self.chaos_rng.choice(("429", "500", "lost")) if self.chaos_rng.random() < self.chaos else None
+        if self.rate_limit.get(method, 0) > 0 or fault == "429":
+            self.rate_limit[method] = max(0, self.rate_limit.get(method, 0) - 1)
             return web.json_response({"ok": False, "error": "ratelimited"}, status=429,
                                      headers={"Retry-After": str(self.retry_after)})
+        if self.server_errors.get(method, 0) > 0 or fault == "500":
+            self.server_errors[method] = max(0, self.server_errors.get(method, 0) - 1)
+            return web.json_response({"ok": False, "error": "internal_error"}, status=500)
         accepted = {APP_TOKEN} if method == "apps.connections.open" else self.tokens
         if method != "oauth.v2.access" and token not in accepted:
             return web.json_response({"ok": False, "error": "invalid_auth"})
         handler = getattr(self, "_m_" + method.replace(".", "_"), None)
         if handler is None:
             return web.json_response({"ok": False, "error": "unknown_method"})
-        return web.json_response(handler(params))
+        answer = handler(params)
+        call.done = bool(answer.get("ok"))
+        if self.lost_answers.get(method, 0) > 0 or fault == "lost":
+            self.lost_answers[method] = max(0, self.lost_answers.get(method, 0) - 1)
+            return web.json_response({"ok": False, "error": "internal_error"}, status=500)
+        return web.json_response(answer)
 
     async def _download(self, request: web.Request) -> web.Response:
         f = self.files.get(request.match_info["id"])
@@ -241,8 +258,9 @@ class FakeSlack:
 
     def _m_chat_postMessage(self, p: dict) -> dict:
         ts = self._ts()
+        metadata = p.get("metadata")
         m = Message(channel=p["channel"], ts=ts, text=p.get("text", ""), blocks=p.get("blocks") or [],
-                    thread_ts=p.get("thread_ts"))
+                    thread_ts=p.get("thread_ts"), metadata=json.loads(metadata) if isinstance(metadata, str) else metadata)
         self.messages[(m.channel, ts)] = m
         return {"ok": True, "channel": m.channel, "ts": ts, "message": {"text": m.text, "ts": ts}}
 
@@ -253,6 +271,18 @@ class FakeSlack:
         m.history.append((m.text, m.blocks))
         m.text, m.blocks = p.get("text", m.text), p.get("blocks") or []
         return {"ok": True, "channel": m.channel, "ts": m.ts, "text": m.text}
+
+    def _m_chat_delete(self, p: dict) -> dict:
+        if self.messages.pop((p["channel"], p["ts"]), None) is None:
+            return {"ok": False, "error": "message_not_found"}
+        return {"ok": True, "channel": p["channel"], "ts": p["ts"]}
+
+    def _m_conversations_replies(self, p: dict) -> dict:
+        """The thread's bot replies (the root message itself is not stored by this fake)."""
+        messages = [{"type": "message", "user": m.user, "text": m.text, "ts": m.ts, "thread_ts": m.thread_ts,
+                     **({"metadata": m.metadata} if m.metadata else {})}
+                    for m in self.thread(p["channel"], p["ts"])]
+        return {"ok": True, "messages": messages, "has_more": False, "response_metadata": {"next_cursor": ""}}
 
     def _m_chat_postEphemeral(self, p: dict) -> dict:
         return {"ok": True, "message_ts": self._ts()}

@@ -96,14 +96,10 @@ class PostgresServer:
             shutil.chown(self.socket_dir, self.os_user)
         self._run(str(self.bin_dir / "initdb"), "-D", str(self.data_dir), "-U", self.SUPERUSER, "-A", "trust",
                   "-E", "UTF8", "--no-locale", "--no-sync")
-        options = [f"-c max_connections={self.max_connections}", f"-k {self.socket_dir}", "-h 127.0.0.1"]
-        if self.fast:
-            options += ["-F", "-c synchronous_commit=off", "-c full_page_writes=off"]
         for attempt in range(5):
             self.port = _free_port()
             try:
-                self._run(str(self.bin_dir / "pg_ctl"), "-D", str(self.data_dir), "-l", str(self.log_file),
-                          "-w", "-t", "60", "-o", " ".join([*options, f"-p {self.port}"]), "start")
+                self._pg_ctl_start()
                 break
             except PostgresUnavailable:
                 if attempt == 4:
@@ -112,6 +108,20 @@ class PostgresServer:
         self.running = True
         atexit.register(self.stop)
         return self
+
+    def _pg_ctl_start(self) -> None:
+        options = [f"-c max_connections={self.max_connections}", f"-k {self.socket_dir}", "-h 127.0.0.1",
+                   f"-p {self.port}"]
+        if self.fast:
+            options += ["-F", "-c synchronous_commit=off", "-c full_page_writes=off"]
+        self._run(str(self.bin_dir / "pg_ctl"), "-D", str(self.data_dir), "-l", str(self.log_file),
+                  "-w", "-t", "60", "-o", " ".join(options), "start")
+
+    def restart(self, down_seconds: float = 0.0) -> None:
+        """Stops the server abruptly, as a crash would, and starts it again on the same port and data."""
+        self._run(str(self.bin_dir / "pg_ctl"), "-D", str(self.data_dir), "-m", "immediate", "-w", "stop")
+        time.sleep(down_seconds)
+        self._pg_ctl_start()
 
     def stop(self) -> None:
         if self.running:

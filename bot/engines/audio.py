@@ -89,6 +89,16 @@ def _header_duration(container, stream) -> float | None:
     return None
 
 
+def stated_duration(path: Path) -> float | None:
+    """The duration a media file's header states, without decoding; None when it says none or is unreadable."""
+    try:
+        with _open(path) as container:
+            streams = container.streams.audio
+            return _header_duration(container, streams[0]) if streams else None
+    except Exception:  # noqa: BLE001 — a guess for a deadline; decoding reports the real problem later
+        return None
+
+
 def decode(path: Path, max_duration: float | None = None, *, noun: str = "recording") -> Audio:
     """Decode `path` to 16 kHz mono float32, refusing files longer than `max_duration` seconds."""
     import av

@@ -1,28 +1,35 @@
 """One recording's job: claim → download → engine → poll → post, resumable from the database.
 
 Every step can be interrupted (crash, restart, lost lease): the next worker that claims the recording
-resumes the engine job when the engine still knows it, and the summary replaces the progress reply
-with `chat.update`, so a resumed job still ends with exactly one summary in the thread.
+resumes the engine job when the engine still knows it (else submits a new one), and the summary replaces
+the progress reply with `chat.update`, so a resumed job still ends with exactly one summary in the thread.
+While a job runs, `LeaseKeeper` renews its lease every third of the lease in the background (download,
+upload, engine wait and posting alike) and cancels the job the moment the lease is lost. Every end is
+shown: a summary, or a failure message once the attempts are used up (a lease that expired included).
 """
 from __future__ import annotations
 
 import asyncio
 import logging
 import time
+from datetime import datetime, timedelta
 from pathlib import Path
 
 from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
+from bot.engines.audio import stated_duration
 from bot.engines.base import EngineError, JobNotFound, MediaError
 from bot.engines.schema import IdentifyRequest, Job, JobStatus, Matching, VoiceprintInput
 from bot.failures import new_ref
 from bot.slack.files import download
+from bot.slack.replies import keep_stored, show_reply
 from bot.slack.services import NotInstalled, Services
 from bot.summary.blocks import SlackMessage, render_summary
 from bot.summary.chart import timeline_png
 from bot.summary.stats import Summary, summarize
 from bot.summary.status import render_failure, render_progress
+from storage.database import UNAVAILABLE_ERRORS
 
 log = logging.getLogger(__name__)
 
@@ -37,6 +44,40 @@ TRANSIENT_CODES = {"engine_unavailable", "rate_limited", "job_not_found", "inter
 
 class LeaseLost(Exception):
     """Another worker holds the recording now; stop quietly."""
+
+
+class EngineJobEnded(EngineError):
+    """The engine job itself failed or missed its deadline: a retry must submit a new one."""
+
+    transient = True
+
+
+class LeaseKeeper:
+    """Renews one running job's lease every third of the lease; when the lease is lost (taken over, or the
+    database unreachable until it ran out) it cancels the job's task so the job stops touching Slack."""
+
+    def __init__(self, pipeline: Pipeline, rec_id: int, task: asyncio.Task):
+        self.pipeline, self.rec_id, self.task = pipeline, rec_id, task
+        self.lost = False
+
+    async def keep(self) -> None:
+        from storage.recordings import heartbeat
+
+        lease = self.pipeline.lease
+        renewed = time.monotonic()
+        while True:
+            await asyncio.sleep(lease / 3)
+            try:
+                held = await heartbeat(self.pipeline.db, self.rec_id, self.pipeline.owner, lease)
+            except UNAVAILABLE_ERRORS as exc:  # the database is down: retry until the lease runs out
+                log.warning("recording %s: lease renewal failed (%s)", self.rec_id, type(exc).__name__)
+                held = None
+            if held:
+                renewed = time.monotonic()
+            elif held is False or time.monotonic() - renewed >= lease:
+                self.lost = True
+                self.task.cancel()
+                return
 
 
 def summary_of(rec) -> Summary:
@@ -65,7 +106,30 @@ class Pipeline:
         if event is not None:
             event.set()
 
+    def deadline_for(self, duration: float | None) -> datetime:
+        """When an engine job on media of `duration` seconds (unknown: the longest allowed) is given up."""
+        from storage.models import utcnow
+
+        s = self.services.settings
+        seconds = duration if duration else s.max_recording_hours * 3600
+        return utcnow() + timedelta(seconds=s.job_deadline_base_seconds + s.job_deadline_factor * seconds)
+
     async def run(self, rec) -> None:
+        """Runs one claimed recording with its lease kept alive in the background; a lost lease ends it quietly."""
+        task = asyncio.current_task()
+        keeper = LeaseKeeper(self, rec.id, task)
+        beat = asyncio.get_running_loop().create_task(keeper.keep(), name=f"lease {rec.id}")
+        try:
+            await self._run(rec)
+        except asyncio.CancelledError:
+            if not keeper.lost:
+                raise
+            task.uncancel()
+            log.info("recording %s: lease lost, another worker continues", rec.id)
+        finally:
+            beat.cancel()
+
+    async def _run(self, rec) -> None:
         from storage.models import RecordingStatus
 
         try:
@@ -74,6 +138,9 @@ class Pipeline:
             await self._fail(None, rec, "not_installed", str(exc), retry=False)
             return
         try:
+            if rec.state is RecordingStatus.failed:
+                await self.notify(client, rec)
+                return
             if rec.state is RecordingStatus.succeeded:
                 await self.post(client, rec)
                 return
@@ -81,13 +148,15 @@ class Pipeline:
             if job.status is not JobStatus.succeeded:
                 err = job.error
                 code, message = (err.code, err.message) if err else ("failed", "The engine could not process it.")
-                raise EngineError(message, code=code, transient=code in TRANSIENT_CODES)
+                raise EngineJobEnded(message, code=code, transient=code in TRANSIENT_CODES)
             await self._complete(rec, job)
+            await self.services.engine.forget(job.job_id)  # the result lives on in our database only
             await self.post(client, await self._get(rec.id))
         except LeaseLost:
             log.info("recording %s: lease lost, another worker continues", rec.id)
         except EngineError as exc:
-            await self._fail(client, rec, exc.code, exc.message, retry=exc.transient)
+            await self._fail(client, rec, exc.code, exc.message, retry=exc.transient,
+                             drop_engine_job=isinstance(exc, EngineJobEnded))
         except SlackApiError as exc:
             await self._fail(client, rec, "slack_error", f"Slack answered {exc.response.get('error')}.", retry=True)
         except asyncio.CancelledError:
@@ -102,8 +171,11 @@ class Pipeline:
         if rec.engine_job_id:
             try:
                 job = await engine.get_job(rec.engine_job_id)
-                if job.status is not JobStatus.canceled:
-                    return await self.poll(client, rec, job)
+                if job.status is JobStatus.succeeded or not job.status.final:
+                    deadline = rec.engine_deadline_at or self.deadline_for(rec.duration)
+                    return await self.poll(client, rec, job, deadline)
+                log.info("recording %s: engine job %s ended %s; submitting a new one", rec.id, job.job_id,
+                         job.status.value)
             except JobNotFound:
                 log.info("recording %s: engine lost job %s, resubmitting", rec.id, rec.engine_job_id)
         info = (await client.files_info(file=rec.file_id))["file"]
@@ -112,12 +184,13 @@ class Pipeline:
         with self.services.temp_dir("voiceid-rec-") as tmp:
             path = await download(info, client.token, Path(tmp), max_bytes=self.services.max_file_bytes)
             await self._beat(rec)
+            deadline = self.deadline_for(await asyncio.to_thread(stated_duration, path))
             url = await engine.upload(path, key=f"{rec.team_id}-{rec.file_id}")
             try:
                 job = await engine.submit_identify(IdentifyRequest(
                     url=url, voiceprints=voiceprints, matching=Matching(threshold=self.services.threshold)))
-                await self._beat(rec, engine_job_id=job.job_id)
-                return await self.poll(client, rec, job)
+                await self._beat(rec, engine_job_id=job.job_id, engine_deadline_at=deadline)
+                return await self.poll(client, rec, job, deadline)
             finally:
                 await engine.release(url)
 
@@ -140,13 +213,18 @@ class Pipeline:
                              code="no_voiceprints")
         return [VoiceprintInput(label=r.user_id, voiceprint=r.voiceprint) for r in rows]
 
-    async def poll(self, client: AsyncWebClient, rec, job: Job) -> Job:
+    async def poll(self, client: AsyncWebClient, rec, job: Job, deadline: datetime) -> Job:
+        """Waits for the engine job (webhook or polling) until it is final or its deadline passes."""
+        from storage.models import utcnow
+
         engine = self.services.engine
         interval = self.services.settings.job_poll_seconds
         wake = self._wakeups.setdefault(job.job_id, asyncio.Event())
         last_edit, last_bar, errors = 0.0, None, 0
         try:
             while not job.status.final:
+                if utcnow() > deadline:
+                    raise EngineJobEnded("The speaker engine did not finish this recording in time.", code="timeout")
                 try:
                     await asyncio.wait_for(wake.wait(), timeout=interval)
                 except TimeoutError:
@@ -164,7 +242,12 @@ class Pipeline:
                     log.info("recording %s: engine busy or unreachable (%s); polling again", rec.id, exc.code)
                     continue
                 progress = min(max(job.progress or 0.0, 0.0), 1.0)
-                await self._beat(rec, progress=progress)
+                try:
+                    await self._beat(rec, progress=progress)
+                except UNAVAILABLE_ERRORS as exc:
+                    # A database blip costs a progress update, not the attempt; an outage outlasting the
+                    # lease makes the lease keeper end the job.
+                    log.warning("recording %s: progress not saved (%s)", rec.id, type(exc).__name__)
                 now = time.monotonic()
                 bar = round(progress * 12)
                 if bar != last_bar and now - last_edit >= PROGRESS_EVERY_SECONDS and not job.status.final:
@@ -175,15 +258,42 @@ class Pipeline:
         return job
 
     async def post(self, client: AsyncWebClient, rec) -> None:
-        """The summary replaces the progress reply (idempotent), then the chart goes into the thread."""
-        from storage.recordings import mark_posted
+        """The summary replaces the progress reply (idempotent), then the chart goes into the thread at most
+        once: its start is recorded under the lease first, so a worker taking over never uploads another."""
+        from storage.recordings import mark_posted, start_chart
 
         summary = summary_of(rec)
         msg = render_summary(summary, file_name=rec.file_name, recording_id=rec.id)
         posted_ts = await self._show(client, rec, msg)
-        chart_id = rec.chart_file_id or await self.upload_chart(client, rec, summary, msg.text)
-        if await mark_posted(self.db, rec.id, self.owner, posted_ts, chart_file_id=chart_id):
-            log.info("recording %s: summary posted", rec.id)
+        chart_id = None
+        if rec.chart_started_at is None:
+            if not await start_chart(self.db, rec.id, self.owner):
+                raise LeaseLost()
+            chart_id = await self.upload_chart(client, rec, summary, msg.text)
+        if not await mark_posted(self.db, rec.id, self.owner, posted_ts, chart_file_id=chart_id):
+            raise LeaseLost()
+        log.info("recording %s: summary posted", rec.id)
+
+    async def notify(self, client: AsyncWebClient | None, rec, ref: str | None = None) -> None:
+        """Shows a failed recording's failure in its thread (editing the progress reply), then lets it go.
+        A Slack outage leaves it unshown, so the next claim (after the lease runs out) tries again. The
+        message quotes `ref`; the log line with that ref holds the details."""
+        from storage.recordings import mark_notified
+
+        if client is not None:
+            if ref is None:
+                ref = new_ref()
+                log.info("recording %s: showing failure %s (%s) [ref %s]", rec.id, rec.error_code,
+                         rec.error_message, ref)
+            try:
+                await self._show(client, rec, render_failure(rec.file_name, rec.error_code or "failed",
+                                                             rec.error_message or "", ref=ref))
+            except SlackApiError as exc:
+                error = exc.response.get("error")
+                log.warning("recording %s: could not post the failure: %s", rec.id, error)
+                if error == "ratelimited" or exc.response.status_code >= 500:
+                    return
+        await mark_notified(self.db, rec.id, self.owner)
 
     async def upload_chart(self, client: AsyncWebClient, rec, summary: Summary, alt: str) -> str | None:
         """Draw, then renew the lease right before the one step that is not idempotent (the upload)."""
@@ -233,32 +343,29 @@ class Pipeline:
                 log.info("recording %s: progress update skipped: %s", rec.id, exc.response.get("error"))
 
     async def _show(self, client: AsyncWebClient, rec, msg: SlackMessage) -> str:
-        """Replace the progress reply, or post in the thread when there is none; returns the message ts."""
+        """Replace the progress reply, or show `msg` as the recording's one reply in the thread (a reply a
+        crashed worker or listener posted without storing its ts is found and edited); returns its ts."""
         from storage.recordings import set_reply_ts
 
         rec = rec if rec.reply_ts else await self._get(rec.id)
         if rec.reply_ts:
             await client.chat_update(channel=rec.channel_id, ts=rec.reply_ts, text=msg.text, blocks=msg.blocks)
             return rec.reply_ts
-        resp = await client.chat_postMessage(channel=rec.channel_id, thread_ts=rec.thread_ts or rec.message_ts,
-                                             text=msg.text, blocks=msg.blocks)
-        await set_reply_ts(self.db, rec.id, resp["ts"])
-        return resp["ts"]
+        ts = await show_reply(client, recording_id=rec.id, channel=rec.channel_id,
+                              thread_ts=rec.thread_ts or rec.message_ts, msg=msg, look_first=True)
+        return await keep_stored(client, rec.channel_id, ts, await set_reply_ts(self.db, rec.id, ts), msg)
 
-    async def _fail(self, client: AsyncWebClient | None, rec, code: str, message: str, *, retry: bool) -> None:
+    async def _fail(self, client: AsyncWebClient | None, rec, code: str, message: str, *, retry: bool,
+                    drop_engine_job: bool = False) -> None:
         from storage.models import RecordingStatus
         from storage.recordings import fail
 
-        await fail(self.db, rec.id, self.owner, code, message, retry=retry,
-                   max_attempts=self.services.settings.job_max_attempts)
-        rec = await self._get(rec.id)
+        rec = await fail(self.db, rec.id, self.owner, code, message, retry=retry, drop_engine_job=drop_engine_job,
+                         max_attempts=self.services.settings.job_max_attempts)
         ref = new_ref()  # the failure message quotes it; this line holds the details
         log.info("recording %s: %s (%s), now %s [ref %s]", rec.id, code, message, rec.status, ref)
-        if client is not None and rec is not None and rec.state is RecordingStatus.failed:
-            try:
-                await self._show(client, rec, render_failure(rec.file_name, code, message, ref=ref))
-            except SlackApiError as exc:
-                log.warning("recording %s: could not post the failure: %s", rec.id, exc.response.get("error"))
+        if rec.state is RecordingStatus.failed and rec.lease_owner == self.owner:
+            await self.notify(client, rec, ref)
 
 
 def draw_chart(summary: Summary, names: dict[str, str], title: str) -> bytes:

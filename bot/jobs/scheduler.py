@@ -21,7 +21,29 @@ REFRESH_EVERY_SECONDS = 1800
 
 
 def worker_name() -> str:
+    """`host:pid:random`: unique per runner, and tells a later process on this host whether its holder lives."""
     return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
+
+
+def pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def dead_local_owners(owners: list[str], host: str, alive=pid_alive) -> list[str]:
+    """The lease holders that ran on this host in a process that no longer exists (crashed or killed)."""
+    dead = []
+    for owner in owners:
+        owner_host, _, rest = owner.partition(":")
+        pid = rest.partition(":")[0]
+        if owner_host == host and pid.isdigit() and not alive(int(pid)):
+            dead.append(owner)
+    return dead
 
 
 class JobRunner:
@@ -37,6 +59,7 @@ class JobRunner:
         self._scheduler: AsyncIOScheduler | None = None
 
     async def start(self) -> None:
+        await self.reap_dead_local_owners()
         settings = self.services.settings
         # Every run of the claim job would be logged at INFO, and a pass outlasting the interval (normal
         # under load) as a warning: keep the log for what matters.
@@ -55,7 +78,10 @@ class JobRunner:
         self.kick()
 
     async def stop(self) -> None:
-        """Stop claiming and abandon running pipelines; their leases expire and another worker resumes them."""
+        """Stop claiming, stop running pipelines and release their recordings at once, so another worker
+        resumes them now rather than when the leases expire (a crash still leaves that to the leases)."""
+        from storage.recordings import release
+
         self.services.wake = None
         if self._scheduler is not None:
             self._scheduler.shutdown(wait=False)
@@ -65,6 +91,25 @@ class JobRunner:
         for task in list(self.active):
             task.cancel()
         await asyncio.gather(*self.active, return_exceptions=True)
+        try:
+            released = await release(self.services.db, self.owner)
+        except Exception:
+            log.exception("releasing this worker's recordings failed; their leases will expire")
+        else:
+            if released:
+                log.info("released %d recording(s) for other workers", released)
+
+    async def reap_dead_local_owners(self) -> None:
+        """A worker starting after a crash on this host ends the dead process's leases now (not at expiry)."""
+        from storage.recordings import expire_leases, lease_owners
+
+        host = socket.gethostname()
+        try:
+            dead = dead_local_owners(await lease_owners(self.services.db, f"{host}:"), host)
+            if dead and await expire_leases(self.services.db, dead):
+                log.info("took back the recordings of %d stopped worker(s) on this host", len(dead))
+        except Exception:
+            log.exception("checking for stopped workers failed; their leases will expire")
 
     def kick(self) -> None:
         """Look for work now rather than at the next interval."""

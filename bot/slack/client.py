@@ -1,19 +1,46 @@
-"""Slack Web API clients: every call goes through `SLACK_API_URL` and retries 429s and 5xx responses."""
+"""Slack Web API clients: every call goes through `SLACK_API_URL` and retries 429s, 5xx answers and
+dropped connections — except that a call which may have taken effect before it failed (a 5xx or a lost
+connection after sending) is never repeated blindly when repeating it would duplicate a message or a
+file: those go through `bot.slack.replies`, which looks before it posts again."""
 from __future__ import annotations
 
+from slack_sdk.http_retry.async_handler import AsyncRetryHandler
 from slack_sdk.http_retry.builtin_async_handlers import (
     AsyncConnectionErrorRetryHandler,
     AsyncRateLimitErrorRetryHandler,
-    AsyncServerErrorRetryHandler,
 )
 from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.config import Settings
 
+# Methods whose effect is not idempotent: a repeat after an ambiguous failure could post twice.
+NOT_REPEATABLE = ("chat.postMessage", "chat.postEphemeral", "files.completeUploadExternal")
+SERVER_ERRORS = (500, 502, 503, 504)
+
+
+def repeatable(url: str) -> bool:
+    return not url.split("?", 1)[0].rstrip("/").endswith(NOT_REPEATABLE)
+
+
+class ServerErrorRetry(AsyncRetryHandler):
+    """5xx answers to idempotent methods are retried with backoff."""
+
+    async def _can_retry_async(self, *, state, request, response=None, error=None) -> bool:
+        return response is not None and response.status_code in SERVER_ERRORS and repeatable(request.url)
+
+
+class ConnectionErrorRetry(AsyncConnectionErrorRetryHandler):
+    """A dropped connection is retried for idempotent methods only (the request may have been processed)."""
+
+    async def _can_retry_async(self, *, state, request, response=None, error=None) -> bool:
+        return repeatable(request.url) and await super()._can_retry_async(
+            state=state, request=request, response=response, error=error)
+
 
 def retry_handlers() -> list:
-    return [AsyncConnectionErrorRetryHandler(), AsyncRateLimitErrorRetryHandler(max_retry_count=3),
-            AsyncServerErrorRetryHandler(max_retry_count=2)]
+    # A 429 means Slack did not process the call, so every method may wait for Retry-After and repeat it.
+    return [ConnectionErrorRetry(), AsyncRateLimitErrorRetryHandler(max_retry_count=3),
+            ServerErrorRetry(max_retry_count=2)]
 
 
 def make_client(settings: Settings, token: str | None = None) -> AsyncWebClient:

@@ -8,6 +8,7 @@ from slack_bolt.context.async_context import AsyncBoltContext
 from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.slack.files import is_media
+from bot.slack.replies import keep_stored, show_reply
 from bot.slack.services import Services
 from bot.summary.status import render_progress
 
@@ -41,9 +42,9 @@ async def accept_recordings(services: Services, event: dict, team_id: str, clien
             continue
         created_count += 1
         progress = render_progress(rec.file_name)
-        reply = await client.chat_postMessage(channel=event["channel"], thread_ts=event.get("thread_ts") or event["ts"],
-                                              text=progress.text, blocks=progress.blocks)
-        await set_reply_ts(services.db, rec.id, reply["ts"])
+        ts = await show_reply(client, recording_id=rec.id, channel=event["channel"],
+                              thread_ts=event.get("thread_ts") or event["ts"], msg=progress, look_first=False)
+        await keep_stored(client, event["channel"], ts, await set_reply_ts(services.db, rec.id, ts), None)
         services.kick()
     return created_count
 

@@ -6,6 +6,7 @@ import logging
 import multiprocessing
 from collections.abc import Callable, Coroutine
 from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -81,10 +82,23 @@ class Services:
             log.error("background task %s failed", task.get_name(), exc_info=task.exception())
 
     async def run_cpu(self, fn: Callable[..., T], *args: Any) -> T:
-        """CPU-bound work (decoding, drawing) in a one-process pool, so acks never wait behind it."""
-        if self._cpu is None:
-            self._cpu = ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn"))
-        return await asyncio.get_running_loop().run_in_executor(self._cpu, fn, *args)
+        """CPU-bound work (decoding, drawing) in a one-process pool, so acks never wait behind it. A pool whose
+        worker died (the OOM killer) is replaced and the work tried once more in the new one."""
+        for tries_left in (1, 0):
+            if self._cpu is None:
+                self._cpu = ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn"))
+            pool = self._cpu
+            try:
+                return await asyncio.get_running_loop().run_in_executor(pool, fn, *args)
+            except BrokenProcessPool:
+                if self._cpu is pool:
+                    self._cpu = None
+                    pool.shutdown(wait=False, cancel_futures=True)
+                log.warning("the CPU pool's worker stopped unexpectedly; %s", "retrying in a new one" if tries_left
+                            else "giving up on this task")
+                if not tries_left:
+                    raise
+        raise AssertionError("unreachable")
 
     def temp_dir(self, prefix: str):
         """A temporary directory for audio under VAR_DIR (see `bot.scratch`), deleted when the `with` ends."""

@@ -1,0 +1,200 @@
+"""In-process "bot processes" for the reliability tests: each has its own scripted engine (jobs live in its
+memory and die with it, like the embedded engine's) and its own owner name, over one real database and the
+fake Slack Web API. A crash is a `Crash` raised between two steps; the crashed process's lease is then left to
+expire, as after `kill -9`."""
+from __future__ import annotations
+
+import asyncio
+import io
+import itertools
+import time
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass
+from datetime import timedelta
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from bot.engines.base import Engine, JobNotFound
+from bot.engines.schema import IdentifyRequest, Job, JobStatus, VoiceprintRequest
+from storage.database import Database
+from tests.fake_slack import BOT_USER_ID, TEAM_ID, FakeSlack, bot_settings
+
+CHANNEL = "C0001"
+OUTPUT = {
+    "diarization": [{"speaker": "SPEAKER_00", "start": 0.0, "end": 2.0},
+                    {"speaker": "SPEAKER_01", "start": 2.0, "end": 3.0}],
+    "identification": [{"speaker": "U1", "start": 0.0, "end": 2.0, "diarizationSpeaker": "SPEAKER_00", "match": "U1"},
+                       {"speaker": "SPEAKER_01", "start": 2.0, "end": 3.0, "diarizationSpeaker": "SPEAKER_01",
+                        "match": None}],
+    "voiceprints": [{"speaker": "SPEAKER_00", "match": "U1", "confidence": {"U1": 91.0}},
+                    {"speaker": "SPEAKER_01", "match": None, "confidence": {"U1": 12.0}}],
+    "duration": 3.0,
+}
+_names = itertools.count(1)
+
+
+class Crash(BaseException):
+    """The process dies here: nothing after this point runs, no handler of `Exception` sees it."""
+
+
+class ScriptedEngine(Engine):
+    """Jobs succeed with OUTPUT after `polls` reads; `script` scripts the next submissions' outcomes:
+    "ok", "fail" (a transient engine failure) or "hang" (never finishes)."""
+
+    name = "local"
+
+    def __init__(self, polls: int = 2, script: list[str] | None = None):
+        self.polls = polls
+        self.script = list(script or [])
+        self.jobs: dict[str, tuple[str, int]] = {}
+        self.submitted: list[str] = []
+        self.upload_delay = 0.0
+
+    @property
+    def recommended_threshold(self) -> float:
+        return 60.0
+
+    async def upload(self, path: Path, key: str | None = None) -> str:
+        await asyncio.sleep(self.upload_delay)
+        return f"media://{key}"
+
+    async def submit_voiceprint(self, request: VoiceprintRequest) -> Job:
+        raise NotImplementedError
+
+    async def submit_identify(self, request: IdentifyRequest) -> Job:
+        job_id = uuid.uuid4().hex
+        self.jobs[job_id] = (self.script.pop(0) if self.script else "ok", 0)
+        self.submitted.append(job_id)
+        return Job(job_id=job_id, status=JobStatus.running, progress=0.0)
+
+    async def forget(self, job_id: str) -> None:
+        self.jobs.pop(job_id, None)
+
+    async def get_job(self, job_id: str) -> Job:
+        if job_id not in self.jobs:
+            raise JobNotFound(f"Job {job_id} is unknown to this engine.")
+        outcome, reads = self.jobs[job_id]
+        self.jobs[job_id] = (outcome, reads + 1)
+        if outcome == "hang" or reads + 1 < self.polls:
+            return Job(job_id=job_id, status=JobStatus.running, progress=min(0.9, (reads + 1) / self.polls))
+        if outcome == "fail":
+            return Job(job_id=job_id, status=JobStatus.failed,
+                       output={"error": {"code": "internal", "message": "The engine ran out of memory."}})
+        return Job(job_id=job_id, status=JobStatus.succeeded, output=OUTPUT, progress=1.0)
+
+
+def wav(seconds: float = 3.0) -> bytes:
+    import soundfile as sf
+
+    buf = io.BytesIO()
+    sf.write(buf, np.zeros(int(seconds * 16000), np.float32), 16000, format="WAV", subtype="PCM_16")
+    return buf.getvalue()
+
+
+@dataclass
+class World:
+    fake: FakeSlack
+    db: Database
+    db_url: str
+    pool: object
+
+    def settings(self, **overrides):
+        values = {"job_poll_seconds": 0.02, "job_lease_seconds": 30, "job_max_attempts": 3} | overrides
+        return bot_settings(self.fake, self.db_url, **values)
+
+    async def share(self, name: str = "standup.wav") -> tuple[dict, object]:
+        """A recording shared in the channel, accepted by the real listener code; returns (event, row)."""
+        from bot.slack.client import make_client
+        from bot.slack.recordings import accept_recordings
+        from bot.slack.services import Services
+        from storage.recordings import find_recording
+
+        f = self.fake.add_file(name, "audio/wav", wav())
+        ts = f"{int(time.time())}.{next(_names):06d}"
+        event = {"type": "message", "subtype": "file_share", "channel": CHANNEL, "user": "U0", "ts": ts,
+                 "files": [self.fake.file_object(f)]}
+        services = Services(settings=self.settings(), db=self.db, engine=ScriptedEngine())
+        await accept_recordings(services, event, TEAM_ID, make_client(services.settings, self.fake.token), BOT_USER_ID)
+        return event, await find_recording(self.db, TEAM_ID, f.id)
+
+    def replies(self, event: dict) -> list:
+        return self.fake.thread(CHANNEL, event["ts"])
+
+    def chart_uploads(self, event: dict) -> list:
+        return [c for c in self.fake.calls_to("files.completeUploadExternal")
+                if c.done and c.params.get("thread_ts") == event["ts"]]
+
+    async def expire_leases(self, max_attempts: int = 3) -> int:
+        """What the other workers' scheduler does once a crashed worker's lease has run out."""
+        from storage.models import utcnow
+        from storage.recordings import requeue_expired
+
+        return await requeue_expired(self.db, max_attempts, now=utcnow() + timedelta(hours=1))
+
+
+class Proc:
+    """One bot process: its own engine, its own owner name, the real pipeline."""
+
+    def __init__(self, world: World, engine: ScriptedEngine | None = None, **settings):
+        from bot.jobs.pipeline import Pipeline
+        from bot.slack.services import Services
+
+        self.world = world
+        self.engine = engine or ScriptedEngine()
+        self.services = Services(settings=world.settings(**settings), db=world.db, engine=self.engine)
+        self.services._cpu = world.pool
+        self.owner = f"proc-{next(_names)}"
+        self.pipeline = Pipeline(self.services, self.owner)
+
+    async def claim(self):
+        from storage.recordings import claim_next
+
+        return await claim_next(self.world.db, self.owner, self.services.settings.job_lease_seconds)
+
+    async def run(self, rec) -> None:
+        """The pipeline as the scheduler runs it: in a task of its own."""
+        await asyncio.get_running_loop().create_task(self.pipeline.run(rec))
+
+    async def claim_and_run(self):
+        rec = await self.claim()
+        assert rec is not None, "nothing to claim"
+        await self.run(rec)
+        return rec
+
+
+def summary_shown(message) -> bool:
+    return "Who spoke in" in str(message.blocks) and "<@U1>" in str(message.blocks)
+
+
+def failure_shown(message) -> bool:
+    return message.text.startswith("Could not identify speakers")
+
+
+@pytest.fixture(scope="module", name="cpu_pool")
+def cpu_pool_fixture() -> Iterator[ProcessPoolExecutor]:
+    """One chart-drawing pool shared by a module's "processes" (spawning one each would dominate the time)."""
+    import multiprocessing
+
+    pool = ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn"))
+    yield pool
+    pool.shutdown(cancel_futures=True)
+
+
+@pytest.fixture(name="world")
+async def world_fixture(db: Database, db_url: str, cpu_pool: ProcessPoolExecutor) -> AsyncIterator[World]:
+    """Fake Slack with one channel whose member U1 has enrolled, over a fresh database (both backends)."""
+    from storage.models import utcnow
+    from storage.voiceprints import upsert_voiceprint
+
+    fake = FakeSlack()
+    await fake.start()
+    fake.members[CHANNEL] = ["U1", "U2", BOT_USER_ID]
+    fake.users["U1"] = "Ann"
+    await upsert_voiceprint(db, team_id=TEAM_ID, user_id="U1", engine="local", model_id="m", voiceprint="vp",
+                            consent_at=utcnow(), clip_duration=10.0)
+    yield World(fake, db, db_url, cpu_pool)
+    await fake.close()
