@@ -169,6 +169,7 @@ async def latency(wav: Path, var_dir: Path, model: str) -> list[tuple[str, float
     rows = []
     try:
         await asyncio.gather(engine.start(), worker.start())
+        var_dir.mkdir(parents=True, exist_ok=True)
         clip = M.write_wav(var_dir / "clip.wav", enrollment_clip())
         vp = await engine.run_voiceprint(clip)
         request = IdentifyRequest(url=str(wav), voiceprints=[{"label": "1998", "voiceprint": vp.voiceprint}])
