@@ -271,3 +271,19 @@ def test_transcribe_command_rejects_bad_voiceprints_before_loading_models(tmp_pa
     assert run.returncode == 2
     assert run.stderr.strip() == f"error: {tmp_path / 'none.json'} does not exist"
     assert run.stdout == ""
+
+
+async def test_worker_refuses_a_file_that_is_not_media_with_the_engines_error(tmp_path: Path):
+    from bot.engines.base import MediaError
+    from bot.speech.transcription import TranscriptionWorker
+
+    notes = tmp_path / "notes.txt"
+    notes.write_text("not a recording\n" * 100)
+    worker = TranscriptionWorker("base", tmp_path / "var", "en")
+    try:
+        with pytest.raises(MediaError) as caught:
+            await worker.transcribe(notes)
+    finally:
+        await worker.close()
+    assert caught.value.code in {"not_audio", "corrupt", "no_audio_track", "bad_media"}
+    assert not (tmp_path / "var").exists()  # the model was never prepared for it

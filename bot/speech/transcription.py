@@ -114,9 +114,8 @@ def _work(path: str, max_duration: float) -> dict:
     from bot.engines.audio import decode, normalise_level
 
     _report(0.0)
-    recognizer = _warm()
-    audio = decode(Path(path), max_duration)
-    return recognizer.transcribe(normalise_level(audio.samples), _report).wire()
+    audio = decode(Path(path), max_duration)  # bad media is refused before the model loads
+    return _warm().transcribe(normalise_level(audio.samples), _report).wire()
 
 
 def _warm_quietly() -> None:
