@@ -19,13 +19,14 @@ $(STAMP): pyproject.toml $(LOCK)
 
 install: $(STAMP)
 
-# Re-resolves the newest versions that pyproject.toml allows (runtime, dev and build) into the hashed lock.
+# Brings the hashed lock in step with pyproject.toml (runtime, dev and build), keeping the versions already
+# locked where they still fit; `make lock UPGRADE=1` re-resolves everything to the newest allowed versions.
 # pip-tools runs from a throwaway venv; the torch CPU wheel must be reachable through pip's configuration.
 lock:
 	@tmp=$$(mktemp -d) && trap 'rm -rf "$$tmp"' EXIT && \
 	  $(PYTHON) -m venv "$$tmp/venv" && \
 	  "$$tmp/venv/bin/pip" install --quiet $(PIP_TOOLS) && \
-	  CUSTOM_COMPILE_COMMAND="make lock" "$$tmp/venv/bin/pip-compile" --quiet --upgrade --generate-hashes \
+	  CUSTOM_COMPILE_COMMAND="make lock" "$$tmp/venv/bin/pip-compile" --quiet $(if $(UPGRADE),--upgrade) --generate-hashes \
 	    --allow-unsafe --strip-extras --extra dev --build-deps-for editable \
 	    --no-emit-find-links --no-emit-index-url -o $(LOCK) pyproject.toml 2>"$$tmp/log" || \
 	  { grep -v '^WARNING: Location' "$$tmp/log" >&2; exit 1; }

@@ -8,7 +8,7 @@ from enum import Enum
 from functools import lru_cache
 from pathlib import Path
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -16,6 +16,11 @@ class EngineKind(str, Enum):
     local = "local"
     pyannoteai = "pyannoteai"
     server = "server"
+
+
+class TranscriptModel(str, Enum):
+    base = "base"
+    tiny_en = "tiny.en"
 
 
 def normalise_database_url(url: str) -> str:
@@ -63,6 +68,11 @@ class Settings(BaseSettings):
     max_recording_hours: float = Field(default=4.0, gt=0)
     max_file_mb: int = Field(default=1024, gt=0)
 
+    # Transcript (speech recognition on the CPU; see bot/speech)
+    transcript: bool = True
+    transcript_language: str | None = None  # None: Whisper detects it
+    transcript_model: TranscriptModel = TranscriptModel.base
+
     # Jobs and retention
     job_lease_seconds: int = Field(default=30, ge=1)  # renewed every third of it while a job runs
     job_deadline_base_seconds: float = Field(default=300.0, gt=0)  # engine job deadline: base + factor × media
@@ -77,6 +87,22 @@ class Settings(BaseSettings):
     @classmethod
     def _url(cls, v: str) -> str:
         return normalise_database_url(v) if v else v
+
+    @field_validator("transcript_language")
+    @classmethod
+    def _language(cls, v: str | None) -> str | None:
+        v = (v or "").strip().lower()
+        if v in ("", "auto"):
+            return None
+        if not v.isascii() or not v.isalpha() or not 2 <= len(v) <= 3:
+            raise ValueError("a language code such as en, de or fr (or auto)")
+        return v
+
+    @model_validator(mode="after")
+    def _english_only(self) -> Settings:
+        if self.transcript_model is TranscriptModel.tiny_en and self.transcript_language not in (None, "en"):
+            raise ValueError("TRANSCRIPT_MODEL=tiny.en understands only English; use base for other languages")
+        return self
 
     @property
     def effective_database_url(self) -> str:

@@ -119,12 +119,23 @@ class VoiceprintOutput(_Wire):
     warning: str | None = None
 
 
+class TranscriptionSegment(_Wire):
+    """One word or one speaker turn of `wordLevelTranscription` / `turnLevelTranscription`."""
+
+    speaker: str | None = None
+    start: float
+    end: float
+    text: str
+
+
 class IdentifyOutput(_Wire):
     diarization: list[DiarizationSegment] = Field(default_factory=list)
     identification: list[IdentificationSegment] = Field(default_factory=list)
     voiceprints: list[SpeakerMatch] = Field(default_factory=list)
     warning: str | None = None
     duration: float | None = None
+    turn_level_transcription: list[TranscriptionSegment] | None = Field(default=None, alias="turnLevelTranscription")
+    word_level_transcription: list[TranscriptionSegment] | None = Field(default=None, alias="wordLevelTranscription")
 
     def wire(self) -> dict:
         d = super().wire()

@@ -1,0 +1,267 @@
+"""Transcript benchmark: `python -m bench.transcript [--meetings N] [--minutes M] [--latency-minutes L]`.
+
+- Word-level speaker attribution on simulated Libri meetings (bench.meetings, fixed seeds): the share of
+  recognised words whose speaker matches the reference (the reader whose reference turn holds the word's
+  midpoint, or the nearest turn; in an overlap either reader counts). "mapped" scores our diarization
+  speakers after the best one-to-one mapping onto readers; "named" scores the names the summary would show
+  (enrolled readers by label, everyone else "unknown"). Baseline row: the same words attributed with the
+  reference turns themselves, the ceiling that recognition timing allows.
+- Recognition RTF, model load time and peak RSS per model, each in a fresh child process over the same
+  meetings; the word disagreement of each model with base (no reference text ships with the data).
+- Upload→summary and upload→transcript on one long recording (10 min by default) with warm workers:
+  the summary-only path (identify alone) as the baseline row, then identify and recognition started
+  together as the bot runs them (the summary does not wait for recognition).
+The load average is printed with the figures: other work on the machine inflates every time.
+"""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+import warnings
+from pathlib import Path
+
+import numpy as np
+
+from bench import meetings as M
+from bench.engine import peak_rss_mb
+
+MODELS = ("base", "tiny.en")
+ROOT = Path(__file__).resolve().parents[1]
+
+
+# ---- child: one model, fresh process -------------------------------------------------------------------
+
+
+def recognize_child(model: str, wavs: list[str], var_dir: str) -> dict:
+    from bot.speech.transcription import Recognizer
+
+    t = time.perf_counter()
+    recognizer = Recognizer(model, Path(var_dir), "en")
+    load_s = time.perf_counter() - t
+    words, audio_s, busy_s = [], 0.0, 0.0
+    for wav in wavs:
+        x = M.read(Path(wav))
+        t = time.perf_counter()
+        result = recognizer.transcribe(x)
+        busy_s += time.perf_counter() - t
+        audio_s += len(x) / M.SR
+        words.append([[w.start, w.end, w.text] for w in result.words])
+    return {"load_s": load_s, "rtf": busy_s / audio_s, "rss_mb": peak_rss_mb(), "words": words}
+
+
+def run_child(model: str, wavs: list[Path], var_dir: Path) -> dict:
+    out = subprocess.run([sys.executable, "-m", "bench.transcript", "--child", model, str(var_dir),
+                          *map(str, wavs)], capture_output=True, text=True, cwd=ROOT, check=False)
+    if out.returncode != 0:
+        return {"error": (out.stderr.strip().splitlines() or ["failed"])[-1]}
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+# ---- scoring (pure) ------------------------------------------------------------------------------------
+
+
+def reference_speakers(mid: float, reference: list[tuple[str, float, float]]) -> set[str]:
+    """Readers whose reference turn holds `mid`; else the reader of the nearest turn."""
+    active = {spk for spk, s, e in reference if s <= mid <= e}
+    if active:
+        return active
+    return {min(reference, key=lambda r: min(abs(mid - r[1]), abs(mid - r[2])))[0]}
+
+
+def best_mapping(pairs: list[tuple[str | None, set[str]]]) -> dict[str, str]:
+    """System speaker → reader, one to one, maximising the words counted right (Hungarian)."""
+    from scipy.optimize import linear_sum_assignment
+
+    hyp = sorted({h for h, _ in pairs if h is not None})
+    ref = sorted({r for _, rs in pairs for r in rs})
+    if not hyp or not ref:
+        return {}
+    counts = np.zeros((len(hyp), len(ref)))
+    for h, rs in pairs:
+        if h is not None:
+            for r in rs:
+                counts[hyp.index(h), ref.index(r)] += 1
+    rows, cols = linear_sum_assignment(-counts)
+    return {hyp[i]: ref[j] for i, j in zip(rows, cols)}
+
+
+def accuracy(pairs: list[tuple[str | None, set[str]]], mapping: dict[str, str] | None = None) -> tuple[int, int]:
+    mapping = mapping if mapping is not None else {}
+    right = sum(1 for h, rs in pairs if (mapping.get(h, h) if h is not None else None) in rs)
+    return right, len(pairs)
+
+
+# ---- accuracy ------------------------------------------------------------------------------------------
+
+
+def identify(models, meeting: M.Meeting):
+    from bot.engines import pipeline
+    from bot.engines.audio import Audio
+    from bot.engines.matching import RECOMMENDED_THRESHOLD
+    from bot.engines.schema import Matching, VoiceprintInput
+
+    prints = [VoiceprintInput(label=label, voiceprint=pipeline.make_voiceprint(models, Audio(clip)).voiceprint)
+              for label, clip in meeting.enrollment.items()]
+    return pipeline.identify(models, Audio(meeting.samples), prints, Matching(threshold=RECOMMENDED_THRESHOLD))
+
+
+def score_meeting(meeting: M.Meeting, output, words: list[list]) -> dict[str, tuple[int, int]]:
+    from bot.speech.attribution import (
+        SpeakerTurn,
+        attribute,
+        exclusive_of,
+        exclusive_turns,
+        identified_labels,
+    )
+    from bot.speech.transcription import Word
+
+    ws = [Word(s, e, t) for s, e, t in words]
+    ref = meeting.reference
+    truth = [reference_speakers((w.start + w.end) / 2, ref) for w in ws]
+    ours = attribute(ws, exclusive_of(output))
+    mapped = list(zip((w.speaker for w in ours), truth))
+    names = identified_labels(output)
+    named_truth = [{M.UNKNOWN if r in meeting.unknown else r for r in rs} for rs in truth]
+    named = [(names.get(w.speaker, M.UNKNOWN), rs) for w, rs in zip(ours, named_truth)]
+    oracle_turns = exclusive_turns([SpeakerTurn(r, s, e) for r, s, e in ref])
+    oracle = list(zip((w.speaker for w in attribute(ws, oracle_turns)), truth))
+    return {"mapped": accuracy(mapped, best_mapping(mapped)), "named": accuracy(named),
+            "oracle": accuracy(oracle)}
+
+
+def pct(parts: list[tuple[int, int]]) -> str:
+    right, total = sum(p[0] for p in parts), sum(p[1] for p in parts)
+    return f"{100 * right / total:.1f}" if total else "-"
+
+
+def disagreement(a: list[list], b: list[list]) -> float:
+    """Word edit distance of `a` against `b`, over b's length (case and punctuation ignored)."""
+    def norm(ws):
+        return ["".join(c for c in w[2].lower() if c.isalnum() or c == "'") for w in ws]
+    x, y = norm(a), norm(b)
+    d = list(range(len(y) + 1))
+    for i in range(1, len(x) + 1):
+        prev, d[0] = d[0], i
+        for j in range(1, len(y) + 1):
+            prev, d[j] = d[j], min(d[j] + 1, d[j - 1] + 1, prev + (x[i - 1] != y[j - 1]))
+    return d[len(y)] / max(1, len(y))
+
+
+# ---- latency -------------------------------------------------------------------------------------------
+
+
+async def latency(wav: Path, var_dir: Path, model: str) -> list[tuple[str, float, float | None]]:
+    """(path, upload→summary s, upload→transcript s) with warm workers; the first row is summary only."""
+    from bot.engines.local import LocalEngine
+    from bot.engines.schema import IdentifyRequest
+    from bot.speech import attribution
+    from bot.speech.transcription import TranscriptionWorker
+    from bot.summary.stats import summarize
+    from bot.summary.transcript import render_markdown, render_vtt, speaker_names
+
+    engine, worker = LocalEngine(workers=1), TranscriptionWorker(model, var_dir, "en")
+    rows = []
+    try:
+        await asyncio.gather(engine.start(), worker.start())
+        var_dir.mkdir(parents=True, exist_ok=True)
+        clip = M.write_wav(var_dir / "clip.wav", enrollment_clip())
+        vp = await engine.run_voiceprint(clip)
+        request = IdentifyRequest(url=str(wav), voiceprints=[{"label": "1998", "voiceprint": vp.voiceprint}])
+        await asyncio.gather(engine.run_identify(clip, request), worker.transcribe(clip))  # first-call costs
+        t = time.perf_counter()
+        await engine.run_identify(wav, request)
+        rows.append(("summary only (baseline)", time.perf_counter() - t, None))
+        t = time.perf_counter()
+        recognition = asyncio.ensure_future(worker.transcribe(wav))
+        output = await engine.run_identify(wav, request)
+        summary_s = time.perf_counter() - t
+        words = (await recognition).words
+        turns = attribution.group_turns(attribution.attribute(words, attribution.exclusive_of(output)))
+        names = speaker_names(summarize(output))
+        _files = render_markdown("meeting", turns, names), render_vtt(turns, names)
+        rows.append((f"summary + transcript ({model})", summary_s, time.perf_counter() - t))
+    finally:
+        await asyncio.gather(engine.close(), worker.close())
+    return rows
+
+
+def enrollment_clip() -> np.ndarray:
+    return M.read(M.utterances("1998")[0])
+
+
+# ---- main ----------------------------------------------------------------------------------------------
+
+
+def table(head: list[str], body: list[list[str]]) -> str:
+    widths = [max(len(r[i]) for r in [head, *body]) for i in range(len(head))]
+    def fmt(cells: list[str]) -> str:
+        return "| " + " | ".join(c.ljust(w) for c, w in zip(cells, widths)) + " |"
+    return "\n".join([fmt(head), "|" + "|".join("-" * (w + 2) for w in widths) + "|", *map(fmt, body)])
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench.transcript", description=__doc__.splitlines()[0])
+    parser.add_argument("--meetings", type=int, default=2, help="simulated Libri meetings (default 2)")
+    parser.add_argument("--minutes", type=float, default=3.0, help="length of each meeting (default 3)")
+    parser.add_argument("--latency-minutes", type=float, default=10.0,
+                        help="length of the upload→transcript recording (default 10; 0 skips it)")
+    parser.add_argument("--models", nargs="+", default=list(MODELS), choices=MODELS)
+    parser.add_argument("--child", nargs="+", help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    warnings.filterwarnings("ignore")
+    if args.child:
+        print(json.dumps(recognize_child(args.child[0], args.child[2:], args.child[1])))
+        return 0
+    if not M.data_available():
+        print(f"The speech data is missing ({M.DATA}); nothing to benchmark.", file=sys.stderr)
+        return 2
+    load = os.getloadavg()[0]
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        print(f"building {args.meetings} meetings of {args.minutes:g} min ...", file=sys.stderr)
+        meetings = [M.libri_meeting(seed, args.minutes) for seed in range(args.meetings)]
+        wavs = [M.write_wav(tmp / f"{m.name}.wav", m.samples) for m in meetings]
+        results = {}
+        for model in args.models:
+            print(f"{model}: recognition in a fresh process ...", file=sys.stderr)
+            results[model] = run_child(model, wavs, tmp / "var")
+        print("diarizing and identifying ...", file=sys.stderr)
+        from bot.engines.diarize import SpeakerModels
+
+        models = SpeakerModels()
+        outputs = [identify(models, m) for m in meetings]
+        body = []
+        for model, r in results.items():
+            if "error" in r:
+                body.append([model, *["-"] * 7, r["error"]])
+                continue
+            scores = [score_meeting(m, o, w) for m, o, w in zip(meetings, outputs, r["words"])]
+            agree = ("-" if model == "base" or "base" not in results or "error" in results["base"] else
+                     f"{100 * np.mean([disagreement(a, b) for a, b in zip(r['words'], results['base']['words'])]):.1f}")
+            body.append([model, pct([s['mapped'] for s in scores]), pct([s['named'] for s in scores]),
+                         pct([s['oracle'] for s in scores]), str(sum(len(w) for w in r["words"])),
+                         f"{r['rtf']:.3f}", f"{r['load_s']:.1f}", f"{r['rss_mb']:.0f}", agree])
+        print(table(["model", "words right % (mapped)", "named %", "with reference turns % (baseline)", "words",
+                     "RTF", "load s", "peak RSS MB", "word diff vs base %"], body))
+        print(f"({len(meetings)} meetings × {args.minutes:g} min, int8, {os.cpu_count()} cores)")
+        if args.latency_minutes > 0:
+            model = args.models[0]
+            print(f"latency on {args.latency_minutes:g} min ...", file=sys.stderr)
+            wav = M.write_wav(tmp / "long.wav", M.long_meeting(args.latency_minutes))
+            rows = asyncio.run(latency(wav, tmp / "var", model))
+            print(table([f"path ({args.latency_minutes:g} min recording, warm workers)", "upload→summary s",
+                         "upload→transcript s"],
+                        [[p, f"{s:.1f}", "-" if t is None else f"{t:.1f}"] for p, s, t in rows]))
+    print(f"load average at start {load:.1f}, at end {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores "
+          "(other work on the machine inflates RTF and every time)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

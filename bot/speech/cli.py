@@ -1,0 +1,87 @@
+"""`python -m bot transcribe MEDIA [--voiceprints VP.json]`: who said what, as pyannoteAI-style JSON.
+
+Diarizes (and identifies, given voiceprints) with the local engine in this process, recognises the words
+with the local Whisper model, gives each word the speaker of the exclusive turn holding its midpoint, and
+prints the identify output plus `exclusiveDiarization`, `turnLevelTranscription` and
+`wordLevelTranscription`. Bad input exits with status 2 and one line on stderr.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from bot.engines.matching import RECOMMENDED_THRESHOLD
+
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("media", type=Path, help="meeting recording (audio or video)")
+    parser.add_argument("--voiceprints", type=Path, metavar="VP.json",
+                        help='JSON list of {"label": ..., "voiceprint": ...}; without it speakers stay SPEAKER_nn')
+    parser.add_argument("--language", metavar="CODE",
+                        help="spoken language, e.g. en (default: TRANSCRIPT_LANGUAGE, else detected)")
+    # what the identify request reader expects; the product's recommended matching
+    parser.set_defaults(threshold=RECOMMENDED_THRESHOLD, no_exclusive_matching=False, num_speakers=None,
+                        min_speakers=None, max_speakers=None)
+
+
+def _fail(message: str) -> int:
+    print(f"error: {message}", file=sys.stderr)
+    return 2
+
+
+def main(args: argparse.Namespace) -> int:
+    from bot.config import load_settings
+    from bot.engines.audio import decode, normalise_level
+    from bot.engines.base import EngineError
+    from bot.engines.cli import _models, _read_request
+    from bot.speech import attribution
+    from bot.speech.asr_models import ModelFilesError
+    from bot.speech.transcription import Recognizer, check_language
+
+    settings = load_settings()
+    language = args.language or settings.transcript_language
+    model = settings.transcript_model.value
+    try:
+        check_language(model, language)
+        request = _read_request(args) if args.voiceprints else None
+    except (ValueError, ModelFilesError) as exc:
+        return _fail(str(exc))
+    try:
+        audio = decode(args.media, settings.max_recording_hours * 3600)
+        output = _identify(_models(), audio, request)
+        recognizer = Recognizer(model, settings.var_dir, language)
+        transcription = recognizer.transcribe(normalise_level(audio.samples))
+    except EngineError as exc:
+        return _fail(exc.message)
+    except ModelFilesError as exc:
+        return _fail(str(exc))
+    exclusive = attribution.exclusive_of(output)
+    turns = attribution.group_turns(attribution.attribute(transcription.words, exclusive))
+    result = output.wire()
+    result["exclusiveDiarization"] = [{"speaker": t.speaker, "start": t.start, "end": t.end} for t in exclusive]
+    result["language"] = transcription.language
+    result.update(attribution.transcription_wire(turns, attribution.identified_labels(output)))
+    print(json.dumps(result))
+    return 0
+
+
+def _identify(models, audio, request):
+    """Identify output for `audio`; without voiceprints, diarization alone in the same shape."""
+    from bot.engines import pipeline
+    from bot.engines.audio import normalise_level
+    from bot.engines.base import MediaError
+    from bot.engines.schema import DiarizationSegment, IdentificationSegment, IdentifyOutput
+
+    if request is not None:
+        pipeline.check_voiceprints(request.voiceprints, models.model_id)
+        return pipeline.identify(models, audio, request.voiceprints, request.matching)
+    diar = models.diarize(normalise_level(audio.samples))
+    if not diar.segments:
+        raise MediaError("No speech was found in the recording.", code="silent")
+    return IdentifyOutput(
+        diarization=[DiarizationSegment(speaker=s, start=a, end=b) for s, a, b in diar.segments],
+        identification=[IdentificationSegment(speaker=s, start=a, end=b, diarization_speaker=s)
+                        for s, a, b in diar.segments],
+        duration=round(audio.duration, 3))
