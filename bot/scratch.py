@@ -33,9 +33,8 @@ def temporary_dir(var_dir: Path, prefix: str) -> tempfile.TemporaryDirectory:
     return tempfile.TemporaryDirectory(prefix=prefix, dir=scratch_dir(var_dir))
 
 
-def _alive(pid: int) -> bool:
-    if pid == os.getpid():
-        return False  # this process is only starting: anything under its pid is from an earlier one
+def pid_alive(pid: int) -> bool:
+    """Whether a process with this pid runs on this host (one we may not signal counts as running)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -43,6 +42,11 @@ def _alive(pid: int) -> bool:
     except PermissionError:
         return True
     return True
+
+
+def _alive(pid: int) -> bool:
+    # This process is only starting: anything under its own pid is from an earlier one.
+    return pid != os.getpid() and pid_alive(pid)
 
 
 def sweep_scratch(var_dir: Path) -> int:

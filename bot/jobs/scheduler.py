@@ -12,6 +12,7 @@ from datetime import UTC, datetime
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
 from bot.jobs.pipeline import Pipeline
+from bot.scratch import pid_alive
 from bot.slack.services import Services
 
 log = logging.getLogger(__name__)
@@ -23,16 +24,6 @@ REFRESH_EVERY_SECONDS = 1800
 def worker_name() -> str:
     """`host:pid:random`: unique per runner, and tells a later process on this host whether its holder lives."""
     return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
-
-
-def pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def dead_local_owners(owners: list[str], host: str, alive=pid_alive) -> list[str]:
