@@ -72,3 +72,18 @@ async def test_engine_server_errors_name_no_media_file_and_the_channel_shows_non
     assert "standup.m4a: The recording is not an audio or video file" in shown.text
     for text in (bad_clip.error.message, bad_recording.error.message, shown.text, str(shown.blocks)):
         assert not INTERNAL.search(text), text
+
+
+async def test_a_vanished_temporary_file_is_our_failure_with_a_ref(tmp_path):
+    from bot.engines.base import EngineError
+    from bot.engines.http import HTTPEngine
+    from bot.failures import public_reason
+
+    engine = HTTPEngine("http://127.0.0.1:9", "engine-key", name="the engine server", recommended_threshold=50.0)
+    try:
+        with pytest.raises(EngineError) as err:
+            await engine.upload(tmp_path / "tmpq1w2e3r4.wav")
+    finally:
+        await engine.close()
+    shown = public_reason(err.value.code, err.value.message, "ABC123")
+    assert shown == "something went wrong on our side (ref ABC123).", shown
