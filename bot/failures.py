@@ -11,7 +11,7 @@ log = logging.getLogger(__name__)
 # Problems with the media itself (or the channel's setup) that the person can act on; the message says which.
 SHOWN_CODES = frozenset({
     "not_audio", "no_audio_track", "corrupt", "empty", "silent", "too_long", "too_short", "too_large",
-    "multiple_speakers", "bad_media", "html_page", "no_voiceprints",
+    "multiple_speakers", "bad_media", "html_page", "no_voiceprints", "not_own_clip",
 })
 # Failures whose message Voice ID itself writes (no internals in it): shown with the ref.
 OWN_WORDS = frozenset({"lease_expired"})

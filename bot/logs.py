@@ -18,6 +18,7 @@ _MIN_SECRET = 6  # shorter configured values would blank out ordinary words
 _PATTERNS = (
     re.compile(r"\bxox[a-zA-Z](?:\.xox[a-zA-Z])?-[A-Za-z0-9\-]+"),  # Slack bot, user, refresh tokens
     re.compile(r"\bxapp-[A-Za-z0-9\-]+"),  # Slack app-level tokens
+    re.compile(r"([?&]ticket=)[^&\s'\"]+"),  # Socket Mode's WebSocket URL: the ticket opens the app's socket
     re.compile(r"(?i)(\bauthorization['\"]?\s*[:=]\s*['\"]?)[^'\"\n,}]+"),  # a header, as text or dict repr
     re.compile(r"(?i)(\b(?:bearer|basic)\s+)[A-Za-z0-9._~+/=\-]+"),
     re.compile(r"(?i)(\b(?:client_secret|signing_secret|refresh_token|access_token|api_key|bot_token|app_token)"

@@ -72,7 +72,7 @@ def test_video_without_audio(tmp_path, speech):
     path = encode(tmp_path / "silent-film.mp4", speech, video=True, audio=False)
     with pytest.raises(MediaError) as err:
         decode(path)
-    assert err.value.code == "no_audio_track" and err.value.message == "The video silent-film.mp4 has no audio track."
+    assert err.value.code == "no_audio_track" and err.value.message == "silent-film.mp4 is a video without an audio track."
 
 
 @needs_data

@@ -24,7 +24,7 @@ SAMPLE_RATE = 16000
 TARGET_LEVEL = 0.3
 MAX_GAIN = 100.0  # +40 dB: enough for the far-field AMI excerpts (p99.5 ≈ 0.015)
 SILENT_PEAK = 1e-4  # −80 dBFS: digital silence or near enough
-TEXT_FORMATS = {"tty", "txt"}  # ffmpeg renders text files as "video" (ANSI art): they are not media
+TEXT_FORMATS = {"tty", "txt", "bin"}  # ffmpeg renders text files (and any .bin) as "video" (ANSI art): not media
 
 
 @dataclass(frozen=True)
@@ -64,21 +64,21 @@ def _not_audio(name: str) -> MediaError:
                       "mp4, mov).", code="not_audio")
 
 
-def _open(path: Path):
+def _open(path: Path, name: str):
     import av
 
     path = Path(path)
     if not path.exists():
-        raise MediaError(f"The file {path.name} does not exist.", code="not_found")
+        raise MediaError(f"{name} does not exist.", code="not_found")
     if path.stat().st_size == 0:
-        raise MediaError(f"The file {path.name} is empty.", code="empty")
+        raise MediaError(f"{name} is empty.", code="empty")
     try:
         return av.open(str(path), metadata_errors="ignore")
     except av.error.InvalidDataError:
-        raise _not_audio(path.name) from None
+        raise _not_audio(name) from None
     except av.error.FFmpegError as exc:
         log.info("%s could not be opened: %s", path.name, exc.strerror)
-        raise MediaError(f"{path.name} could not be opened: it looks damaged.", code="corrupt") from None
+        raise MediaError(f"{name} could not be opened: it looks damaged.", code="corrupt") from None
 
 
 def _header_duration(container, stream) -> float | None:
@@ -92,23 +92,27 @@ def _header_duration(container, stream) -> float | None:
 def stated_duration(path: Path) -> float | None:
     """The duration a media file's header states, without decoding; None when it says none or is unreadable."""
     try:
-        with _open(path) as container:
+        with _open(path, Path(path).name) as container:
             streams = container.streams.audio
             return _header_duration(container, streams[0]) if streams else None
     except Exception:  # noqa: BLE001 — a guess for a deadline; decoding reports the real problem later
         return None
 
 
-def decode(path: Path, max_duration: float | None = None, *, noun: str = "recording") -> Audio:
-    """Decode `path` to 16 kHz mono float32, refusing files longer than `max_duration` seconds."""
+def decode(path: Path, max_duration: float | None = None, *, noun: str = "recording",
+           name: str | None = None) -> Audio:
+    """Decode `path` to 16 kHz mono float32, refusing files longer than `max_duration` seconds.
+
+    Error messages call the file `name` (default: its file name). An engine passes e.g. "The recording":
+    its own storage name means nothing to the person and must not reach a channel."""
     import av
 
-    name = Path(path).name
-    container = _open(path)
+    name = name or Path(path).name
+    container = _open(path, name)
     with container:
         if not container.streams.audio:
             if container.streams.video and container.format.name not in TEXT_FORMATS:
-                raise MediaError(f"The video {name} has no audio track.", code="no_audio_track")
+                raise MediaError(f"{name} is a video without an audio track.", code="no_audio_track")
             raise _not_audio(name)
         stream = container.streams.audio[0]
         header = _header_duration(container, stream)
@@ -132,7 +136,7 @@ def decode(path: Path, max_duration: float | None = None, *, noun: str = "record
                 chunks.append(out.to_ndarray().reshape(-1))
         except av.error.FFmpegError as exc:
             if total == 0:
-                log.info("%s could not be decoded: %s", name, exc.strerror)
+                log.info("%s could not be decoded: %s", Path(path).name, exc.strerror)
                 raise MediaError(f"{name} could not be decoded: it looks damaged.", code="corrupt") from None
             # A damaged tail after real audio: keep what decoded, as players do.
     samples = np.concatenate(chunks).astype(np.float32, copy=False) if chunks else np.zeros(0, np.float32)

@@ -184,7 +184,7 @@ class HTTPEngine(Engine):
         """Ask for an upload URL, then PUT the file to it, streamed from disk."""
         path = Path(path)
         if not path.is_file():
-            raise MediaError(f"cannot upload {path.name}: the file does not exist")
+            raise EngineError(f"cannot upload {path}: the file does not exist")  # ours, not the person's media
         media_url = f"media://{key or f'voiceid/{uuid.uuid4().hex}{path.suffix}'}"
         answer = await self._api("POST", "/v1/media/input", {"url": media_url}, ok=(200, 201))
         upload_url = answer.get("url")

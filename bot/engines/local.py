@@ -86,7 +86,7 @@ def _work_identify(job_id: str, path: str, request: dict, max_duration: float) -
     report = _report(job_id)
     try:
         pipeline.check_voiceprints(req.voiceprints, _models.model_id)
-        audio = decode(Path(path), max_duration)
+        audio = decode(Path(path), max_duration, name="The recording")
         report(0.05)
         out = pipeline.identify(_models, audio, req.voiceprints, req.matching, req.num_speakers,
                                 req.min_speakers, req.max_speakers,

@@ -41,7 +41,7 @@ def decode_clip(path) -> Audio:
     """An enrollment clip, decoded with the voiceprint limit (decoding itself stops a second past it)."""
     from bot.engines.audio import decode
 
-    return decode(path, MAX_CLIP, noun="clip")
+    return decode(path, MAX_CLIP, noun="clip", name="The clip")
 
 
 def make_voiceprint(models: SpeakerModels, audio: Audio) -> VoiceprintOutput:

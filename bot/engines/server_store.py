@@ -97,8 +97,10 @@ class ServerStore:
     def __init__(self, data_dir: Path):
         self.jobs_dir = Path(data_dir) / "jobs"
         self.media_dir = Path(data_dir) / "media"
-        self.jobs_dir.mkdir(parents=True, exist_ok=True)
-        self.media_dir.mkdir(parents=True, exist_ok=True)
+        Path(data_dir).mkdir(mode=0o700, parents=True, exist_ok=True)
+        for folder in (self.jobs_dir, self.media_dir):  # people's audio: owner only, whatever the umask left
+            folder.mkdir(mode=0o700, exist_ok=True)
+            folder.chmod(0o700)
         self.jobs: dict[str, JobRecord] = {}
 
     # jobs

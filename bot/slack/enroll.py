@@ -25,6 +25,8 @@ log = logging.getLogger(__name__)
 
 # `file_input` caps uploads at 10 MB; a 30 s clip is far smaller anyway.
 CLIP_MAX_BYTES = 10 * 1024 * 1024
+NOT_OWN_CLIP = ("the clip must be a file you uploaded yourself. Type `/enroll` and record or pick a clip of "
+                "your own voice.")
 
 
 async def enrollment_status(services: Services, team_id: str, user_id: str) -> str:
@@ -82,6 +84,9 @@ async def enroll_user(services: Services, client: AsyncWebClient, *, team_id: st
 
     try:
         info = (await client.files_info(file=file_id))["file"]
+        if info.get("user") != user_id:  # Slack's file input offers only one's own uploads: never trust that alone
+            log.warning("enrollment of %s refused: clip %s was uploaded by %s", user_id, file_id, info.get("user"))
+            return not_enrolled("not_own_clip", NOT_OWN_CLIP, user_id)
         new = await voiceprint_from_slack_file(services, info, client.token, max_bytes=CLIP_MAX_BYTES)
     except EngineError as exc:
         return not_enrolled(exc.code, exc.message, user_id)

@@ -15,6 +15,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 from bot.jobs.pipeline import summary_of
 from bot.slack.services import Services
 from bot.summary.blocks import NOT_ME, THIS_IS_ME, UNDO_CLAIM, parse_button_value, render_summary
+from bot.text import mention
 
 CLAIMED = ("Thanks: this speaker is now shown to everyone as *claimed by you*; you or the person who shared the "
            "recording can undo it. A claim never teaches Voice ID your voice: to be recognised in future "
@@ -35,7 +36,7 @@ def not_me_refusal(rec, speaker: str, user: str) -> str | None:
     if stats is None or stats.user_id is None:
         return "No voiceprint named this speaker, so there is nothing to correct."
     if stats.user_id != user:
-        return f"Only <@{stats.user_id}> can say that this speaker is not them."
+        return f"Only {mention(stats.user_id)} can say that this speaker is not them."
     return None
 
 
@@ -46,9 +47,9 @@ def claim_refusal(rec, speaker: str, user: str) -> str | None:
     if stats is None:
         return "This speaker is not in the summary."
     if stats.user_id is not None:
-        return f"This speaker is already named <@{stats.user_id}>."
+        return f"This speaker is already named {mention(stats.user_id)}."
     if stats.claimed_by is not None:
-        return f"This speaker is already claimed by <@{stats.claimed_by}>."
+        return f"This speaker is already claimed by {mention(stats.claimed_by)}."
     if any(user in (s.user_id, s.claimed_by) for s in summary.speakers):
         return ("You are already named as (or claimed) another speaker in this recording. "
                 "Undo that first if it is wrong.")
@@ -62,8 +63,8 @@ def undo_refusal(rec, speaker: str, user: str) -> str | None:
         return "Nobody has claimed this speaker."
     if user in (stats.claimed_by, rec.uploader_id):
         return None
-    uploader = f" or <@{rec.uploader_id}>, who shared the recording," if rec.uploader_id else ""
-    return f"Only <@{stats.claimed_by}>{uploader} can undo this claim."
+    uploader = f" or {mention(rec.uploader_id)}, who shared the recording," if rec.uploader_id else ""
+    return f"Only {mention(stats.claimed_by)}{uploader} can undo this claim."
 
 
 Refusal = Callable[[Any, str, str], str | None]  # (recording, speaker, clicker) → why not, or None

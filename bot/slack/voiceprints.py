@@ -46,7 +46,7 @@ def clip_seconds(path: Path) -> float:
     """How long the (already accepted, at most 30 s) clip is; kept with the voiceprint for `/enroll status`."""
     from bot.engines.audio import decode
 
-    return decode(path).duration
+    return decode(path, name="The clip").duration
 
 
 async def voiceprint_from_slack_file(services: Services, file: dict, token: str, *, max_bytes: int) -> NewVoiceprint:

@@ -8,7 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from bot.summary.stats import SpeakerStats, Summary, format_duration, overview
-from bot.text import escape
+from bot.text import escape, mention
 
 MAX_BLOCKS = 50
 MAX_SECTION = 3000
@@ -50,9 +50,9 @@ def chunks(lines: list[str], limit: int = MAX_SECTION) -> list[str]:
     return out
 
 
-def speaker_name(s: SpeakerStats, *, mention: bool = True) -> str:
+def speaker_name(s: SpeakerStats, *, as_mention: bool = True) -> str:
     if s.user_id:
-        return f"<@{s.user_id}>" if mention else s.user_id
+        return mention(s.user_id) if as_mention else s.user_id
     return f"Unknown speaker {s.unknown_index}"
 
 
@@ -62,7 +62,7 @@ def speaker_line(s: SpeakerStats) -> str:
     if s.user_id and s.confidence is not None:
         name += f" · {s.confidence:.0f}% match"
     elif s.claimed_by:
-        name += f" — claimed by <@{s.claimed_by}>"
+        name += f" — claimed by {mention(s.claimed_by)}"
     turns = "1 turn" if s.turns == 1 else f"{s.turns} turns"
     return (f"*{name}*\n{format_duration(s.talk_time)} talk time · {s.share:.0%} of speech · {turns} · "
             f"longest {format_duration(s.longest_turn)}")
