@@ -12,6 +12,7 @@ import time
 from pathlib import Path
 
 import pytest
+from cryptography.fernet import Fernet
 
 from storage.database import Database
 from storage.migrate import upgrade
@@ -29,11 +30,20 @@ pytestmark = [
 ]
 
 
+DATA_KEY = Fernet.generate_key().decode()
+
+
+def worker_logs(tmp_path: Path) -> str:
+    """The workers' own words, for a failure message."""
+    return "\n".join(f"--- {p.name}\n{p.read_text()[-2000:]}" for p in sorted(tmp_path.glob("worker-*.log")))
+
+
 def start_worker(fake: FakeSlack, db_url: str, log_path: Path) -> subprocess.Popen:
     """`python -m bot worker` with the default lease; output to a file so a chatty worker never blocks."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("SLACK_", "DATABASE_", "ENGINE", "JOB_"))}
     env |= {"SLACK_BOT_TOKEN": fake.token, "SLACK_API_URL": fake.api_url, "DATABASE_URL": db_url, "ENGINE": "local",
             "JOB_POLL_SECONDS": "0.5", "PYTHONPATH": str(Path(__file__).resolve().parents[1]),
+            "DATA_ENCRYPTION_KEYS": DATA_KEY,  # PostgreSQL needs a key from the environment
             "TMPDIR": str(log_path.parent)}  # a killed worker leaves its temporary audio here, not in the shared tmp
     with log_path.open("w") as log:
         return subprocess.Popen([sys.executable, "-m", "bot", "worker"], cwd=log_path.parent, env=env, stdout=log,
@@ -72,7 +82,7 @@ async def test_kill_9_while_waiting_is_taken_over_within_a_minute(pg_url, local_
 
         deadline = time.monotonic() + 240
         while not ((rec := await find_recording(db, TEAM_ID, f.id)) and rec.engine_job_id):
-            assert time.monotonic() < deadline, "no worker reached the engine"
+            assert time.monotonic() < deadline, f"no worker reached the engine\n{worker_logs(tmp_path)}"
             await asyncio.sleep(0.1)
         victim = next(w for w in workers if f":{w.pid}:" in rec.lease_owner)
         victim.send_signal(signal.SIGKILL)
