@@ -6,7 +6,8 @@
       └──fail(retry) / lease expired / release
 
 A job claimed more than `max_attempts` times is not run again: its worker answers "not enrolled" and
-finishes it. `/enroll delete` deletes the person's queued jobs (its reply is their answer); running ones are
+finishes it. Once the outcome is known its message is stored (`answer`) before it is sent, so a send that
+fails is retried as a send only. `/enroll delete` deletes the person's queued jobs (its reply is their answer); running ones are
 stopped by the deletion generation check at save. The row holds no biometric data (a Slack file id only).
 """
 from __future__ import annotations
@@ -69,6 +70,11 @@ async def retry_enrollment(db: Database, job: EnrollmentJob, owner: str, code: s
     return await update_owned(db, EnrollmentJob, job.id, owner, (RUNNING,), {
         "status": QUEUED, "lease_owner": None, "lease_expires_at": None, "not_before": not_before,
         "error_code": code[:64], "error_message": message})
+
+
+async def keep_answer(db: Database, job_id: int, owner: str, answer: str) -> bool:
+    """Stores the outcome's message before it is sent; False if the lease was lost."""
+    return await update_owned(db, EnrollmentJob, job_id, owner, (RUNNING,), {"answer": answer})
 
 
 async def finish_enrollment(db: Database, job_id: int, owner: str) -> bool:

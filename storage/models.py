@@ -227,7 +227,9 @@ class EnrollmentStatus(str, Enum):
 class EnrollmentJob(SQLModel, table=True):
     """One submitted `/enroll` waiting for or holding a worker, with the same lease machinery as recordings
     (`storage.leases`). Holds no biometric data: the clip is fetched from Slack by its file id when the job
-    runs. The row is deleted once the person has their answer (or when `/enroll delete` cancels it queued)."""
+    runs. `answer` is the message for the person once the outcome is known, so a failed or interrupted send
+    is retried without making the voiceprint again. The row is deleted once the person has their answer (or
+    when `/enroll delete` cancels it queued)."""
 
     __tablename__ = "enrollmentjob"
     __table_args__ = (sa.Index("ix_enrollmentjob_status_created", "status", "created_at"),)
@@ -247,6 +249,7 @@ class EnrollmentJob(SQLModel, table=True):
     not_before: datetime | None = _when(nullable=True)
     error_code: str | None = Field(default=None, max_length=64)
     error_message: str | None = Field(default=None, sa_column=sa.Column(sa.Text(), nullable=True))
+    answer: str | None = Field(default=None, sa_column=sa.Column(sa.Text(), nullable=True))  # kept until sent
     created_at: datetime = _when(default=True)
     updated_at: datetime = _when(default=True)
 

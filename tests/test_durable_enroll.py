@@ -44,6 +44,7 @@ class ProcEngine(FakeEngine):
     def __init__(self, script: list[str] | None = None):
         super().__init__()
         self.script = list(script or [])
+        self.made = 0
 
     async def submit_voiceprint(self, request: VoiceprintRequest) -> Job:
         fate = self.script.pop(0) if self.script else "ok"
@@ -51,6 +52,7 @@ class ProcEngine(FakeEngine):
             raise Crash("the process died while the engine worked")
         if fate == "down":
             raise EngineError("The engine is unreachable.", code="engine_unavailable", transient=True)
+        self.made += 1
         return await super().submit_voiceprint(request)
 
 
@@ -68,7 +70,9 @@ class Enrolling:
         assert answer.get("response_action") == "update", answer
 
     def answers(self) -> list[str]:
-        return dms(self.fake, USER)
+        """The DMs the person received (a call Slack refused is not one)."""
+        return [c.params.get("text", "") for c in self.fake.calls_to("chat.postMessage")
+                if c.params.get("channel") == USER and c.done]
 
     def modal_updates(self) -> list:
         return [c for c in self.fake.calls_to("views.update") if c.params.get("view_id") == "VSUBMIT"]
@@ -187,6 +191,19 @@ async def test_engine_failures_using_up_the_attempts_end_with_one_answer(enrolli
     [answer] = world.answers()
     assert "not enrolled" in answer and "ref " in answer, answer
     assert await enrollment_jobs(world.db) == []
+
+
+async def test_an_answer_slack_refused_is_sent_again_without_making_the_voiceprint_again(enrolling: Enrolling):
+    world = enrolling
+    await world.submit()
+    world.fake.server_errors["chat.postMessage"] = 1
+    proc = Proc(world)
+    await proc.claim_and_run()
+    [job] = await enrollment_jobs(world.db)
+    assert job.status == EnrollmentStatus.queued and "voiceprint is saved" in job.answer
+    await proc.claim_and_run()
+    await assert_enrolled_once(world)
+    assert proc.engine.made == 1
 
 
 async def test_delete_wins_over_a_queued_enrollment_job(enrolling: Enrolling):

@@ -16,7 +16,7 @@ from slack_sdk.errors import SlackApiError
 
 from bot.engines.base import EngineError
 from bot.jobs.pipeline import LeaseKeeper
-from bot.slack.enroll import enroll_user, enrollment_task_name, not_enrolled, tell_user
+from bot.slack.enroll import enroll_user, enrollment_task_name, not_enrolled, slack_transient, tell_user
 from bot.slack.services import NotInstalled, Services
 
 log = logging.getLogger(__name__)
@@ -70,7 +70,7 @@ class Enrollments:
         return await deletion_generation(self.services.db, job.team_id, job.user_id) != job.generation
 
     async def _run(self, job) -> None:
-        from storage.enrollments import finish_enrollment, retry_enrollment
+        from storage.enrollments import finish_enrollment, keep_answer
 
         s = self.services.settings
         try:
@@ -79,22 +79,38 @@ class Enrollments:
             log.info("enrollment %s: workspace %s is not installed; nobody to answer", job.id, job.team_id)
             await finish_enrollment(self.services.db, job.id, self.owner)
             return
-        if job.attempts > s.job_max_attempts:  # taken over after the last attempt's worker stopped
-            text = not_enrolled(job.error_code or "internal", job.error_message or "", job.user_id)
-        else:
-            try:
-                text = await enroll_user(self.services, client, team_id=job.team_id, user_id=job.user_id,
-                                         file_id=job.file_id, generation=job.generation, consent_at=job.consent_at)
-            except Exception as exc:
-                code, message = failure_of(exc)
-                if not isinstance(exc, EngineError | SlackApiError):
-                    log.exception("enrollment %s failed unexpectedly", job.id)
-                if job.attempts < s.job_max_attempts:
-                    log.info("enrollment %s: attempt %d failed (%s: %s); retrying later", job.id, job.attempts,
-                             code, message)
-                    await retry_enrollment(self.services.db, job, self.owner, code, message,
-                                           backoff=(s.job_retry_base_seconds, s.job_retry_max_seconds))
-                    return
-                text = not_enrolled(code, message, job.user_id)
-        await tell_user(client, job.user_id, text, job.view_id)
+        text = job.answer
+        if text is None:
+            if job.attempts > s.job_max_attempts:  # taken over after the last attempt's worker stopped
+                text = not_enrolled(job.error_code or "internal", job.error_message or "", job.user_id)
+            else:
+                try:
+                    text = await enroll_user(self.services, client, team_id=job.team_id, user_id=job.user_id,
+                                             file_id=job.file_id, generation=job.generation,
+                                             consent_at=job.consent_at)
+                except Exception as exc:
+                    code, message = failure_of(exc)
+                    if not isinstance(exc, EngineError | SlackApiError):
+                        log.exception("enrollment %s failed unexpectedly", job.id)
+                    if job.attempts < s.job_max_attempts:
+                        await self._retry(job, code, message)
+                        return
+                    text = not_enrolled(code, message, job.user_id)
+            if not await keep_answer(self.services.db, job.id, self.owner, text):
+                return  # another worker holds it now and answers
+        try:
+            await tell_user(client, job.user_id, text, job.view_id)
+        except SlackApiError as exc:
+            if slack_transient(exc) and job.attempts < 2 * s.job_max_attempts:
+                await self._retry(job, *failure_of(exc))
+                return
+            log.warning("enrollment %s: the answer could not be sent: %s", job.id, exc.response.get("error"))
         await finish_enrollment(self.services.db, job.id, self.owner)
+
+    async def _retry(self, job, code: str, message: str) -> None:
+        from storage.enrollments import retry_enrollment
+
+        s = self.services.settings
+        log.info("enrollment %s: attempt %d failed (%s: %s); retrying later", job.id, job.attempts, code, message)
+        await retry_enrollment(self.services.db, job, self.owner, code, message,
+                               backoff=(s.job_retry_base_seconds, s.job_retry_max_seconds))

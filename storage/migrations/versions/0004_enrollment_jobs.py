@@ -37,6 +37,7 @@ def upgrade() -> None:
         _when("not_before"),
         sa.Column("error_code", sa.String(64), nullable=True),
         sa.Column("error_message", sa.Text(), nullable=True),
+        sa.Column("answer", sa.Text(), nullable=True),
         _when("created_at", nullable=False),
         _when("updated_at", nullable=False),
     )
