@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from storage.crypto import new_key
 from storage.database import Database
 from storage.migrate import upgrade
 from tests.fake_slack import BOT_USER_ID, TEAM_ID, FakeSlack, bot_settings
@@ -29,10 +30,10 @@ pytestmark = [
 ]
 
 
-def start_worker(fake: FakeSlack, db_url: str, log_path: Path) -> subprocess.Popen:
+def start_worker(fake: FakeSlack, db_url: str, log_path: Path, key: str) -> subprocess.Popen:
     """`python -m bot worker` with the default lease; output to a file so a chatty worker never blocks."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("SLACK_", "DATABASE_", "ENGINE", "JOB_"))}
-    env |= {"SLACK_BOT_TOKEN": fake.token, "SLACK_API_URL": fake.api_url, "DATABASE_URL": db_url, "ENGINE": "local",
+    env |= {"SLACK_BOT_TOKEN": fake.token, "SLACK_API_URL": fake.api_url, "DATABASE_URL": db_url, "DATA_ENCRYPTION_KEYS": key, "ENGINE": "local",
             "JOB_POLL_SECONDS": "0.5", "PYTHONPATH": str(Path(__file__).resolve().parents[1]),
             "TMPDIR": str(log_path.parent)}  # a killed worker leaves its temporary audio here, not in the shared tmp
     with log_path.open("w") as log:
@@ -53,7 +54,8 @@ async def test_kill_9_while_waiting_is_taken_over_within_a_minute(pg_url, local_
     await fake.start()
     fake.members[CHANNEL] = [*READERS, BOT_USER_ID]
     await upgrade(pg_url)
-    db = Database(pg_url)
+    key = new_key()  # PostgreSQL workers refuse to start without one
+    db = Database(pg_url, keys=[key])
     services = Services(settings=bot_settings(fake, pg_url), db=db, engine=local_engine)
     workers: list[subprocess.Popen] = []
     try:
@@ -68,7 +70,7 @@ async def test_kill_9_while_waiting_is_taken_over_within_a_minute(pg_url, local_
         event = {"type": "message", "subtype": "file_share", "channel": CHANNEL, "user": "U0",
                  "ts": f"{int(time.time())}.000100", "files": [fake.file_object(f)]}
         await accept_recordings(services, event, TEAM_ID, make_client(services.settings, fake.token), BOT_USER_ID)
-        workers = [start_worker(fake, pg_url, tmp_path / f"worker-{i}.log") for i in range(2)]
+        workers = [start_worker(fake, pg_url, tmp_path / f"worker-{i}.log", key) for i in range(2)]
 
         deadline = time.monotonic() + 240
         while not ((rec := await find_recording(db, TEAM_ID, f.id)) and rec.engine_job_id):
