@@ -28,10 +28,9 @@ import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from cryptography.fernet import Fernet
-
 from bot.engines.base import Engine, JobNotFound
 from bot.engines.schema import IdentifyRequest, Job, JobStatus, VoiceprintRequest
+from storage.crypto import new_key
 
 TEAMS = ("T_ALPHA", "T_BETA", "T_GAMMA")
 CHANNEL = "C0001"
@@ -226,7 +225,7 @@ async def one_run(name: str, url: str, *, workers: int, per_team: int, job_secon
     env |= {"SLACK_BOT_TOKEN": fake.token, "SLACK_API_URL": fake.api_url, "DATABASE_URL": url,
             "JOB_POLL_SECONDS": "0.5", "JOB_LEASE_SECONDS": str(lease), "LOG_LEVEL": "WARNING",
             "PYTHONPATH": str(Path(__file__).resolve().parents[1]),
-            "DATA_ENCRYPTION_KEYS": Fernet.generate_key().decode()}  # PostgreSQL needs a key from the environment
+            "DATA_ENCRYPTION_KEYS": new_key()}  # PostgreSQL needs a key from the environment
     with tempfile.TemporaryDirectory(prefix="voiceid-chaos-") as logs:
         env["TMPDIR"] = logs  # killed workers leave their temporary audio here, removed with the logs
         pool = Workers(env, Path(logs), job_seconds, other_hosts)

@@ -78,6 +78,8 @@ class Settings(BaseSettings):
     job_deadline_base_seconds: float = Field(default=300.0, gt=0)  # engine job deadline: base + factor × media
     job_deadline_factor: float = Field(default=1.0, ge=0)
     job_max_attempts: int = Field(default=3, ge=1)
+    job_retry_base_seconds: float = Field(default=15.0, ge=0)  # wait before a retry: base × 4^(n-1), capped
+    job_retry_max_seconds: float = Field(default=900.0, ge=0)
     job_poll_seconds: float = Field(default=2.0, gt=0)
     result_retention_days: int = Field(default=30, ge=1)
     audit_retention_days: int = Field(default=365, ge=1)

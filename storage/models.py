@@ -211,11 +211,47 @@ class Recording(SQLModel, table=True):
     created_at: datetime = _when(default=True)
     updated_at: datetime = _when(default=True)
     finished_at: datetime | None = _when(nullable=True, index=True)
+    not_before: datetime | None = _when(nullable=True)  # a queued retry waits until then (backoff)
 
     @property
     def state(self) -> RecordingStatus:
         """The status as the enum, whichever way the row was built."""
         return RecordingStatus(self.status)
+
+
+class EnrollmentStatus(str, Enum):
+    queued = "queued"
+    running = "running"
+
+
+class EnrollmentJob(SQLModel, table=True):
+    """One submitted `/enroll` waiting for or holding a worker, with the same lease machinery as recordings
+    (`storage.leases`). Holds no biometric data: the clip is fetched from Slack by its file id when the job
+    runs. `answer` is the message for the person once the outcome is known, so a failed or interrupted send
+    is retried without making the voiceprint again. The row is deleted once the person has their answer (or
+    when `/enroll delete` cancels it queued)."""
+
+    __tablename__ = "enrollmentjob"
+    __table_args__ = (sa.Index("ix_enrollmentjob_status_created", "status", "created_at"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    team_id: str = Field(max_length=32)
+    user_id: str = Field(max_length=32, index=True)
+    file_id: str = Field(max_length=32)
+    view_id: str | None = Field(default=None, max_length=64)
+    consent_at: datetime = _when()
+    generation: int  # the person's deletion generation at submission: a delete since then wins
+    status: EnrollmentStatus = Field(default=EnrollmentStatus.queued,
+                                     sa_column=_enum_column(EnrollmentStatus, "enrollmentstatus"))
+    attempts: int = Field(default=0)
+    lease_owner: str | None = Field(default=None, max_length=200)
+    lease_expires_at: datetime | None = _when(nullable=True)
+    not_before: datetime | None = _when(nullable=True)
+    error_code: str | None = Field(default=None, max_length=64)
+    error_message: str | None = Field(default=None, sa_column=sa.Column(sa.Text(), nullable=True))
+    answer: str | None = Field(default=None, sa_column=sa.Column(sa.Text(), nullable=True))  # kept until sent
+    created_at: datetime = _when(default=True)
+    updated_at: datetime = _when(default=True)
 
 
 class AuditEvent(SQLModel, table=True):

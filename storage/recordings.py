@@ -12,25 +12,23 @@ then the oldest row; so one workspace's backlog never starves the others.
 """
 from __future__ import annotations
 
-import asyncio
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from datetime import datetime, timedelta
-from typing import Any, TypeVar
+from typing import Any
 
 from sqlalchemy import and_, case, func, or_, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
-from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import aliased
 from sqlmodel import select
 
 from storage import audit
 from storage.database import Database
+from storage.leases import NO_SYNC as _NO_SYNC
+from storage.leases import claim, due, execute, lease_until, retry_delay, update_owned
+from storage.leases import retry_locked as _retry_locked
 from storage.models import AuditAction, Recording, RecordingStatus, utcnow
 
-T = TypeVar("T")
-_LOCK_RETRIES = 5
-_NO_SYNC = {"synchronize_session": False}
 QUEUED, RUNNING, SUCCEEDED = RecordingStatus.queued.value, RecordingStatus.running.value, RecordingStatus.succeeded.value
 POSTED, FAILED = RecordingStatus.posted.value, RecordingStatus.failed.value
 LEASE_EXPIRED = "lease_expired"
@@ -48,18 +46,6 @@ class RecordingNotFound(LookupError):
     def __init__(self, recording_id: int):
         super().__init__(f"recording {recording_id} does not exist (it may have been purged)")
         self.recording_id = recording_id
-
-
-async def _retry_locked(db: Database, attempt: Callable[[], Awaitable[T]]) -> T:
-    """Runs `attempt`, retrying when SQLite stayed locked past its busy timeout (a lost race, not an error)."""
-    for n in range(_LOCK_RETRIES):
-        try:
-            return await attempt()
-        except OperationalError as exc:
-            if db.dialect != "sqlite" or "locked" not in str(exc) or n == _LOCK_RETRIES - 1:
-                raise
-            await asyncio.sleep(0.05 * (n + 1))
-    raise AssertionError("unreachable")
 
 
 def _required(**ids: str | None) -> None:
@@ -97,20 +83,21 @@ async def enqueue_recording(db: Database, *, team_id: str, channel_id: str, file
     return await _retry_locked(db, attempt)
 
 
-def _claimable(row: Any = Recording) -> Any:
-    """Needs work: queued; succeeded but not posted; failed but the failure not shown yet (both unleased)."""
+def _claimable(now: datetime, row: Any = Recording) -> Any:
+    """Needs work: queued (and past its retry backoff); succeeded but not posted; failed but the failure not
+    shown yet (both unleased)."""
     unleased = row.lease_owner.is_(None)
-    return or_(row.status == QUEUED, and_(row.status == SUCCEEDED, unleased),
+    return or_(and_(row.status == QUEUED, due(row, now)), and_(row.status == SUCCEEDED, unleased),
                and_(row.status == FAILED, unleased, row.notified_at.is_(None)))
 
 
-def _fair_pick(dialect: str) -> Any:
+def _fair_pick(dialect: str, now: datetime) -> Any:
     """The id to claim next: the workspace with the fewest leased rows first, then the oldest row."""
     cand, other = aliased(Recording, name="cand"), aliased(Recording, name="other")
     busy = (select(func.count()).select_from(other)
             .where(other.team_id == cand.team_id, other.lease_owner.is_not(None))
             .correlate(cand).scalar_subquery())
-    pick = select(cand.id).where(_claimable(cand)).order_by(busy, cand.created_at, cand.id).limit(1)
+    pick = select(cand.id).where(_claimable(now, cand)).order_by(busy, cand.created_at, cand.id).limit(1)
     if dialect == "postgresql":
         pick = pick.with_for_update(of=cand, skip_locked=True)
     return pick.scalar_subquery()
@@ -125,41 +112,17 @@ async def claim_next(db: Database, owner: str, lease_seconds: int) -> Recording 
     if lease_seconds <= 0:
         raise ValueError(f"lease_seconds must be positive (got {lease_seconds})")
 
-    async def attempt() -> Recording | None:
-        now = utcnow()
-        was_queued = Recording.status == QUEUED
-        stmt = (update(Recording)
-                .where(Recording.id == _fair_pick(db.dialect), _claimable())
-                .values(status=case((was_queued, RUNNING), else_=Recording.status),
-                        attempts=case((was_queued, Recording.attempts + 1), else_=Recording.attempts),
-                        lease_owner=owner, lease_expires_at=now + timedelta(seconds=lease_seconds),
-                        updated_at=now)
-                .returning(Recording)
-                .execution_options(**_NO_SYNC))
-        async with db.session(immediate=True) as s:
-            claimed = (await s.exec(stmt)).scalars().first()
-            await s.commit()
-            return claimed
-
-    return await _retry_locked(db, attempt)
+    now = utcnow()
+    was_queued = Recording.status == QUEUED
+    return await claim(db, Recording, _fair_pick(db.dialect, now), _claimable(now), {
+        "status": case((was_queued, RUNNING), else_=Recording.status),
+        "attempts": case((was_queued, Recording.attempts + 1), else_=Recording.attempts),
+        "lease_owner": owner, "lease_expires_at": now + timedelta(seconds=lease_seconds), "updated_at": now})
 
 
 async def _update_owned(db: Database, recording_id: int, owner: str, statuses: tuple[str, ...],
                         values: dict[str, Any]) -> bool:
-    """One conditional UPDATE that only applies while `owner` holds the lease in one of `statuses`."""
-    stmt = (update(Recording)
-            .where(Recording.id == recording_id, Recording.lease_owner == owner, Recording.status.in_(statuses))
-            .values(updated_at=utcnow(), **values)
-            .returning(Recording.id)
-            .execution_options(**_NO_SYNC))
-
-    async def attempt() -> bool:
-        async with db.session() as s:
-            changed = (await s.exec(stmt)).first() is not None
-            await s.commit()
-            return changed
-
-    return await _retry_locked(db, attempt)
+    return await update_owned(db, Recording, recording_id, owner, statuses, values)
 
 
 async def heartbeat(db: Database, recording_id: int, owner: str, lease_seconds: float, *,
@@ -167,7 +130,7 @@ async def heartbeat(db: Database, recording_id: int, owner: str, lease_seconds: 
                     engine_deadline_at: datetime | None = None, reply_ts: str | None = None,
                     chart_file_id: str | None = None) -> bool:
     """Extends the lease, storing any step's result given; False means `owner` lost it: stop working on it."""
-    values: dict[str, Any] = {"lease_expires_at": utcnow() + timedelta(seconds=lease_seconds)}
+    values: dict[str, Any] = {"lease_expires_at": lease_until(lease_seconds)}
     if progress is not None:
         values["progress"] = min(1.0, max(0.0, float(progress)))
     steps = {"engine_job_id": engine_job_id, "engine_deadline_at": engine_deadline_at, "reply_ts": reply_ts,
@@ -219,11 +182,13 @@ async def mark_notified(db: Database, recording_id: int, owner: str) -> bool:
 
 
 async def fail(db: Database, recording_id: int, owner: str, code: str, message: str, *, retry: bool,
-               max_attempts: int, drop_engine_job: bool = False) -> Recording:
+               max_attempts: int, drop_engine_job: bool = False, backoff: tuple[float, float] = (0.0, 0.0)
+               ) -> Recording:
     """Records an error. With `retry` and attempts left it goes back to `queued` (a failed post stays
     `succeeded` to be posted again, counting an attempt); otherwise it ends `failed`, and `owner` keeps
     the lease to show the failure (then `mark_notified`). The error is kept either way.
-    `drop_engine_job` forgets the engine job (hung or failed), so the retry submits a new one.
+    `drop_engine_job` forgets the engine job (hung or failed), so the retry submits a new one. A queued retry
+    waits `retry_delay(attempts, *backoff)` (base, cap in seconds) before it can be claimed.
     If `owner` no longer holds the lease nothing changes and the current row is returned."""
 
     async def attempt() -> Recording:
@@ -242,6 +207,8 @@ async def fail(db: Database, recording_id: int, owner: str, code: str, message: 
             if retry and rec.attempts < max_attempts:
                 rec.status = RecordingStatus.succeeded if posting else RecordingStatus.queued
                 rec.lease_owner = rec.lease_expires_at = None
+                if not posting:
+                    rec.not_before = now + timedelta(seconds=retry_delay(rec.attempts, *backoff))
             else:
                 rec.status = RecordingStatus.failed
                 rec.finished_at = now
@@ -269,16 +236,7 @@ async def requeue_expired(db: Database, max_attempts: int, *, now: datetime | No
                 error_message=message + f" Gave up after {max_attempts} attempts.", **cleared),
         update(Recording).where(expired, Recording.status.in_((SUCCEEDED, FAILED))).values(**cleared),
     ]
-
-    async def attempt() -> int:
-        async with db.session(immediate=True) as s:
-            total = 0
-            for stmt in statements:
-                total += (await s.exec(stmt.execution_options(**_NO_SYNC))).rowcount
-            await s.commit()
-            return total
-
-    return await _retry_locked(db, attempt)
+    return await execute(db, statements)
 
 
 async def release(db: Database, owner: str) -> int:
@@ -293,40 +251,7 @@ async def release(db: Database, owner: str) -> int:
         .values(status=QUEUED, **cleared),
         update(Recording).where(mine, Recording.status.in_((SUCCEEDED, FAILED))).values(**cleared),
     ]
-
-    async def attempt() -> int:
-        async with db.session(immediate=True) as s:
-            total = 0
-            for stmt in statements:
-                total += (await s.exec(stmt.execution_options(**_NO_SYNC))).rowcount
-            await s.commit()
-            return total
-
-    return await _retry_locked(db, attempt)
-
-
-async def lease_owners(db: Database, prefix: str) -> list[str]:
-    """The workers (by name prefix, e.g. this host's) holding leases now."""
-    stmt = select(Recording.lease_owner).where(Recording.lease_owner.startswith(prefix, autoescape=True)).distinct()
-    async with db.session() as s:
-        return [owner for owner in (await s.exec(stmt)).all() if owner]
-
-
-async def expire_leases(db: Database, owners: list[str], *, now: datetime | None = None) -> int:
-    """Ends the leases of workers known to be dead, so `requeue_expired` treats their work as a crash now."""
-    if not owners:
-        return 0
-    now = now or utcnow()
-    stmt = (update(Recording).where(Recording.lease_owner.in_(owners), Recording.lease_expires_at > now)
-            .values(lease_expires_at=now).execution_options(**_NO_SYNC))
-
-    async def attempt() -> int:
-        async with db.session(immediate=True) as s:
-            count = (await s.exec(stmt)).rowcount
-            await s.commit()
-            return count
-
-    return await _retry_locked(db, attempt)
+    return await execute(db, statements)
 
 
 async def get_recording(db: Database, recording_id: int) -> Recording | None:

@@ -360,7 +360,7 @@ def bot_settings(fake: FakeSlack, database_url: str, **overrides):
     values = {"slack_bot_token": fake.token, "slack_signing_secret": SIGNING_SECRET, "slack_api_url": fake.api_url,
               "slack_client_id": None, "slack_client_secret": None, "slack_app_token": None,
               "database_url": database_url, "job_poll_seconds": 0.2, "job_lease_seconds": 5,
-              "engine_webhook_secret": None}
+              "engine_webhook_secret": None, "job_retry_base_seconds": 0}
     return Settings(_env_file=None, **(values | overrides))
 
 

@@ -103,7 +103,8 @@ class World:
     pool: object
 
     def settings(self, **overrides):
-        values = {"job_poll_seconds": 0.02, "job_lease_seconds": 30, "job_max_attempts": 3} | overrides
+        values = {"job_poll_seconds": 0.02, "job_lease_seconds": 30, "job_max_attempts": 3,
+                  "job_retry_base_seconds": 0} | overrides  # retries at once unless a test checks the backoff
         return bot_settings(self.fake, self.db_url, **values)
 
     async def share(self, name: str = "standup.wav") -> tuple[dict, object]:

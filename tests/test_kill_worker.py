@@ -12,8 +12,8 @@ import time
 from pathlib import Path
 
 import pytest
-from cryptography.fernet import Fernet
 
+from storage.crypto import new_key
 from storage.database import Database
 from storage.migrate import upgrade
 from tests.fake_slack import BOT_USER_ID, TEAM_ID, FakeSlack, bot_settings
@@ -30,20 +30,17 @@ pytestmark = [
 ]
 
 
-DATA_KEY = Fernet.generate_key().decode()
-
-
 def worker_logs(tmp_path: Path) -> str:
     """The workers' own words, for a failure message."""
     return "\n".join(f"--- {p.name}\n{p.read_text()[-2000:]}" for p in sorted(tmp_path.glob("worker-*.log")))
 
 
-def start_worker(fake: FakeSlack, db_url: str, log_path: Path) -> subprocess.Popen:
+def start_worker(fake: FakeSlack, db_url: str, log_path: Path, key: str) -> subprocess.Popen:
     """`python -m bot worker` with the default lease; output to a file so a chatty worker never blocks."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("SLACK_", "DATABASE_", "ENGINE", "JOB_"))}
     env |= {"SLACK_BOT_TOKEN": fake.token, "SLACK_API_URL": fake.api_url, "DATABASE_URL": db_url, "ENGINE": "local",
+            "DATA_ENCRYPTION_KEYS": key,  # PostgreSQL needs a key from the environment
             "JOB_POLL_SECONDS": "0.5", "PYTHONPATH": str(Path(__file__).resolve().parents[1]),
-            "DATA_ENCRYPTION_KEYS": DATA_KEY,  # PostgreSQL needs a key from the environment
             "TMPDIR": str(log_path.parent)}  # a killed worker leaves its temporary audio here, not in the shared tmp
     with log_path.open("w") as log:
         return subprocess.Popen([sys.executable, "-m", "bot", "worker"], cwd=log_path.parent, env=env, stdout=log,
@@ -63,7 +60,8 @@ async def test_kill_9_while_waiting_is_taken_over_within_a_minute(pg_url, local_
     await fake.start()
     fake.members[CHANNEL] = [*READERS, BOT_USER_ID]
     await upgrade(pg_url)
-    db = Database(pg_url)
+    key = new_key()  # PostgreSQL workers refuse to start without one
+    db = Database(pg_url, keys=[key])
     services = Services(settings=bot_settings(fake, pg_url), db=db, engine=local_engine)
     workers: list[subprocess.Popen] = []
     try:
@@ -78,7 +76,7 @@ async def test_kill_9_while_waiting_is_taken_over_within_a_minute(pg_url, local_
         event = {"type": "message", "subtype": "file_share", "channel": CHANNEL, "user": "U0",
                  "ts": f"{int(time.time())}.000100", "files": [fake.file_object(f)]}
         await accept_recordings(services, event, TEAM_ID, make_client(services.settings, fake.token), BOT_USER_ID)
-        workers = [start_worker(fake, pg_url, tmp_path / f"worker-{i}.log") for i in range(2)]
+        workers = [start_worker(fake, pg_url, tmp_path / f"worker-{i}.log", key) for i in range(2)]
 
         deadline = time.monotonic() + 240
         while not ((rec := await find_recording(db, TEAM_ID, f.id)) and rec.engine_job_id):

@@ -19,7 +19,8 @@ from storage.migrate import alembic_config, head_revision, upgrade
 from storage.models import metadata
 
 _fresh = itertools.count()
-TABLES = {"workspace", "oauthstate", "voiceprint", "recording", "auditevent", "deletiongeneration", "alembic_version"}
+TABLES = {"workspace", "oauthstate", "voiceprint", "recording", "auditevent", "deletiongeneration", "enrollmentjob",
+          "alembic_version"}
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])

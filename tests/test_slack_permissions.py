@@ -28,8 +28,15 @@ _files = itertools.count(1)
 
 @pytest_asyncio.fixture(scope="module", loop_scope="module")
 async def world(local_engine, tmp_path_factory):
-    # No job runner: the tests claim and complete their recordings themselves, and a runner would race them.
+    # No job runner: the button tests claim and complete their recordings themselves, and a runner would race them.
     async with slack_world(local_engine, tmp_path_factory.mktemp("slack-permissions"), run_jobs=False) as w:
+        yield w
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="module")
+async def enrolling_world(local_engine, tmp_path_factory):
+    """With the job runner, which runs enrollments."""
+    async with slack_world(local_engine, tmp_path_factory.mktemp("slack-permissions-enroll")) as w:
         yield w
 
 
@@ -72,10 +79,10 @@ def summary_text(fake, ts: str) -> str:
 
 
 @pytest.mark.speech
-async def test_enrolling_without_consent_is_refused_and_stores_nothing(world):
+async def test_enrolling_without_consent_is_refused_and_stores_nothing(enrolling_world):
     from storage.voiceprints import get_voiceprint
 
-    fake, db, bot = world
+    fake, db, bot = enrolling_world
     clip = enrollment_clip([("1998", 0)])
     refused = await enroll(bot, fake, "U1998", clip, consent=False)
     assert refused.startswith("errors:") and "consent" in refused, refused

@@ -10,8 +10,11 @@ shown: a summary, or a failure message once the attempts are used up (a lease th
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import functools
 import logging
 import time
+from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import datetime, timedelta
 from pathlib import Path
 
@@ -53,31 +56,47 @@ class EngineJobEnded(EngineError):
 
 
 class LeaseKeeper:
-    """Renews one running job's lease every third of the lease; when the lease is lost (taken over, or the
-    database unreachable until it ran out) it cancels the job's task so the job stops touching Slack."""
+    """Renews one running job's lease every third of the lease (`renew` answers whether it is still held);
+    when the lease is lost (taken over, or the database unreachable until it ran out) it cancels the job's
+    task so the job stops touching Slack. Shared by recordings and enrollment jobs."""
 
-    def __init__(self, pipeline: Pipeline, rec_id: int, task: asyncio.Task):
-        self.pipeline, self.rec_id, self.task = pipeline, rec_id, task
+    def __init__(self, renew: Callable[[], Awaitable[bool]], lease: float, task: asyncio.Task, what: str):
+        self.renew, self.lease, self.task, self.what = renew, lease, task, what
         self.lost = False
 
     async def keep(self) -> None:
-        from storage.recordings import heartbeat
-
-        lease = self.pipeline.lease
         renewed = time.monotonic()
         while True:
-            await asyncio.sleep(lease / 3)
+            await asyncio.sleep(self.lease / 3)
             try:
-                held = await heartbeat(self.pipeline.db, self.rec_id, self.pipeline.owner, lease)
+                held = await self.renew()
             except UNAVAILABLE_ERRORS as exc:  # the database is down: retry until the lease runs out
-                log.warning("recording %s: lease renewal failed (%s)", self.rec_id, type(exc).__name__)
+                log.warning("%s: lease renewal failed (%s)", self.what, type(exc).__name__)
                 held = None
             if held:
                 renewed = time.monotonic()
-            elif held is False or time.monotonic() - renewed >= lease:
+            elif held is False or time.monotonic() - renewed >= self.lease:
                 self.lost = True
                 self.task.cancel()
                 return
+
+    @classmethod
+    @contextlib.asynccontextmanager
+    async def held(cls, renew: Callable[[], Awaitable[bool]], lease: float, what: str) -> AsyncIterator[LeaseKeeper]:
+        """Keeps the current task's lease while the `with` body runs; a lost lease ends the body quietly
+        (any other cancellation goes on to the caller)."""
+        task = asyncio.current_task()
+        keeper = cls(renew, lease, task, what)
+        beat = asyncio.get_running_loop().create_task(keeper.keep(), name=f"lease {what}")
+        try:
+            yield keeper
+        except asyncio.CancelledError:
+            if not keeper.lost:
+                raise
+            task.uncancel()
+            log.info("%s: lease lost, another worker continues", what)
+        finally:
+            beat.cancel()
 
 
 def summary_of(rec) -> Summary:
@@ -116,18 +135,11 @@ class Pipeline:
 
     async def run(self, rec) -> None:
         """Runs one claimed recording with its lease kept alive in the background; a lost lease ends it quietly."""
-        task = asyncio.current_task()
-        keeper = LeaseKeeper(self, rec.id, task)
-        beat = asyncio.get_running_loop().create_task(keeper.keep(), name=f"lease {rec.id}")
-        try:
+        from storage.recordings import heartbeat
+
+        renew = functools.partial(heartbeat, self.db, rec.id, self.owner, self.lease)
+        async with LeaseKeeper.held(renew, self.lease, f"recording {rec.id}"):
             await self._run(rec)
-        except asyncio.CancelledError:
-            if not keeper.lost:
-                raise
-            task.uncancel()
-            log.info("recording %s: lease lost, another worker continues", rec.id)
-        finally:
-            beat.cancel()
 
     async def _run(self, rec) -> None:
         from storage.models import RecordingStatus
@@ -360,8 +372,9 @@ class Pipeline:
         from storage.models import RecordingStatus
         from storage.recordings import fail
 
+        s = self.services.settings
         rec = await fail(self.db, rec.id, self.owner, code, message, retry=retry, drop_engine_job=drop_engine_job,
-                         max_attempts=self.services.settings.job_max_attempts)
+                         max_attempts=s.job_max_attempts, backoff=(s.job_retry_base_seconds, s.job_retry_max_seconds))
         ref = new_ref()  # the failure message quotes it; this line holds the details
         log.info("recording %s: %s (%s), now %s [ref %s]", rec.id, code, message, rec.status, ref)
         if rec.state is RecordingStatus.failed and rec.lease_owner == self.owner:

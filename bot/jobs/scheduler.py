@@ -1,5 +1,5 @@
-"""The job scheduler (APScheduler `AsyncIOScheduler`): claim queued recordings and run their pipelines,
-requeue expired leases, purge expired results, refresh rotating OAuth tokens."""
+"""The job scheduler (APScheduler `AsyncIOScheduler`): claim queued recordings and enrollment jobs and run
+them, requeue expired leases, purge expired results, refresh rotating OAuth tokens."""
 from __future__ import annotations
 
 import asyncio
@@ -11,6 +11,7 @@ from datetime import UTC, datetime
 
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
+from bot.jobs.enrollment import Enrollments
 from bot.jobs.pipeline import Pipeline
 from bot.scratch import pid_alive
 from bot.slack.services import Services
@@ -37,14 +38,23 @@ def dead_local_owners(owners: list[str], host: str, alive=pid_alive) -> list[str
     return dead
 
 
+def job_tables() -> list:
+    """The tables whose rows workers lease (`storage.leases`)."""
+    from storage.models import EnrollmentJob, Recording
+
+    return [Recording, EnrollmentJob]
+
+
 class JobRunner:
-    """Runs up to `capacity` recordings at once in this process; several processes may share a database."""
+    """Runs up to `capacity` recordings (and as many enrollments) at once in this process; several processes
+    may share a database."""
 
     def __init__(self, services: Services, *, owner: str | None = None, capacity: int | None = None):
         self.services = services
         self.owner = owner or worker_name()
         self.capacity = capacity or services.settings.engine_workers
         self.pipeline = Pipeline(services, self.owner)
+        self.enrollments = Enrollments(services, self.owner)
         self.active: set[asyncio.Task] = set()
         self._lock = asyncio.Lock()
         self._scheduler: AsyncIOScheduler | None = None
@@ -66,39 +76,44 @@ class JobRunner:
                                     **common)
         self._scheduler.start()
         self.services.wake = self.kick
+        self.services.enrollments = self.enrollments
         self.kick()
 
     async def stop(self) -> None:
         """Stop claiming, stop running pipelines and release their recordings at once, so another worker
         resumes them now rather than when the leases expire (a crash still leaves that to the leases)."""
+        from storage.enrollments import release_enrollments
         from storage.recordings import release
 
-        self.services.wake = None
+        self.services.wake = self.services.enrollments = None
         if self._scheduler is not None:
             self._scheduler.shutdown(wait=False)
             self._scheduler = None
         async with self._lock:  # let a claim pass in flight finish rather than cut it off mid-transaction
             pass
-        for task in list(self.active):
+        running = self.active | self.enrollments.active
+        for task in running:
             task.cancel()
-        await asyncio.gather(*self.active, return_exceptions=True)
+        await asyncio.gather(*running, return_exceptions=True)
         try:
             released = await release(self.services.db, self.owner)
+            released += await release_enrollments(self.services.db, self.owner)
         except Exception:
             log.exception("releasing this worker's recordings failed; their leases will expire")
         else:
             if released:
-                log.info("released %d recording(s) for other workers", released)
+                log.info("released %d job(s) for other workers", released)
 
     async def reap_dead_local_owners(self) -> None:
         """A worker starting after a crash on this host ends the dead process's leases now (not at expiry)."""
-        from storage.recordings import expire_leases, lease_owners
+        from storage.leases import expire_leases, lease_owners
 
         host = socket.gethostname()
+        db = self.services.db
         try:
-            dead = dead_local_owners(await lease_owners(self.services.db, f"{host}:"), host)
-            if dead and await expire_leases(self.services.db, dead):
-                log.info("took back the recordings of %d stopped worker(s) on this host", len(dead))
+            dead = dead_local_owners(await lease_owners(db, job_tables(), f"{host}:"), host)
+            if dead and await expire_leases(db, job_tables(), dead):
+                log.info("took back the jobs of %d stopped worker(s) on this host", len(dead))
         except Exception:
             log.exception("checking for stopped workers failed; their leases will expire")
 
@@ -107,6 +122,7 @@ class JobRunner:
         self.services.spawn(self.tick(), name="claim")
 
     async def tick(self) -> None:
+        from storage.enrollments import claim_enrollment, requeue_expired_enrollments
         from storage.recordings import claim_next, requeue_expired
 
         if self._lock.locked():
@@ -115,6 +131,12 @@ class JobRunner:
             settings = self.services.settings
             try:
                 await requeue_expired(self.services.db, settings.job_max_attempts)
+                await requeue_expired_enrollments(self.services.db)
+                while len(self.enrollments.active) < self.capacity:
+                    job = await claim_enrollment(self.services.db, self.owner, settings.job_lease_seconds)
+                    if job is None:
+                        break
+                    self.enrollments.start(job)
                 while len(self.active) < self.capacity:
                     rec = await claim_next(self.services.db, self.owner, settings.job_lease_seconds)
                     if rec is None:
@@ -123,7 +145,7 @@ class JobRunner:
                     self.active.add(task)
                     task.add_done_callback(self._finished)
             except Exception:
-                log.exception("claiming recordings failed; will retry")
+                log.exception("claiming jobs failed; will retry")
 
     def _finished(self, task: asyncio.Task) -> None:
         self.active.discard(task)

@@ -4,8 +4,8 @@ Users can only enroll themselves: the enrollee is always the user who submitted 
 """
 from __future__ import annotations
 
-import contextlib
 import logging
+from datetime import datetime
 
 from slack_bolt.async_app import AsyncApp
 from slack_bolt.context.async_context import AsyncBoltContext
@@ -14,7 +14,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.engines.base import EngineError
 from bot.engines.schema import utcnow
-from bot.failures import new_ref, reason_logged
+from bot.failures import reason_logged
 from bot.slack import enroll_views as views
 from bot.slack.files import check_file
 from bot.slack.services import Services
@@ -42,12 +42,15 @@ async def enrollment_status(services: Services, team_id: str, user_id: str) -> s
 
 
 async def delete_enrollment(services: Services, team_id: str, user_id: str) -> str:
-    """Delete wins: the stored voiceprints go, and so does any enrollment of this person still running
-    (here it is cancelled; in another process its save is refused by the raised deletion generation)."""
+    """Delete wins: the stored voiceprints go, and so does any enrollment of this person not finished yet
+    (queued ones are dropped, one running here is cancelled; in another process its save is refused by the
+    raised deletion generation)."""
+    from storage.enrollments import cancel_queued_enrollments
     from storage.voiceprints import delete_voiceprints
 
     n = await delete_voiceprints(services.db, team_id, user_id, actor_id=user_id)
-    cancelled = cancel_enrollments(services, team_id, user_id)
+    cancelled = await cancel_queued_enrollments(services.db, team_id, user_id)
+    cancelled += cancel_enrollments(services, team_id, user_id)
     if cancelled:
         done = "Your voiceprint is deleted, and the" if n else "The"
         return f"{done} enrollment you had started was cancelled by this delete: Voice ID keeps no voiceprint of you."
@@ -76,10 +79,16 @@ async def has_voiceprint(services: Services, team_id: str, user_id: str) -> bool
     return await get_voiceprint(services.db, team_id, user_id, services.engine.name) is not None
 
 
+def slack_transient(exc: SlackApiError) -> bool:
+    """Slack is rate limiting or failing: worth another attempt later."""
+    return exc.response.get("error") == "ratelimited" or exc.response.status_code >= 500
+
+
 async def enroll_user(services: Services, client: AsyncWebClient, *, team_id: str, user_id: str,
-                      file_id: str, generation: int) -> str:
+                      file_id: str, generation: int, consent_at: datetime | None = None) -> str:
     """Create and store the voiceprint from the submitted clip; returns the message for the user.
-    `generation` is the person's deletion generation when they submitted: a delete since then wins."""
+    `generation` is the person's deletion generation when they submitted: a delete since then wins.
+    Transient failures (engine outage, Slack 5xx/429) are raised for the job to retry."""
     from storage.voiceprints import EnrollmentCancelled, upsert_voiceprint
 
     try:
@@ -89,13 +98,17 @@ async def enroll_user(services: Services, client: AsyncWebClient, *, team_id: st
             return not_enrolled("not_own_clip", NOT_OWN_CLIP, user_id)
         new = await voiceprint_from_slack_file(services, info, client.token, max_bytes=CLIP_MAX_BYTES)
     except EngineError as exc:
+        if exc.transient:
+            raise
         return not_enrolled(exc.code, exc.message, user_id)
     except SlackApiError as exc:
+        if slack_transient(exc):
+            raise
         return not_enrolled("slack_error", f"files.info answered {exc.response.get('error')}", user_id)
     try:
         _, replaced = await upsert_voiceprint(
             services.db, team_id=team_id, user_id=user_id, engine=services.engine.name, model_id=new.model_id,
-            voiceprint=new.voiceprint, consent_at=utcnow(), clip_duration=new.clip_duration, generation=generation)
+            voiceprint=new.voiceprint, consent_at=consent_at or utcnow(), clip_duration=new.clip_duration, generation=generation)
     except EnrollmentCancelled:
         return (":warning: Your voice was not enrolled: you deleted your voiceprint with `/enroll delete` while "
                 "this enrollment was running, so it was cancelled. Type `/enroll` to enroll again.")
@@ -118,19 +131,6 @@ async def tell_user(client: AsyncWebClient, user_id: str, text: str, view_id: st
             await client.views_update(view_id=view_id, view=views.message_view("Enroll your voice", text))
         except SlackApiError:
             pass  # the person closed the modal; the DM is enough
-
-
-@contextlib.asynccontextmanager
-async def reporting_failure(client: AsyncWebClient, user_id: str):
-    """An enrollment that breaks on our side still ends with a message to the person, never silence."""
-    try:
-        yield
-    except Exception:
-        ref = new_ref()
-        log.exception("enrollment of %s failed [ref %s]", user_id, ref)
-        await client.chat_postMessage(channel=user_id, text=(
-            f":warning: Your voice was not enrolled: something went wrong on our side (ref {ref}). "
-            "Please try again later."))
 
 
 def register(app: AsyncApp, services: Services) -> None:
@@ -178,16 +178,24 @@ def register(app: AsyncApp, services: Services) -> None:
         if errors:
             await ack(response_action="errors", errors=errors)
             return
-        from storage.voiceprints import deletion_generation
+        await ack(**await submit_enrollment(services, team_id, user_id, files[0]["id"], body["view"].get("id")))
 
-        generation = await deletion_generation(services.db, team_id, user_id)
-        await ack(response_action="update", view=views.message_view(
-            "Enroll your voice", "Creating your voiceprint… I will send you the result in a direct message."))
 
-        async def work() -> None:
-            async with reporting_failure(client, user_id):
-                text = await enroll_user(services, client, team_id=team_id, user_id=user_id, file_id=files[0]["id"],
-                                         generation=generation)
-                await tell_user(client, user_id, text, body["view"].get("id"))
+async def submit_enrollment(services: Services, team_id: str, user_id: str, file_id: str,
+                            view_id: str | None) -> dict:
+    """Stores the enrollment as a job (claimed at once by this process's job runner when it has one, else
+    queued for a worker) and returns the view submission's answer. Nothing biometric goes into the row."""
+    from storage.enrollments import enqueue_enrollment
+    from storage.voiceprints import deletion_generation
 
-        services.spawn(work(), name=enrollment_task_name(team_id, user_id))
+    runner = services.enrollments
+    job = await enqueue_enrollment(
+        services.db, team_id=team_id, user_id=user_id, file_id=file_id, consent_at=utcnow(),
+        generation=await deletion_generation(services.db, team_id, user_id), view_id=view_id,
+        owner=runner.owner if runner else None, lease_seconds=services.settings.job_lease_seconds)
+    if runner:
+        runner.start(job)
+    else:
+        services.kick()
+    return {"response_action": "update", "view": views.message_view(
+        "Enroll your voice", "Creating your voiceprint… I will send you the result in a direct message.")}

@@ -34,6 +34,7 @@ class Services:
     engine: Engine
     tasks: set[asyncio.Task] = field(default_factory=set)
     wake: Any = None  # set by the job runner: a callable that makes it look for work now
+    enrollments: Any = None  # set by the job runner: runs enrollment jobs in this process (`owner`, `start`)
     _cpu: ProcessPoolExecutor | None = None
 
     @property

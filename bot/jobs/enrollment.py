@@ -1,0 +1,116 @@
+"""One enrollment job: claim → fetch the clip from Slack → voiceprint → save → answer, resumable from the
+database like a recording (`LeaseKeeper` keeps the lease; a crashed worker's job is taken over).
+
+Every job ends with exactly one answer to the person (a DM, and the modal updated if still open): the
+outcome, or "not enrolled" once the attempts are used up. `/enroll delete` wins: a delete raises the
+deletion generation, so a running job's save is refused (answered as cancelled); a job of this process
+cancelled by the delete answers nothing, since the delete's own reply told the person.
+"""
+from __future__ import annotations
+
+import asyncio
+import functools
+import logging
+
+from slack_sdk.errors import SlackApiError
+
+from bot.engines.base import EngineError
+from bot.jobs.pipeline import LeaseKeeper
+from bot.slack.enroll import enroll_user, enrollment_task_name, not_enrolled, slack_transient, tell_user
+from bot.slack.services import NotInstalled, Services
+
+log = logging.getLogger(__name__)
+
+
+def failure_of(exc: Exception) -> tuple[str, str]:
+    """(code, message) of a failed attempt, for the log and the final answer."""
+    if isinstance(exc, EngineError):
+        return exc.code, exc.message
+    if isinstance(exc, SlackApiError):
+        return "slack_error", f"Slack answered {exc.response.get('error')}."
+    return "internal", f"{type(exc).__name__}: {exc}"
+
+
+class Enrollments:
+    """Runs this process's enrollment jobs under leases held by `owner` (the job runner's name)."""
+
+    def __init__(self, services: Services, owner: str):
+        self.services, self.owner = services, owner
+        self.active: set[asyncio.Task] = set()
+
+    @property
+    def lease(self) -> int:
+        return self.services.settings.job_lease_seconds
+
+    def start(self, job) -> asyncio.Task:
+        """Runs a job this worker holds; named after the person, so `/enroll delete` can cancel it here."""
+        task = self.services.spawn(self.run(job), name=enrollment_task_name(job.team_id, job.user_id))
+        self.active.add(task)
+        task.add_done_callback(self.active.discard)
+        return task
+
+    async def run(self, job) -> None:
+        from storage.enrollments import finish_enrollment, renew_enrollment
+
+        db = self.services.db
+        renew = functools.partial(renew_enrollment, db, job.id, self.owner, self.lease)
+        try:
+            async with LeaseKeeper.held(renew, self.lease, f"enrollment {job.id}"):
+                await self._run(job)
+        except asyncio.CancelledError:
+            if not await self._deleted_since(job):
+                raise  # shutting down: the runner releases the job for another worker
+            asyncio.current_task().uncancel()
+            await finish_enrollment(db, job.id, self.owner)
+            log.info("enrollment %s: cancelled by /enroll delete", job.id)
+
+    async def _deleted_since(self, job) -> bool:
+        from storage.voiceprints import deletion_generation
+
+        return await deletion_generation(self.services.db, job.team_id, job.user_id) != job.generation
+
+    async def _run(self, job) -> None:
+        from storage.enrollments import finish_enrollment, keep_answer
+
+        s = self.services.settings
+        try:
+            client = await self.services.client_for(job.team_id)
+        except NotInstalled:
+            log.info("enrollment %s: workspace %s is not installed; nobody to answer", job.id, job.team_id)
+            await finish_enrollment(self.services.db, job.id, self.owner)
+            return
+        text = job.answer
+        if text is None:
+            if job.attempts > s.job_max_attempts:  # taken over after the last attempt's worker stopped
+                text = not_enrolled(job.error_code or "internal", job.error_message or "", job.user_id)
+            else:
+                try:
+                    text = await enroll_user(self.services, client, team_id=job.team_id, user_id=job.user_id,
+                                             file_id=job.file_id, generation=job.generation,
+                                             consent_at=job.consent_at)
+                except Exception as exc:
+                    code, message = failure_of(exc)
+                    if not isinstance(exc, EngineError | SlackApiError):
+                        log.exception("enrollment %s failed unexpectedly", job.id)
+                    if job.attempts < s.job_max_attempts:
+                        await self._retry(job, code, message)
+                        return
+                    text = not_enrolled(code, message, job.user_id)
+            if not await keep_answer(self.services.db, job.id, self.owner, text):
+                return  # another worker holds it now and answers
+        try:
+            await tell_user(client, job.user_id, text, job.view_id)
+        except SlackApiError as exc:
+            if slack_transient(exc) and job.attempts < 2 * s.job_max_attempts:
+                await self._retry(job, *failure_of(exc))
+                return
+            log.warning("enrollment %s: the answer could not be sent: %s", job.id, exc.response.get("error"))
+        await finish_enrollment(self.services.db, job.id, self.owner)
+
+    async def _retry(self, job, code: str, message: str) -> None:
+        from storage.enrollments import retry_enrollment
+
+        s = self.services.settings
+        log.info("enrollment %s: attempt %d failed (%s: %s); retrying later", job.id, job.attempts, code, message)
+        await retry_enrollment(self.services.db, job, self.owner, code, message,
+                               backoff=(s.job_retry_base_seconds, s.job_retry_max_seconds))

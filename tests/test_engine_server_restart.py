@@ -1,0 +1,154 @@
+"""A real `python -m bot engine-server` killed and started again while a real `python -m bot worker` waits on
+it: the worker rides out the outage (transient errors, then a retry with backoff), meets a restarted server
+that forgot the job, submits it again, and the thread ends with exactly one summary and one chart. Real
+processes, real engine, real speech, PostgreSQL, fake Slack Web API."""
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import aiohttp
+import pytest
+
+from storage.database import Database
+from storage.migrate import upgrade
+from tests.fake_slack import BOT_USER_ID, TEAM_ID, FakeSlack, bot_settings
+from tests.slack_e2e_support import DATA, concat, utterance, wait_status, wav_bytes
+
+CHANNEL = "C0001"
+READERS = {"U1688": "1688", "U1998": "1998"}
+API_KEY = "engine-restart-test-key"
+
+pytestmark = [
+    pytest.mark.asyncio(loop_scope="module"),
+    pytest.mark.postgres,
+    pytest.mark.speech,
+    pytest.mark.skipif(not DATA.is_dir(), reason=f"real speech not found at {DATA} (see its README)"),
+]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def child_env(tmp: Path, **extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("SLACK_", "DATABASE_", "ENGINE", "JOB_"))}
+    return env | {"PYTHONPATH": str(Path(__file__).resolve().parents[1]), "TMPDIR": str(tmp), "VAR_DIR": str(tmp),
+                  "ENGINE_API_KEY": API_KEY} | extra
+
+
+def start(args: list[str], env: dict[str, str], log_path: Path) -> subprocess.Popen:
+    with log_path.open("a") as log:
+        return subprocess.Popen([sys.executable, "-m", "bot", *args], cwd=log_path.parent, env=env, stdout=log,
+                                stderr=subprocess.STDOUT)
+
+
+async def wait_ready(url: str, proc: subprocess.Popen, timeout: float = 180) -> None:
+    """Until the engine server answers (it listens once its models are loaded)."""
+    deadline = time.monotonic() + timeout
+    async with aiohttp.ClientSession() as http:
+        while True:
+            assert proc.poll() is None, "the engine server exited"
+            try:
+                async with http.get(f"{url}/v1/test", headers={"Authorization": f"Bearer {API_KEY}"}) as r:
+                    if r.status == 200:
+                        return
+            except aiohttp.ClientError:
+                pass
+            assert time.monotonic() < deadline, "the engine server did not come up"
+            await asyncio.sleep(0.3)
+
+
+def stop(proc: subprocess.Popen) -> None:
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+    try:
+        proc.wait(60)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
+async def test_engine_server_restart_mid_job_ends_with_one_summary(pg_url, tmp_path):
+    from bot.engines.factory import make_engine
+    from bot.slack.client import make_client
+    from bot.slack.recordings import accept_recordings
+    from bot.slack.services import Services
+    from bot.slack.voiceprints import voiceprint_from_path
+    from storage.crypto import new_key
+    from storage.models import utcnow
+    from storage.recordings import find_recording
+    from storage.voiceprints import upsert_voiceprint
+
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    server_env = child_env(tmp_path, ENGINE_DATA_DIR=str(tmp_path / "engine"), ENGINE_WORKERS="1")
+    server_args = ["engine-server", "--host", "127.0.0.1", "--port", str(port)]
+    server_log = tmp_path / "engine-server.log"
+    fake = FakeSlack()
+    await fake.start()
+    fake.members[CHANNEL] = [*READERS, BOT_USER_ID]
+    await upgrade(pg_url)
+    key = new_key()
+    db = Database(pg_url, keys=[key])
+    settings = bot_settings(fake, pg_url, engine="server", engine_url=url, engine_api_key=API_KEY)
+    services = Services(settings=settings, db=db, engine=make_engine(settings))
+    procs: list[subprocess.Popen] = []
+    try:
+        server = start(server_args, server_env, server_log)
+        procs.append(server)
+        await wait_ready(url, server)
+        for user, reader in READERS.items():
+            clip = tmp_path / f"{user}.wav"
+            clip.write_bytes(wav_bytes(utterance(reader, 0)))
+            vp = await voiceprint_from_path(services, clip)
+            await upsert_voiceprint(db, team_id=TEAM_ID, user_id=user, engine=services.engine.name,
+                                    model_id=vp.model_id, voiceprint=vp.voiceprint, consent_at=utcnow(),
+                                    clip_duration=vp.clip_duration)
+        f = fake.add_file("sync.wav", "audio/wav",
+                          wav_bytes(concat([(r, i) for i in (3,) for r in READERS.values()], pause=0.5)))
+        event = {"type": "message", "subtype": "file_share", "channel": CHANNEL, "user": "U0",
+                 "ts": f"{int(time.time())}.000200", "files": [fake.file_object(f)]}
+        await accept_recordings(services, event, TEAM_ID, make_client(settings, fake.token), BOT_USER_ID)
+        worker = start(["worker"], child_env(tmp_path, SLACK_BOT_TOKEN=fake.token, SLACK_API_URL=fake.api_url,
+                                             DATABASE_URL=pg_url, DATA_ENCRYPTION_KEYS=key, ENGINE="server", ENGINE_URL=url,
+                                             JOB_POLL_SECONDS="0.5", JOB_RETRY_BASE_SECONDS="2"),
+                       tmp_path / "worker.log")
+        procs.append(worker)
+
+        deadline = time.monotonic() + 120
+        while not ((rec := await find_recording(db, TEAM_ID, f.id)) and rec.engine_job_id):
+            assert time.monotonic() < deadline, "the worker never reached the engine"
+            await asyncio.sleep(0.1)
+        server.send_signal(signal.SIGKILL)
+        server.wait(10)
+        at_kill = await find_recording(db, TEAM_ID, f.id)
+        assert at_kill.state.value == "running", "the engine server must die while the job is in it"
+        await asyncio.sleep(3)  # the worker meets a dead engine server for a while
+        server = start(server_args, server_env, server_log)
+        procs.append(server)
+        await wait_ready(url, server)
+
+        done = await wait_status(fake, db, f.id, {"posted", "failed"}, timeout=240)
+        assert done.state.value == "posted", (done.error_code, done.error_message)
+        assert done.attempts <= settings.job_max_attempts
+        [summary] = fake.thread(CHANNEL, event["ts"])
+        assert "<@U1688>" in str(summary.blocks) and "<@U1998>" in str(summary.blocks)
+        charts = [c for c in fake.calls_to("files.completeUploadExternal")
+                  if c.done and c.params["thread_ts"] == event["ts"]]
+        assert len(charts) == 1
+        assert "Traceback" not in (tmp_path / "worker.log").read_text()
+    finally:
+        for proc in procs:
+            stop(proc)
+        await services.engine.close()
+        await db.dispose()
+        await fake.close()
