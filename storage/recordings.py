@@ -194,6 +194,62 @@ async def start_chart(db: Database, recording_id: int, owner: str) -> bool:
     return await _retry_locked(db, attempt)
 
 
+async def _update_where(db: Database, recording_id: int, *conditions: Any, **values: Any) -> bool:
+    """One conditional UPDATE of a recording; True when it applied."""
+    stmt = (update(Recording).where(Recording.id == recording_id, *conditions)
+            .values(updated_at=utcnow(), **values).returning(Recording.id).execution_options(**_NO_SYNC))
+
+    async def attempt() -> bool:
+        async with db.session() as s:
+            changed = (await s.exec(stmt)).first() is not None
+            await s.commit()
+            return changed
+
+    return await _retry_locked(db, attempt)
+
+
+async def save_transcript(db: Database, recording_id: int, owner: str, result: dict) -> bool:
+    """Stores the result with the recognised words in it (a takeover then skips recognition)."""
+    return await _update_owned(db, recording_id, owner, (SUCCEEDED,), {"result": result})
+
+
+async def start_transcript(db: Database, recording_id: int, owner: str) -> bool:
+    """Marks the transcript upload as begun, under the lease and only once: False means do not upload."""
+    return await _update_where(db, recording_id, Recording.lease_owner == owner, Recording.status == SUCCEEDED,
+                               Recording.transcript_started_at.is_(None), transcript_started_at=utcnow())
+
+
+async def end_transcript(db: Database, recording_id: int, owner: str, *, file_id: str | None = None,
+                         url: str | None = None, error: str | None = None) -> bool:
+    """How the transcript ended: its uploaded file (id, link), or an error ref shown instead of the link."""
+    values = {"transcript_file_id": file_id, "transcript_url": url, "transcript_error": error}
+    return await _update_owned(db, recording_id, owner, (SUCCEEDED,), values)
+
+
+async def lock_chart(db: Database, recording_id: int, owner: str, seconds: float) -> bool:
+    """Takes the recording's chart-redraw lock (free or expired) for `seconds`; False: someone else redraws."""
+    now = utcnow()
+    return await _update_where(
+        db, recording_id, Recording.chart_file_id.is_not(None),
+        or_(Recording.chart_lock_owner.is_(None), Recording.chart_lock_owner == owner,
+            Recording.chart_lock_until < now),
+        chart_lock_owner=owner, chart_lock_until=now + timedelta(seconds=seconds))
+
+
+async def replace_chart(db: Database, recording_id: int, owner: str, file_id: str, seq: int) -> bool:
+    """The chart drawn at relabel `seq` is in Slack now; False when `owner` lost the lock meanwhile."""
+    return await _update_where(db, recording_id, Recording.chart_lock_owner == owner, chart_file_id=file_id,
+                               chart_seq=seq)
+
+
+async def unlock_chart(db: Database, recording_id: int, owner: str, *, force: bool = False) -> bool:
+    """Releases the lock only when the chart shows the latest relabel (else the holder draws again and
+    returns False), so a correction made while the lock was held is never left undrawn."""
+    current = () if force else (Recording.chart_seq == Recording.relabel_seq,)
+    return await _update_where(db, recording_id, Recording.chart_lock_owner == owner, *current,
+                               chart_lock_owner=None, chart_lock_until=None)
+
+
 async def complete(db: Database, recording_id: int, owner: str, result: dict, duration: float | None) -> bool:
     """`running` → `succeeded` with the identify output; the worker keeps its lease to post the summary."""
     values = {"status": SUCCEEDED, "result": result, "duration": duration, "progress": 1.0,
@@ -402,6 +458,7 @@ async def set_relabel(db: Database, recording_id: int, speaker: str, user_id: st
             if reason:
                 raise RelabelRefused(reason)
             rec.relabels = {**(rec.relabels or {}), speaker: user_id}
+            rec.relabel_seq += 1
             rec.updated_at = utcnow()
             await audit.record(s, team_id=rec.team_id, actor_id=actor_id or user_id,
                                action=AuditAction.claim if user_id else AuditAction.unclaim,
