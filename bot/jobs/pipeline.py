@@ -28,7 +28,13 @@ from bot.slack.services import NotInstalled, Services
 from bot.summary.blocks import SlackMessage, render_summary
 from bot.summary.chart import timeline_png
 from bot.summary.stats import Summary, summarize
-from bot.summary.status import render_failure, render_progress, transcript_line, transcript_name
+from bot.summary.status import (
+    TRANSCRIPT_INTERRUPTED,
+    render_failure,
+    render_progress,
+    transcript_line,
+    transcript_name,
+)
 from bot.summary.transcript import has_transcript, render_markdown, render_vtt, speaker_names, stored_turns
 from storage.database import UNAVAILABLE_ERRORS
 
@@ -302,20 +308,34 @@ class Pipeline:
         log.info("recording %s: posted", rec.id)
 
     async def transcript(self, client: AsyncWebClient, rec, summary_ts: str):
-        """Recognition on the recording, the words stored in its result, then the `.md` + `.vtt` upload at
-        most once (its start recorded under the lease). Any failure ends as a note in the summary (its ref
-        in the log), never as a failed recording. Returns the recording as stored now."""
-        from storage.recordings import end_transcript, start_transcript
+        """The transcript step; whatever happens, how it ended is stored (a link, an error ref, or that an
+        earlier worker's upload was interrupted) so the summary can say so. Returns the recording as stored."""
+        from storage.recordings import end_transcript
 
-        file_id = url = ref = None
+        file_id = url = None
+        if rec.transcript_started_at is not None:
+            log.info("recording %s: an earlier worker began the transcript upload and stopped; not uploading "
+                     "it twice", rec.id)
+            error = TRANSCRIPT_INTERRUPTED
+        else:
+            file_id, url, error = await self.make_transcript(client, rec, summary_ts)
+        if not await end_transcript(self.db, rec.id, self.owner, file_id=file_id, url=url, error=error):
+            raise LeaseLost()
+        log.info("recording %s: transcript %s", rec.id, "posted" if error is None else f"not posted ({error})")
+        return await self._get(rec.id)
+
+    async def make_transcript(self, client: AsyncWebClient, rec, summary_ts: str) -> tuple[str | None, ...]:
+        """Recognition (unless the words are already stored), then the `.md` + `.vtt` upload at most once (its
+        start recorded under the lease). Returns (file id, link, None), or (None, None, ref) on any failure:
+        a failed transcript never fails the recording; the ref's log line has the details."""
+        from storage.recordings import start_transcript
+
         try:
-            if rec.transcript_started_at is not None:
-                raise RuntimeError("an earlier worker began the transcript upload and stopped; not uploading twice")
             if not has_transcript(rec.result):
                 rec = await self.recognize(client, rec, summary_ts)
             if not await start_transcript(self.db, rec.id, self.owner):
                 raise LeaseLost()
-            file_id, url = await self.upload_transcript(client, rec)
+            return *await self.upload_transcript(client, rec), None
         except (LeaseLost, asyncio.CancelledError):
             raise
         except Exception as exc:
@@ -323,10 +343,7 @@ class Pipeline:
             detail = exc.response.get("error") if isinstance(exc, SlackApiError) else f"{type(exc).__name__}: {exc}"
             log.warning("recording %s: no transcript (%s) [ref %s]", rec.id, detail, ref,
                         exc_info=not isinstance(exc, SlackApiError | EngineError))
-        if not await end_transcript(self.db, rec.id, self.owner, file_id=file_id, url=url, error=ref):
-            raise LeaseLost()
-        log.info("recording %s: transcript %s", rec.id, "posted" if ref is None else f"failed [ref {ref}]")
-        return await self._get(rec.id)
+            return None, None, ref
 
     async def recognize(self, client: AsyncWebClient, rec, summary_ts: str):
         """Downloads the recording again (the identify step's copy is gone once the engine has it, and a
