@@ -165,13 +165,13 @@ async def _update_owned(db: Database, recording_id: int, owner: str, statuses: t
 async def heartbeat(db: Database, recording_id: int, owner: str, lease_seconds: float, *,
                     progress: float | None = None, engine_job_id: str | None = None,
                     engine_deadline_at: datetime | None = None, reply_ts: str | None = None,
-                    chart_file_id: str | None = None) -> bool:
+                    chart_file_id: str | None = None, chart_seq: int | None = None) -> bool:
     """Extends the lease, storing any step's result given; False means `owner` lost it: stop working on it."""
     values: dict[str, Any] = {"lease_expires_at": utcnow() + timedelta(seconds=lease_seconds)}
     if progress is not None:
         values["progress"] = min(1.0, max(0.0, float(progress)))
     steps = {"engine_job_id": engine_job_id, "engine_deadline_at": engine_deadline_at, "reply_ts": reply_ts,
-             "chart_file_id": chart_file_id}
+             "chart_file_id": chart_file_id, "chart_seq": chart_seq}
     values |= {name: value for name, value in steps.items() if value is not None}
     return await _update_owned(db, recording_id, owner, (RUNNING, SUCCEEDED, FAILED), values)
 

@@ -86,3 +86,27 @@ async def test_a_lost_lease_during_recognition_posts_nothing_more(world: World, 
     await first.claim_and_run()
     assert transcript_uploads(world, event) == []
     assert (await get_recording(world.db, rec.id)).state is RecordingStatus.succeeded
+
+
+async def test_a_correction_while_the_chart_is_drawn_is_drawn_too(world: World, monkeypatch):
+    """"This is me" pressed after the summary was shown but before its chart was stored: the chart still
+    ends up showing the claim (the summary already does)."""
+    from storage.recordings import set_relabel
+
+    _, rec = await world.share()
+    proc = Proc(world)
+    real = bot.jobs.pipeline.send_timeline
+
+    async def corrected_meanwhile(*args, **kwargs):
+        file_id = await real(*args, **kwargs)
+        if not world.fake.calls_to("files.delete"):
+            await set_relabel(world.db, rec.id, "SPEAKER_01", "U2")
+        return file_id
+
+    monkeypatch.setattr(bot.jobs.pipeline, "send_timeline", corrected_meanwhile)
+    await proc.claim_and_run()
+    await world.fake.wait_for(lambda: world.fake.calls_to("files.delete"), timeout=30, what="the redraw")
+    await proc.services.drain()
+    now = await get_recording(world.db, rec.id)
+    assert (now.chart_seq, now.relabel_seq) == (1, 1)
+    assert [f.id for f in world.fake.files.values() if f.name == "timeline.png"] == [now.chart_file_id]

@@ -297,8 +297,9 @@ class Pipeline:
             if not await start_chart(self.db, rec.id, self.owner):
                 raise LeaseLost()
             chart_id = await self.upload_chart(client, rec, summary, msg.text)
-            if chart_id:  # stored at once, so a correction during the transcript can redraw it
-                await self._beat(rec, chart_file_id=chart_id)
+            if chart_id:  # stored at once, with the relabels it shows, so a correction can redraw it
+                await self._beat(rec, chart_file_id=chart_id, chart_seq=rec.relabel_seq)
+                await self._follow_corrections(client, rec)
         log.info("recording %s: summary shown", rec.id)
         if transcript_pending(rec, self.transcript_on):
             rec = await self.transcript(client, await self._get(rec.id), posted_ts)
@@ -306,6 +307,13 @@ class Pipeline:
         if not await mark_posted(self.db, rec.id, self.owner, posted_ts):
             raise LeaseLost()
         log.info("recording %s: posted", rec.id)
+
+    async def _follow_corrections(self, client: AsyncWebClient, rec) -> None:
+        """A correction made while the chart was drawn found no chart to redraw: redraw it now."""
+        from bot.jobs.charts import redraw_chart
+
+        if (await self._get(rec.id)).relabel_seq != rec.relabel_seq:
+            self.services.spawn(redraw_chart(self.services, client, rec.id), name=f"chart {rec.id}")
 
     async def transcript(self, client: AsyncWebClient, rec, summary_ts: str):
         """The transcript step; whatever happens, how it ended is stored (a link, an error ref, or that an
