@@ -300,13 +300,13 @@ class Pipeline:
             if chart_id:  # stored at once, with the relabels it shows, so a correction can redraw it
                 await self._beat(rec, chart_file_id=chart_id, chart_seq=rec.relabel_seq)
                 await self._follow_corrections(client, rec)
-        log.info("recording %s: summary shown", rec.id)
+        log.info("recording %s: summary posted", rec.id)
         if transcript_pending(rec, self.transcript_on):
             rec = await self.transcript(client, await self._get(rec.id), posted_ts)
             await self._show(client, rec, summary_message(rec, transcript_on=self.transcript_on))
         if not await mark_posted(self.db, rec.id, self.owner, posted_ts):
             raise LeaseLost()
-        log.info("recording %s: posted", rec.id)
+        log.info("recording %s: job done", rec.id)
 
     async def _follow_corrections(self, client: AsyncWebClient, rec) -> None:
         """A correction made while the chart was drawn found no chart to redraw: redraw it now."""
