@@ -223,7 +223,7 @@ async def one_run(name: str, url: str, *, workers: int, per_team: int, job_secon
     db = Database(url)
     env = {k: v for k, v in os.environ.items() if not k.startswith(("SLACK_", "DATABASE_", "ENGINE", "JOB_"))}
     env |= {"SLACK_BOT_TOKEN": fake.token, "SLACK_API_URL": fake.api_url, "DATABASE_URL": url,
-            "JOB_POLL_SECONDS": "0.5", "JOB_LEASE_SECONDS": str(lease), "LOG_LEVEL": "WARNING",
+            "JOB_POLL_SECONDS": "0.5", "JOB_LEASE_SECONDS": str(lease), "LOG_LEVEL": "WARNING", "TRANSCRIPT": "off",
             "PYTHONPATH": str(Path(__file__).resolve().parents[1]),
             "DATA_ENCRYPTION_KEYS": new_key()}  # PostgreSQL needs a key from the environment
     with tempfile.TemporaryDirectory(prefix="voiceid-chaos-") as logs:

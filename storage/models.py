@@ -24,6 +24,15 @@ Exactly-once bookkeeping: `engine_job_id` + `engine_deadline_at` (a resumed engi
 `reply_ts` (the one threaded bot message, edited in place), `chart_started_at` (set under the lease
 before the chart upload, so a takeover never uploads a second chart) and `notified_at` (the outcome,
 summary or failure, is in Slack).
+
+Transcript (after the summary is shown, still `succeeded` under the same lease): the recognised words are
+stored inside `result` (so retention and uninstall clear them), `transcript_started_at` is set under the
+lease right before the one upload of the `.md`/`.vtt` files (a takeover never uploads a second one), then
+`transcript_file_id`/`transcript_url` or `transcript_error` (a ref for the log) record how it ended.
+
+Chart redraws after a correction: every relabel raises `relabel_seq`; the chart in Slack was drawn at
+`chart_seq`. One redrawer at a time holds `chart_lock_owner` until `chart_lock_until` and redraws until the
+two are equal, so racing corrections end with exactly one chart showing the latest names.
 """
 from __future__ import annotations
 
@@ -208,6 +217,14 @@ class Recording(SQLModel, table=True):
     engine_deadline_at: datetime | None = _when(nullable=True)
     chart_started_at: datetime | None = _when(nullable=True)
     notified_at: datetime | None = _when(nullable=True)
+    transcript_started_at: datetime | None = _when(nullable=True)
+    transcript_file_id: str | None = Field(default=None, max_length=32)
+    transcript_url: str | None = Field(default=None, max_length=500)
+    transcript_error: str | None = Field(default=None, max_length=64)
+    relabel_seq: int = Field(default=0)
+    chart_seq: int = Field(default=0)
+    chart_lock_owner: str | None = Field(default=None, max_length=64)
+    chart_lock_until: datetime | None = _when(nullable=True)
     created_at: datetime = _when(default=True)
     updated_at: datetime = _when(default=True)
     finished_at: datetime | None = _when(nullable=True, index=True)

@@ -128,13 +128,13 @@ async def _update_owned(db: Database, recording_id: int, owner: str, statuses: t
 async def heartbeat(db: Database, recording_id: int, owner: str, lease_seconds: float, *,
                     progress: float | None = None, engine_job_id: str | None = None,
                     engine_deadline_at: datetime | None = None, reply_ts: str | None = None,
-                    chart_file_id: str | None = None) -> bool:
+                    chart_file_id: str | None = None, chart_seq: int | None = None) -> bool:
     """Extends the lease, storing any step's result given; False means `owner` lost it: stop working on it."""
     values: dict[str, Any] = {"lease_expires_at": lease_until(lease_seconds)}
     if progress is not None:
         values["progress"] = min(1.0, max(0.0, float(progress)))
     steps = {"engine_job_id": engine_job_id, "engine_deadline_at": engine_deadline_at, "reply_ts": reply_ts,
-             "chart_file_id": chart_file_id}
+             "chart_file_id": chart_file_id, "chart_seq": chart_seq}
     values |= {name: value for name, value in steps.items() if value is not None}
     return await _update_owned(db, recording_id, owner, (RUNNING, SUCCEEDED, FAILED), values)
 
@@ -155,6 +155,62 @@ async def start_chart(db: Database, recording_id: int, owner: str) -> bool:
             return changed
 
     return await _retry_locked(db, attempt)
+
+
+async def _update_where(db: Database, recording_id: int, *conditions: Any, **values: Any) -> bool:
+    """One conditional UPDATE of a recording; True when it applied."""
+    stmt = (update(Recording).where(Recording.id == recording_id, *conditions)
+            .values(updated_at=utcnow(), **values).returning(Recording.id).execution_options(**_NO_SYNC))
+
+    async def attempt() -> bool:
+        async with db.session() as s:
+            changed = (await s.exec(stmt)).first() is not None
+            await s.commit()
+            return changed
+
+    return await _retry_locked(db, attempt)
+
+
+async def save_transcript(db: Database, recording_id: int, owner: str, result: dict) -> bool:
+    """Stores the result with the recognised words in it (a takeover then skips recognition)."""
+    return await _update_owned(db, recording_id, owner, (SUCCEEDED,), {"result": result})
+
+
+async def start_transcript(db: Database, recording_id: int, owner: str) -> bool:
+    """Marks the transcript upload as begun, under the lease and only once: False means do not upload."""
+    return await _update_where(db, recording_id, Recording.lease_owner == owner, Recording.status == SUCCEEDED,
+                               Recording.transcript_started_at.is_(None), transcript_started_at=utcnow())
+
+
+async def end_transcript(db: Database, recording_id: int, owner: str, *, file_id: str | None = None,
+                         url: str | None = None, error: str | None = None) -> bool:
+    """How the transcript ended: its uploaded file (id, link), or an error ref shown instead of the link."""
+    values = {"transcript_file_id": file_id, "transcript_url": url, "transcript_error": error}
+    return await _update_owned(db, recording_id, owner, (SUCCEEDED,), values)
+
+
+async def lock_chart(db: Database, recording_id: int, owner: str, seconds: float) -> bool:
+    """Takes the recording's chart-redraw lock (free or expired) for `seconds`; False: someone else redraws."""
+    now = utcnow()
+    return await _update_where(
+        db, recording_id, Recording.chart_file_id.is_not(None),
+        or_(Recording.chart_lock_owner.is_(None), Recording.chart_lock_owner == owner,
+            Recording.chart_lock_until < now),
+        chart_lock_owner=owner, chart_lock_until=now + timedelta(seconds=seconds))
+
+
+async def replace_chart(db: Database, recording_id: int, owner: str, file_id: str, seq: int) -> bool:
+    """The chart drawn at relabel `seq` is in Slack now; False when `owner` lost the lock meanwhile."""
+    return await _update_where(db, recording_id, Recording.chart_lock_owner == owner, chart_file_id=file_id,
+                               chart_seq=seq)
+
+
+async def unlock_chart(db: Database, recording_id: int, owner: str, *, force: bool = False) -> bool:
+    """Releases the lock only when the chart shows the latest relabel (else the holder draws again and
+    returns False), so a correction made while the lock was held is never left undrawn."""
+    current = () if force else (Recording.chart_seq == Recording.relabel_seq,)
+    return await _update_where(db, recording_id, Recording.chart_lock_owner == owner, *current,
+                               chart_lock_owner=None, chart_lock_until=None)
 
 
 async def complete(db: Database, recording_id: int, owner: str, result: dict, duration: float | None) -> bool:
@@ -327,6 +383,7 @@ async def set_relabel(db: Database, recording_id: int, speaker: str, user_id: st
             if reason:
                 raise RelabelRefused(reason)
             rec.relabels = {**(rec.relabels or {}), speaker: user_id}
+            rec.relabel_seq += 1
             rec.updated_at = utcnow()
             await audit.record(s, team_id=rec.team_id, actor_id=actor_id or user_id,
                                action=AuditAction.claim if user_id else AuditAction.unclaim,

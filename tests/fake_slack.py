@@ -127,6 +127,7 @@ class FakeSlack:
         """The file as it appears in events and `files.info`."""
         return {"id": f.id, "name": f.name, "title": f.name, "mimetype": f.mimetype, "filetype": f.filetype,
                 "size": len(f.data), "user": f.user, "mode": "hosted",
+                "permalink": f"https://fake.slack.com/files/{f.user}/{f.id}/{quote(f.name, safe='')}",
                 "url_private": f"{self.base}/files/{f.id}/{quote(f.name, safe='')}",
                 "url_private_download": f"{self.base}/files/{f.id}/{quote(f.name, safe='')}"}
 
@@ -311,6 +312,16 @@ class FakeSlack:
             done.append({**self.file_object(f), "title": item.get("title", f.name)})
         return {"ok": True, "files": done}
 
+    def _m_files_delete(self, p: dict) -> dict:
+        """Deletes a file; the bot may delete only what it uploaded itself (the fake's uploads)."""
+        f = self.files.get(p.get("file", ""))
+        if f is None:
+            return {"ok": False, "error": "file_not_found"}
+        if f.id not in self.uploads:
+            return {"ok": False, "error": "cant_delete_file"}
+        del self.files[f.id]
+        return {"ok": True}
+
     def _m_conversations_members(self, p: dict) -> dict:
         return {"ok": True, "members": self.members.get(p.get("channel", ""), []),
                 "response_metadata": {"next_cursor": ""}}
@@ -360,7 +371,7 @@ def bot_settings(fake: FakeSlack, database_url: str, **overrides):
     values = {"slack_bot_token": fake.token, "slack_signing_secret": SIGNING_SECRET, "slack_api_url": fake.api_url,
               "slack_client_id": None, "slack_client_secret": None, "slack_app_token": None,
               "database_url": database_url, "job_poll_seconds": 0.2, "job_lease_seconds": 5,
-              "engine_webhook_secret": None, "job_retry_base_seconds": 0}
+              "engine_webhook_secret": None, "job_retry_base_seconds": 0, "transcript": False}
     return Settings(_env_file=None, **(values | overrides))
 
 

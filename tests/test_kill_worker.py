@@ -40,7 +40,7 @@ def start_worker(fake: FakeSlack, db_url: str, log_path: Path, key: str) -> subp
     env = {k: v for k, v in os.environ.items() if not k.startswith(("SLACK_", "DATABASE_", "ENGINE", "JOB_"))}
     env |= {"SLACK_BOT_TOKEN": fake.token, "SLACK_API_URL": fake.api_url, "DATABASE_URL": db_url, "ENGINE": "local",
             "DATA_ENCRYPTION_KEYS": key,  # PostgreSQL needs a key from the environment
-            "JOB_POLL_SECONDS": "0.5", "PYTHONPATH": str(Path(__file__).resolve().parents[1]),
+            "JOB_POLL_SECONDS": "0.5", "TRANSCRIPT": "off", "PYTHONPATH": str(Path(__file__).resolve().parents[1]),
             "TMPDIR": str(log_path.parent)}  # a killed worker leaves its temporary audio here, not in the shared tmp
     with log_path.open("w") as log:
         return subprocess.Popen([sys.executable, "-m", "bot", "worker"], cwd=log_path.parent, env=env, stdout=log,

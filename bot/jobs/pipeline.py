@@ -31,7 +31,14 @@ from bot.slack.services import NotInstalled, Services
 from bot.summary.blocks import SlackMessage, render_summary
 from bot.summary.chart import timeline_png
 from bot.summary.stats import Summary, summarize
-from bot.summary.status import render_failure, render_progress
+from bot.summary.status import (
+    TRANSCRIPT_INTERRUPTED,
+    render_failure,
+    render_progress,
+    transcript_line,
+    transcript_name,
+)
+from bot.summary.transcript import has_transcript, render_markdown, render_vtt, speaker_names, stored_turns
 from storage.database import UNAVAILABLE_ERRORS
 
 log = logging.getLogger(__name__)
@@ -103,6 +110,22 @@ def summary_of(rec) -> Summary:
     from bot.engines.schema import IdentifyOutput
 
     return summarize(IdentifyOutput.model_validate(rec.result or {}), rec.relabels, rec.duration)
+
+
+def transcript_pending(rec, transcript_on: bool) -> bool:
+    """The transcript is still to come: wanted, and neither posted nor given up, before the job ends."""
+    from storage.models import RecordingStatus
+
+    return (transcript_on and rec.state is RecordingStatus.succeeded and rec.transcript_file_id is None
+            and rec.transcript_error is None)
+
+
+def summary_message(rec, *, transcript_on: bool, progress: float | None = None) -> SlackMessage:
+    """The summary from the stored result and relabels, with its "Transcript" line (link, note or progress)."""
+    line = None
+    if rec.transcript_url or rec.transcript_error or transcript_pending(rec, transcript_on):
+        line = transcript_line(rec.file_name, url=rec.transcript_url, error=rec.transcript_error, progress=progress)
+    return render_summary(summary_of(rec), file_name=rec.file_name, recording_id=rec.id, transcript=line)
 
 
 class Pipeline:
@@ -269,22 +292,133 @@ class Pipeline:
             self._wakeups.pop(job.job_id, None)
         return job
 
+    @property
+    def transcript_on(self) -> bool:
+        return self.services.settings.transcript
+
     async def post(self, client: AsyncWebClient, rec) -> None:
-        """The summary replaces the progress reply (idempotent), then the chart goes into the thread at most
-        once: its start is recorded under the lease first, so a worker taking over never uploads another."""
+        """The summary replaces the progress reply (idempotent) and never waits for recognition; then the
+        chart and the transcript go into the thread at most once each: each upload's start is recorded under
+        the lease first, so a worker taking over never uploads another."""
         from storage.recordings import mark_posted, start_chart
 
         summary = summary_of(rec)
-        msg = render_summary(summary, file_name=rec.file_name, recording_id=rec.id)
+        msg = summary_message(rec, transcript_on=self.transcript_on)
         posted_ts = await self._show(client, rec, msg)
-        chart_id = None
         if rec.chart_started_at is None:
             if not await start_chart(self.db, rec.id, self.owner):
                 raise LeaseLost()
             chart_id = await self.upload_chart(client, rec, summary, msg.text)
-        if not await mark_posted(self.db, rec.id, self.owner, posted_ts, chart_file_id=chart_id):
-            raise LeaseLost()
+            if chart_id:  # stored at once, with the relabels it shows, so a correction can redraw it
+                await self._beat(rec, chart_file_id=chart_id, chart_seq=rec.relabel_seq)
+                await self._follow_corrections(client, rec)
         log.info("recording %s: summary posted", rec.id)
+        if transcript_pending(rec, self.transcript_on):
+            rec = await self.transcript(client, await self._get(rec.id), posted_ts)
+            await self._show(client, rec, summary_message(rec, transcript_on=self.transcript_on))
+        if not await mark_posted(self.db, rec.id, self.owner, posted_ts):
+            raise LeaseLost()
+        log.info("recording %s: job done", rec.id)
+
+    async def _follow_corrections(self, client: AsyncWebClient, rec) -> None:
+        """A correction made while the chart was drawn found no chart to redraw: redraw it now."""
+        from bot.jobs.charts import redraw_chart
+
+        if (await self._get(rec.id)).relabel_seq != rec.relabel_seq:
+            self.services.spawn(redraw_chart(self.services, client, rec.id), name=f"chart {rec.id}")
+
+    async def transcript(self, client: AsyncWebClient, rec, summary_ts: str):
+        """The transcript step; whatever happens, how it ended is stored (a link, an error ref, or that an
+        earlier worker's upload was interrupted) so the summary can say so. Returns the recording as stored."""
+        from storage.recordings import end_transcript
+
+        file_id = url = None
+        if rec.transcript_started_at is not None:
+            log.info("recording %s: an earlier worker began the transcript upload and stopped; not uploading "
+                     "it twice", rec.id)
+            error = TRANSCRIPT_INTERRUPTED
+        else:
+            file_id, url, error = await self.make_transcript(client, rec, summary_ts)
+        if not await end_transcript(self.db, rec.id, self.owner, file_id=file_id, url=url, error=error):
+            raise LeaseLost()
+        log.info("recording %s: transcript %s", rec.id, "posted" if error is None else f"not posted ({error})")
+        return await self._get(rec.id)
+
+    async def make_transcript(self, client: AsyncWebClient, rec, summary_ts: str) -> tuple[str | None, ...]:
+        """Recognition (unless the words are already stored), then the `.md` + `.vtt` upload at most once (its
+        start recorded under the lease). Returns (file id, link, None), or (None, None, ref) on any failure:
+        a failed transcript never fails the recording; the ref's log line has the details."""
+        from storage.recordings import start_transcript
+
+        try:
+            if not has_transcript(rec.result):
+                rec = await self.recognize(client, rec, summary_ts)
+            if not await start_transcript(self.db, rec.id, self.owner):
+                raise LeaseLost()
+            return *await self.upload_transcript(client, rec), None
+        except (LeaseLost, asyncio.CancelledError):
+            raise
+        except Exception as exc:
+            ref = new_ref()
+            detail = exc.response.get("error") if isinstance(exc, SlackApiError) else f"{type(exc).__name__}: {exc}"
+            log.warning("recording %s: no transcript (%s) [ref %s]", rec.id, detail, ref,
+                        exc_info=not isinstance(exc, SlackApiError | EngineError))
+            return None, None, ref
+
+    async def recognize(self, client: AsyncWebClient, rec, summary_ts: str):
+        """Downloads the recording again (the identify step's copy is gone once the engine has it, and a
+        resumed or taken-over job never had one), recognises it in the recognizer's process while the
+        summary shows progress, deletes the copy, and stores the attributed words in the result."""
+        from bot.speech.attribution import transcript_result
+        from storage.recordings import save_transcript
+
+        info = (await client.files_info(file=rec.file_id))["file"]
+        progress = [0.0]
+        with self.services.temp_dir("voiceid-asr-") as tmp:
+            path = await download(info, client.token, Path(tmp), max_bytes=self.services.max_file_bytes)
+            await self._beat(rec)
+            shown = asyncio.get_running_loop().create_task(self._transcript_progress(client, rec.id, summary_ts,
+                                                                                     progress))
+            try:
+                words = (await self.services.recognizer().transcribe(
+                    path, lambda fraction: progress.__setitem__(0, fraction))).words
+            finally:
+                shown.cancel()
+        if not await save_transcript(self.db, rec.id, self.owner, transcript_result(rec.result, words)):
+            raise LeaseLost()
+        return await self._get(rec.id)
+
+    async def _transcript_progress(self, client: AsyncWebClient, rec_id: int, ts: str, progress: list[float]):
+        """Shows recognition progress in the summary's Transcript line, one edit every few seconds at most."""
+        shown = None
+        while True:
+            await asyncio.sleep(PROGRESS_EVERY_SECONDS)
+            bar = round(progress[0] * 12)
+            if bar == shown:
+                continue
+            shown = bar
+            rec = await self._get(rec_id)  # fresh relabels: a correction meanwhile must not be undone
+            msg = summary_message(rec, transcript_on=True, progress=progress[0])
+            try:
+                await client.chat_update(channel=rec.channel_id, ts=ts, text=msg.text, blocks=msg.blocks)
+            except SlackApiError as exc:
+                log.info("recording %s: transcript progress skipped: %s", rec_id, exc.response.get("error"))
+
+    async def upload_transcript(self, client: AsyncWebClient, rec) -> tuple[str | None, str | None]:
+        """Both files in one upload (one Slack call that is not idempotent); returns the `.md` file's id and link."""
+        summary = summary_of(rec)
+        names = speaker_names(summary, await display_names(client, people(summary)))
+        turns = stored_turns(rec.result)
+        title = f"Transcript of {rec.file_name}"
+        await self._beat(rec)
+        up = await client.files_upload_v2(
+            channel=rec.channel_id, thread_ts=rec.thread_ts or rec.message_ts, file_uploads=[
+                {"content": render_markdown(rec.file_name, turns, names),
+                 "filename": transcript_name(rec.file_name, "md"), "title": title},
+                {"content": render_vtt(turns, names), "filename": transcript_name(rec.file_name, "vtt"),
+                 "title": title + " (captions)"}])
+        first = (up.get("files") or [{}])[0]
+        return first.get("id"), first.get("permalink")
 
     async def notify(self, client: AsyncWebClient | None, rec, ref: str | None = None) -> None:
         """Shows a failed recording's failure in its thread (editing the progress reply), then lets it go.
@@ -310,13 +444,9 @@ class Pipeline:
     async def upload_chart(self, client: AsyncWebClient, rec, summary: Summary, alt: str) -> str | None:
         """Draw, then renew the lease right before the one step that is not idempotent (the upload)."""
         try:
-            names = await display_names(client, [s.user_id for s in summary.speakers if s.user_id])
-            png = await self.services.run_cpu(draw_chart, summary, names, rec.file_name)
+            png = await timeline(self.services, client, rec, summary)
             await self._beat(rec)
-            up = await client.files_upload_v2(
-                channel=rec.channel_id, thread_ts=rec.thread_ts or rec.message_ts, content=png,
-                filename="timeline.png", title=f"Who spoke when in {rec.file_name}", alt_txt=alt[:1000])
-            return (up.get("files") or [{}])[0].get("id") or (up.get("file") or {}).get("id")
+            return await send_timeline(client, rec, png, alt)
         except LeaseLost:
             raise
         except SlackApiError as exc:
@@ -384,6 +514,25 @@ class Pipeline:
 def draw_chart(summary: Summary, names: dict[str, str], title: str) -> bytes:
     """Top-level so the process pool can pickle it."""
     return timeline_png(summary, names, title=title)
+
+
+def people(summary: Summary) -> list[str]:
+    """Everyone a summary names or shows as a claimant."""
+    return [uid for s in summary.speakers for uid in (s.user_id, s.claimed_by) if uid]
+
+
+async def timeline(services: Services, client: AsyncWebClient, rec, summary: Summary) -> bytes:
+    """The chart PNG with today's names, drawn in the process pool (never on the event loop)."""
+    names = await display_names(client, people(summary))
+    return await services.run_cpu(draw_chart, summary, names, rec.file_name)
+
+
+async def send_timeline(client: AsyncWebClient, rec, png: bytes, alt: str) -> str | None:
+    """Uploads the chart into the recording's thread; returns its file id."""
+    up = await client.files_upload_v2(
+        channel=rec.channel_id, thread_ts=rec.thread_ts or rec.message_ts, content=png,
+        filename="timeline.png", title=f"Who spoke when in {rec.file_name}", alt_txt=alt[:1000])
+    return (up.get("files") or [{}])[0].get("id") or (up.get("file") or {}).get("id")
 
 
 async def display_names(client: AsyncWebClient, user_ids: list[str]) -> dict[str, str]:

@@ -12,9 +12,10 @@ from typing import Any
 from slack_bolt.async_app import AsyncApp
 from slack_sdk.web.async_client import AsyncWebClient
 
-from bot.jobs.pipeline import summary_of
+from bot.jobs.charts import redraw_chart
+from bot.jobs.pipeline import summary_message, summary_of
 from bot.slack.services import Services
-from bot.summary.blocks import NOT_ME, THIS_IS_ME, UNDO_CLAIM, parse_button_value, render_summary
+from bot.summary.blocks import NOT_ME, THIS_IS_ME, UNDO_CLAIM, parse_button_value
 from bot.text import mention
 
 CLAIMED = ("Thanks: this speaker is now shown to everyone as *claimed by you*; you or the person who shared the "
@@ -22,9 +23,9 @@ CLAIMED = ("Thanks: this speaker is now shown to everyone as *claimed by you*; y
            "recordings, type `/enroll` with a short clip of your own voice.")
 
 
-async def refresh_summary(client: AsyncWebClient, rec) -> None:
+async def refresh_summary(client: AsyncWebClient, rec, *, transcript_on: bool = True) -> None:
     """Re-render the posted summary from the stored result and relabels, in place."""
-    msg = render_summary(summary_of(rec), file_name=rec.file_name, recording_id=rec.id)
+    msg = summary_message(rec, transcript_on=transcript_on)
     ts = rec.posted_ts or rec.reply_ts
     if ts:
         await client.chat_update(channel=rec.channel_id, ts=ts, text=msg.text, blocks=msg.blocks)
@@ -98,8 +99,9 @@ def register(app: AsyncApp, services: Services) -> None:
         except RelabelRefused as exc:
             await private(client, body, exc.reason)
             return
-        await refresh_summary(client, rec)
+        await refresh_summary(client, rec, transcript_on=services.settings.transcript)
         await private(client, body, done)
+        services.spawn(redraw_chart(services, client, rec.id), name=f"chart {rec.id}")
 
     @app.action(NOT_ME)
     async def on_not_me(ack, body: dict, client: AsyncWebClient) -> None:

@@ -35,6 +35,7 @@ class Services:
     tasks: set[asyncio.Task] = field(default_factory=set)
     wake: Any = None  # set by the job runner: a callable that makes it look for work now
     enrollments: Any = None  # set by the job runner: runs enrollment jobs in this process (`owner`, `start`)
+    speech: Any = None  # the recognizer (`TranscriptionWorker`), made on first use; tests put a stub here
     _cpu: ProcessPoolExecutor | None = None
 
     @property
@@ -100,6 +101,21 @@ class Services:
                 if not tries_left:
                     raise
         raise AssertionError("unreachable")
+
+    def recognizer(self):
+        """The speech recognizer in its own worker process (the model loads once, on the first recording)."""
+        if self.speech is None:
+            from bot.speech.transcription import TranscriptionWorker
+
+            s = self.settings
+            self.speech = TranscriptionWorker(s.transcript_model.value, s.var_dir, s.transcript_language,
+                                              max_duration_s=s.max_recording_hours * 3600)
+        return self.speech
+
+    async def close_speech(self) -> None:
+        if self.speech is not None:
+            speech, self.speech = self.speech, None
+            await speech.close()
 
     def temp_dir(self, prefix: str):
         """A temporary directory for audio under VAR_DIR (see `bot.scratch`), deleted when the `with` ends."""

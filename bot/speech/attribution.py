@@ -151,3 +151,12 @@ def identified_labels(output) -> dict[str, str]:
         if s.match:
             labels.setdefault(s.diarization_speaker, s.match)
     return labels
+
+
+def transcript_result(result: dict, words: Iterable[Word]) -> dict:
+    """The identify output `result` with the recognised words attributed to its diarization speakers added
+    (`turnLevelTranscription`, `wordLevelTranscription`, speakers as diarization labels)."""
+    from bot.engines.schema import IdentifyOutput
+
+    turns = group_turns(attribute(words, exclusive_of(IdentifyOutput.model_validate(result))))
+    return {**result, **transcription_wire(turns)}

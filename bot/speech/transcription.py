@@ -169,6 +169,19 @@ class TranscriptionWorker:
             raise RuntimeError("The speech recognizer's worker stopped unexpectedly.") from None
 
     async def close(self) -> None:
+        """Stops at once, a recognition in progress included (its recording is released and recognised again
+        by the next worker): a stopping worker must not wait minutes for a long meeting."""
         if self._pool is not None:
             pool, self._pool = self._pool, None
-            await asyncio.get_running_loop().run_in_executor(None, lambda: pool.shutdown(cancel_futures=True))
+            await asyncio.get_running_loop().run_in_executor(None, stop_pool, pool)
+
+
+def stop_pool(pool: ProcessPoolExecutor) -> None:
+    """Shuts `pool` down without waiting for running work: its processes are terminated (3.11 has no public
+    way; `_processes` is the executor's own table of them), then reaped."""
+    processes = list((getattr(pool, "_processes", None) or {}).values())
+    pool.shutdown(wait=False, cancel_futures=True)
+    for process in processes:
+        process.terminate()
+    for process in processes:
+        process.join(10)

@@ -110,8 +110,10 @@ def fallback_text(summary: Summary, file_name: str) -> str:
     return clip(f"{head}: {', '.join(parts)}" if parts else f"{head}: no speech found", MAX_TEXT)
 
 
-def render_summary(summary: Summary, *, file_name: str, recording_id: int) -> SlackMessage:
-    """The summary message: header, one section (with a button) per speaker, overview, footer.
+def render_summary(summary: Summary, *, file_name: str, recording_id: int,
+                   transcript: str | None = None) -> SlackMessage:
+    """The summary message: header, one section (with a button) per speaker, overview, the `transcript`
+    line (mrkdwn, see `bot.summary.status.transcript_line`) when given, footer.
 
     The file name goes raw into the plain_text header (Slack shows it as is) and escaped into the fallback text.
     """
@@ -136,7 +138,10 @@ def render_summary(summary: Summary, *, file_name: str, recording_id: int) -> Sl
         extra += chunks([speaker_line(s).replace("\n", " — ") for s in rest])
     if summary.duration >= OVERVIEW_MIN_SECONDS and summary.segments:
         extra += chunks(["*Who spoke when*"] + overview_lines(summary))
-    room = MAX_BLOCKS - len(blocks) - 1
+    tail = [footer]
+    if transcript:
+        tail.insert(0, {"type": "context", "elements": [{"type": "mrkdwn", "text": clip(transcript, MAX_SECTION)}]})
+    room = MAX_BLOCKS - len(blocks) - len(tail)
     blocks += [{"type": "section", "text": {"type": "mrkdwn", "text": t}} for t in extra[:room]]
-    blocks.append(footer)
+    blocks += tail
     return SlackMessage(text=fallback_text(summary, file_name), blocks=blocks)

@@ -44,3 +44,27 @@ def render_failure(file_name: str, code: str, message: str, *, ref: str) -> Slac
         {"type": "section", "text": {"type": "mrkdwn", "text": clip(f":warning: {text}", 3000)}},
         {"type": "context", "elements": [{"type": "mrkdwn", "text": clip(advice, 3000)}]},
     ])
+
+
+TRANSCRIPT_INTERRUPTED = "interrupted"  # `transcript_error` when a takeover found the upload begun
+
+
+def transcript_name(file_name: str, suffix: str) -> str:
+    """`<recording>-transcript.md` (and `.vtt`): the recording's name without its extension."""
+    stem = file_name.rsplit(".", 1)[0] if "." in file_name.lstrip(".") else file_name
+    return f"{stem or 'recording'}-transcript.{suffix}"
+
+
+def transcript_line(file_name: str, *, url: str | None = None, error: str | None = None,
+                    progress: float | None = None) -> str:
+    """The summary's short "Transcript" line: a link to the file, a note when it failed, or its progress."""
+    if url:
+        label = escape(transcript_name(file_name, "md")).replace("|", "¦")
+        return f"*Transcript:* <{url}|{label}> (the `.vtt` beside it is for players)"
+    if error == TRANSCRIPT_INTERRUPTED:
+        return ("*Transcript:* its upload was interrupted, and it is never sent twice: if no transcript file is "
+                "in this thread, it could not be made this time.")
+    if error:
+        return f"*Transcript:* could not be made this time (ref {escape(error)}); the summary above is complete."
+    bar = f" `{progress_bar(progress)}`" if progress is not None else ""
+    return f"*Transcript:* transcribing…{bar}"

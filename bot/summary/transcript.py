@@ -9,7 +9,7 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 
-from bot.speech.attribution import SpokenWord, TranscriptTurn
+from bot.speech.attribution import SpokenWord, TranscriptTurn, group_turns
 from bot.summary.stats import Summary
 
 _CONTROL = re.compile(r"[\x00-\x1f\x7f\u2028\u2029]+")
@@ -95,3 +95,15 @@ def render_vtt(turns: Sequence[TranscriptTurn], names: dict[str, str]) -> str:
             end = max(piece[-1].end, piece[0].start + 0.001)
             blocks.append(f"{vtt_time(piece[0].start)} --> {vtt_time(end)}\n<v {voice}>{text}")
     return "\n\n".join(blocks) + "\n"
+
+
+def has_transcript(result: dict | None) -> bool:
+    """The recognised words are stored in the result (`wordLevelTranscription`, an empty list included)."""
+    return bool(result) and result.get("wordLevelTranscription") is not None
+
+
+def stored_turns(result: dict) -> list[TranscriptTurn]:
+    """The transcript's turns from the words stored in the result (speakers as diarization labels)."""
+    words = [SpokenWord(float(w["start"]), float(w["end"]), str(w.get("text", "")), w.get("speaker"))
+             for w in result.get("wordLevelTranscription") or []]
+    return group_turns(words)

@@ -1,0 +1,75 @@
+"""The chart follows corrections: after "This is me", "Undo claim" or "Not me" the timeline is drawn again
+with the new names (in the process pool), uploaded into the thread, and the old chart file deleted.
+
+Racing corrections (in any process) are serialised per recording by a lock row in the database: the holder
+redraws until the chart in Slack shows the latest relabel (`chart_seq == relabel_seq`), and releases the lock
+only in the same statement that checks it, so a correction that found the lock taken is still drawn, and
+the thread ends with exactly one chart.
+"""
+from __future__ import annotations
+
+import logging
+import uuid
+
+from slack_sdk.errors import SlackApiError
+from slack_sdk.web.async_client import AsyncWebClient
+
+from bot.jobs.pipeline import send_timeline, summary_of, timeline
+from bot.slack.services import Services
+from bot.summary.blocks import fallback_text
+
+log = logging.getLogger(__name__)
+
+CHART_LOCK_SECONDS = 120
+
+
+async def delete_file(client: AsyncWebClient, file_id: str | None) -> None:
+    """Deletes a file the bot uploaded; one that is already gone is fine."""
+    if not file_id:
+        return
+    try:
+        await client.files_delete(file=file_id)
+    except SlackApiError as exc:
+        log.warning("could not delete chart %s: %s", file_id, exc.response.get("error"))
+
+
+async def redraw_chart(services: Services, client: AsyncWebClient, rec_id: int) -> None:
+    """Brings the recording's chart in line with its relabels, unless another redrawer holds the lock (it
+    then draws this correction too). A recording whose chart was never posted has nothing to redraw."""
+    from storage.recordings import get_recording, lock_chart, unlock_chart
+
+    me = uuid.uuid4().hex
+    if not await lock_chart(services.db, rec_id, me, CHART_LOCK_SECONDS):
+        return
+    released = False
+    try:
+        while not released:
+            rec = await get_recording(services.db, rec_id)
+            if rec is None or rec.chart_lock_owner != me or rec.result is None:
+                return
+            if rec.chart_seq != rec.relabel_seq and not await replace(services, client, rec, me):
+                return
+            released = await unlock_chart(services.db, rec_id, me)
+            if not released and not await lock_chart(services.db, rec_id, me, CHART_LOCK_SECONDS):
+                return  # lost the lock (it expired): its new holder finishes the job
+    finally:
+        if not released:
+            await unlock_chart(services.db, rec_id, me, force=True)
+
+
+async def replace(services: Services, client: AsyncWebClient, rec, me: str) -> bool:
+    """One redraw: the new chart is uploaded and recorded before the old one is deleted, so the thread
+    never lacks a chart. False when the lock was lost meanwhile (the new upload is then removed again)."""
+    from storage.recordings import replace_chart
+
+    summary = summary_of(rec)
+    new_id = await send_timeline(client, rec, await timeline(services, client, rec, summary),
+                                 fallback_text(summary, rec.file_name))
+    if not new_id:
+        raise RuntimeError("Slack returned no file id for the redrawn chart")
+    if not await replace_chart(services.db, rec.id, me, new_id, rec.relabel_seq):
+        await delete_file(client, new_id)
+        return False
+    await delete_file(client, rec.chart_file_id)
+    log.info("recording %s: chart redrawn after a correction", rec.id)
+    return True

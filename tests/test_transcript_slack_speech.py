@@ -1,0 +1,51 @@
+"""Real speech end to end: a 26 s recording of two enrolled readers taking turns, shared through the real
+endpoint, diarized and identified by the embedded engine, recognised by the real Whisper worker process; the
+transcript file in its thread gives each turn to the right person."""
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+
+from storage.models import utcnow
+from storage.voiceprints import upsert_voiceprint
+from tests.fake_slack import BOT_USER_ID, TEAM_ID
+from tests.slack_e2e_support import DATA, concat, slack_world, utterance, wait_status, wav_bytes
+
+pytestmark = [pytest.mark.speech,
+              pytest.mark.skipif(not DATA.is_dir(), reason=f"real speech not found at {DATA} (see its README)")]
+
+CHANNEL = "C0001"
+READERS = {"U1688": ("1688", "Ann"), "U1998": ("1998", "Bob")}
+TURNS = [("1688", 3), ("1998", 3), ("1688", 4), ("1998", 6)]  # 23 s of speech, 0.8 s pauses
+TURN_LINE = re.compile(r"^\*\*(\d+:\d\d:\d\d) (.+?):\*\* (.+)$", re.MULTILINE)
+
+
+async def test_a_recording_gets_a_transcript_whose_turns_carry_the_right_names(local_engine, tmp_path: Path):
+    from bot.slack.voiceprints import voiceprint_from_path
+
+    async with slack_world(local_engine, tmp_path, transcript=True, transcript_language="en") as (fake, db, bot):
+        fake.members[CHANNEL] = [*READERS, BOT_USER_ID]
+        for user, (reader, name) in READERS.items():
+            fake.users[user] = name
+            clip = tmp_path / f"{user}.wav"
+            clip.write_bytes(wav_bytes(utterance(reader, 0)))  # never one of the recording's utterances
+            vp = await voiceprint_from_path(bot.services, clip)
+            await upsert_voiceprint(db, team_id=TEAM_ID, user_id=user, engine="local", model_id=vp.model_id,
+                                    voiceprint=vp.voiceprint, consent_at=utcnow(), clip_duration=vp.clip_duration)
+        audio = concat(TURNS, pause=0.8)
+        assert len(audio) / 16000 <= 30
+        f = fake.add_file("sync.wav", "audio/wav", wav_bytes(audio))
+        event = bot.share_event(f)
+        assert (await bot.event(event)).status == 200
+        rec = await wait_status(fake, db, f.id, {"posted", "failed"}, timeout=600)
+        assert rec.state.value == "posted", rec.error_message
+        assert rec.transcript_error is None and rec.transcript_file_id
+
+        md = fake.files[rec.transcript_file_id].data.decode()
+        turns = TURN_LINE.findall(md)
+        assert [name for _, name, _ in turns] == ["Ann", "Bob", "Ann", "Bob"], md
+        assert all(len(text.split()) >= 5 for _, _, text in turns), md
+        [reply] = fake.thread(CHANNEL, event["ts"])
+        assert "sync-transcript.md" in str(reply.blocks)
