@@ -132,6 +132,12 @@ def decode(path: Path, max_duration: float | None = None, *, noun: str = "record
     return Audio(np.clip(samples, -1.0, 1.0))
 
 
+def check_not_silent(peak: float) -> None:
+    """Digital silence (peak under SILENT_PEAK) is refused with a typed error."""
+    if peak < SILENT_PEAK:
+        raise MediaError("The recording is silent: no sound at all was found in it.", code="silent")
+
+
 def normalise_level(samples: np.ndarray) -> np.ndarray:
     """Scale so the loud end of the signal sits at TARGET_LEVEL (gain ≤ MAX_GAIN); silence is refused.
 
@@ -139,8 +145,7 @@ def normalise_level(samples: np.ndarray) -> np.ndarray:
     without this.
     """
     peak = float(np.max(np.abs(samples))) if samples.size else 0.0
-    if peak < SILENT_PEAK:
-        raise MediaError("The recording is silent: no sound at all was found in it.", code="silent")
+    check_not_silent(peak)
     loud = float(np.percentile(np.abs(samples[:: max(1, len(samples) // 2_000_000)]), 99.5))
     gain = min(MAX_GAIN, TARGET_LEVEL / max(loud, 1e-9))
     out = samples * np.float32(gain)

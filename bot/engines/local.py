@@ -48,13 +48,13 @@ _models = None
 _progress_queue = None
 
 
-def _init_worker(progress_queue, threads: int) -> None:
+def _init_worker(progress_queue, threads: int, diarization: str = "v2") -> None:
     """Pool initializer: load the models once for the life of the worker."""
     global _models, _progress_queue
     from bot.engines.diarize import SpeakerModels
 
     _progress_queue = progress_queue
-    _models = SpeakerModels(threads=threads)
+    _models = SpeakerModels(threads=threads, diarization=diarization)
 
 
 def _ping() -> int:
@@ -104,8 +104,10 @@ class LocalEngine(Engine):
 
     name = "local"
 
-    def __init__(self, workers: int = 1, max_duration_s: float = 4 * 3600, *, threads: int | None = None):
+    def __init__(self, workers: int = 1, max_duration_s: float = 4 * 3600, *, threads: int | None = None,
+                 diarization: str = "v2"):
         self.workers = workers
+        self.diarization = diarization
         self.max_duration_s = max_duration_s
         self.threads = threads or max(1, (os.cpu_count() or 1) // workers)
         self._jobs: dict[str, Job] = {}
@@ -130,7 +132,7 @@ class LocalEngine(Engine):
         if self._pool is None:
             self._queue = self._ctx.Queue()
             self._pool = ProcessPoolExecutor(self.workers, mp_context=self._ctx, initializer=_init_worker,
-                                             initargs=(self._queue, self.threads))
+                                             initargs=(self._queue, self.threads, self.diarization))
             self._drain = threading.Thread(target=self._drain_progress, args=(self._queue,), daemon=True,
                                            name="engine-progress")
             self._drain.start()

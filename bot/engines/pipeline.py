@@ -10,7 +10,7 @@ from collections.abc import Callable
 import numpy as np
 
 from bot.engines import matching, voiceprint
-from bot.engines.audio import Audio, normalise_level
+from bot.engines.audio import Audio, check_not_silent, normalise_level
 from bot.engines.base import MediaError
 from bot.engines.diarize import Diarization, SpeakerModels, l2
 from bot.engines.schema import (
@@ -22,6 +22,7 @@ from bot.engines.schema import (
     VoiceprintInput,
     VoiceprintOutput,
 )
+from bot.speech.pipeline import DiarizationResult
 
 MAX_CLIP = 30.0  # seconds, as pyannoteAI
 # Below ~3 s of speech a CAM++ voiceprint wanders: on the Libri readers, same-person similarity between
@@ -98,6 +99,7 @@ def identify(models: SpeakerModels, audio: Audio, voiceprints: list[VoiceprintIn
     report(1.0)
     return IdentifyOutput(
         diarization=[DiarizationSegment(speaker=s, start=a, end=b) for s, a, b in diar.segments],
+        exclusive_diarization=[DiarizationSegment(speaker=s, start=a, end=b) for s, a, b in diar.exclusive],
         identification=[IdentificationSegment(speaker=names[s] or s, start=a, end=b, diarization_speaker=s,
                                               match=names[s]) for s, a, b in diar.segments],
         voiceprints=[SpeakerMatch(speaker=s, match=names[s],
@@ -108,11 +110,23 @@ def identify(models: SpeakerModels, audio: Audio, voiceprints: list[VoiceprintIn
     )
 
 
+def diarize(models: SpeakerModels, audio: Audio, num: int | None = None, min_n: int | None = None,
+            max_n: int | None = None, progress: Progress | None = None) -> Diarization | DiarizationResult:
+    """Who spoke when, by the models' pipeline: v2 (segmentation, overlap-aware) or v1 (VAD windows).
+
+    v2 needs no level normalisation (its segmentation normalises each window, its fbank is mean-normalised)."""
+    if models.v2 is None:
+        return models.diarize(normalise_level(audio.samples), num, min_n, max_n, progress=progress)
+    diar = models.v2(audio.samples, num, min_n, max_n, progress=progress)
+    check_not_silent(diar.peak)
+    return diar
+
+
 def diarize_and_compare(models: SpeakerModels, audio: Audio, vectors: np.ndarray, num: int | None = None,
                         min_n: int | None = None, max_n: int | None = None, progress: Progress | None = None
-                        ) -> tuple[Diarization, np.ndarray]:
+                        ) -> tuple[Diarization | DiarizationResult, np.ndarray]:
     """Diarization and the cosine similarity of each speaker (rows, in `diar.speakers` order) to each vector."""
-    diar = models.diarize(normalise_level(audio.samples), num, min_n, max_n, progress=progress)
+    diar = diarize(models, audio, num, min_n, max_n, progress)
     if not diar.segments:
         raise MediaError("No speech was found in the recording.", code="silent")
     centroids = np.stack([diar.centroids[s] for s in diar.speakers])

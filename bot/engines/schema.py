@@ -121,6 +121,8 @@ class VoiceprintOutput(_Wire):
 
 class IdentifyOutput(_Wire):
     diarization: list[DiarizationSegment] = Field(default_factory=list)
+    # One speaker at a time (for aligning a transcript), as pyannoteAI's `exclusive` option returns it.
+    exclusive_diarization: list[DiarizationSegment] | None = Field(default=None, alias="exclusiveDiarization")
     identification: list[IdentificationSegment] = Field(default_factory=list)
     voiceprints: list[SpeakerMatch] = Field(default_factory=list)
     warning: str | None = None
