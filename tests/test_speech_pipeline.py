@@ -1,6 +1,8 @@
 """The pure pieces of the v2 diarization pipeline (bot.speech) on synthetic arrays: no models, no audio files."""
 from __future__ import annotations
 
+import itertools
+
 import numpy as np
 import pytest
 
@@ -103,13 +105,13 @@ def test_reconstruction_keeps_overlap_and_exclusive_keeps_one():
     binary = reconstruction.top_speakers(agg.activity, count)
     turns = reconstruction.to_segments(binary, duration)
     assert [k for k, _, _ in turns] == [1, 0]
-    (_, s1, e1), (_, s0, e0) = turns
+    (_, _s1, e1), (_, s0, _e0) = turns
     assert s0 < e1  # overlapping turns
     assert abs(e1 - FRAMES // 2 * FRAME_STEP) < 0.05 and abs(s0 - FRAMES // 3 * FRAME_STEP) < 0.05
     exclusive = reconstruction.top_speakers(agg.activity, np.minimum(count, 1))
     assert exclusive.sum(1).max() == 1
     only = reconstruction.to_segments(exclusive, duration)
-    assert all(a[2] <= b[1] for a, b in zip(only, only[1:]))
+    assert all(a[2] <= b[1] for a, b in itertools.pairwise(only))
 
 
 def test_to_segments_fills_short_gaps_and_drops_short_turns():

@@ -45,6 +45,7 @@ class Diarization:
     segments: list[tuple[str, float, float]] = field(default_factory=list)
     centroids: dict[str, np.ndarray] = field(default_factory=dict)
     speech: float = 0.0  # seconds of detected speech
+    duration: float = 0.0  # seconds of audio
 
     @property
     def speakers(self) -> list[str]:
@@ -268,12 +269,13 @@ class SpeakerModels:
         report(0.25)
         wins = windows(regions)
         speech = float(sum(e - s for s, e in regions))
+        duration = len(samples) / SAMPLE_RATE
         if not wins:
-            return Diarization(speech=speech)
+            return Diarization(speech=speech, duration=duration)
         emb = self.embed(samples, wins, lambda f: report(0.25 + 0.65 * f))
         labels = cluster(emb, num, min_n, max_n)
         report(0.95)
-        return build_diarization(wins, emb, labels, speech)
+        return build_diarization(wins, emb, labels, speech, duration)
 
     def clip_windows(self, samples: np.ndarray) -> tuple[np.ndarray, float]:
         """For a short clip: the embeddings of its speech windows, and its seconds of speech."""
@@ -283,7 +285,7 @@ class SpeakerModels:
 
 
 def build_diarization(wins: list[tuple[float, float]], emb: np.ndarray, labels: np.ndarray,
-                      speech: float) -> Diarization:
+                      speech: float, duration: float = 0.0) -> Diarization:
     """Name clusters SPEAKER_00.. by speaking time (most first), as pyannote does."""
     turns = segments_from_windows(wins, labels)
     talk: dict[int, float] = {}
@@ -296,4 +298,5 @@ def build_diarization(wins: list[tuple[float, float]], emb: np.ndarray, labels: 
         segments=sorted(((names[lab], round(s, 3), round(e, 3)) for lab, s, e in turns), key=lambda t: t[1]),
         centroids={names[lab]: cents[lab] for lab in order},
         speech=speech,
+        duration=duration,
     )

@@ -29,6 +29,7 @@ from bot.engines.base import (
 )
 from bot.engines.matching import RECOMMENDED_THRESHOLD
 from bot.engines.schema import (
+    DiarizeRequest,
     IdentifyOutput,
     IdentifyRequest,
     Job,
@@ -80,18 +81,33 @@ def _work_voiceprint(job_id: str, path: str) -> dict:
 
 def _work_identify(job_id: str, path: str, request: dict, max_duration: float) -> dict:
     from bot.engines import pipeline
-    from bot.engines.audio import decode
+    from bot.engines.audio import MediaStream
 
     req = IdentifyRequest.model_validate(request)
     report = _report(job_id)
     try:
         pipeline.check_voiceprints(req.voiceprints, _models.model_id)
-        audio = decode(Path(path), max_duration)
+        audio = MediaStream(Path(path), max_duration)
         report(0.05)
         out = pipeline.identify(_models, audio, req.voiceprints, req.matching, req.num_speakers,
                                 req.min_speakers, req.max_speakers,
-                                progress=lambda f: report(0.05 + 0.95 * f))
+                                progress=lambda f: report(0.05 + 0.95 * f), exclusive=req.exclusive)
         return out.wire()
+    except EngineError as exc:
+        return exc.to_output()
+
+
+def _work_diarize(job_id: str, path: str, request: dict, max_duration: float) -> dict:
+    from bot.engines import pipeline
+    from bot.engines.audio import MediaStream
+
+    req = DiarizeRequest.model_validate(request)
+    report = _report(job_id)
+    try:
+        audio = MediaStream(Path(path), max_duration)
+        report(0.05)
+        return pipeline.diarize_only(_models, audio, req.num_speakers, req.min_speakers, req.max_speakers,
+                                     progress=lambda f: report(0.05 + 0.95 * f), exclusive=req.exclusive).wire()
     except EngineError as exc:
         return exc.to_output()
 
@@ -253,6 +269,12 @@ class LocalEngine(Engine):
         path = self.resolve(request.url)
         job = self._new_job()
         self._spawn(job, _work_identify, str(path), request.model_dump(by_alias=True), self.max_duration_s)
+        return job
+
+    async def submit_diarize(self, request: DiarizeRequest) -> Job:
+        path = self.resolve(request.url)
+        job = self._new_job()
+        self._spawn(job, _work_diarize, str(path), request.model_dump(by_alias=True), self.max_duration_s)
         return job
 
     async def get_job(self, job_id: str) -> Job:

@@ -61,6 +61,16 @@ def cluster(x: np.ndarray, threshold: float, min_cluster_size: int, num: int | N
     return centroids(x, labels, large)
 
 
+def refined(x: np.ndarray, train: np.ndarray, labels: np.ndarray, cents: np.ndarray) -> np.ndarray:
+    """Centroids recomputed from the training pairs each speaker was assigned (the old one if none)."""
+    out = cents.copy()
+    for k in range(len(cents)):
+        members = train & (labels == k)
+        if members.any():
+            out[k] = l2(x[members].mean(0))
+    return out
+
+
 def assign(embeddings: np.ndarray, cents: np.ndarray) -> np.ndarray:
     """(windows × local speakers × d) embeddings, NaN rows for speakers not embedded → (windows × local
     speakers) speaker index, -1 where none: per window an optimal one-to-one assignment on cosine similarity."""

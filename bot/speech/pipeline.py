@@ -35,9 +35,10 @@ class DiarizationParams:
     batch: int = 8  # windows per segmentation call
     clean_seconds: float = 1.0  # embed a speaker from frames where they talk alone if at least this remains
     embed_seconds: float = 0.3  # a local speaker with less speech than this in a window is not embedded
-    train_seconds: float = 2.0  # only (window, speaker) pairs with this much speech shape the clusters
-    threshold: float = 0.7  # centroid-linkage distance (euclidean, L2-normalised) where merging stops
-    min_cluster_size: int = 12  # (window, speaker) pairs; fewer make no speaker of their own
+    train_seconds: float = 1.0  # only (window, speaker) pairs with this much speech shape the clusters
+    threshold: float = 0.65  # centroid-linkage distance (euclidean, L2-normalised) where merging stops
+    min_cluster_size: int = 6  # (window, speaker) pairs; fewer make no speaker of their own
+    refine: int = 2  # rounds of: centroids from the assigned pairs, then assign again
     min_duration_off: float = 0.0  # same-speaker gaps up to this are filled
     min_duration_on: float = 0.0  # shorter turns are dropped
 
@@ -154,6 +155,9 @@ class SpeakerDiarization:
             train = embedded
         cents = clustering.cluster(flat[train], p.threshold, p.min_cluster_size, num, min_n, max_n)
         mapping = clustering.assign(local.embeddings, cents)
+        for _ in range(p.refine):
+            cents = clustering.refined(flat, train, mapping.reshape(-1), cents)
+            mapping = clustering.assign(local.embeddings, cents)
         agg = reconstruction.Aggregator(local.duration, len(cents))
         for start, act, m in zip(local.starts, local.activity, mapping):
             agg.add(start, act, m)
