@@ -319,8 +319,10 @@ def speed_child(system_name: str, wav: str, clip: str) -> dict:
     from bot.engines.audio import decode
 
     system = SYSTEMS[system_name][1]()
+    import soundfile as sf
+
     clip_samples = decode(Path(clip)).samples
-    warm = decode(Path(wav)).samples[: 60 * M.SR]
+    warm, _ = sf.read(wav, frames=60 * M.SR, dtype="float32")  # not the whole file: it would count in the peak
     system.voiceprint(clip_samples)
     system.diarize(warm, np.zeros((1, 192), np.float32))
     del warm
@@ -347,6 +349,89 @@ def speed_child(system_name: str, wav: str, clip: str) -> dict:
     elapsed = time.perf_counter() - t
     rss = peak_rss_mb()
     return {"rtf": elapsed / duration, "rss_mb": rss, "voiceprint_s": vp, "seconds": elapsed}
+
+
+class StandInSegmentation:
+    """Fast stand-in with the real output shape: each window holds 1–3 speakers taking turns, some overlap."""
+
+    def __init__(self):
+        self.rng = np.random.default_rng(0)
+
+    def __call__(self, windows: np.ndarray) -> np.ndarray:
+        from bot.speech.segmentation import FRAMES
+
+        out = np.full((len(windows), FRAMES, 7), -10.0, np.float32)
+        for w in out:
+            classes = self.rng.choice([0, 1, 2, 3, 4], size=FRAMES // 50 + 1, p=[0.2, 0.3, 0.25, 0.15, 0.1])
+            w[np.arange(FRAMES), np.repeat(classes, 50)[:FRAMES]] = 0.0
+        return out
+
+
+class StandInEmbedder:
+    """Embeddings near one of 8 fixed voices, so that clustering and reconstruction see realistic sizes."""
+
+    def __init__(self):
+        from bot.speech.embedding import l2
+
+        self.rng = np.random.default_rng(1)
+        self.voices = l2(self.rng.normal(size=(8, 192)))
+
+    def local_speakers(self, window, masks, min_frames):
+        from bot.speech.embedding import l2
+
+        pick = self.voices[self.rng.integers(0, 8, masks.shape[1])]
+        return l2(pick + 0.3 * self.rng.normal(size=pick.shape) / np.sqrt(192)).astype(np.float32)
+
+
+def memory_child(wav: str) -> dict:
+    """The v2 pipeline's own memory on a long file (streaming decode, per-window results, clustering,
+    reconstruction), with the two neural models replaced by stand-ins: add the models' constant share
+    measured in the real runs to get the whole."""
+    from bot.engines.audio import MediaStream
+    from bot.speech.pipeline import SpeakerDiarization
+
+    base = current_rss_mb()
+    sd = SpeakerDiarization(segmentation=StandInSegmentation(), embedder=StandInEmbedder())
+    t = time.perf_counter()
+    out = sd(MediaStream(Path(wav)).blocks())
+    return {"hours": round(out.duration / 3600, 2), "pipeline_mb": peak_rss_mb() - base,
+            "speakers": len(out.speakers), "seconds": time.perf_counter() - t}
+
+
+def current_rss_mb() -> float:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
+def write_long_wav(path: Path, hours: float) -> Path:
+    """A long recording written block by block (a 4 h array would weigh 0.9 GB in this process)."""
+    import soundfile as sf
+
+    piece = M.meeting(M.TUNING, 100, 5.0).samples
+    with sf.SoundFile(str(path), "w", M.SR, 1, subtype="PCM_16") as f:
+        for _ in range(int(np.ceil(hours * 3600 * M.SR / len(piece)))):
+            f.write(piece)
+    return path
+
+
+def memory_proxy(hours: list[float]) -> str:
+    lines = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for h in hours:
+            wav = write_long_wav(Path(tmp) / "long.wav", h)
+            out = subprocess.run([sys.executable, "-m", "bench.engine", "--memory-child", str(wav)],
+                                 capture_output=True, text=True, cwd=Path(__file__).resolve().parents[1],
+                                 check=False)
+            if out.returncode != 0:
+                lines.append(f"  {h:g} h: failed: {(out.stderr.strip().splitlines() or ['?'])[-1]}")
+                continue
+            r = json.loads(out.stdout.strip().splitlines()[-1])
+            lines.append(f"  {r['hours']:g} h: pipeline memory above the loaded process {r['pipeline_mb']:.0f} MB "
+                         f"({r['speakers']} speakers, {r['seconds']:.0f} s with stand-in models)")
+            wav.unlink()
+    return "v2 pipeline memory (streaming decode, real data structures, stand-in models):\n" + "\n".join(lines)
 
 
 def peak_rss_mb() -> float:
@@ -451,6 +536,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--minutes", type=float, default=None, help="speed-test length (default 60; 10 with --quick)")
     parser.add_argument("--long", action="store_true", help="also the 4-hour memory run (v2)")
     parser.add_argument("--threads", type=int, default=None, help="torch threads per system (default: all cores)")
+    parser.add_argument("--memory", action="store_true",
+                        help="only the v2 pipeline's memory on 2 h and 4 h with stand-in models")
+    parser.add_argument("--memory-child", help=argparse.SUPPRESS)
     parser.add_argument("--speed-child", nargs=3, metavar=("SYSTEM", "WAV", "CLIP"), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     warnings.filterwarnings("ignore")
@@ -458,6 +546,12 @@ def main(argv: list[str] | None = None) -> int:
         os.environ["BENCH_THREADS"] = str(args.threads)
     if args.speed_child:
         print(json.dumps(speed_child(*args.speed_child)))
+        return 0
+    if args.memory_child:
+        print(json.dumps(memory_child(args.memory_child)))
+        return 0
+    if args.memory:
+        print(memory_proxy([2.0, 4.0]))
         return 0
     if not M.data_available():
         print(f"The speech data is missing ({M.DATA}); nothing to benchmark.", file=sys.stderr)
