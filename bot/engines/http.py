@@ -27,7 +27,7 @@ from bot.engines.base import (
     RateLimited,
     RequestError,
 )
-from bot.engines.schema import IdentifyRequest, Job, VoiceprintRequest
+from bot.engines.schema import DiarizeRequest, IdentifyRequest, Job, VoiceprintRequest
 
 log = logging.getLogger(__name__)
 
@@ -211,7 +211,7 @@ class HTTPEngine(Engine):
         except EngineError as exc:
             log.warning("%s: could not delete %s (%s); the server's TTL deletes it", self.name, what, exc.code)
 
-    def _with_webhook(self, request: VoiceprintRequest | IdentifyRequest) -> dict:
+    def _with_webhook(self, request: VoiceprintRequest | DiarizeRequest) -> dict:
         if self.webhook_url and not request.webhook:
             request = request.model_copy(update={"webhook": self.webhook_url})
         return request.wire()
@@ -221,6 +221,9 @@ class HTTPEngine(Engine):
 
     async def submit_identify(self, request: IdentifyRequest) -> Job:
         return Job.model_validate(await self._api("POST", "/v1/identify", self._with_webhook(request)))
+
+    async def submit_diarize(self, request: DiarizeRequest) -> Job:
+        return Job.model_validate(await self._api("POST", "/v1/diarize", self._with_webhook(request)))
 
     async def get_job(self, job_id: str) -> Job:
         return Job.model_validate(await self._api("GET", f"/v1/jobs/{job_id}"))

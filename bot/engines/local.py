@@ -29,6 +29,7 @@ from bot.engines.base import (
 )
 from bot.engines.matching import RECOMMENDED_THRESHOLD
 from bot.engines.schema import (
+    DiarizeRequest,
     IdentifyOutput,
     IdentifyRequest,
     Job,
@@ -48,13 +49,13 @@ _models = None
 _progress_queue = None
 
 
-def _init_worker(progress_queue, threads: int) -> None:
+def _init_worker(progress_queue, threads: int, diarization: str = "v2") -> None:
     """Pool initializer: load the models once for the life of the worker."""
     global _models, _progress_queue
     from bot.engines.diarize import SpeakerModels
 
     _progress_queue = progress_queue
-    _models = SpeakerModels(threads=threads)
+    _models = SpeakerModels(threads=threads, diarization=diarization)
 
 
 def _ping() -> int:
@@ -80,18 +81,33 @@ def _work_voiceprint(job_id: str, path: str) -> dict:
 
 def _work_identify(job_id: str, path: str, request: dict, max_duration: float) -> dict:
     from bot.engines import pipeline
-    from bot.engines.audio import decode
+    from bot.engines.audio import MediaStream
 
     req = IdentifyRequest.model_validate(request)
     report = _report(job_id)
     try:
         pipeline.check_voiceprints(req.voiceprints, _models.model_id)
-        audio = decode(Path(path), max_duration, name="The recording")
+        audio = MediaStream(Path(path), max_duration, name="The recording")
         report(0.05)
         out = pipeline.identify(_models, audio, req.voiceprints, req.matching, req.num_speakers,
                                 req.min_speakers, req.max_speakers,
-                                progress=lambda f: report(0.05 + 0.95 * f))
+                                progress=lambda f: report(0.05 + 0.95 * f), exclusive=req.exclusive)
         return out.wire()
+    except EngineError as exc:
+        return exc.to_output()
+
+
+def _work_diarize(job_id: str, path: str, request: dict, max_duration: float) -> dict:
+    from bot.engines import pipeline
+    from bot.engines.audio import MediaStream
+
+    req = DiarizeRequest.model_validate(request)
+    report = _report(job_id)
+    try:
+        audio = MediaStream(Path(path), max_duration, name="The recording")
+        report(0.05)
+        return pipeline.diarize_only(_models, audio, req.num_speakers, req.min_speakers, req.max_speakers,
+                                     progress=lambda f: report(0.05 + 0.95 * f), exclusive=req.exclusive).wire()
     except EngineError as exc:
         return exc.to_output()
 
@@ -104,8 +120,10 @@ class LocalEngine(Engine):
 
     name = "local"
 
-    def __init__(self, workers: int = 1, max_duration_s: float = 4 * 3600, *, threads: int | None = None):
+    def __init__(self, workers: int = 1, max_duration_s: float = 4 * 3600, *, threads: int | None = None,
+                 diarization: str = "v2"):
         self.workers = workers
+        self.diarization = diarization
         self.max_duration_s = max_duration_s
         self.threads = threads or max(1, (os.cpu_count() or 1) // workers)
         self._jobs: dict[str, Job] = {}
@@ -130,7 +148,7 @@ class LocalEngine(Engine):
         if self._pool is None:
             self._queue = self._ctx.Queue()
             self._pool = ProcessPoolExecutor(self.workers, mp_context=self._ctx, initializer=_init_worker,
-                                             initargs=(self._queue, self.threads))
+                                             initargs=(self._queue, self.threads, self.diarization))
             self._drain = threading.Thread(target=self._drain_progress, args=(self._queue,), daemon=True,
                                            name="engine-progress")
             self._drain.start()
@@ -262,6 +280,12 @@ class LocalEngine(Engine):
         path = self.resolve(request.url)
         job = self._new_job()
         self._spawn(job, _work_identify, str(path), request.model_dump(by_alias=True), self.max_duration_s)
+        return job
+
+    async def submit_diarize(self, request: DiarizeRequest) -> Job:
+        path = self.resolve(request.url)
+        job = self._new_job()
+        self._spawn(job, _work_diarize, str(path), request.model_dump(by_alias=True), self.max_duration_s)
         return job
 
     async def get_job(self, job_id: str) -> Job:

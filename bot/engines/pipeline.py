@@ -10,11 +10,12 @@ from collections.abc import Callable
 import numpy as np
 
 from bot.engines import matching, voiceprint
-from bot.engines.audio import Audio, normalise_level
+from bot.engines.audio import Audio, MediaStream, check_not_silent, normalise_level
 from bot.engines.base import MediaError
 from bot.engines.diarize import Diarization, SpeakerModels, l2
 from bot.engines.schema import (
     DiarizationSegment,
+    DiarizeOutput,
     IdentificationSegment,
     IdentifyOutput,
     Matching,
@@ -22,6 +23,7 @@ from bot.engines.schema import (
     VoiceprintInput,
     VoiceprintOutput,
 )
+from bot.speech.pipeline import DiarizationResult
 
 MAX_CLIP = 30.0  # seconds, as pyannoteAI
 # Below ~3 s of speech a CAM++ voiceprint wanders: on the Libri readers, same-person similarity between
@@ -82,9 +84,10 @@ def check_voiceprints(items: list[VoiceprintInput], model: str) -> np.ndarray:
     return np.stack([voiceprint.decode_compatible(v.voiceprint, model, v.label) for v in items])
 
 
-def identify(models: SpeakerModels, audio: Audio, voiceprints: list[VoiceprintInput],
+def identify(models: SpeakerModels, audio: Audio | MediaStream, voiceprints: list[VoiceprintInput],
              match: Matching | None = None, num: int | None = None, min_n: int | None = None,
-             max_n: int | None = None, progress: Progress | None = None) -> IdentifyOutput:
+             max_n: int | None = None, progress: Progress | None = None, exclusive: bool = False
+             ) -> IdentifyOutput:
     """Diarize, then match each diarized speaker to the voiceprints (pyannoteAI identify output)."""
     match = match or Matching()
     report = progress or (lambda f: None)
@@ -97,24 +100,61 @@ def identify(models: SpeakerModels, audio: Audio, voiceprints: list[VoiceprintIn
     names = {spk: (labels[c] if c is not None else None) for spk, c in zip(speakers, chosen)}
     report(1.0)
     return IdentifyOutput(
-        diarization=[DiarizationSegment(speaker=s, start=a, end=b) for s, a, b in diar.segments],
+        **diarize_output(diar, num, min_n, max_n, exclusive).model_dump(),
         identification=[IdentificationSegment(speaker=names[s] or s, start=a, end=b, diarization_speaker=s,
                                               match=names[s]) for s, a, b in diar.segments],
         voiceprints=[SpeakerMatch(speaker=s, match=names[s],
                                   confidence={lab: float(conf[i, j]) for j, lab in enumerate(labels)})
                      for i, s in enumerate(speakers)],
-        warning=speaker_count_warning(len(speakers), num, min_n, max_n),
-        duration=round(audio.duration, 3),
     )
 
 
-def diarize_and_compare(models: SpeakerModels, audio: Audio, vectors: np.ndarray, num: int | None = None,
-                        min_n: int | None = None, max_n: int | None = None, progress: Progress | None = None
-                        ) -> tuple[Diarization, np.ndarray]:
-    """Diarization and the cosine similarity of each speaker (rows, in `diar.speakers` order) to each vector."""
-    diar = models.diarize(normalise_level(audio.samples), num, min_n, max_n, progress=progress)
+def diarize_only(models: SpeakerModels, audio: Audio | MediaStream, num: int | None = None,
+                 min_n: int | None = None, max_n: int | None = None, progress: Progress | None = None,
+                 exclusive: bool = False) -> DiarizeOutput:
+    """Who spoke when without voiceprints (pyannoteAI diarize output): for recordings nobody enrolled for."""
+    report = progress or (lambda f: None)
+    diar = diarize(models, audio, num, min_n, max_n, report)
+    report(1.0)
+    return diarize_output(diar, num, min_n, max_n, exclusive)
+
+
+def diarize_output(diar: Diarization | DiarizationResult, num: int | None, min_n: int | None,
+                   max_n: int | None, exclusive: bool) -> DiarizeOutput:
+    def wire(segments):
+        return [DiarizationSegment(speaker=s, start=a, end=b) for s, a, b in segments]
+
+    return DiarizeOutput(
+        diarization=wire(diar.segments),
+        exclusive_diarization=wire(diar.exclusive) if exclusive else None,
+        warning=speaker_count_warning(len(diar.speakers), num, min_n, max_n),
+        duration=round(diar.duration, 3),
+    )
+
+
+def diarize(models: SpeakerModels, audio: Audio | MediaStream, num: int | None = None, min_n: int | None = None,
+            max_n: int | None = None, progress: Progress | None = None) -> Diarization | DiarizationResult:
+    """Who spoke when, by the models' pipeline: v2 (segmentation, overlap-aware) or v1 (VAD windows).
+
+    v2 needs no level normalisation (its segmentation normalises each window, its fbank is mean-normalised),
+    so it decodes a MediaStream block by block: memory does not grow with the recording's length."""
+    if models.v2 is None:
+        samples = (audio if isinstance(audio, Audio) else audio.decode()).samples
+        diar = models.diarize(normalise_level(samples), num, min_n, max_n, progress=progress)
+    else:
+        diar = models.v2(audio.samples if isinstance(audio, Audio) else audio.blocks(), num, min_n, max_n,
+                         progress=progress, total_samples=None if isinstance(audio, Audio) else audio.samples_hint)
+        check_not_silent(diar.peak)
     if not diar.segments:
         raise MediaError("No speech was found in the recording.", code="silent")
+    return diar
+
+
+def diarize_and_compare(models: SpeakerModels, audio: Audio | MediaStream, vectors: np.ndarray,
+                        num: int | None = None, min_n: int | None = None, max_n: int | None = None,
+                        progress: Progress | None = None) -> tuple[Diarization | DiarizationResult, np.ndarray]:
+    """Diarization and the cosine similarity of each speaker (rows, in `diar.speakers` order) to each vector."""
+    diar = diarize(models, audio, num, min_n, max_n, progress)
     centroids = np.stack([diar.centroids[s] for s in diar.speakers])
     return diar, matching.similarity_matrix(centroids, vectors)
 

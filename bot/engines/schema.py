@@ -61,24 +61,34 @@ class VoiceprintRequest(_Wire):
     webhook_status_only: bool = Field(default=False, alias="webhookStatusOnly")
 
 
-class IdentifyRequest(_Wire):
+class DiarizeRequest(_Wire):
+    """`POST /v1/diarize`: who spoke when, no voiceprints needed (a recording where nobody is enrolled)."""
+
     url: str
-    voiceprints: list[VoiceprintInput] = Field(min_length=1, max_length=50)
-    matching: Matching = Field(default_factory=Matching)
     num_speakers: int | None = Field(default=None, ge=1, alias="numSpeakers")
     min_speakers: int | None = Field(default=None, ge=1, alias="minSpeakers")
     max_speakers: int | None = Field(default=None, ge=1, alias="maxSpeakers")
+    exclusive: bool = False  # also return `exclusiveDiarization` (one speaker at a time)
     model: str | None = None
     webhook: str | None = None
     webhook_status_only: bool = Field(default=False, alias="webhookStatusOnly")
+
+    @model_validator(mode="after")
+    def _check_counts(self):
+        if self.min_speakers and self.max_speakers and self.min_speakers > self.max_speakers:
+            raise ValueError("minSpeakers must not exceed maxSpeakers")
+        return self
+
+
+class IdentifyRequest(DiarizeRequest):
+    voiceprints: list[VoiceprintInput] = Field(min_length=1, max_length=50)
+    matching: Matching = Field(default_factory=Matching)
 
     @model_validator(mode="after")
     def _check(self) -> IdentifyRequest:
         labels = [v.label for v in self.voiceprints]
         if len(set(labels)) != len(labels):
             raise ValueError("voiceprint labels must be unique")
-        if self.min_speakers and self.max_speakers and self.min_speakers > self.max_speakers:
-            raise ValueError("minSpeakers must not exceed maxSpeakers")
         return self
 
 
@@ -128,14 +138,19 @@ class TranscriptionSegment(_Wire):
     text: str
 
 
-class IdentifyOutput(_Wire):
+class DiarizeOutput(_Wire):
     diarization: list[DiarizationSegment] = Field(default_factory=list)
-    identification: list[IdentificationSegment] = Field(default_factory=list)
-    voiceprints: list[SpeakerMatch] = Field(default_factory=list)
+    # One speaker at a time (for aligning a transcript), when the request asks `exclusive`, as pyannoteAI does.
+    exclusive_diarization: list[DiarizationSegment] | None = Field(default=None, alias="exclusiveDiarization")
     warning: str | None = None
     duration: float | None = None
     turn_level_transcription: list[TranscriptionSegment] | None = Field(default=None, alias="turnLevelTranscription")
     word_level_transcription: list[TranscriptionSegment] | None = Field(default=None, alias="wordLevelTranscription")
+
+
+class IdentifyOutput(DiarizeOutput):
+    identification: list[IdentificationSegment] = Field(default_factory=list)
+    voiceprints: list[SpeakerMatch] = Field(default_factory=list)
 
     def wire(self) -> dict:
         d = super().wire()
@@ -178,3 +193,6 @@ class Job(_Wire):
 
     def identify_output(self) -> IdentifyOutput:
         return IdentifyOutput.model_validate(self.output or {})
+
+    def diarize_output(self) -> DiarizeOutput:
+        return DiarizeOutput.model_validate(self.output or {})

@@ -24,7 +24,7 @@ from aiohttp import ClientSession, web
 from pydantic import BaseModel, ValidationError
 
 from bot.engines.base import Engine, EngineError
-from bot.engines.schema import IdentifyRequest, Job, JobStatus, VoiceprintRequest
+from bot.engines.schema import DiarizeRequest, IdentifyRequest, Job, JobStatus, VoiceprintRequest
 from bot.engines.server_store import MEDIA_URL, MEDIA_URL_MAX, JobRecord, ServerStore, TooLarge
 from bot.engines.webhooks import DEFAULT_RETRY_DELAYS_S, send_webhook, webhook_payload
 
@@ -180,6 +180,9 @@ class EngineServer:
     async def identify(self, request: web.Request) -> web.Response:
         return await self._submit(request, "identify", IdentifyRequest, self.limits.identify_max_bytes)
 
+    async def diarize(self, request: web.Request) -> web.Response:
+        return await self._submit(request, "diarize", DiarizeRequest, self.limits.identify_max_bytes)
+
     async def get_job(self, request: web.Request) -> web.Response:
         record = self.store.jobs.get(request.match_info["job_id"])
         if record is None:
@@ -262,6 +265,8 @@ class EngineServer:
             request.pop("webhook", None)
             if record.kind == "voiceprint":
                 submitted = await self.engine.submit_voiceprint(VoiceprintRequest.model_validate(request))
+            elif record.kind == "diarize":
+                submitted = await self.engine.submit_diarize(DiarizeRequest.model_validate(request))
             else:
                 submitted = await self.engine.submit_identify(IdentifyRequest.model_validate(request))
             done = await self._follow(record, submitted.job_id)
@@ -375,6 +380,7 @@ def create_app(engine: Engine, api_key: str, data_dir: Path, *, limits: ServerLi
         web.put("/v1/media/upload/{token}", server.media_upload),
         web.post("/v1/voiceprint", server.voiceprint),
         web.post("/v1/identify", server.identify),
+        web.post("/v1/diarize", server.diarize),
         web.get("/v1/jobs/{job_id}", server.get_job),
         web.delete("/v1/jobs/{job_id}", server.delete_job),
         web.delete("/v1/media/{key:.+}", server.delete_media),

@@ -35,7 +35,7 @@ class JobRecord(BaseModel):
     """A job as the server keeps it: the public `Job` plus what it needs to run it again."""
 
     job: Job
-    kind: Literal["voiceprint", "identify"]
+    kind: Literal["voiceprint", "identify", "diarize"]
     request: dict
     media_key: str
     attempts: int = 0

@@ -1,1 +1,3 @@
-"""Speech processing beyond who-spoke-when: recognition and attribution of words to speakers."""
+"""Speech computation, free of Slack, storage and HTTP: audio → local segmentation → embeddings → clusters →
+who spoke when (`pipeline.SpeakerDiarization`, constants on `DiarizationParams`), and speech recognition with
+the attribution of words to speakers."""

