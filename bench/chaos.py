@@ -31,19 +31,10 @@ from pathlib import Path
 from bot.engines.base import Engine, JobNotFound
 from bot.engines.schema import IdentifyRequest, Job, JobStatus, VoiceprintRequest
 from storage.crypto import new_key
+from tests.reliability_support import OUTPUT  # the same canned identify result as the fault tests
 
 TEAMS = ("T_ALPHA", "T_BETA", "T_GAMMA")
 CHANNEL = "C0001"
-OUTPUT = {
-    "diarization": [{"speaker": "SPEAKER_00", "start": 0.0, "end": 2.0},
-                    {"speaker": "SPEAKER_01", "start": 2.0, "end": 3.0}],
-    "identification": [{"speaker": "U1", "start": 0.0, "end": 2.0, "diarizationSpeaker": "SPEAKER_00", "match": "U1"},
-                       {"speaker": "SPEAKER_01", "start": 2.0, "end": 3.0, "diarizationSpeaker": "SPEAKER_01",
-                        "match": None}],
-    "voiceprints": [{"speaker": "SPEAKER_00", "match": "U1", "confidence": {"U1": 91.0}},
-                    {"speaker": "SPEAKER_01", "match": None, "confidence": {"U1": 12.0}}],
-    "duration": 3.0,
-}
 
 
 class SimulatedEngine(Engine):

@@ -141,20 +141,8 @@ async def heartbeat(db: Database, recording_id: int, owner: str, lease_seconds: 
 
 async def start_chart(db: Database, recording_id: int, owner: str) -> bool:
     """Marks the chart upload as begun, under the lease and only once: False means do not upload."""
-    stmt = (update(Recording)
-            .where(Recording.id == recording_id, Recording.lease_owner == owner, Recording.status == SUCCEEDED,
-                   Recording.chart_started_at.is_(None))
-            .values(chart_started_at=utcnow(), updated_at=utcnow())
-            .returning(Recording.id)
-            .execution_options(**_NO_SYNC))
-
-    async def attempt() -> bool:
-        async with db.session() as s:
-            changed = (await s.exec(stmt)).first() is not None
-            await s.commit()
-            return changed
-
-    return await _retry_locked(db, attempt)
+    return await _update_where(db, recording_id, Recording.lease_owner == owner, Recording.status == SUCCEEDED,
+                               Recording.chart_started_at.is_(None), chart_started_at=utcnow())
 
 
 async def _update_where(db: Database, recording_id: int, *conditions: Any, **values: Any) -> bool:
