@@ -1,5 +1,7 @@
-"""The chart follows corrections: after "This is me", "Undo claim" or "Not me" the timeline is drawn again
-with the new names (in the process pool), uploaded into the thread, and the old chart file deleted.
+"""The timeline chart: drawn in the process pool with today's names and uploaded into the recording's thread.
+
+It follows corrections: after "This is me", "Undo claim" or "Not me" it is drawn again with the new names,
+uploaded, and the old chart file deleted.
 
 Racing corrections (in any process) are serialised per recording by a lock row in the database: the holder
 redraws until the chart in Slack shows the latest relabel (`chart_seq == relabel_seq`), and releases the lock
@@ -14,9 +16,10 @@ import uuid
 from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
-from bot.jobs.pipeline import send_timeline, summary_of, timeline
 from bot.slack.services import Services
 from bot.summary.blocks import fallback_text
+from bot.summary.chart import timeline_png
+from bot.summary.stats import Summary, summary_of
 
 log = logging.getLogger(__name__)
 
@@ -73,3 +76,40 @@ async def replace(services: Services, client: AsyncWebClient, rec, me: str) -> b
     await delete_file(client, rec.chart_file_id)
     log.info("recording %s: chart redrawn after a correction", rec.id)
     return True
+
+
+def draw_chart(summary: Summary, names: dict[str, str], title: str) -> bytes:
+    """Top-level so the process pool can pickle it."""
+    return timeline_png(summary, names, title=title)
+
+
+def people(summary: Summary) -> list[str]:
+    """Everyone a summary names or shows as a claimant."""
+    return [uid for s in summary.speakers for uid in (s.user_id, s.claimed_by) if uid]
+
+
+async def timeline(services: Services, client: AsyncWebClient, rec, summary: Summary) -> bytes:
+    """The chart PNG with today's names, drawn in the process pool (never on the event loop)."""
+    names = await display_names(client, people(summary))
+    return await services.run_cpu(draw_chart, summary, names, rec.file_name)
+
+
+async def send_timeline(client: AsyncWebClient, rec, png: bytes, alt: str) -> str | None:
+    """Uploads the chart into the recording's thread; returns its file id."""
+    up = await client.files_upload_v2(
+        channel=rec.channel_id, thread_ts=rec.thread_ts or rec.message_ts, content=png,
+        filename="timeline.png", title=f"Who spoke when in {rec.file_name}", alt_txt=alt[:1000])
+    return (up.get("files") or [{}])[0].get("id") or (up.get("file") or {}).get("id")
+
+
+async def display_names(client: AsyncWebClient, user_ids: list[str]) -> dict[str, str]:
+    """Slack user id → a readable name for the chart; the id itself when Slack does not say."""
+    names: dict[str, str] = {}
+    for uid in dict.fromkeys(user_ids):
+        try:
+            user = (await client.users_info(user=uid))["user"]
+            profile = user.get("profile") or {}
+            names[uid] = profile.get("display_name") or user.get("real_name") or user.get("name") or uid
+        except SlackApiError:
+            names[uid] = uid
+    return names

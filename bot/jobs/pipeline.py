@@ -25,12 +25,12 @@ from bot.engines.audio import stated_duration
 from bot.engines.base import EngineError, JobNotFound, MediaError
 from bot.engines.schema import IdentifyRequest, Job, JobStatus, Matching, VoiceprintInput
 from bot.failures import new_ref
+from bot.jobs.charts import display_names, people, redraw_chart, send_timeline, timeline
 from bot.slack.files import download
 from bot.slack.replies import keep_stored, show_reply
 from bot.slack.services import NotInstalled, Services
 from bot.summary.blocks import SlackMessage, render_summary
-from bot.summary.chart import timeline_png
-from bot.summary.stats import Summary, summarize
+from bot.summary.stats import Summary, summary_of
 from bot.summary.status import (
     TRANSCRIPT_INTERRUPTED,
     render_failure,
@@ -104,12 +104,6 @@ class LeaseKeeper:
             log.info("%s: lease lost, another worker continues", what)
         finally:
             beat.cancel()
-
-
-def summary_of(rec) -> Summary:
-    from bot.engines.schema import IdentifyOutput
-
-    return summarize(IdentifyOutput.model_validate(rec.result or {}), rec.relabels, rec.duration)
 
 
 def transcript_pending(rec, transcript_on: bool) -> bool:
@@ -322,7 +316,6 @@ class Pipeline:
 
     async def _follow_corrections(self, client: AsyncWebClient, rec) -> None:
         """A correction made while the chart was drawn found no chart to redraw: redraw it now."""
-        from bot.jobs.charts import redraw_chart
 
         if (await self._get(rec.id)).relabel_seq != rec.relabel_seq:
             self.services.spawn(redraw_chart(self.services, client, rec.id), name=f"chart {rec.id}")
@@ -509,40 +502,3 @@ class Pipeline:
         log.info("recording %s: %s (%s), now %s [ref %s]", rec.id, code, message, rec.status, ref)
         if rec.state is RecordingStatus.failed and rec.lease_owner == self.owner:
             await self.notify(client, rec, ref)
-
-
-def draw_chart(summary: Summary, names: dict[str, str], title: str) -> bytes:
-    """Top-level so the process pool can pickle it."""
-    return timeline_png(summary, names, title=title)
-
-
-def people(summary: Summary) -> list[str]:
-    """Everyone a summary names or shows as a claimant."""
-    return [uid for s in summary.speakers for uid in (s.user_id, s.claimed_by) if uid]
-
-
-async def timeline(services: Services, client: AsyncWebClient, rec, summary: Summary) -> bytes:
-    """The chart PNG with today's names, drawn in the process pool (never on the event loop)."""
-    names = await display_names(client, people(summary))
-    return await services.run_cpu(draw_chart, summary, names, rec.file_name)
-
-
-async def send_timeline(client: AsyncWebClient, rec, png: bytes, alt: str) -> str | None:
-    """Uploads the chart into the recording's thread; returns its file id."""
-    up = await client.files_upload_v2(
-        channel=rec.channel_id, thread_ts=rec.thread_ts or rec.message_ts, content=png,
-        filename="timeline.png", title=f"Who spoke when in {rec.file_name}", alt_txt=alt[:1000])
-    return (up.get("files") or [{}])[0].get("id") or (up.get("file") or {}).get("id")
-
-
-async def display_names(client: AsyncWebClient, user_ids: list[str]) -> dict[str, str]:
-    """Slack user id → a readable name for the chart; the id itself when Slack does not say."""
-    names: dict[str, str] = {}
-    for uid in dict.fromkeys(user_ids):
-        try:
-            user = (await client.users_info(user=uid))["user"]
-            profile = user.get("profile") or {}
-            names[uid] = profile.get("display_name") or user.get("real_name") or user.get("name") or uid
-        except SlackApiError:
-            names[uid] = uid
-    return names

@@ -13,9 +13,10 @@ from slack_bolt.async_app import AsyncApp
 from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.jobs.charts import redraw_chart
-from bot.jobs.pipeline import summary_message, summary_of
+from bot.jobs.pipeline import summary_message
 from bot.slack.services import Services
 from bot.summary.blocks import NOT_ME, THIS_IS_ME, UNDO_CLAIM, parse_button_value
+from bot.summary.stats import summary_of
 from bot.text import mention
 
 CLAIMED = ("Thanks: this speaker is now shown to everyone as *claimed by you*; you or the person who shared the "

@@ -152,3 +152,8 @@ def format_duration(seconds: float) -> str:
     h, rest = divmod(total, 3600)
     m, s = divmod(rest, 60)
     return f"{h}:{m:02d}:{s:02d}" if h else f"{m}:{s:02d}"
+
+
+def summary_of(rec) -> Summary:
+    """The summary of a stored recording: its engine result, read through its relabels."""
+    return summarize(IdentifyOutput.model_validate(rec.result or {}), rec.relabels, rec.duration)
