@@ -298,12 +298,12 @@ class EngineServer:
     async def _finish(self, record: JobRecord, status: JobStatus, output: dict | None,
                       warning: str | None = None) -> None:
         record.wipe()
+        # The media goes before the status shows final, so a client that sees the end finds no media left.
+        await self._release_media(record.media_key, finishing=record)
         if self.store.jobs.get(record.job.job_id) is not record:  # deleted while it ran: discard the result
-            await self._release_media(record.media_key)
             return
         record.set_status(status, output, warning)
         await self.store.save(record)
-        await self._release_media(record.media_key)
         if record.webhook and self.webhook_secret and self.session is not None:
             payload = webhook_payload(record.job, status_only=bool(record.request.get("webhookStatusOnly")))
             self._spawn(send_webhook(self.session, record.webhook, payload, self.webhook_secret,
@@ -314,9 +314,9 @@ class EngineServer:
         await self.store.forget(record.job.job_id)
         await self._release_media(record.media_key)
 
-    async def _release_media(self, key: str) -> None:
-        """Delete the media once no unfinished job needs it."""
-        if not any(r.media_key == key for r in self.store.active()):
+    async def _release_media(self, key: str, finishing: JobRecord | None = None) -> None:
+        """Delete the media once no unfinished job (other than the one `finishing`) needs it."""
+        if not any(r.media_key == key and r is not finishing for r in self.store.active()):
             await asyncio.to_thread(self.store.delete_media, key)
 
     async def _sweeper(self) -> None:
