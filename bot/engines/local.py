@@ -27,7 +27,7 @@ from bot.engines.base import (
     ProgressCallback,
     RequestError,
 )
-from bot.engines.matching import RECOMMENDED_THRESHOLD
+from bot.engines.matching import CALIBRATIONS, DEFAULT_DIARIZATION
 from bot.engines.schema import (
     DiarizeRequest,
     IdentifyOutput,
@@ -49,7 +49,7 @@ _models = None
 _progress_queue = None
 
 
-def _init_worker(progress_queue, threads: int, diarization: str = "v2") -> None:
+def _init_worker(progress_queue, threads: int, diarization: str = DEFAULT_DIARIZATION) -> None:
     """Pool initializer: load the models once for the life of the worker."""
     global _models, _progress_queue
     from bot.engines.diarize import SpeakerModels
@@ -121,7 +121,7 @@ class LocalEngine(Engine):
     name = "local"
 
     def __init__(self, workers: int = 1, max_duration_s: float = 4 * 3600, *, threads: int | None = None,
-                 diarization: str = "v2"):
+                 diarization: str = DEFAULT_DIARIZATION):
         self.workers = workers
         self.diarization = diarization
         self.max_duration_s = max_duration_s
@@ -138,7 +138,7 @@ class LocalEngine(Engine):
 
     @property
     def recommended_threshold(self) -> float:
-        return RECOMMENDED_THRESHOLD
+        return CALIBRATIONS[self.diarization].threshold
 
     # -- pool
 

@@ -8,9 +8,10 @@ the cosine similarity `s` of two L2-normalised CAM++ embeddings to
 
 i.e. a logistic regression of "same person" on `s` with balanced classes: 50 means the two hypotheses are
 equally likely. The recommended threshold is the middle (rounded to 5) of the range that makes the fewest
-errors on those pairs, never under 50. Fitted for the v2 pipeline (speaker centroids from its clustered
-window embeddings; 20 tuning meetings): midpoint 0.757, scale 0.0335, threshold 75 (cos 0.794). With these
-constants the report part names no absent person (bench.engine, report table).
+errors on those pairs, never under 50. Each diarization pipeline has its own constants, since their speaker
+centroids differ: v2 (centroids of its clustered window embeddings; 20 tuning meetings) midpoint 0.757,
+scale 0.0335, threshold 75 (cos 0.794); v1 (the earlier fit) midpoint 0.75, scale 0.042, threshold 60
+(cos 0.767). With these constants the report part names no absent person (bench.engine, report table).
 """
 from __future__ import annotations
 
@@ -18,15 +19,25 @@ from dataclasses import dataclass
 
 import numpy as np
 
-CAL_MIDPOINT = 0.757
-CAL_SCALE = 0.0335
-RECOMMENDED_THRESHOLD = 75.0
+
+@dataclass(frozen=True)
+class Calibration:
+    midpoint: float
+    scale: float
+    threshold: float  # the recommended `matching.threshold`
 
 
-def confidence(similarity: np.ndarray | float) -> np.ndarray:
+CALIBRATIONS = {"v1": Calibration(0.75, 0.042, 60.0), "v2": Calibration(0.757, 0.0335, 75.0)}
+# The embedded engine's default pipeline: v1 until v2 identifies as reliably end to end (see README).
+DEFAULT_DIARIZATION = "v1"
+CAL_MIDPOINT = CALIBRATIONS[DEFAULT_DIARIZATION].midpoint
+RECOMMENDED_THRESHOLD = CALIBRATIONS[DEFAULT_DIARIZATION].threshold
+
+
+def confidence(similarity: np.ndarray | float, cal: Calibration = CALIBRATIONS[DEFAULT_DIARIZATION]) -> np.ndarray:
     """Cosine similarity → calibrated 0–100 confidence (rounded to 0.1)."""
     s = np.asarray(similarity, dtype=np.float64)
-    return np.round(100.0 / (1.0 + np.exp(-(s - CAL_MIDPOINT) / CAL_SCALE)), 1)
+    return np.round(100.0 / (1.0 + np.exp(-(s - cal.midpoint) / cal.scale)), 1)
 
 
 def similarity_matrix(speakers: np.ndarray, voiceprints: np.ndarray) -> np.ndarray:

@@ -95,7 +95,7 @@ def identify(models: SpeakerModels, audio: Audio | MediaStream, voiceprints: lis
                                      num, min_n, max_n, report)
     labels = [v.label for v in voiceprints]
     speakers = diar.speakers
-    conf = matching.confidence(sims)
+    conf = matching.confidence(sims, matching.CALIBRATIONS[models.diarization])
     chosen = matching.assign(conf, match.threshold, match.exclusive).matches
     names = {spk: (labels[c] if c is not None else None) for spk, c in zip(speakers, chosen)}
     report(1.0)
