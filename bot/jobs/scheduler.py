@@ -86,11 +86,12 @@ class JobRunner:
         from storage.recordings import release
 
         self.services.wake = self.services.enrollments = None
-        if self._scheduler is not None:
-            self._scheduler.shutdown(wait=False)
-            self._scheduler = None
-        async with self._lock:  # let a claim pass in flight finish rather than cut it off mid-transaction
-            pass
+        # A claim pass in flight finishes first: shutting the scheduler down cancels its running job, and a
+        # pass cut off mid-transaction can leave SQLite locked past the release below.
+        async with self._lock:
+            if self._scheduler is not None:
+                self._scheduler.shutdown(wait=False)
+                self._scheduler = None
         running = self.active | self.enrollments.active
         for task in running:
             task.cancel()
