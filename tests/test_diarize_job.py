@@ -34,6 +34,16 @@ async def test_an_engine_without_diarize_refuses_it_as_a_bad_request():
 
 
 @pytest_asyncio.fixture(scope="module", loop_scope="module")
+async def local_engine():
+    """The embedded engine with the overlap-aware v2 pipeline (the default, v1, has no overlap to find)."""
+    from bot.engines.local import LocalEngine
+
+    engine = LocalEngine(workers=1, diarization="v2")
+    yield engine
+    await engine.close()
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="module")
 async def server(local_engine, tmp_path_factory):
     async with engine_server(local_engine, tmp_path_factory.mktemp("engine-data")) as srv:
         yield srv
