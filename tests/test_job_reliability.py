@@ -224,7 +224,7 @@ async def test_the_cpu_pool_is_rebuilt_after_its_worker_dies(world: World):
             await services.run_cpu(os._exit, 3)  # the OOM killer, twice
         assert await services.run_cpu(pow, 2, 5) == 32
     finally:
-        services.close_pool()
+        await services.close_pool()
 
 
 # -- Slack answering 429 and 500 --------------------------------------------------------------------

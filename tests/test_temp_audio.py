@@ -84,7 +84,11 @@ async def test_a_crashed_workers_audio_is_under_var_dir_and_swept_when_a_worker_
 
         fake.unstall.set()
         second.send_signal(signal.SIGTERM)
-        assert await asyncio.wait_for(second.wait(), 60) == 0, (tmp_path / "second.log").read_text()
+        try:
+            code = await asyncio.wait_for(second.wait(), 120)
+        except TimeoutError:
+            raise AssertionError("the worker did not stop on SIGTERM: " + (tmp_path / "second.log").read_text())
+        assert code == 0, (tmp_path / "second.log").read_text()
     finally:
         for proc in (first, second):
             if proc is not None and proc.returncode is None:

@@ -28,6 +28,7 @@ from bot.engines.base import (
     RequestError,
 )
 from bot.engines.matching import CALIBRATIONS, DEFAULT_DIARIZATION
+from bot.pools import stop_pool
 from bot.engines.schema import (
     DiarizeRequest,
     IdentifyOutput,
@@ -323,7 +324,7 @@ class LocalEngine(Engine):
             task.cancel()
         if self._pool is not None:
             pool, self._pool = self._pool, None
-            await asyncio.get_running_loop().run_in_executor(None, lambda: pool.shutdown(cancel_futures=True))
+            await asyncio.get_running_loop().run_in_executor(None, stop_pool, pool)
         if self._queue is not None:
             self._queue.put(None)
             if self._drain is not None:

@@ -91,7 +91,7 @@ def build_web_app(services: Services, bolt: AsyncApp, *, run_jobs: bool = True) 
         if runner is not None:
             await runner.stop()
         await services.drain()
-        services.close_pool()
+        await services.close_pool()
         await services.close_speech()
 
     wa = web.Application(client_max_size=1024**2)

@@ -55,7 +55,7 @@ async def open_services(settings: Settings):
 
 async def close_services(services) -> None:
     await services.drain()
-    services.close_pool()
+    await services.close_pool()
     await services.close_speech()
     await services.engine.close()
     await services.db.dispose()

@@ -14,6 +14,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.config import Settings
 from bot.engines.base import Engine
+from bot.pools import stop_pool
 from bot.slack.client import make_client
 
 if TYPE_CHECKING:
@@ -132,7 +133,7 @@ class Services:
         while self.tasks:
             await asyncio.gather(*list(self.tasks), return_exceptions=True)
 
-    def close_pool(self) -> None:
+    async def close_pool(self) -> None:
         if self._cpu is not None:
-            self._cpu.shutdown(wait=False, cancel_futures=True)
-            self._cpu = None
+            pool, self._cpu = self._cpu, None
+            await asyncio.to_thread(stop_pool, pool)

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
+from bot.pools import stop_pool
 from bot.speech.asr_models import ModelFilesError, model_dir, spec_for
 
 DEFAULT_MODEL = "base"
@@ -175,13 +176,3 @@ class TranscriptionWorker:
             pool, self._pool = self._pool, None
             await asyncio.get_running_loop().run_in_executor(None, stop_pool, pool)
 
-
-def stop_pool(pool: ProcessPoolExecutor) -> None:
-    """Shuts `pool` down without waiting for running work: its processes are terminated (3.11 has no public
-    way; `_processes` is the executor's own table of them), then reaped."""
-    processes = list((getattr(pool, "_processes", None) or {}).values())
-    pool.shutdown(wait=False, cancel_futures=True)
-    for process in processes:
-        process.terminate()
-    for process in processes:
-        process.join(10)
