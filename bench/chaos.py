@@ -28,8 +28,9 @@ import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from bot.engines.base import Engine, JobNotFound
-from bot.engines.schema import IdentifyRequest, Job, JobStatus, VoiceprintRequest
+from bot.engines.base import Engine
+from bot.errors import JobNotFound
+from bot.schema import IdentifyRequest, Job, JobStatus, VoiceprintRequest
 from storage.crypto import new_key
 from tests.reliability_support import OUTPUT  # the same canned identify result as the fault tests
 

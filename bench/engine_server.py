@@ -16,7 +16,7 @@ from pathlib import Path
 
 from bench.meetings import data_available, libri_meeting, write_wav
 from bot.engines.base import Engine
-from bot.engines.schema import IdentifyRequest, JobStatus, Matching, VoiceprintInput, VoiceprintRequest
+from bot.schema import IdentifyRequest, JobStatus, Matching, VoiceprintInput, VoiceprintRequest
 
 
 @dataclass
@@ -65,9 +65,9 @@ async def run_all(engine: Engine, meetings: list[tuple[Path, dict[str, str]]]) -
 async def bench(jobs: int, minutes: float, workers: int) -> list[Row]:
     from aiohttp.test_utils import TestServer
 
+    from bot.engine_server.app import ServerLimits, create_app
     from bot.engines.http import HTTPEngine
     from bot.engines.local import LocalEngine
-    from bot.engines.server import ServerLimits, create_app
 
     tmp = Path(tempfile.mkdtemp(prefix="bench-engine-server-"))
     local = LocalEngine(workers=workers)

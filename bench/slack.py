@@ -70,7 +70,7 @@ async def burst(bot, n: int) -> list[float]:
 
 async def run(minutes: float, concurrency: int) -> None:
     from bot.engines.local import LocalEngine
-    from bot.engines.schema import utcnow
+    from bot.schema import utcnow
     from bot.slack.voiceprints import voiceprint_from_path
     from storage.database import Database
     from storage.migrate import upgrade
@@ -136,7 +136,7 @@ async def run(minutes: float, concurrency: int) -> None:
 
 async def identify_directly(engine, data: bytes, tmp: Path, db) -> float:
     """The same recording straight through the engine interface: what the bot adds is the difference."""
-    from bot.engines.schema import IdentifyRequest, Matching, VoiceprintInput
+    from bot.schema import IdentifyRequest, Matching, VoiceprintInput
     from storage.voiceprints import voiceprints_for_users
     from tests.fake_slack import TEAM_ID
 

@@ -39,7 +39,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def recognize_child(model: str, wavs: list[str], var_dir: str) -> dict:
-    from bot.speech.transcription import Recognizer
+    from bot.transcription.recognizer import Recognizer
 
     t = time.perf_counter()
     recognizer = Recognizer(model, Path(var_dir), "en")
@@ -101,25 +101,25 @@ def accuracy(pairs: list[tuple[str | None, set[str]]], mapping: dict[str, str] |
 
 
 def identify(models, meeting: M.Meeting):
-    from bot.engines import pipeline
-    from bot.engines.audio import Audio
-    from bot.engines.matching import RECOMMENDED_THRESHOLD
-    from bot.engines.schema import Matching, VoiceprintInput
+    from bot.schema import Matching, VoiceprintInput
+    from bot.speech import tasks
+    from bot.speech.audio import Audio
+    from bot.speech.matching import RECOMMENDED_THRESHOLD
 
-    prints = [VoiceprintInput(label=label, voiceprint=pipeline.make_voiceprint(models, Audio(clip)).voiceprint)
+    prints = [VoiceprintInput(label=label, voiceprint=tasks.make_voiceprint(models, Audio(clip)).voiceprint)
               for label, clip in meeting.enrollment.items()]
-    return pipeline.identify(models, Audio(meeting.samples), prints, Matching(threshold=RECOMMENDED_THRESHOLD))
+    return tasks.identify(models, Audio(meeting.samples), prints, Matching(threshold=RECOMMENDED_THRESHOLD))
 
 
 def score_meeting(meeting: M.Meeting, output, words: list[list]) -> dict[str, tuple[int, int]]:
-    from bot.speech.attribution import (
+    from bot.transcription.attribution import (
         SpeakerTurn,
         attribute,
         exclusive_of,
         exclusive_turns,
         identified_labels,
     )
-    from bot.speech.transcription import Word
+    from bot.transcription.recognizer import Word
 
     ws = [Word(s, e, t) for s, e, t in words]
     ref = meeting.reference
@@ -159,11 +159,11 @@ def disagreement(a: list[list], b: list[list]) -> float:
 async def latency(wav: Path, var_dir: Path, model: str) -> list[tuple[str, float, float | None]]:
     """(path, upload→summary s, upload→transcript s) with warm workers; the first row is summary only."""
     from bot.engines.local import LocalEngine
-    from bot.engines.schema import IdentifyRequest
-    from bot.speech import attribution
-    from bot.speech.transcription import TranscriptionWorker
+    from bot.schema import IdentifyRequest
     from bot.summary.stats import summarize
     from bot.summary.transcript import render_markdown, render_vtt, speaker_names
+    from bot.transcription import attribution
+    from bot.transcription.recognizer import TranscriptionWorker
 
     engine, worker = LocalEngine(workers=1), TranscriptionWorker(model, var_dir, "en")
     rows = []
@@ -232,7 +232,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{model}: recognition in a fresh process ...", file=sys.stderr)
             results[model] = run_child(model, wavs, tmp / "var")
         print("diarizing and identifying ...", file=sys.stderr)
-        from bot.engines.diarize import SpeakerModels
+        from bot.speech.windows import SpeakerModels
 
         models = SpeakerModels()
         outputs = [identify(models, m) for m in meetings]

@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 from aiohttp.test_utils import TestServer
 
+from bot.engine_server.app import ServerLimits, create_app
 from bot.engines.base import Engine
 from bot.engines.http import HTTPEngine, RetryPolicy
-from bot.engines.server import ServerLimits, create_app
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "librispeech"
 API_KEY = "test-engine-key-0123456789"

@@ -21,7 +21,7 @@ SR = 16000
 @lru_cache(maxsize=1)
 def speaker_models():
     """The warm models, loaded once for the whole test process."""
-    from bot.engines.diarize import SpeakerModels
+    from bot.speech.windows import SpeakerModels
 
     return SpeakerModels()
 

@@ -9,9 +9,10 @@ from pathlib import Path
 
 import numpy as np
 
-from bot.engines import voiceprint
-from bot.engines.base import Engine, JobNotFound
-from bot.engines.schema import IdentifyRequest, Job, JobStatus, VoiceprintRequest
+from bot.engines.base import Engine
+from bot.errors import JobNotFound
+from bot.schema import IdentifyRequest, Job, JobStatus, VoiceprintRequest
+from bot.speech import voiceprint
 
 MODEL = "fake-model"
 

@@ -18,8 +18,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from bot.engines.base import Engine, JobNotFound
-from bot.engines.schema import IdentifyRequest, Job, JobStatus, VoiceprintRequest
+from bot.engines.base import Engine
+from bot.errors import JobNotFound
+from bot.schema import IdentifyRequest, Job, JobStatus, VoiceprintRequest
 from storage.database import Database
 from tests.fake_slack import BOT_USER_ID, TEAM_ID, FakeSlack, bot_settings
 

@@ -5,8 +5,8 @@ import numpy as np
 import pytest
 from engine_support import SR, encode, needs_data, utterance
 
-from bot.engines.audio import decode, format_duration, normalise_level
-from bot.engines.base import MediaError
+from bot.errors import MediaError
+from bot.speech.audio import decode, format_duration, normalise_level
 
 
 @pytest.fixture(scope="module")

@@ -12,7 +12,7 @@ SECRET = "VPDELETEDVOICEPRINTMUSTNOTSTAY" * 8
 
 
 async def test_a_deleted_voiceprint_leaves_no_bytes_in_the_sqlite_file(tmp_path):
-    from bot.engines.schema import utcnow
+    from bot.schema import utcnow
 
     path = tmp_path / "voiceid.db"
     url = f"sqlite+aiosqlite:///{path}"

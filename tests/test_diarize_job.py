@@ -7,8 +7,9 @@ import pytest_asyncio
 from pydantic import ValidationError
 
 from bench import meetings
-from bot.engines.base import Engine, RequestError
-from bot.engines.schema import DiarizeRequest, JobStatus
+from bot.engines.base import Engine
+from bot.errors import RequestError
+from bot.schema import DiarizeRequest, JobStatus
 from tests.engine_http_support import client_for, engine_server, needs_speech
 
 in_module_loop = pytest.mark.asyncio(loop_scope="module")

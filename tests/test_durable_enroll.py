@@ -13,8 +13,8 @@ from datetime import timedelta
 
 import pytest
 
-from bot.engines.base import EngineError
-from bot.engines.schema import Job, VoiceprintRequest
+from bot.errors import EngineError
+from bot.schema import Job, VoiceprintRequest
 from storage.database import Database
 from storage.enrollments import claim_enrollment, enrollment_jobs, requeue_expired_enrollments
 from storage.leases import retry_delay

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import stat
 
-from bot.engines.server_store import ServerStore
+from bot.engine_server.store import ServerStore
 
 
 def mode(path) -> int:

@@ -8,10 +8,10 @@ import pytest
 from aiohttp import ClientSession, web
 from aiohttp.test_utils import TestServer
 
-from bot.engines.schema import Job, JobStatus, VoiceprintRequest
-from bot.engines.server import ENGINE_SERVER, ServerLimits, field_errors, retry_after_s
-from bot.engines.server_store import ServerStore
+from bot.engine_server.app import ENGINE_SERVER, ServerLimits, field_errors, retry_after_s
+from bot.engine_server.store import ServerStore
 from bot.engines.webhooks import webhook_routes
+from bot.schema import Job, JobStatus, VoiceprintRequest
 from tests.engine_http_support import API_KEY, client_for, engine_server, needs_speech, utterance
 
 in_module_loop = pytest.mark.asyncio(loop_scope="module")
@@ -28,7 +28,7 @@ def test_retry_after_grows_with_the_queue_and_stays_bounded():
 def test_field_errors_use_wire_names():
     from pydantic import ValidationError
 
-    from bot.engines.schema import IdentifyRequest
+    from bot.schema import IdentifyRequest
 
     with pytest.raises(ValidationError) as err:
         IdentifyRequest.model_validate({"url": "media://a", "voiceprints": [{"label": "SPEAKER_01",

@@ -13,10 +13,11 @@ from pathlib import Path
 import pytest
 from aiohttp import ClientSession
 
-from bot.engines.base import Engine, JobNotFound, RequestError
-from bot.engines.schema import IdentifyRequest, Job, JobStatus, VoiceprintInput, VoiceprintRequest
-from bot.engines.server import ENGINE_SERVER
-from bot.engines.server_store import JobRecord, ServerStore
+from bot.engine_server.app import ENGINE_SERVER
+from bot.engine_server.store import JobRecord, ServerStore
+from bot.engines.base import Engine
+from bot.errors import JobNotFound, RequestError
+from bot.schema import IdentifyRequest, Job, JobStatus, VoiceprintInput, VoiceprintRequest
 from tests.engine_http_support import API_KEY, client_for, engine_server
 
 pytestmark = pytest.mark.asyncio(loop_scope="function")

@@ -13,7 +13,9 @@ import pytest_asyncio
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 
-from bot.engines.base import (
+from bot.engine_server.app import ENGINE_SERVER, ServerLimits
+from bot.engines.http import HTTPEngine, RetryPolicy
+from bot.errors import (
     AuthError,
     EngineUnavailable,
     JobNotFound,
@@ -22,9 +24,7 @@ from bot.engines.base import (
     RateLimited,
     RequestError,
 )
-from bot.engines.http import HTTPEngine, RetryPolicy
-from bot.engines.schema import IdentifyRequest, JobStatus, Matching, VoiceprintInput, VoiceprintRequest
-from bot.engines.server import ENGINE_SERVER, ServerLimits
+from bot.schema import IdentifyRequest, JobStatus, Matching, VoiceprintInput, VoiceprintRequest
 from tests.engine_http_support import (
     API_KEY,
     GatedEngine,

@@ -10,12 +10,9 @@ import numpy as np
 import pytest
 from engine_support import ROOT, SR, meetings, needs_data, speaker_models
 
-from bot.engines import pipeline, voiceprint
-from bot.engines.audio import Audio, normalise_level
-from bot.engines.base import JobNotFound, MediaError, VoiceprintError
 from bot.engines.local import LocalEngine
-from bot.engines.matching import RECOMMENDED_THRESHOLD
-from bot.engines.schema import (
+from bot.errors import JobNotFound, MediaError, VoiceprintError
+from bot.schema import (
     IdentifyOutput,
     IdentifyRequest,
     JobStatus,
@@ -23,6 +20,9 @@ from bot.engines.schema import (
     VoiceprintInput,
     VoiceprintRequest,
 )
+from bot.speech import tasks, voiceprint
+from bot.speech.audio import Audio, normalise_level
+from bot.speech.matching import RECOMMENDED_THRESHOLD
 
 pytestmark = needs_data
 
@@ -36,13 +36,13 @@ def meeting() -> meetings.Meeting:
 def enrolled(meeting) -> list[VoiceprintInput]:
     models = speaker_models()
     return [VoiceprintInput(label=f"reader-{label}",
-                            voiceprint=pipeline.make_voiceprint(models, Audio(clip)).voiceprint)
+                            voiceprint=tasks.make_voiceprint(models, Audio(clip)).voiceprint)
             for label, clip in meeting.enrollment.items()]
 
 
 @pytest.fixture(scope="module")
 def identified(meeting, enrolled) -> IdentifyOutput:
-    return pipeline.identify(speaker_models(), Audio(meeting.samples), enrolled,
+    return tasks.identify(speaker_models(), Audio(meeting.samples), enrolled,
                              Matching(threshold=RECOMMENDED_THRESHOLD))
 
 
@@ -87,7 +87,7 @@ def test_output_is_the_pyannoteai_schema(identified):
 def test_foreign_voiceprint_is_refused_before_any_work(meeting):
     other = VoiceprintInput(label="Zoe", voiceprint=voiceprint.encode(np.ones(192), "other-model"))
     with pytest.raises(VoiceprintError, match="Zoe"):
-        pipeline.identify(speaker_models(), Audio(meeting.samples[:SR]), [other])
+        tasks.identify(speaker_models(), Audio(meeting.samples[:SR]), [other])
 
 
 def test_quiet_far_field_recording_still_finds_speech():
@@ -98,7 +98,7 @@ def test_quiet_far_field_recording_still_finds_speech():
 
 def test_silent_recording_is_refused(enrolled):
     with pytest.raises(MediaError) as err:
-        pipeline.identify(speaker_models(), Audio(np.full(10 * SR, 1e-3, np.float32) *
+        tasks.identify(speaker_models(), Audio(np.full(10 * SR, 1e-3, np.float32) *
                                                   np.sin(np.arange(10 * SR) / 3)), enrolled[:1])
     assert err.value.code == "silent"
 
@@ -149,7 +149,7 @@ async def test_local_engine_jobs(tmp_path, meeting, enrolled):
         with pytest.raises(JobNotFound):
             await engine.get_job("no-such-job")
         await engine.release(url)
-        from bot.engines.base import RequestError
+        from bot.errors import RequestError
 
         with pytest.raises(RequestError):
             await engine.submit_voiceprint(VoiceprintRequest(url=url))

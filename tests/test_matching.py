@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from bot.engines.matching import CAL_MIDPOINT, RECOMMENDED_THRESHOLD, assign, confidence, similarity_matrix
+from bot.speech.matching import CAL_MIDPOINT, RECOMMENDED_THRESHOLD, assign, confidence, similarity_matrix
 
 
 def test_confidence_is_calibrated_and_monotone():

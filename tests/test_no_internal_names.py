@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from bot.engines.base import Engine
-from bot.engines.schema import IdentifyRequest, Job, JobStatus, VoiceprintInput, VoiceprintRequest
+from bot.schema import IdentifyRequest, Job, JobStatus, VoiceprintInput, VoiceprintRequest
 from bot.summary.status import render_failure
 from storage.database import Database
 from storage.migrate import upgrade
@@ -75,8 +75,8 @@ async def test_engine_server_errors_name_no_media_file_and_the_channel_shows_non
 
 
 async def test_a_vanished_temporary_file_is_our_failure_with_a_ref(tmp_path):
-    from bot.engines.base import EngineError
     from bot.engines.http import HTTPEngine
+    from bot.errors import EngineError
     from bot.failures import public_reason
 
     engine = HTTPEngine("http://127.0.0.1:9", "engine-key", name="the engine server", recommended_threshold=50.0)

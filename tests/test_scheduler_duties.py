@@ -12,8 +12,8 @@ from slack_sdk.errors import SlackApiError
 from sqlalchemy import update
 
 from bot.engines.local import LocalEngine
-from bot.engines.schema import utcnow
 from bot.jobs.scheduler import JobRunner
+from bot.schema import utcnow
 from bot.slack.client import make_client
 from bot.slack.services import Services
 from storage.database import Database

@@ -4,8 +4,8 @@ from __future__ import annotations
 import pytest
 from pydantic import ValidationError
 
-from bot.engines.base import MediaError
-from bot.engines.schema import (
+from bot.errors import MediaError
+from bot.schema import (
     IdentifyOutput,
     IdentifyRequest,
     Job,

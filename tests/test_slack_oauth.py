@@ -10,7 +10,7 @@ from urllib.parse import unquote
 import pytest
 import pytest_asyncio
 
-from bot.engines.schema import utcnow
+from bot.schema import utcnow
 from storage.database import Database
 from storage.migrate import upgrade
 from tests.fake_slack import TEAM_ID, BotUnderTest, FakeSlack, bot_settings

@@ -10,7 +10,7 @@ import itertools
 import pytest
 import pytest_asyncio
 
-from bot.engines.schema import (
+from bot.schema import (
     DiarizationSegment,
     IdentificationSegment,
     IdentifyOutput,

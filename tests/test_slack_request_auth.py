@@ -15,7 +15,7 @@ import aiohttp
 import pytest
 import pytest_asyncio
 
-from bot.engines.schema import utcnow
+from bot.schema import utcnow
 from storage.database import Database
 from storage.migrate import upgrade
 from tests.fake_slack import APP_TOKEN, TEAM_ID, BotUnderTest, FakeSlack, bot_settings, signed_headers

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import pytest
 
-from bot.engines.base import MediaError
+from bot.errors import MediaError
 from bot.slack.files import check_file, is_media
 from bot.slack.recordings import media_files
 

@@ -14,8 +14,8 @@ import socket
 import pytest
 import pytest_asyncio
 
-from bot.engines.schema import utcnow
 from bot.failures import public_reason
+from bot.schema import utcnow
 from bot.summary.blocks import SlackMessage, render_summary
 from bot.summary.stats import SpeakerStats, Summary
 from bot.summary.status import render_failure, render_progress

@@ -5,7 +5,7 @@ import json
 
 import pytest
 
-from bot.engines.schema import IdentifyOutput
+from bot.schema import IdentifyOutput
 from bot.summary.blocks import MAX_BLOCKS, parse_button_value, render_summary
 from bot.summary.chart import timeline_png
 from bot.summary.stats import format_duration, merge_intervals, summarize

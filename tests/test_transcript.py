@@ -9,10 +9,11 @@ from pathlib import Path
 
 import pytest
 
-from bot.engines.schema import DiarizationSegment, IdentifyOutput, SpeakerMatch
-from bot.speech import asr_models
-from bot.speech.asr_models import ModelFilesError, ModelSpec
-from bot.speech.attribution import (
+from bot.schema import DiarizationSegment, IdentifyOutput, SpeakerMatch
+from bot.summary.stats import summarize
+from bot.summary.transcript import md_text, render_markdown, render_vtt, speaker_names, vtt_text, vtt_time
+from bot.transcription import models as asr_models
+from bot.transcription.attribution import (
     SpeakerTurn,
     SpokenWord,
     attribute,
@@ -23,9 +24,8 @@ from bot.speech.attribution import (
     speaker_at,
     transcription_wire,
 )
-from bot.speech.transcription import Word
-from bot.summary.stats import summarize
-from bot.summary.transcript import md_text, render_markdown, render_vtt, speaker_names, vtt_text, vtt_time
+from bot.transcription.models import ModelFilesError, ModelSpec
+from bot.transcription.recognizer import Word
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -274,8 +274,8 @@ def test_transcribe_command_rejects_bad_voiceprints_before_loading_models(tmp_pa
 
 
 async def test_worker_refuses_a_file_that_is_not_media_with_the_engines_error(tmp_path: Path):
-    from bot.engines.base import MediaError
-    from bot.speech.transcription import TranscriptionWorker
+    from bot.errors import MediaError
+    from bot.transcription.recognizer import TranscriptionWorker
 
     notes = tmp_path / "notes.txt"
     notes.write_text("not a recording\n" * 100)

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from bot.engines.schema import IdentifyOutput
+from bot.schema import IdentifyOutput
 from storage.database import Database
 from storage.models import utcnow
 from storage.recordings import claim_next, complete, enqueue_recording, get_recording

@@ -22,7 +22,7 @@ def _write(path: Path, samples: np.ndarray) -> Path:
 
 
 async def test_worker_process_recognizes_speech_and_reports_progress(tmp_path: Path):
-    from bot.speech.transcription import TranscriptionWorker
+    from bot.transcription.recognizer import TranscriptionWorker
 
     clip = _write(tmp_path / "clip.wav", utterance("1998", 4))  # "... the stomach may be removed entire ..."
     worker = TranscriptionWorker("base", tmp_path / "var", "en")
@@ -40,11 +40,11 @@ async def test_worker_process_recognizes_speech_and_reports_progress(tmp_path: P
 def test_transcribe_command_puts_each_readers_words_on_that_reader(tmp_path: Path):
     """Reader 1998 (enrolled as Alice) and reader 2033 (not enrolled) take turns; each word's speaker must be
     the reader whose utterance holds it."""
-    from bot.engines import pipeline
-    from bot.engines.audio import Audio
+    from bot.speech import tasks
+    from bot.speech.audio import Audio
 
     alice_clip = utterance("1998", 0)
-    vp = pipeline.make_voiceprint(speaker_models(), Audio(alice_clip)).voiceprint
+    vp = tasks.make_voiceprint(speaker_models(), Audio(alice_clip)).voiceprint
     (tmp_path / "vp.json").write_text(json.dumps([{"label": "Alice", "voiceprint": vp}]))
     pieces = [("Alice", utterance("1998", 4)), ("other", utterance("2033", 1)), ("Alice", utterance("1998", 2))]
     gap = np.zeros(int(0.8 * SR), np.float32)

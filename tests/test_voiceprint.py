@@ -7,11 +7,11 @@ import numpy as np
 import pytest
 from engine_support import SR, needs_data, speaker_models, utterance
 
-from bot.engines import voiceprint
-from bot.engines.audio import Audio
-from bot.engines.base import MediaError, VoiceprintError
-from bot.engines.diarize import EMBEDDING_MODEL
-from bot.engines.pipeline import make_voiceprint
+from bot.errors import MediaError, VoiceprintError
+from bot.speech import voiceprint
+from bot.speech.audio import Audio
+from bot.speech.tasks import make_voiceprint
+from bot.speech.windows import EMBEDDING_MODEL
 
 
 def test_round_trip_is_compact_and_close():

@@ -8,10 +8,10 @@ import random
 import numpy as np
 import pytest
 
-from bot.engines import voiceprint
-from bot.engines.base import VoiceprintError
-from bot.engines.diarize import EMBEDDING_MODEL
-from bot.engines.schema import IdentifyRequest, JobStatus, VoiceprintInput
+from bot.errors import VoiceprintError
+from bot.schema import IdentifyRequest, JobStatus, VoiceprintInput
+from bot.speech import voiceprint
+from bot.speech.windows import EMBEDDING_MODEL
 from tests.engine_http_support import client_for, engine_server
 
 GOOD = voiceprint.encode(np.random.default_rng(3).normal(size=192), EMBEDDING_MODEL)

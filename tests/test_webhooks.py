@@ -11,7 +11,6 @@ import pytest
 from aiohttp import ClientSession, web
 from aiohttp.test_utils import TestServer
 
-from bot.engines.schema import Job, JobStatus
 from bot.engines.webhooks import (
     InvalidSignature,
     send_webhook,
@@ -21,6 +20,7 @@ from bot.engines.webhooks import (
     webhook_payload,
     webhook_routes,
 )
+from bot.schema import Job, JobStatus
 
 SECRET = "whsec-test-secret"
 

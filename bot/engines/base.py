@@ -1,4 +1,4 @@
-"""The one interface every speaker engine implements, and the typed errors they raise.
+"""The one interface every speaker engine implements (its errors: `bot.errors`).
 
 The interface mirrors the pyannoteAI web API (upload media, submit a voiceprint or identify job, read a
 job) so the embedded engine, the pyannoteAI cloud client and our engine-server client are swappable.
@@ -6,86 +6,17 @@ job) so the embedded engine, the pyannoteAI cloud client and our engine-server c
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import logging
 import time
 from abc import ABC, abstractmethod
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
-from bot.engines.schema import DiarizeRequest, IdentifyRequest, Job, VoiceprintRequest
+from bot.errors import EngineError, EngineJobEnded, JobNotFound, RequestError
+from bot.schema import DiarizeRequest, IdentifyRequest, Job, VoiceprintRequest
 
-
-class EngineError(Exception):
-    """An error with a stable `code` and a message fit to show a person.
-
-    `transient` errors (rate limits, outages) are worth retrying; the others are final for that input.
-    """
-
-    code = "engine_error"
-    transient = False
-
-    def __init__(self, message: str, *, code: str | None = None, transient: bool | None = None):
-        super().__init__(message)
-        self.message = message
-        if code:
-            self.code = code
-        if transient is not None:
-            self.transient = transient
-
-    def to_output(self) -> dict:
-        return {"error": {"code": self.code, "message": self.message}}
-
-
-class MediaError(EngineError):
-    """The input itself is unusable: not audio, corrupt, empty, silent, too long, too short, two voices."""
-
-    code = "bad_media"
-
-
-class VoiceprintError(EngineError):
-    """A voiceprint is malformed or was made by another engine or model."""
-
-    code = "incompatible_voiceprint"
-
-
-class RequestError(EngineError):
-    """The request failed validation (HTTP 400); `errors` lists `{field, message}`."""
-
-    code = "invalid_request"
-
-    def __init__(self, message: str, errors: list[dict] | None = None):
-        super().__init__(message)
-        self.errors = errors or []
-
-
-class AuthError(EngineError):
-    code = "unauthorized"
-
-
-class PaymentRequired(EngineError):
-    code = "payment_required"
-
-
-class RateLimited(EngineError):
-    code = "rate_limited"
-    transient = True
-
-    def __init__(self, message: str, retry_after: float | None = None):
-        super().__init__(message)
-        self.retry_after = retry_after
-
-
-class EngineUnavailable(EngineError):
-    code = "engine_unavailable"
-    transient = True
-
-
-class JobNotFound(EngineError):
-    """The engine does not know the job (expired, or lost with an engine restart): resubmit it."""
-
-    code = "job_not_found"
-    transient = True
-
-
+log = logging.getLogger(__name__)
 ProgressCallback = Callable[[float], None]
 
 
@@ -126,12 +57,43 @@ class Engine(ABC):
         """Release pools, sessions and sockets."""
 
     async def wait(self, job_id: str, *, poll: float = 0.2, timeout: float | None = None) -> Job:
-        """Poll until the job is final; a convenience for the CLI and tests (the bot polls from its scheduler)."""
-        deadline = None if timeout is None else time.monotonic() + timeout
-        while True:
-            job = await self.get_job(job_id)
+        """Until the job is final (`follow` without the extras); for the CLI, enrollment and tests."""
+        return await follow(self, job_id, interval=poll,
+                            deadline=None if timeout is None else time.monotonic() + timeout)
+
+
+JobUpdate = Callable[[Job], Awaitable[None]]
+
+
+async def follow(engine: Engine, job_id: str, *, interval: float, deadline: float | None = None,
+                 wake: asyncio.Event | None = None, on_update: JobUpdate | None = None,
+                 max_errors: int = 1) -> Job:
+    """The one loop that waits for an engine job to end. Reads it every `interval` seconds (at once when `wake`
+    is set: a webhook arrived), hands each unfinished state to `on_update`, and tolerates up to `max_errors - 1`
+    transient read errors in a row (a job the engine lost never). Past `deadline` (`time.monotonic()`) the job
+    is given up as ended, so a retry submits a new one."""
+    errors = 0
+    while True:
+        try:
+            job = await engine.get_job(job_id)
+            errors = 0
+        except JobNotFound:
+            raise
+        except EngineError as exc:
+            errors += 1
+            if not exc.transient or errors >= max_errors:
+                raise
+            log.info("engine job %s: engine busy or unreachable (%s); reading it again", job_id, exc.code)
+        else:
             if job.status.final:
                 return job
-            if deadline is not None and time.monotonic() > deadline:
-                raise EngineUnavailable(f"job {job_id} did not finish within {timeout:.0f} s")
-            await asyncio.sleep(poll)
+            if on_update is not None:
+                await on_update(job)
+        if deadline is not None and time.monotonic() > deadline:
+            raise EngineJobEnded("The speaker engine did not finish in time.", code="timeout")
+        if wake is None:
+            await asyncio.sleep(interval)
+        else:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(wake.wait(), timeout=interval)
+            wake.clear()

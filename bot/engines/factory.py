@@ -34,7 +34,7 @@ def make_engine(settings: Settings) -> Engine:
                           deletes=False)
     if settings.engine is EngineKind.server:
         from bot.engines.http import HTTPEngine
-        from bot.engines.matching import RECOMMENDED_THRESHOLD
+        from bot.speech.matching import RECOMMENDED_THRESHOLD
 
         return HTTPEngine(settings.engine_url, settings.engine_api_key.get_secret_value(), name="the engine server",
                           recommended_threshold=RECOMMENDED_THRESHOLD,

@@ -16,9 +16,9 @@ from pathlib import Path
 
 import aiohttp
 
-from bot.engines.base import (
+from bot.engines.base import Engine
+from bot.errors import (
     AuthError,
-    Engine,
     EngineError,
     EngineUnavailable,
     JobNotFound,
@@ -27,7 +27,7 @@ from bot.engines.base import (
     RateLimited,
     RequestError,
 )
-from bot.engines.schema import DiarizeRequest, IdentifyRequest, Job, VoiceprintRequest
+from bot.schema import DiarizeRequest, IdentifyRequest, Job, VoiceprintRequest
 
 log = logging.getLogger(__name__)
 

@@ -19,17 +19,10 @@ from datetime import timedelta
 from pathlib import Path
 from urllib.parse import unquote, urlparse
 
-from bot.engines.base import (
-    Engine,
-    EngineError,
-    EngineUnavailable,
-    JobNotFound,
-    ProgressCallback,
-    RequestError,
-)
-from bot.engines.matching import CALIBRATIONS, DEFAULT_DIARIZATION
+from bot.engines.base import Engine, ProgressCallback
+from bot.errors import EngineError, EngineUnavailable, JobNotFound, RequestError, error_from
 from bot.pools import stop_pool
-from bot.engines.schema import (
+from bot.schema import (
     DiarizeRequest,
     IdentifyOutput,
     IdentifyRequest,
@@ -39,6 +32,7 @@ from bot.engines.schema import (
     VoiceprintRequest,
     utcnow,
 )
+from bot.speech.matching import CALIBRATIONS, DEFAULT_DIARIZATION
 
 log = logging.getLogger(__name__)
 
@@ -53,7 +47,7 @@ _progress_queue = None
 def _init_worker(progress_queue, threads: int, diarization: str = DEFAULT_DIARIZATION) -> None:
     """Pool initializer: load the models once for the life of the worker."""
     global _models, _progress_queue
-    from bot.engines.diarize import SpeakerModels
+    from bot.speech.windows import SpeakerModels
 
     _progress_queue = progress_queue
     _models = SpeakerModels(threads=threads, diarization=diarization)
@@ -71,26 +65,26 @@ def _report(job_id: str):
 
 
 def _work_voiceprint(job_id: str, path: str) -> dict:
-    from bot.engines import pipeline
+    from bot.speech import tasks
 
     try:
-        audio = pipeline.decode_clip(Path(path))
-        return pipeline.make_voiceprint(_models, audio).wire()
+        audio = tasks.decode_clip(Path(path))
+        return tasks.make_voiceprint(_models, audio).wire()
     except EngineError as exc:
         return exc.to_output()
 
 
 def _work_identify(job_id: str, path: str, request: dict, max_duration: float) -> dict:
-    from bot.engines import pipeline
-    from bot.engines.audio import MediaStream
+    from bot.speech import tasks
+    from bot.speech.audio import MediaStream
 
     req = IdentifyRequest.model_validate(request)
     report = _report(job_id)
     try:
-        pipeline.check_voiceprints(req.voiceprints, _models.model_id)
+        tasks.check_voiceprints(req.voiceprints, _models.model_id)
         audio = MediaStream(Path(path), max_duration, name="The recording")
         report(0.05)
-        out = pipeline.identify(_models, audio, req.voiceprints, req.matching, req.num_speakers,
+        out = tasks.identify(_models, audio, req.voiceprints, req.matching, req.num_speakers,
                                 req.min_speakers, req.max_speakers,
                                 progress=lambda f: report(0.05 + 0.95 * f), exclusive=req.exclusive)
         return out.wire()
@@ -99,15 +93,15 @@ def _work_identify(job_id: str, path: str, request: dict, max_duration: float) -
 
 
 def _work_diarize(job_id: str, path: str, request: dict, max_duration: float) -> dict:
-    from bot.engines import pipeline
-    from bot.engines.audio import MediaStream
+    from bot.speech import tasks
+    from bot.speech.audio import MediaStream
 
     req = DiarizeRequest.model_validate(request)
     report = _report(job_id)
     try:
         audio = MediaStream(Path(path), max_duration, name="The recording")
         report(0.05)
-        return pipeline.diarize_only(_models, audio, req.num_speakers, req.min_speakers, req.max_speakers,
+        return tasks.diarize_only(_models, audio, req.num_speakers, req.min_speakers, req.max_speakers,
                                      progress=lambda f: report(0.05 + 0.95 * f), exclusive=req.exclusive).wire()
     except EngineError as exc:
         return exc.to_output()
@@ -332,17 +326,8 @@ class LocalEngine(Engine):
             self._queue.close()
 
 
-MEDIA_CODES = {"not_audio", "no_audio_track", "corrupt", "empty", "silent", "too_long", "too_short",
-               "multiple_speakers", "not_found", "bad_media"}
-
-
 def _raise_error(output: dict) -> None:
-    """Re-raise a job's `{"error": {code, message}}` as the matching typed EngineError."""
-    from bot.engines.base import MediaError, VoiceprintError
-
+    """Re-raise a job's `{"error": {code, message}}` as the matching typed error."""
     err = output.get("error")
     if isinstance(err, dict):
-        code = err.get("code") or "engine_error"
-        cls = (VoiceprintError if code == VoiceprintError.code else MediaError if code in MEDIA_CODES
-               else EngineError)
-        raise cls(err.get("message", "The speaker engine failed."), code=code)
+        raise error_from(err.get("code"), err.get("message"))

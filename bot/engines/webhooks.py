@@ -19,7 +19,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from aiohttp import ClientError, ClientSession, ClientTimeout, web
 from pydantic import ValidationError
 
-from bot.engines.schema import Job
+from bot.schema import Job
 
 log = logging.getLogger(__name__)
 

@@ -14,7 +14,7 @@ import logging
 
 from slack_sdk.errors import SlackApiError
 
-from bot.engines.base import EngineError
+from bot.errors import EngineError
 from bot.jobs.pipeline import LeaseKeeper
 from bot.slack.enroll import enroll_user, enrollment_task_name, not_enrolled, slack_transient, tell_user
 from bot.slack.services import NotInstalled, Services

@@ -21,14 +21,15 @@ from pathlib import Path
 from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
-from bot.engines.audio import stated_duration
-from bot.engines.base import EngineError, JobNotFound, MediaError
-from bot.engines.schema import IdentifyRequest, Job, JobStatus, Matching, VoiceprintInput
+from bot.engines.base import follow
+from bot.errors import EngineError, EngineJobEnded, JobNotFound, MediaError, error_from
 from bot.failures import new_ref
 from bot.jobs.charts import display_names, people, redraw_chart, send_timeline, timeline
+from bot.schema import IdentifyRequest, Job, JobStatus, Matching, VoiceprintInput
 from bot.slack.files import download
 from bot.slack.replies import keep_stored, show_reply
 from bot.slack.services import NotInstalled, Services
+from bot.speech.audio import stated_duration
 from bot.summary.blocks import SlackMessage, render_summary
 from bot.summary.stats import Summary, summary_of
 from bot.summary.status import (
@@ -46,20 +47,12 @@ log = logging.getLogger(__name__)
 MAX_VOICEPRINTS = 50
 # chat.update is Tier 3 (about 50 a minute per workspace): one progress edit every few seconds at most.
 PROGRESS_EVERY_SECONDS = 3.0
-# Engine error codes worth another attempt (the engine says transient, or the job was lost).
 # Consecutive transient polling errors tolerated before the attempt is given up (and retried later).
 MAX_POLL_ERRORS = 10
-TRANSIENT_CODES = {"engine_unavailable", "rate_limited", "job_not_found", "internal", "timeout"}
 
 
 class LeaseLost(Exception):
     """Another worker holds the recording now; stop quietly."""
-
-
-class EngineJobEnded(EngineError):
-    """The engine job itself failed or missed its deadline: a retry must submit a new one."""
-
-    transient = True
 
 
 class LeaseKeeper:
@@ -176,8 +169,7 @@ class Pipeline:
             job = await self.identify(client, rec)
             if job.status is not JobStatus.succeeded:
                 err = job.error
-                code, message = (err.code, err.message) if err else ("failed", "The engine could not process it.")
-                raise EngineJobEnded(message, code=code, transient=code in TRANSIENT_CODES)
+                raise error_from(err.code if err else "failed", err.message if err else None, job_ended=True)
             await self._complete(rec, job)
             await self.services.engine.forget(job.job_id)  # the result lives on in our database only
             await self.post(client, await self._get(rec.id))
@@ -243,48 +235,36 @@ class Pipeline:
         return [VoiceprintInput(label=r.user_id, voiceprint=r.voiceprint) for r in rows]
 
     async def poll(self, client: AsyncWebClient, rec, job: Job, deadline: datetime) -> Job:
-        """Waits for the engine job (webhook or polling) until it is final or its deadline passes."""
+        """Waits for the engine job (webhook or polling) until it is final or its deadline passes, showing its
+        progress in the thread."""
         from storage.models import utcnow
 
-        engine = self.services.engine
-        interval = self.services.settings.job_poll_seconds
+        last_edit, last_bar = 0.0, None
+
+        async def update(job: Job) -> None:
+            nonlocal last_edit, last_bar
+            progress = min(max(job.progress or 0.0, 0.0), 1.0)
+            try:
+                await self._beat(rec, progress=progress)
+            except UNAVAILABLE_ERRORS as exc:
+                # A database blip costs a progress update, not the attempt; an outage outlasting the
+                # lease makes the lease keeper end the job.
+                log.warning("recording %s: progress not saved (%s)", rec.id, type(exc).__name__)
+            now = time.monotonic()
+            bar = round(progress * 12)
+            if bar != last_bar and now - last_edit >= PROGRESS_EVERY_SECONDS:
+                last_edit, last_bar = now, bar
+                await self._show_progress(client, rec, progress)
+
+        if job.status.final:
+            return job
         wake = self._wakeups.setdefault(job.job_id, asyncio.Event())
-        last_edit, last_bar, errors = 0.0, None, 0
         try:
-            while not job.status.final:
-                if utcnow() > deadline:
-                    raise EngineJobEnded("The speaker engine did not finish this recording in time.", code="timeout")
-                try:
-                    await asyncio.wait_for(wake.wait(), timeout=interval)
-                except TimeoutError:
-                    pass
-                wake.clear()
-                try:
-                    job = await engine.get_job(job.job_id)
-                    errors = 0
-                except JobNotFound:
-                    raise
-                except EngineError as exc:
-                    errors += 1
-                    if not exc.transient or errors >= MAX_POLL_ERRORS:
-                        raise
-                    log.info("recording %s: engine busy or unreachable (%s); polling again", rec.id, exc.code)
-                    continue
-                progress = min(max(job.progress or 0.0, 0.0), 1.0)
-                try:
-                    await self._beat(rec, progress=progress)
-                except UNAVAILABLE_ERRORS as exc:
-                    # A database blip costs a progress update, not the attempt; an outage outlasting the
-                    # lease makes the lease keeper end the job.
-                    log.warning("recording %s: progress not saved (%s)", rec.id, type(exc).__name__)
-                now = time.monotonic()
-                bar = round(progress * 12)
-                if bar != last_bar and now - last_edit >= PROGRESS_EVERY_SECONDS and not job.status.final:
-                    last_edit, last_bar = now, bar
-                    await self._show_progress(client, rec, progress)
+            return await follow(self.services.engine, job.job_id, interval=self.services.settings.job_poll_seconds,
+                                deadline=time.monotonic() + (deadline - utcnow()).total_seconds(), wake=wake,
+                                on_update=update, max_errors=MAX_POLL_ERRORS)
         finally:
             self._wakeups.pop(job.job_id, None)
-        return job
 
     @property
     def transcript_on(self) -> bool:
@@ -362,7 +342,7 @@ class Pipeline:
         """Downloads the recording again (the identify step's copy is gone once the engine has it, and a
         resumed or taken-over job never had one), recognises it in the recognizer's process while the
         summary shows progress, deletes the copy, and stores the attributed words in the result."""
-        from bot.speech.attribution import transcript_result
+        from bot.transcription.attribution import transcript_result
         from storage.recordings import save_transcript
 
         info = (await client.files_info(file=rec.file_id))["file"]

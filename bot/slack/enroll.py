@@ -12,9 +12,9 @@ from slack_bolt.context.async_context import AsyncBoltContext
 from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
-from bot.engines.base import EngineError
-from bot.engines.schema import utcnow
+from bot.errors import EngineError
 from bot.failures import reason_logged
+from bot.schema import utcnow
 from bot.slack import enroll_views as views
 from bot.slack.files import check_file
 from bot.slack.services import Services

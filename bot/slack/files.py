@@ -10,7 +10,7 @@ from pathlib import Path
 
 import aiohttp
 
-from bot.engines.base import EngineUnavailable, MediaError
+from bot.errors import EngineUnavailable, MediaError
 
 CHUNK = 1 << 16
 MEDIA_PREFIXES = ("audio/", "video/")

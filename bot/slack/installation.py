@@ -12,7 +12,7 @@ from slack_sdk.oauth.installation_store.async_installation_store import AsyncIns
 from slack_sdk.oauth.state_store.async_state_store import AsyncOAuthStateStore
 from slack_sdk.oauth.token_rotation.async_rotator import AsyncTokenRotator
 
-from bot.engines.schema import utcnow
+from bot.schema import utcnow
 from bot.slack.client import make_client
 from bot.slack.services import Services
 

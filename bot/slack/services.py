@@ -106,7 +106,7 @@ class Services:
     def recognizer(self):
         """The speech recognizer in its own worker process (the model loads once, on the first recording)."""
         if self.speech is None:
-            from bot.speech.transcription import TranscriptionWorker
+            from bot.transcription.recognizer import TranscriptionWorker
 
             s = self.settings
             self.speech = TranscriptionWorker(s.transcript_model.value, s.var_dir, s.transcript_language,

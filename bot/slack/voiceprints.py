@@ -4,8 +4,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from bot.engines.base import MediaError
-from bot.engines.schema import JobStatus, VoiceprintRequest
+from bot.errors import MediaError
+from bot.schema import JobStatus, VoiceprintRequest
 from bot.slack.files import download
 from bot.slack.services import Services
 
@@ -44,7 +44,7 @@ async def voiceprint_from_path(services: Services, path: Path) -> NewVoiceprint:
 
 def clip_seconds(path: Path) -> float:
     """How long the (already accepted, at most 30 s) clip is; kept with the voiceprint for `/enroll status`."""
-    from bot.engines.audio import decode
+    from bot.speech.audio import decode
 
     return decode(path, name="The clip").duration
 

@@ -61,7 +61,7 @@ class Embedder:
     def local_speakers(self, window: np.ndarray, masks: np.ndarray, min_frames: int) -> np.ndarray:
         """Embeddings (speakers × 192) of one window's local speakers from their `masks` (segmentation frames ×
         speakers); a speaker with fewer than `min_frames` fbank frames gets a row of NaN."""
-        from bot.engines.fbank import fbank_batch
+        from bot.speech.fbank import fbank_batch
 
         out = np.full((masks.shape[1], DIM), np.nan, np.float32)
         picked = masks[self._frame_map]  # fbank frames × speakers

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from bot.engines.schema import IdentifyOutput
+from bot.schema import IdentifyOutput
 
 # Pauses shorter than this inside one person's speech do not end their turn.
 TURN_GAP_SECONDS = 1.0

@@ -1,26 +1,12 @@
 """The short messages around a job: the progress reply, and a failure explained with what to do next."""
 from __future__ import annotations
 
+from bot.errors import advice_for
 from bot.failures import public_reason
 from bot.summary.blocks import MAX_TEXT, SlackMessage, clip
 from bot.text import escape
 
 BAR_CELLS = 12
-
-# What the person can do about each failure, keyed by the engine's error codes.
-ADVICE = {
-    "not_audio": "Share an audio or video file (m4a, mp3, wav, webm, mp4, mov…).",
-    "corrupt": "The file could not be decoded. Export it again and share the new file.",
-    "empty": "The file holds no audio. Check the recording and share it again.",
-    "silent": "No speech was found. Check that the microphone was on.",
-    "too_long": "Share a shorter recording or split it into parts.",
-    "too_short": "Share a longer recording.",
-    "too_large": "Share a smaller file (compress the audio or split the recording).",
-    "html_page": "Make sure the bot can read files in this channel (reinstall the app if needed).",
-    "download_failed": "Share the file again in a moment.",
-    "no_voiceprints": "Ask the people in this channel to enroll with `/enroll`, then share the recording again.",
-}
-DEFAULT_ADVICE = "Try again later; if it keeps failing, tell whoever runs Voice ID and quote the ref."
 
 
 def progress_bar(progress: float) -> str:
@@ -38,7 +24,7 @@ def render_progress(file_name: str, progress: float | None = None) -> SlackMessa
 
 def render_failure(file_name: str, code: str, message: str, *, ref: str) -> SlackMessage:
     """The reason when the person can fix it, else a generic sentence with `ref` (the log has the details)."""
-    advice = ADVICE.get(code, DEFAULT_ADVICE)
+    advice = advice_for(code)
     text = f"Could not identify speakers in {escape(file_name)}: {escape(public_reason(code, message, ref))}"
     return SlackMessage(text=clip(text, MAX_TEXT), blocks=[
         {"type": "section", "text": {"type": "mrkdwn", "text": clip(f":warning: {text}", 3000)}},

@@ -9,8 +9,8 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 
-from bot.speech.attribution import SpokenWord, TranscriptTurn, group_turns
 from bot.summary.stats import Summary
+from bot.transcription.attribution import SpokenWord, TranscriptTurn, group_turns
 
 _CONTROL = re.compile(r"[\x00-\x1f\x7f\u2028\u2029]+")
 _MD_INLINE = re.compile(r"([\\`*_\[\]~|!#])")

@@ -12,7 +12,7 @@ import json
 import sys
 from pathlib import Path
 
-from bot.engines.matching import RECOMMENDED_THRESHOLD
+from bot.speech.matching import RECOMMENDED_THRESHOLD
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -32,13 +32,13 @@ def _fail(message: str) -> int:
 
 
 def main(args: argparse.Namespace) -> int:
+    from bot.commands.identify import _models, _read_request
     from bot.config import load_settings
-    from bot.engines.audio import decode, normalise_level
-    from bot.engines.base import EngineError
-    from bot.engines.cli import _models, _read_request
-    from bot.speech import attribution
-    from bot.speech.asr_models import ModelFilesError
-    from bot.speech.transcription import Recognizer, check_language
+    from bot.errors import EngineError
+    from bot.speech.audio import decode, normalise_level
+    from bot.transcription import attribution
+    from bot.transcription.models import ModelFilesError
+    from bot.transcription.recognizer import Recognizer, check_language
 
     settings = load_settings()
     language = args.language or settings.transcript_language
@@ -69,14 +69,14 @@ def main(args: argparse.Namespace) -> int:
 
 def _identify(models, audio, request):
     """Identify output for `audio`; without voiceprints, diarization alone in the same shape."""
-    from bot.engines import pipeline
-    from bot.engines.audio import normalise_level
-    from bot.engines.base import MediaError
-    from bot.engines.schema import DiarizationSegment, IdentificationSegment, IdentifyOutput
+    from bot.errors import MediaError
+    from bot.schema import DiarizationSegment, IdentificationSegment, IdentifyOutput
+    from bot.speech import tasks
+    from bot.speech.audio import normalise_level
 
     if request is not None:
-        pipeline.check_voiceprints(request.voiceprints, models.model_id)
-        return pipeline.identify(models, audio, request.voiceprints, request.matching)
+        tasks.check_voiceprints(request.voiceprints, models.model_id)
+        return tasks.identify(models, audio, request.voiceprints, request.matching)
     diar = models.diarize(normalise_level(audio.samples))
     if not diar.segments:
         raise MediaError("No speech was found in the recording.", code="silent")

@@ -9,11 +9,8 @@ from collections.abc import Callable
 
 import numpy as np
 
-from bot.engines import matching, voiceprint
-from bot.engines.audio import Audio, MediaStream, check_not_silent, normalise_level
-from bot.engines.base import MediaError
-from bot.engines.diarize import Diarization, SpeakerModels, l2
-from bot.engines.schema import (
+from bot.errors import MediaError
+from bot.schema import (
     DiarizationSegment,
     DiarizeOutput,
     IdentificationSegment,
@@ -23,7 +20,10 @@ from bot.engines.schema import (
     VoiceprintInput,
     VoiceprintOutput,
 )
-from bot.speech.pipeline import DiarizationResult
+from bot.speech import matching, voiceprint
+from bot.speech.audio import Audio, MediaStream, check_not_silent, normalise_level
+from bot.speech.diarization import DiarizationResult
+from bot.speech.windows import Diarization, SpeakerModels, l2
 
 MAX_CLIP = 30.0  # seconds, as pyannoteAI
 # Below ~3 s of speech a CAM++ voiceprint wanders: on the Libri readers, same-person similarity between
@@ -41,14 +41,14 @@ Progress = Callable[[float], None]
 
 def decode_clip(path) -> Audio:
     """An enrollment clip, decoded with the voiceprint limit (decoding itself stops a second past it)."""
-    from bot.engines.audio import decode
+    from bot.speech.audio import decode
 
     return decode(path, MAX_CLIP, noun="clip", name="The clip")
 
 
 def make_voiceprint(models: SpeakerModels, audio: Audio) -> VoiceprintOutput:
     """One voice, ≤ 30 s, ≥ MIN_SPEECH of speech → the voiceprint string."""
-    from bot.engines.audio import too_long
+    from bot.speech.audio import too_long
 
     if audio.duration > MAX_CLIP + 0.05:
         raise too_long(audio.duration, MAX_CLIP, "clip")

@@ -22,7 +22,7 @@ from typing import Literal
 
 from pydantic import BaseModel, Field
 
-from bot.engines.schema import Job, JobStatus, utcnow
+from bot.schema import Job, JobStatus, utcnow
 
 log = logging.getLogger(__name__)
 

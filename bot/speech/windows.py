@@ -15,8 +15,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from bot.engines.audio import SAMPLE_RATE
-from bot.engines.matching import DEFAULT_DIARIZATION
+from bot.speech.audio import SAMPLE_RATE
+from bot.speech.matching import DEFAULT_DIARIZATION
 
 EMBEDDING_MODEL = "campplus-cn-en-common"
 EMBEDDING_DIM = 192
@@ -204,7 +204,7 @@ class SpeakerModels:
         self.embed(np.zeros(3 * SAMPLE_RATE, np.float32), [(0.0, WINDOW), (1.0, 2.5)])  # warm up
         self.v2 = None
         if diarization == "v2":
-            from bot.speech.pipeline import SpeakerDiarization
+            from bot.speech.diarization import SpeakerDiarization
 
             self.v2 = SpeakerDiarization()
             self.v2(np.zeros(12 * SAMPLE_RATE, np.float32) + np.float32(1e-3))  # warm up
@@ -249,7 +249,7 @@ class SpeakerModels:
         """L2-normalised CAM++ embedding of each window, computed in batches."""
         import torch
 
-        from bot.engines.fbank import fbank_batch
+        from bot.speech.fbank import fbank_batch
 
         out = []
         for b in range(0, len(wins), EMBED_BATCH):

@@ -10,7 +10,7 @@ import json
 import sys
 from pathlib import Path
 
-from bot.engines.matching import RECOMMENDED_THRESHOLD
+from bot.speech.matching import RECOMMENDED_THRESHOLD
 
 
 def configure_voiceprint(parser: argparse.ArgumentParser) -> None:
@@ -42,12 +42,12 @@ def _one_line(exc: Exception) -> str:
 
 
 def main_voiceprint(args: argparse.Namespace) -> int:
-    from bot.engines import pipeline
-    from bot.engines.base import EngineError
+    from bot.errors import EngineError
+    from bot.speech import tasks
 
     try:
-        audio = pipeline.decode_clip(args.clip)
-        output = pipeline.make_voiceprint(_models(), audio)
+        audio = tasks.decode_clip(args.clip)
+        output = tasks.make_voiceprint(_models(), audio)
     except EngineError as exc:
         return _fail(exc.message)
     print(json.dumps(output.wire()))
@@ -58,7 +58,7 @@ def _read_request(args: argparse.Namespace):
     """The identify request from the command line; raises ValueError with a one-line reason."""
     from pydantic import ValidationError
 
-    from bot.engines.schema import IdentifyRequest
+    from bot.schema import IdentifyRequest
 
     try:
         items = json.loads(args.voiceprints.read_text())
@@ -82,10 +82,10 @@ def _read_request(args: argparse.Namespace):
 
 def main_identify(args: argparse.Namespace) -> int:
     from bot.config import load_settings
-    from bot.engines import pipeline
-    from bot.engines.audio import decode
-    from bot.engines.base import EngineError
-    from bot.engines.diarize import EMBEDDING_MODEL
+    from bot.errors import EngineError
+    from bot.speech import tasks
+    from bot.speech.audio import decode
+    from bot.speech.windows import EMBEDDING_MODEL
 
     try:
         request = _read_request(args)
@@ -93,9 +93,9 @@ def main_identify(args: argparse.Namespace) -> int:
         return _fail(str(exc))
     max_duration = load_settings().max_recording_hours * 3600
     try:
-        pipeline.check_voiceprints(request.voiceprints, EMBEDDING_MODEL)
+        tasks.check_voiceprints(request.voiceprints, EMBEDDING_MODEL)
         audio = decode(args.media, max_duration)
-        output = pipeline.identify(_models(), audio, request.voiceprints, request.matching, request.num_speakers,
+        output = tasks.identify(_models(), audio, request.voiceprints, request.matching, request.num_speakers,
                                    request.min_speakers, request.max_speakers)
     except EngineError as exc:
         return _fail(exc.message)
@@ -104,6 +104,6 @@ def main_identify(args: argparse.Namespace) -> int:
 
 
 def _models():
-    from bot.engines.diarize import SpeakerModels
+    from bot.speech.windows import SpeakerModels
 
     return SpeakerModels()

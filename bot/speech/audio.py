@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from bot.engines.base import MediaError
+from bot.errors import MediaError
 
 log = logging.getLogger(__name__)
 

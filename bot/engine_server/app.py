@@ -23,10 +23,11 @@ from pathlib import Path
 from aiohttp import ClientSession, web
 from pydantic import BaseModel, ValidationError
 
-from bot.engines.base import Engine, EngineError
-from bot.engines.schema import DiarizeRequest, IdentifyRequest, Job, JobStatus, VoiceprintRequest
-from bot.engines.server_store import MEDIA_URL, MEDIA_URL_MAX, JobRecord, ServerStore, TooLarge
+from bot.engine_server.store import MEDIA_URL, MEDIA_URL_MAX, JobRecord, ServerStore, TooLarge
+from bot.engines.base import Engine, follow
 from bot.engines.webhooks import DEFAULT_RETRY_DELAYS_S, send_webhook, webhook_payload
+from bot.errors import EngineError
+from bot.schema import DiarizeRequest, IdentifyRequest, Job, JobStatus, VoiceprintRequest
 
 log = logging.getLogger(__name__)
 
@@ -285,15 +286,14 @@ class EngineServer:
         self.mean_job_s = 0.8 * self.mean_job_s + 0.2 * (time.time() - record.started_at)
         await self._finish(record, status, output, warning)
 
-    async def _follow(self, record: JobRecord, engine_job_id: str, poll_s: float = 0.1) -> Job:
+    async def _follow(self, record: JobRecord, engine_job_id: str) -> Job:
         """Wait for the engine's job, showing its progress on ours (in memory: progress is not worth a write)."""
-        while True:
-            job = await self.engine.get_job(engine_job_id)
-            if job.status.final:
-                return job
+
+        async def update(job: Job) -> None:
             if job.progress is not None and job.progress != record.job.progress:
                 record.job = record.job.model_copy(update={"progress": job.progress})
-            await asyncio.sleep(poll_s)
+
+        return await follow(self.engine, engine_job_id, interval=0.1, on_update=update)
 
     async def _finish(self, record: JobRecord, status: JobStatus, output: dict | None,
                       warning: str | None = None) -> None:

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from bot.engines.base import VoiceprintError
+from bot.errors import VoiceprintError
 
 MAGIC = b"VID"
 FORMAT_VERSION = 1

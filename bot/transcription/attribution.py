@@ -12,8 +12,8 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
-from bot.engines.schema import TranscriptionSegment
-from bot.speech.transcription import Word
+from bot.schema import TranscriptionSegment
+from bot.transcription.recognizer import Word
 
 # A pause this long inside one person's speech starts a new paragraph (turn) of the transcript.
 TURN_PAUSE_SECONDS = 2.0
@@ -156,7 +156,7 @@ def identified_labels(output) -> dict[str, str]:
 def transcript_result(result: dict, words: Iterable[Word]) -> dict:
     """The identify output `result` with the recognised words attributed to its diarization speakers added
     (`turnLevelTranscription`, `wordLevelTranscription`, speakers as diarization labels)."""
-    from bot.engines.schema import IdentifyOutput
+    from bot.schema import IdentifyOutput
 
     turns = group_turns(attribute(words, exclusive_of(IdentifyOutput.model_validate(result))))
     return {**result, **transcription_wire(turns)}

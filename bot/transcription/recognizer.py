@@ -2,7 +2,7 @@
 
 `Recognizer` holds one loaded model; `TranscriptionWorker` keeps one in a separate process so that a long
 recognition never blocks the event loop nor competes with it for the GIL, and the model loads once for
-the life of that process. Weights come only from the verified local folder of `bot.speech.asr_models`.
+the life of that process. Weights come only from the verified local folder of `bot.transcription.models`.
 """
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from bot.pools import stop_pool
-from bot.speech.asr_models import ModelFilesError, model_dir, spec_for
+from bot.transcription.models import ModelFilesError, model_dir, spec_for
 
 DEFAULT_MODEL = "base"
 PROGRESS_POLL_SECONDS = 0.5
@@ -112,7 +112,7 @@ def _report(fraction: float) -> None:
 
 
 def _work(path: str, max_duration: float) -> dict:
-    from bot.engines.audio import decode, normalise_level
+    from bot.speech.audio import decode, normalise_level
 
     _report(0.0)
     audio = decode(Path(path), max_duration)  # bad media is refused before the model loads
@@ -129,7 +129,7 @@ def _warm_quietly() -> None:
 class TranscriptionWorker:
     """A recognizer in its own process (one recording at a time); `transcribe` awaits it without blocking.
 
-    Errors: `bot.engines.base.MediaError` for a file that cannot be decoded, `ModelFilesError` when the
+    Errors: `bot.errors.MediaError` for a file that cannot be decoded, `ModelFilesError` when the
     model is missing or fails its hash check, `RuntimeError` when the worker process died.
     """
 
