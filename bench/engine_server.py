@@ -74,7 +74,7 @@ async def bench(jobs: int, minutes: float, workers: int) -> list[Row]:
     app = create_app(local, "bench-key", tmp / "server", workers=workers, limits=ServerLimits(queue_size=jobs))
     server = TestServer(app, host="127.0.0.1")
     await server.start_server()
-    client = HTTPEngine(str(server.make_url("")), "bench-key", name="the engine server",
+    client = HTTPEngine(str(server.make_url("")), "bench-key", engine_id="server", name="the engine server",
                         recommended_threshold=local.recommended_threshold)
     try:
         meeting = libri_meeting(seed=0, minutes=minutes)

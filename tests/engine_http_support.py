@@ -51,7 +51,7 @@ async def engine_server(engine: Engine, data_dir: Path, *, limits: ServerLimits 
 
 
 def client_for(server: TestServer, *, api_key: str = API_KEY, attempts: int = 3) -> HTTPEngine:
-    return HTTPEngine(str(server.make_url("")), api_key, name="the engine server", recommended_threshold=50.0,
+    return HTTPEngine(str(server.make_url("")), api_key, engine_id="server", name="the engine server", recommended_threshold=50.0,
                       key_setting="ENGINE_API_KEY", retry=RetryPolicy(attempts=attempts, base_delay_s=0.05))
 
 

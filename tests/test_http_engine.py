@@ -165,7 +165,7 @@ async def test_full_queue_answers_429_with_retry_after(local_engine, tmp_path):
             await impatient.submit_voiceprint(VoiceprintRequest(url=urls[2]))
         assert err.value.retry_after is not None and err.value.retry_after >= 1
         engine.gate.set()
-        patient = HTTPEngine(str(srv.make_url("")), API_KEY, name="the engine server",
+        patient = HTTPEngine(str(srv.make_url("")), API_KEY, engine_id="server", name="the engine server",
                              recommended_threshold=50, retry=RetryPolicy(attempts=30, max_retry_after_s=2))
         third = await patient.submit_voiceprint(VoiceprintRequest(url=urls[2]))
         for job in [*first, third]:
@@ -184,7 +184,7 @@ async def test_402_from_the_cloud_is_payment_required(tmp_path):
     app.add_routes([web.post("/v1/identify", identify)])
     stub = TestServer(app, host="127.0.0.1")
     await stub.start_server()
-    cloud = HTTPEngine(str(stub.make_url("")), "key", name="pyannoteAI", recommended_threshold=50)
+    cloud = HTTPEngine(str(stub.make_url("")), "key", engine_id="pyannoteai", name="pyannoteAI", recommended_threshold=50)
     request = IdentifyRequest(url="media://x", voiceprints=[VoiceprintInput(label="Alice", voiceprint="AAA")])
     with pytest.raises(PaymentRequired, match="No active subscription"):
         await cloud.submit_identify(request)
@@ -203,7 +203,7 @@ async def test_unreachable_engine_is_retried_then_unavailable():
         sleeps.append(seconds)
         await asyncio.sleep(0)
 
-    engine = HTTPEngine(f"http://127.0.0.1:{port}", "key", name="the engine server", recommended_threshold=50,
+    engine = HTTPEngine(f"http://127.0.0.1:{port}", "key", engine_id="server", name="the engine server", recommended_threshold=50,
                         retry=RetryPolicy(attempts=3, base_delay_s=0.01), sleep=sleep)
     with pytest.raises(EngineUnavailable, match="after 3 tries"):
         await engine.get_job("any")

@@ -79,7 +79,7 @@ async def test_a_vanished_temporary_file_is_our_failure_with_a_ref(tmp_path):
     from bot.errors import EngineError
     from bot.failures import public_reason
 
-    engine = HTTPEngine("http://127.0.0.1:9", "engine-key", name="the engine server", recommended_threshold=50.0)
+    engine = HTTPEngine("http://127.0.0.1:9", "engine-key", engine_id="server", name="the engine server", recommended_threshold=50.0)
     try:
         with pytest.raises(EngineError) as err:
             await engine.upload(tmp_path / "tmpq1w2e3r4.wav")

@@ -119,7 +119,7 @@ async def world(tmp_path_factory):
     url = f"sqlite+aiosqlite:///{tmp_path_factory.mktemp('untrusted-text') / 'voiceid.db'}"
     await upgrade(url)
     db = Database(url)
-    engine = HTTPEngine(f"http://127.0.0.1:{closed_port()}", "engine-key", name="the engine server",
+    engine = HTTPEngine(f"http://127.0.0.1:{closed_port()}", "engine-key", engine_id="server", name="the engine server",
                         recommended_threshold=60.0, retry=RetryPolicy(attempts=1))
     await upsert_voiceprint(db, team_id=TEAM_ID, user_id=ENROLLED, engine=engine.name, model_id="m",
                             voiceprint="AAAA", consent_at=utcnow(), clip_duration=10.0)

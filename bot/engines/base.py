@@ -23,7 +23,8 @@ ProgressCallback = Callable[[float], None]
 class Engine(ABC):
     """Async speaker engine. Implementations: `local`, `pyannoteai` (cloud), `server` (our engine server)."""
 
-    name: str = "engine"
+    engine_id: str = "engine"  # the stable key voiceprints and recordings are stored under
+    name: str = "engine"  # for people: messages and logs
 
     @property
     @abstractmethod

@@ -7,6 +7,13 @@ from bot.engines.base import Engine
 # pyannoteAI's docs suggest about 50–70 for strict matching; the product default sits at the lower end.
 PYANNOTEAI_THRESHOLD = 50.0
 WEBHOOK_PATH = "/engine/webhook"
+# engine id (the `ENGINE` setting, stored with voiceprints) → the name people read
+ENGINE_NAMES = {EngineKind.local: "local", EngineKind.pyannoteai: "pyannoteAI", EngineKind.server: "the engine server"}
+
+
+def engine_name(engine_id: str) -> str:
+    """The name people read for a stored engine id."""
+    return next((name for kind, name in ENGINE_NAMES.items() if kind.value == engine_id), engine_id)
 
 
 class EngineSettingsMissing(SystemExit):
@@ -29,14 +36,16 @@ def make_engine(settings: Settings) -> Engine:
         from bot.engines.http import HTTPEngine
 
         return HTTPEngine(settings.pyannoteai_api_url, settings.pyannoteai_api_key.get_secret_value(),
-                          name="pyannoteAI", recommended_threshold=PYANNOTEAI_THRESHOLD,
+                          engine_id=EngineKind.pyannoteai.value, name=ENGINE_NAMES[EngineKind.pyannoteai],
+                          recommended_threshold=PYANNOTEAI_THRESHOLD,
                           webhook_url=webhook_url(settings), key_setting="PYANNOTEAI_API_KEY",
                           deletes=False)
     if settings.engine is EngineKind.server:
         from bot.engines.http import HTTPEngine
         from bot.speech.matching import RECOMMENDED_THRESHOLD
 
-        return HTTPEngine(settings.engine_url, settings.engine_api_key.get_secret_value(), name="the engine server",
+        return HTTPEngine(settings.engine_url, settings.engine_api_key.get_secret_value(), engine_id=EngineKind.server.value,
+                          name=ENGINE_NAMES[EngineKind.server],
                           recommended_threshold=RECOMMENDED_THRESHOLD,
                           webhook_url=webhook_url(settings), key_setting="ENGINE_API_KEY")
     return make_local_engine(settings)

@@ -101,14 +101,14 @@ def _payload(text: str) -> dict:
 class HTTPEngine(Engine):
     """Client of a pyannoteAI-compatible API at `base_url` (cloud or our engine server)."""
 
-    def __init__(self, base_url: str, api_key: str, *, name: str, recommended_threshold: float,
+    def __init__(self, base_url: str, api_key: str, *, engine_id: str, name: str, recommended_threshold: float,
                  webhook_url: str | None = None, session: aiohttp.ClientSession | None = None,
                  key_setting: str = "the API key", retry: RetryPolicy | None = None,
                  timeout_s: float = 60.0, sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
                  deletes: bool = True):
         self.base_url = base_url.rstrip("/")
         self._api_key = api_key
-        self.name = name
+        self.engine_id, self.name = engine_id, name
         self._threshold = recommended_threshold
         self.webhook_url = webhook_url
         self.key_setting = key_setting

@@ -113,7 +113,7 @@ def _work_diarize(job_id: str, path: str, request: dict, max_duration: float) ->
 class LocalEngine(Engine):
     """Speaker engine running in this machine's process pool (`workers` processes, each with the models)."""
 
-    name = "local"
+    engine_id = name = "local"
 
     def __init__(self, workers: int = 1, max_duration_s: float = 4 * 3600, *, threads: int | None = None,
                  diarization: str = DEFAULT_DIARIZATION):

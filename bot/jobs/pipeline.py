@@ -227,7 +227,7 @@ class Pipeline:
             cursor = (page.get("response_metadata") or {}).get("next_cursor")
             if not cursor:
                 break
-        rows = await voiceprints_for_users(self.db, rec.team_id, members, self.services.engine.name,
+        rows = await voiceprints_for_users(self.db, rec.team_id, members, self.services.engine.engine_id,
                                            limit=MAX_VOICEPRINTS)
         if not rows:
             raise MediaError("Nobody in this channel has enrolled their voice yet, so nobody can be named.",

@@ -12,6 +12,7 @@ from slack_bolt.context.async_context import AsyncBoltContext
 from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
+from bot.engines.factory import engine_name
 from bot.errors import EngineError
 from bot.failures import reason_logged
 from bot.schema import utcnow
@@ -35,9 +36,10 @@ async def enrollment_status(services: Services, team_id: str, user_id: str) -> s
     vp = await get_voiceprint(services.db, team_id, user_id)
     if vp is None:
         return "You are not enrolled. Type `/enroll` to add your voice."
-    current = "" if vp.engine == services.engine.name else (
-        f" Note: the bot now uses the `{services.engine.name}` engine, so enroll again to be recognised.")
-    return (f"You are enrolled since {vp.updated_at:%Y-%m-%d %H:%M} UTC with the `{vp.engine}` engine "
+    engine = services.engine
+    current = "" if vp.engine == engine.engine_id else (
+        f" Note: the bot now uses the `{engine.name}` engine, so enroll again to be recognised.")
+    return (f"You are enrolled since {vp.updated_at:%Y-%m-%d %H:%M} UTC with the `{engine_name(vp.engine)}` engine "
             f"(from a {vp.clip_duration:.0f} s clip).{current} `/enroll delete` removes it.")
 
 
@@ -76,7 +78,7 @@ async def has_voiceprint(services: Services, team_id: str, user_id: str) -> bool
     """Re-enrolling replaces only after the person confirmed it in the modal."""
     from storage.voiceprints import get_voiceprint
 
-    return await get_voiceprint(services.db, team_id, user_id, services.engine.name) is not None
+    return await get_voiceprint(services.db, team_id, user_id, services.engine.engine_id) is not None
 
 
 def slack_transient(exc: SlackApiError) -> bool:
@@ -107,7 +109,7 @@ async def enroll_user(services: Services, client: AsyncWebClient, *, team_id: st
         return not_enrolled("slack_error", f"files.info answered {exc.response.get('error')}", user_id)
     try:
         _, replaced = await upsert_voiceprint(
-            services.db, team_id=team_id, user_id=user_id, engine=services.engine.name, model_id=new.model_id,
+            services.db, team_id=team_id, user_id=user_id, engine=services.engine.engine_id, model_id=new.model_id,
             voiceprint=new.voiceprint, consent_at=consent_at or utcnow(), clip_duration=new.clip_duration, generation=generation)
     except EnrollmentCancelled:
         return (":warning: Your voice was not enrolled: you deleted your voiceprint with `/enroll delete` while "
@@ -142,7 +144,7 @@ def register(app: AsyncApp, services: Services) -> None:
             await ack()
             from storage.voiceprints import get_voiceprint
 
-            existing = await get_voiceprint(services.db, team_id, user_id, services.engine.name)
+            existing = await get_voiceprint(services.db, team_id, user_id, services.engine.engine_id)
             await client.views_open(trigger_id=command["trigger_id"], view=views.enroll_modal(
                 retention_days=services.settings.result_retention_days, engine=services.settings.engine,
                 existing=existing.updated_at if existing else None, channel_id=command.get("channel_id")))
