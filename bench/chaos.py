@@ -41,7 +41,7 @@ CHANNEL = "C0001"
 class SimulatedEngine(Engine):
     """Identify jobs that finish after `seconds`; job state is this process's memory only."""
 
-    name = "local"
+    engine_id = name = "local"
 
     def __init__(self, seconds: float):
         self.seconds = seconds
@@ -77,8 +77,8 @@ async def work(job_seconds: float, capacity: int, host: str | None) -> None:
     from bot.config import load_settings
     from bot.jobs.scheduler import JobRunner
     from bot.jobs.worker import until_stopped
+    from bot.services.context import Services
     from bot.slack.server import close_services
-    from bot.slack.services import Services
     from storage.database import Database
 
     settings = load_settings()
@@ -121,9 +121,9 @@ async def share_all(fake, db, url: str, per_team: int) -> list[tuple[str, str, s
     """Every team's recordings through the real listener; returns (team, file id, thread ts) per recording."""
     from slack_sdk.errors import SlackApiError
 
-    from bot.slack.client import make_client
+    from bot.services.context import Services
     from bot.slack.recordings import accept_recordings
-    from bot.slack.services import Services
+    from bot.slack_api.client import make_client
     from storage.models import utcnow
     from storage.voiceprints import upsert_voiceprint
     from tests.fake_slack import BOT_USER_ID, bot_settings

@@ -71,7 +71,7 @@ async def burst(bot, n: int) -> list[float]:
 async def run(minutes: float, concurrency: int) -> None:
     from bot.engines.local import LocalEngine
     from bot.schema import utcnow
-    from bot.slack.voiceprints import voiceprint_from_path
+    from bot.services.voiceprints import voiceprint_from_path
     from storage.database import Database
     from storage.migrate import upgrade
     from storage.recordings import find_recording

@@ -7,14 +7,14 @@ import sys
 
 # name → (module exposing `configure(parser)` and `main(args) -> int`, one-line help)
 COMMANDS: dict[str, tuple[str, str]] = {
-    "migrate": ("storage.migrate", "apply the database migrations (SQLite under ./var/ by default)"),
+    "migrate": ("bot.commands.migrate", "apply the database migrations (SQLite under ./var/ by default)"),
     "serve": ("bot.slack.server", "run the Slack app over HTTP (or Socket Mode) with the job scheduler"),
     "worker": ("bot.jobs.worker", "run the job loop only, without the web server"),
     "voiceprint": ("bot.commands.identify", "create a voiceprint from a clip of one voice (at most 30 s)"),
     "identify": ("bot.commands.identify", "diarize a recording and identify speakers against voiceprints"),
     "transcribe": ("bot.commands.transcribe", "transcribe a recording with a speaker for every word (offline, CPU)"),
     "engine-server": ("bot.engine_server.app", "serve the local engine over the pyannoteAI HTTP protocol"),
-    "rotate-keys": ("bot.keys", "re-encrypt voiceprints and tokens with the first key of DATA_ENCRYPTION_KEYS"),
+    "rotate-keys": ("bot.commands.rotate_keys", "re-encrypt voiceprints and tokens with the first key of DATA_ENCRYPTION_KEYS"),
 }
 
 

@@ -24,17 +24,6 @@ class TranscriptModel(str, Enum):
     tiny_en = "tiny.en"
 
 
-def normalise_database_url(url: str) -> str:
-    """Map the URLs people paste (Heroku's `postgres://`, plain `postgresql://`, `sqlite:///`) to async drivers."""
-    if url.startswith("postgres://"):
-        url = "postgresql://" + url[len("postgres://"):]
-    if url.startswith("postgresql://"):
-        url = "postgresql+asyncpg://" + url[len("postgresql://"):]
-    if url.startswith("sqlite:///"):
-        url = "sqlite+aiosqlite:///" + url[len("sqlite:///"):]
-    return url
-
-
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_file=".env", env_file_encoding="utf-8", extra="ignore")
 
@@ -86,11 +75,6 @@ class Settings(BaseSettings):
     result_retention_days: int = Field(default=30, ge=1)
     audit_retention_days: int = Field(default=365, ge=1)
     log_level: str = "INFO"
-
-    @field_validator("database_url")
-    @classmethod
-    def _url(cls, v: str) -> str:
-        return normalise_database_url(v) if v else v
 
     @field_validator("transcript_language")
     @classmethod

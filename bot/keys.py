@@ -1,4 +1,4 @@
-"""The data encryption keys (voiceprints and OAuth tokens at rest), and `python -m bot rotate-keys`.
+"""The data encryption keys (voiceprints and OAuth tokens at rest).
 
 `DATA_ENCRYPTION_KEYS` is a comma-separated list of Fernet keys: the first encrypts, all decrypt. Without
 it, a SQLite deployment gets a key generated into VAR_DIR on first start (owner-only, with a warning to
@@ -6,15 +6,13 @@ back it up); PostgreSQL serves several machines, so there the key must come from
 """
 from __future__ import annotations
 
-import argparse
-import asyncio
 import contextlib
 import logging
 import os
 import sys
 from pathlib import Path
 
-from bot.config import Settings, SettingsError, load_settings
+from bot.config import Settings, SettingsError
 from storage.crypto import KeyRing, SealError, new_key
 
 log = logging.getLogger(__name__)
@@ -64,38 +62,3 @@ def local_key(var_dir: Path) -> str:
         with contextlib.suppress(FileNotFoundError):
             draft.unlink()
     return path.read_text().strip()
-
-
-def configure(parser: argparse.ArgumentParser) -> None:
-    parser.description = ("Re-encrypt every voiceprint and token with the first key of DATA_ENCRYPTION_KEYS "
-                          "(plain-text rows from older versions included); then the other keys can be removed.")
-
-
-def main(args: argparse.Namespace) -> int:
-    from bot.logs import configure_logging, secret_values
-
-    settings = load_settings()
-    configure_logging(settings.log_level, secret_values(settings))
-    keys = data_keys(settings)
-    try:
-        counts = asyncio.run(_rotate(settings.effective_database_url, keys))
-    except SealError as exc:
-        print(f"Cannot re-encrypt: {exc}. Add the old key after the new one in DATA_ENCRYPTION_KEYS.",
-              file=sys.stderr)
-        return 1
-    print(f"Re-encrypted {counts['voiceprint']} voiceprint(s) and {counts['workspace']} workspace token row(s) "
-          "with the current key.")
-    return 0
-
-
-async def _rotate(url: str, keys: list[str]) -> dict[str, int]:
-    from storage.database import Database
-    from storage.migrate import upgrade
-    from storage.rekey import reencrypt_all
-
-    await upgrade(url)
-    db = Database(url, keys=keys)
-    try:
-        return await reencrypt_all(db)
-    finally:
-        await db.dispose()

@@ -18,7 +18,6 @@ from sqlalchemy.exc import ArgumentError, SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from bot.config import normalise_database_url
 from storage.crypto import KeyRing, attach
 
 SQLITE_BUSY_TIMEOUT_MS = 30_000
@@ -36,6 +35,17 @@ def _driver_errors() -> tuple[type[BaseException], ...]:
 # What an unreachable or restarting database raises (asyncpg's "starting up" escapes SQLAlchemy's wrapping
 # on reconnect): worth retrying until a lease runs out, not worth failing a job for.
 UNAVAILABLE_ERRORS: tuple[type[BaseException], ...] = (SQLAlchemyError, OSError, TimeoutError, *_driver_errors())
+
+
+def normalise_database_url(url: str) -> str:
+    """Map the URLs people paste (Heroku's `postgres://`, plain `postgresql://`, `sqlite:///`) to async drivers."""
+    if url.startswith("postgres://"):
+        url = "postgresql://" + url[len("postgres://"):]
+    if url.startswith("postgresql://"):
+        url = "postgresql+asyncpg://" + url[len("postgresql://"):]
+    if url.startswith("sqlite:///"):
+        url = "sqlite+aiosqlite:///" + url[len("sqlite:///"):]
+    return url
 
 
 class DatabaseURLError(ValueError):

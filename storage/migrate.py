@@ -1,4 +1,4 @@
-"""Apply the Alembic migrations from code (`await upgrade(url)`) or the CLI (`python -m bot migrate`).
+"""Apply the Alembic migrations (`await upgrade(url)`; `python -m bot migrate` from the command line).
 
 The Alembic config is built here from package paths, so migrations run from any working directory
 and without an alembic.ini. Concurrent starts are safe: PostgreSQL takes an advisory lock, SQLite an
@@ -6,9 +6,6 @@ immediate (write) transaction, so a second process waits and then finds nothing 
 """
 from __future__ import annotations
 
-import argparse
-import asyncio
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -16,11 +13,9 @@ from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from alembic.util import CommandError
 from sqlalchemy.engine import Connection
-from sqlalchemy.exc import DBAPIError
 
-from storage.database import SQLITE_IMMEDIATE, Database, DatabaseURLError, safe_url
+from storage.database import SQLITE_IMMEDIATE, Database, safe_url
 
 MIGRATIONS_DIR = Path(__file__).resolve().with_name("migrations")
 _PG_MIGRATION_LOCK = 0x766F6963  # any fixed key; "voic"
@@ -78,30 +73,3 @@ async def upgrade(url: str, revision: str = "head") -> MigrationReport:
     finally:
         await db.dispose()
     return MigrationReport(url=safe_url(db.url), before=before, after=after)
-
-
-def configure(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--database-url", default=None,
-                        help="database to migrate (default: DATABASE_URL, else a SQLite file under VAR_DIR)")
-
-
-def main(args: argparse.Namespace) -> int:
-    url = args.database_url
-    if not url:
-        from bot.config import load_settings
-
-        url = load_settings().effective_database_url
-    try:
-        report = asyncio.run(upgrade(url))
-    except DatabaseURLError as exc:
-        print(f"Cannot migrate: {exc}", file=sys.stderr)
-        return 2
-    except CommandError as exc:
-        print(f"Cannot migrate {safe_url(url)}: {exc}. Is this database from a newer version of Voice ID?",
-              file=sys.stderr)
-        return 1
-    except (OSError, DBAPIError) as exc:
-        print(f"Cannot reach the database {safe_url(url)}: {exc}", file=sys.stderr)
-        return 1
-    print(report.describe())
-    return 0

@@ -18,7 +18,7 @@ MODEL = "fake-model"
 
 
 class FakeEngine(Engine):
-    name = "fake"
+    engine_id = name = "fake"
 
     def __init__(self, identify_output: dict | None = None):
         self.identify_output = identify_output or {}

@@ -386,8 +386,8 @@ class BotUnderTest:
     async def start(self) -> BotUnderTest:
         from aiohttp.test_utils import TestClient, TestServer
 
+        from bot.services.context import Services
         from bot.slack.app import build_bolt, build_web_app
-        from bot.slack.services import Services
 
         self.services = Services(settings=self.settings, db=self.db, engine=self.engine)
         web_app = build_web_app(self.services, build_bolt(self.services), run_jobs=self.run_jobs)

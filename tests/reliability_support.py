@@ -46,7 +46,7 @@ class ScriptedEngine(Engine):
     """Jobs succeed with OUTPUT after `polls` reads; `script` scripts the next submissions' outcomes:
     "ok", "fail" (a transient engine failure) or "hang" (never finishes)."""
 
-    name = "local"
+    engine_id = name = "local"
 
     def __init__(self, polls: int = 2, script: list[str] | None = None):
         self.polls = polls
@@ -110,9 +110,9 @@ class World:
 
     async def share(self, name: str = "standup.wav") -> tuple[dict, object]:
         """A recording shared in the channel, accepted by the real listener code; returns (event, row)."""
-        from bot.slack.client import make_client
+        from bot.services.context import Services
         from bot.slack.recordings import accept_recordings
-        from bot.slack.services import Services
+        from bot.slack_api.client import make_client
         from storage.recordings import find_recording
 
         f = self.fake.add_file(name, "audio/wav", wav())
@@ -143,7 +143,7 @@ class Proc:
 
     def __init__(self, world: World, engine: ScriptedEngine | None = None, **settings):
         from bot.jobs.pipeline import Pipeline
-        from bot.slack.services import Services
+        from bot.services.context import Services
 
         self.world = world
         self.engine = engine or ScriptedEngine()

@@ -83,7 +83,7 @@ class Proc:
 
     def __init__(self, world: Enrolling, engine: ProcEngine | None = None, **settings):
         from bot.jobs.enrollment import Enrollments
-        from bot.slack.services import Services
+        from bot.services.context import Services
 
         self.world = world
         self.engine = engine or ProcEngine()

@@ -30,7 +30,7 @@ OUTPUT_VOICEPRINT = "OUTPUTVOICEPRINT9876543210"
 class GatedEngine(Engine):
     """Jobs run until `gate` is set; identify requests are recorded so the test sees what the engine got."""
 
-    name = "gated"
+    engine_id = name = "gated"
 
     def __init__(self, *, open_gate: bool = False):
         self.gate = asyncio.Event()

@@ -318,8 +318,8 @@ async def test_postgres_restarted_while_the_engine_works(own_postgres, cpu_pool)
 
 async def test_the_first_stored_reply_wins_and_the_late_one_is_deleted(world: World):
     """The listener's progress reply and a fast worker's failure raced: one bot message stays in the thread."""
-    from bot.slack.client import make_client
-    from bot.slack.replies import keep_stored
+    from bot.slack_api.client import make_client
+    from bot.slack_api.replies import keep_stored
     from bot.summary.status import render_progress
     from storage.recordings import set_reply_ts
 

@@ -14,8 +14,8 @@ from sqlalchemy import update
 from bot.engines.local import LocalEngine
 from bot.jobs.scheduler import JobRunner
 from bot.schema import utcnow
-from bot.slack.client import make_client
-from bot.slack.services import Services
+from bot.services.context import Services
+from bot.slack_api.client import make_client
 from storage.database import Database
 from storage.models import Recording
 from tests.fake_slack import TEAM_ID, FakeSlack, bot_settings

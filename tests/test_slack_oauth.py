@@ -72,7 +72,7 @@ async def test_requests_are_authorized_from_the_database(oauth_world):
 
 async def test_scheduler_rotates_expiring_tokens(oauth_world):
     _, db, bot = oauth_world
-    from bot.slack.installation import refresh_expiring_tokens
+    from bot.slack_api.tokens import refresh_expiring_tokens
     from storage.workspaces import get_workspace, save_workspace
 
     ws = await get_workspace(db, TEAM_ID)
@@ -88,7 +88,7 @@ async def test_scheduler_rotates_expiring_tokens(oauth_world):
 
 async def test_tokens_revoked_forgets_the_workspace(oauth_world):
     _, db, bot = oauth_world
-    from bot.slack.services import NotInstalled
+    from bot.services.context import NotInstalled
     from storage.workspaces import get_workspace
 
     resp = await bot.event({"type": "tokens_revoked", "tokens": {"bot": ["UBOT"]}}, event_id="EvRevoked")

@@ -175,8 +175,8 @@ async def test_http_mode_refuses_unsigned_and_badly_signed_requests(http_bot):
 
 async def test_http_mode_needs_a_signing_secret(http_bot):
     fake, db, bot = http_bot
+    from bot.services.context import Services
     from bot.slack.app import SigningSecretMissing, build_bolt
-    from bot.slack.services import Services
 
     settings = bot_settings(fake, bot.settings.database_url, slack_signing_secret=None)
     with pytest.raises(SigningSecretMissing):

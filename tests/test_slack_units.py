@@ -4,8 +4,8 @@ from __future__ import annotations
 import pytest
 
 from bot.errors import MediaError
-from bot.slack.files import check_file, is_media
 from bot.slack.recordings import media_files
+from bot.slack_api.files import check_file, is_media
 
 
 def file(name: str, mimetype: str, size: int = 1000, **kw) -> dict:

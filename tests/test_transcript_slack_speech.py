@@ -23,7 +23,7 @@ TURN_LINE = re.compile(r"^\*\*(\d+:\d\d:\d\d) (.+?):\*\* (.+)$", re.MULTILINE)
 
 
 async def test_a_recording_gets_a_transcript_whose_turns_carry_the_right_names(local_engine, tmp_path: Path):
-    from bot.slack.voiceprints import voiceprint_from_path
+    from bot.services.voiceprints import voiceprint_from_path
 
     async with slack_world(local_engine, tmp_path, transcript=True, transcript_language="en") as (fake, db, bot):
         fake.members[CHANNEL] = [*READERS, BOT_USER_ID]

@@ -11,13 +11,18 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
+from pathlib import Path
 
 from slack_sdk.errors import SlackApiError
+from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.errors import EngineError
 from bot.jobs.pipeline import LeaseKeeper
-from bot.slack.enroll import enroll_user, enrollment_task_name, not_enrolled, slack_transient, tell_user
-from bot.slack.services import NotInstalled, Services
+from bot.services.context import NotInstalled, Services
+from bot.services.enrollment import CLIP_MAX_BYTES, NOT_OWN_CLIP, enroll, enrollment_task_name, not_enrolled
+from bot.slack_api import enroll_views as views
+from bot.slack_api.client import slack_transient
+from bot.slack_api.files import download
 
 log = logging.getLogger(__name__)
 
@@ -85,9 +90,7 @@ class Enrollments:
                 text = not_enrolled(job.error_code or "internal", job.error_message or "", job.user_id)
             else:
                 try:
-                    text = await enroll_user(self.services, client, team_id=job.team_id, user_id=job.user_id,
-                                             file_id=job.file_id, generation=job.generation,
-                                             consent_at=job.consent_at)
+                    text = await self.enroll_from_slack(client, job)
                 except Exception as exc:
                     code, message = failure_of(exc)
                     if not isinstance(exc, EngineError | SlackApiError):
@@ -107,6 +110,28 @@ class Enrollments:
             log.warning("enrollment %s: the answer could not be sent: %s", job.id, exc.response.get("error"))
         await finish_enrollment(self.services.db, job.id, self.owner)
 
+    async def enroll_from_slack(self, client: AsyncWebClient, job) -> str:
+        """The person's clip from Slack (their own upload only: Slack's file input offers only one's own
+        uploads, but that is never trusted alone), then the enrollment service; deleted right after."""
+        try:
+            info = (await client.files_info(file=job.file_id))["file"]
+            if info.get("user") != job.user_id:
+                log.warning("enrollment of %s refused: clip %s was uploaded by %s", job.user_id, job.file_id,
+                            info.get("user"))
+                return not_enrolled("not_own_clip", NOT_OWN_CLIP, job.user_id)
+            with self.services.temp_dir("voiceid-clip-") as tmp:
+                clip = await download(info, client.token, Path(tmp), max_bytes=CLIP_MAX_BYTES)
+                return await enroll(self.services, team_id=job.team_id, user_id=job.user_id, clip=clip,
+                                    consent_at=job.consent_at, generation=job.generation)
+        except EngineError as exc:
+            if exc.transient:
+                raise
+            return not_enrolled(exc.code, exc.message, job.user_id)
+        except SlackApiError as exc:
+            if slack_transient(exc):
+                raise
+            return not_enrolled("slack_error", f"files.info answered {exc.response.get('error')}", job.user_id)
+
     async def _retry(self, job, code: str, message: str) -> None:
         from storage.enrollments import retry_enrollment
 
@@ -114,3 +139,13 @@ class Enrollments:
         log.info("enrollment %s: attempt %d failed (%s: %s); retrying later", job.id, job.attempts, code, message)
         await retry_enrollment(self.services.db, job, self.owner, code, message,
                                backoff=(s.job_retry_base_seconds, s.job_retry_max_seconds))
+
+
+async def tell_user(client: AsyncWebClient, user_id: str, text: str, view_id: str | None = None) -> None:
+    """The result privately: a DM from the app, and the modal updated if it is still open."""
+    await client.chat_postMessage(channel=user_id, text=text)
+    if view_id:
+        try:
+            await client.views_update(view_id=view_id, view=views.message_view("Enroll your voice", text))
+        except SlackApiError:
+            pass  # the person closed the modal; the DM is enough

@@ -24,11 +24,11 @@ from slack_sdk.web.async_client import AsyncWebClient
 from bot.engines.base import follow
 from bot.errors import EngineError, EngineJobEnded, JobNotFound, MediaError, error_from
 from bot.failures import new_ref
-from bot.jobs.charts import display_names, people, redraw_chart, send_timeline, timeline
 from bot.schema import IdentifyRequest, Job, JobStatus, Matching, VoiceprintInput
-from bot.slack.files import download
-from bot.slack.replies import keep_stored, show_reply
-from bot.slack.services import NotInstalled, Services
+from bot.services.charts import display_names, people, redraw_chart, send_timeline, timeline
+from bot.services.context import NotInstalled, Services
+from bot.slack_api.files import download
+from bot.slack_api.replies import keep_stored, show_reply
 from bot.speech.audio import stated_duration
 from bot.summary.blocks import SlackMessage, render_summary
 from bot.summary.stats import Summary, summary_of

@@ -14,7 +14,7 @@ from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from bot.jobs.enrollment import Enrollments
 from bot.jobs.pipeline import Pipeline
 from bot.scratch import pid_alive
-from bot.slack.services import Services
+from bot.services.context import Services
 
 log = logging.getLogger(__name__)
 
@@ -166,7 +166,7 @@ class JobRunner:
             log.exception("purging expired results failed; will retry")
 
     async def refresh_tokens(self) -> None:
-        from bot.slack.installation import refresh_expiring_tokens
+        from bot.slack_api.tokens import refresh_expiring_tokens
 
         try:
             await refresh_expiring_tokens(self.services)

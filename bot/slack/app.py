@@ -17,9 +17,9 @@ from slack_bolt.adapter.aiohttp import to_aiohttp_response, to_bolt_request
 from slack_bolt.async_app import AsyncApp
 from sqlalchemy.exc import SQLAlchemyError
 
+from bot.services.context import Services
 from bot.slack import enroll, feedback, lifecycle, recordings
-from bot.slack.client import make_client
-from bot.slack.services import Services
+from bot.slack_api.client import make_client
 
 log = logging.getLogger(__name__)
 

@@ -12,9 +12,9 @@ from typing import Any
 from slack_bolt.async_app import AsyncApp
 from slack_sdk.web.async_client import AsyncWebClient
 
-from bot.jobs.charts import redraw_chart
 from bot.jobs.pipeline import summary_message
-from bot.slack.services import Services
+from bot.services.charts import redraw_chart
+from bot.services.context import Services
 from bot.summary.blocks import NOT_ME, THIS_IS_ME, UNDO_CLAIM, parse_button_value
 from bot.summary.stats import summary_of
 from bot.text import mention

@@ -6,7 +6,7 @@ import logging
 from slack_bolt.async_app import AsyncApp
 from slack_bolt.context.async_context import AsyncBoltContext
 
-from bot.slack.services import Services
+from bot.services.context import Services
 
 log = logging.getLogger(__name__)
 

@@ -7,9 +7,9 @@ from slack_bolt.async_app import AsyncApp
 from slack_bolt.context.async_context import AsyncBoltContext
 from slack_sdk.web.async_client import AsyncWebClient
 
-from bot.slack.files import is_media
-from bot.slack.replies import keep_stored, show_reply
-from bot.slack.services import Services
+from bot.services.context import Services
+from bot.slack_api.files import is_media
+from bot.slack_api.replies import keep_stored, show_reply
 from bot.summary.status import render_progress
 
 log = logging.getLogger(__name__)

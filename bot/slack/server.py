@@ -44,7 +44,7 @@ async def open_services(settings: Settings):
     """Migrate, then open the database and the engine (the caller closes both with `close_services`)."""
     from bot.engines.factory import make_engine
     from bot.keys import data_keys
-    from bot.slack.services import Services
+    from bot.services.context import Services
     from storage.database import Database
     from storage.migrate import upgrade
 

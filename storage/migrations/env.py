@@ -44,9 +44,7 @@ def main() -> None:
         return
     url = config.attributes.get("url") or config.get_main_option("sqlalchemy.url")
     if not url:
-        from bot.config import get_settings
-
-        url = get_settings().effective_database_url
+        raise SystemExit("No database URL: run migrations with `python -m bot migrate` or storage.migrate.upgrade(url).")
     if context.is_offline_mode():
         from storage.database import parse_database_url
 

@@ -15,7 +15,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 from bot.config import Settings
 from bot.engines.base import Engine
 from bot.pools import stop_pool
-from bot.slack.client import make_client
+from bot.slack_api.client import make_client
 
 if TYPE_CHECKING:
     from storage.database import Database

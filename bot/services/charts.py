@@ -16,7 +16,7 @@ import uuid
 from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
-from bot.slack.services import Services
+from bot.services.context import Services
 from bot.summary.blocks import fallback_text
 from bot.summary.chart import timeline_png
 from bot.summary.stats import Summary, summary_of

@@ -15,7 +15,7 @@ import aiohttp
 from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
-from bot.slack.client import SERVER_ERRORS
+from bot.slack_api.client import SERVER_ERRORS
 from bot.summary.blocks import SlackMessage
 
 log = logging.getLogger(__name__)

@@ -6,8 +6,7 @@ from pathlib import Path
 
 from bot.errors import MediaError
 from bot.schema import JobStatus, VoiceprintRequest
-from bot.slack.files import download
-from bot.slack.services import Services
+from bot.services.context import Services
 
 # A voiceprint job on a 30 s clip takes well under a second warm; allow for a cold model load.
 VOICEPRINT_TIMEOUT = 300.0
@@ -47,10 +46,3 @@ def clip_seconds(path: Path) -> float:
     from bot.speech.audio import decode
 
     return decode(path, name="The clip").duration
-
-
-async def voiceprint_from_slack_file(services: Services, file: dict, token: str, *, max_bytes: int) -> NewVoiceprint:
-    """Download a Slack file to a temporary directory, make the voiceprint, delete the clip."""
-    with services.temp_dir("voiceid-clip-") as tmp:
-        path = await download(file, token, Path(tmp), max_bytes=max_bytes)
-        return await voiceprint_from_path(services, path)

@@ -1,9 +1,10 @@
 """Slack Web API clients: every call goes through `SLACK_API_URL` and retries 429s, 5xx answers and
 dropped connections — except that a call which may have taken effect before it failed (a 5xx or a lost
 connection after sending) is never repeated blindly when repeating it would duplicate a message or a
-file: those go through `bot.slack.replies`, which looks before it posts again."""
+file: those go through `bot.slack_api.replies`, which looks before it posts again."""
 from __future__ import annotations
 
+from slack_sdk.errors import SlackApiError
 from slack_sdk.http_retry.async_handler import AsyncRetryHandler
 from slack_sdk.http_retry.builtin_async_handlers import (
     AsyncConnectionErrorRetryHandler,
@@ -46,3 +47,8 @@ def retry_handlers() -> list:
 def make_client(settings: Settings, token: str | None = None) -> AsyncWebClient:
     base = settings.slack_api_url if settings.slack_api_url.endswith("/") else settings.slack_api_url + "/"
     return AsyncWebClient(token=token, base_url=base, retry_handlers=retry_handlers(), timeout=30)
+
+
+def slack_transient(exc: SlackApiError) -> bool:
+    """Slack is rate limiting or failing: worth another attempt later."""
+    return exc.response.get("error") == "ratelimited" or exc.response.status_code >= 500
