@@ -76,9 +76,8 @@ class SimulatedEngine(Engine):
 async def work(job_seconds: float, capacity: int, host: str | None) -> None:
     from bot.config import load_settings
     from bot.jobs.scheduler import JobRunner
-    from bot.jobs.worker import until_stopped
+    from bot.runtime import close_services, until_stopped
     from bot.services.context import Services
-    from bot.slack.server import close_services
     from storage.database import Database
 
     settings = load_settings()
@@ -92,6 +91,7 @@ async def work(job_seconds: float, capacity: int, host: str | None) -> None:
     finally:
         await runner.stop()
         await close_services(services)
+        await services.db.dispose()
 
 
 # -- the parent -----------------------------------------------------------------------------------------

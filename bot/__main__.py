@@ -8,12 +8,12 @@ import sys
 # name → (module exposing `configure(parser)` and `main(args) -> int`, one-line help)
 COMMANDS: dict[str, tuple[str, str]] = {
     "migrate": ("bot.commands.migrate", "apply the database migrations (SQLite under ./var/ by default)"),
-    "serve": ("bot.slack.server", "run the Slack app over HTTP (or Socket Mode) with the job scheduler"),
-    "worker": ("bot.jobs.worker", "run the job loop only, without the web server"),
+    "serve": ("bot.commands.serve", "run the Slack app over HTTP (or Socket Mode) with the job scheduler"),
+    "worker": ("bot.commands.worker", "run the job loop only, without the web server"),
     "voiceprint": ("bot.commands.identify", "create a voiceprint from a clip of one voice (at most 30 s)"),
     "identify": ("bot.commands.identify", "diarize a recording and identify speakers against voiceprints"),
     "transcribe": ("bot.commands.transcribe", "transcribe a recording with a speaker for every word (offline, CPU)"),
-    "engine-server": ("bot.engine_server.app", "serve the local engine over the pyannoteAI HTTP protocol"),
+    "engine-server": ("bot.commands.engine_server", "serve the local engine over the pyannoteAI HTTP protocol"),
     "rotate-keys": ("bot.commands.rotate_keys", "re-encrypt voiceprints and tokens with the first key of DATA_ENCRYPTION_KEYS"),
 }
 

@@ -93,6 +93,15 @@ class Settings(BaseSettings):
         return self
 
     @property
+    def oauth(self) -> bool:
+        return bool(self.slack_client_id and self.slack_client_secret)
+
+    @property
+    def socket_mode(self) -> bool:
+        """Events arrive over Slack's WebSocket (SLACK_APP_TOKEN, single workspace), not at /slack/events."""
+        return bool(self.slack_app_token) and not self.oauth
+
+    @property
     def effective_database_url(self) -> str:
         """The configured URL, or a SQLite file under VAR_DIR by default."""
         return self.database_url or f"sqlite+aiosqlite:///{self.var_dir / 'voiceid.db'}"

@@ -386,11 +386,11 @@ class BotUnderTest:
     async def start(self) -> BotUnderTest:
         from aiohttp.test_utils import TestClient, TestServer
 
+        from bot.runtime import application
         from bot.services.context import Services
-        from bot.slack.app import build_bolt, build_web_app
 
         self.services = Services(settings=self.settings, db=self.db, engine=self.engine)
-        web_app = build_web_app(self.services, build_bolt(self.services), run_jobs=self.run_jobs)
+        web_app = application(self.settings, run_jobs=self.run_jobs, given=self.services)
         self.client = TestClient(TestServer(web_app, host="127.0.0.1"))
         await self.client.start_server()
         return self

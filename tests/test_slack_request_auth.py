@@ -80,7 +80,7 @@ def forged_requests(fake: FakeSlack) -> dict[str, tuple[str, str]]:
 @pytest_asyncio.fixture(scope="module", loop_scope="module")
 async def socket_bot(tmp_path_factory):
     """`serve` in Socket Mode (app token, no signing secret), connected to the fake Slack's WebSocket."""
-    from bot.slack.server import serve
+    from bot.runtime import serve
 
     fake = FakeSlack()
     await fake.start()

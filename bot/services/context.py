@@ -10,6 +10,7 @@ from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, TypeVar
 
+from aiohttp import web
 from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.config import Settings
@@ -30,6 +31,8 @@ class NotInstalled(Exception):
 
 @dataclass
 class Services:
+    """Built by `bot.runtime` (tests build their own); listeners and jobs receive it."""
+
     settings: Settings
     db: Database
     engine: Engine
@@ -41,12 +44,11 @@ class Services:
 
     @property
     def oauth(self) -> bool:
-        return bool(self.settings.slack_client_id and self.settings.slack_client_secret)
+        return self.settings.oauth
 
     @property
     def socket_mode(self) -> bool:
-        """Events arrive over Slack's WebSocket (SLACK_APP_TOKEN, single workspace), not at /slack/events."""
-        return bool(self.settings.slack_app_token) and not self.oauth
+        return self.settings.socket_mode
 
     @property
     def threshold(self) -> float:
@@ -137,3 +139,6 @@ class Services:
         if self._cpu is not None:
             pool, self._cpu = self._cpu, None
             await asyncio.to_thread(stop_pool, pool)
+
+
+SERVICES = web.AppKey("services", Services)

@@ -1,8 +1,8 @@
 """The Slack app: bolt's `AsyncApp` with our listeners, served by an aiohttp `web.Application`.
 
 Routes: `/slack/events` (events, commands, interactivity), `/slack/install` and `/slack/oauth_redirect`
-(OAuth installs), `/healthz`, and the engine webhook when a webhook secret is configured. The job
-runner starts and stops with the web application.
+(OAuth installs), `/healthz`, and the engine webhook when a webhook secret is configured. Bolt is
+built when the application starts (`bot.runtime` composes the process).
 
 Every Slack request over HTTP must carry a valid signature. In Socket Mode, Slack's requests come over the
 WebSocket instead, so the HTTP listener serves only what needs no Slack signature (`/healthz`, the signed
@@ -11,20 +11,20 @@ engine webhook): the Slack routes are not there (404) rather than open without a
 from __future__ import annotations
 
 import logging
+from collections.abc import AsyncIterator
 
 from aiohttp import web
 from slack_bolt.adapter.aiohttp import to_aiohttp_response, to_bolt_request
 from slack_bolt.async_app import AsyncApp
 from sqlalchemy.exc import SQLAlchemyError
 
-from bot.services.context import Services
+from bot.config import Settings
+from bot.services.context import SERVICES, Services
 from bot.slack import enroll, feedback, lifecycle, recordings
 from bot.slack_api.client import make_client
 
 log = logging.getLogger(__name__)
 
-SERVICES = web.AppKey("services", Services)
-RUNNER = web.AppKey("runner", object)
 
 
 class SigningSecretMissing(ValueError):
@@ -56,21 +56,39 @@ def build_bolt(services: Services) -> AsyncApp:
     return app
 
 
-def build_web_app(services: Services, bolt: AsyncApp, *, run_jobs: bool = True) -> web.Application:
-    """The aiohttp application; with `run_jobs` the scheduler runs in this process."""
-    from bot.jobs.scheduler import JobRunner
+BOLT = web.AppKey("bolt", AsyncApp)
 
-    runner = JobRunner(services) if run_jobs else None
+
+async def bolt_app(app: web.Application) -> AsyncIterator[None]:
+    """Bolt over the process's services; in Socket Mode, also the WebSocket to Slack."""
+    bolt = app[BOLT] = build_bolt(app[SERVICES])
+    if not app[SERVICES].socket_mode:
+        yield
+        return
+    from slack_bolt.adapter.socket_mode.aiohttp import AsyncSocketModeHandler
+
+    handler = AsyncSocketModeHandler(bolt, app[SERVICES].settings.slack_app_token.get_secret_value())
+    await handler.connect_async()
+    log.info("Voice ID: Socket Mode connected")
+    yield
+    await handler.close_async()
+
+
+def add_slack(app: web.Application, settings: Settings) -> None:
+    """Bolt as a cleanup context, and its routes (none in Socket Mode: Slack's requests come over the socket)."""
 
     async def events(request: web.Request) -> web.Response:
+        bolt = request.app[BOLT]
         return await to_aiohttp_response(await bolt.async_dispatch(await to_bolt_request(request)))
 
     async def install(request: web.Request) -> web.Response:
+        bolt = request.app[BOLT]
         if bolt.oauth_flow is None:
             return web.Response(status=404, text="This app is installed with a bot token (no OAuth install page).")
         return await to_aiohttp_response(await bolt.oauth_flow.handle_installation(await to_bolt_request(request)))
 
     async def oauth_redirect(request: web.Request) -> web.Response:
+        bolt = request.app[BOLT]
         if bolt.oauth_flow is None:
             return web.Response(status=404, text="OAuth is not configured.")
         return await to_aiohttp_response(await bolt.oauth_flow.handle_callback(await to_bolt_request(request)))
@@ -78,37 +96,15 @@ def build_web_app(services: Services, bolt: AsyncApp, *, run_jobs: bool = True) 
     async def health(request: web.Request) -> web.Response:
         from storage.recordings import count_by_status
 
+        services = request.app[SERVICES]
         try:
             counts = await count_by_status(services.db)
         except (SQLAlchemyError, OSError) as exc:  # the database is down: say so, with a failing status
             return web.json_response({"ok": False, "error": type(exc).__name__}, status=503)
         return web.json_response({"ok": True, "engine": services.engine.name, "recordings": counts})
 
-    async def jobs(app: web.Application):
-        if runner is not None:
-            await runner.start()
-        yield
-        if runner is not None:
-            await runner.stop()
-        await services.drain()
-        await services.close_pool()
-        await services.close_speech()
-
-    wa = web.Application(client_max_size=1024**2)
-    wa[SERVICES] = services
-    wa[RUNNER] = runner
-    wa.cleanup_ctx.append(jobs)
-    wa.add_routes([web.get("/healthz", health)])
-    if not services.socket_mode:
-        wa.add_routes([web.post("/slack/events", events), web.get("/slack/install", install),
-                       web.get("/slack/oauth_redirect", oauth_redirect)])
-    secret = services.settings.engine_webhook_secret
-    if secret is not None and runner is not None:
-        from bot.engines.factory import WEBHOOK_PATH
-        from bot.engines.webhooks import webhook_routes
-
-        async def on_job(job) -> None:
-            runner.pipeline.job_changed(job)
-
-        wa.add_routes(webhook_routes(secret.get_secret_value(), on_job, path=WEBHOOK_PATH))
-    return wa
+    app.cleanup_ctx.append(bolt_app)
+    app.add_routes([web.get("/healthz", health)])
+    if not settings.socket_mode:
+        app.add_routes([web.post("/slack/events", events), web.get("/slack/install", install),
+                        web.get("/slack/oauth_redirect", oauth_redirect)])
