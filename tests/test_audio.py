@@ -6,7 +6,7 @@ import pytest
 from engine_support import SR, encode, needs_data, utterance
 
 from bot.errors import MediaError
-from bot.speech.audio import decode, format_duration, normalise_level
+from bot.speech.audio import decode, normalise_level, spoken_duration
 
 
 @pytest.fixture(scope="module")
@@ -118,6 +118,6 @@ def test_quiet_recording_is_brought_up(speech):
 
 
 def test_durations_read_like_a_person():
-    assert format_duration(42) == "42 s"
-    assert format_duration(12 * 60) == "12 min"
-    assert format_duration(4.5 * 3600) == "4 h 30 min"
+    assert spoken_duration(42) == "42 s"
+    assert spoken_duration(12 * 60) == "12 min"
+    assert spoken_duration(4.5 * 3600) == "4 h 30 min"

@@ -8,7 +8,7 @@ import pytest
 from bot.schema import IdentifyOutput
 from bot.summary.blocks import MAX_BLOCKS, parse_button_value, render_summary
 from bot.summary.chart import timeline_png
-from bot.summary.stats import format_duration, merge_intervals, summarize
+from bot.summary.stats import clock, merge_intervals, summarize
 from bot.summary.status import progress_bar, render_failure, render_progress
 
 
@@ -47,7 +47,7 @@ def test_relabels_override_the_engine_and_a_claim_names_nobody():
 
 def test_merge_and_format():
     assert merge_intervals([(5, 6), (0, 2), (1, 3), (3.5, 4)], gap=0.5) == [(0, 4), (5, 6)]
-    assert [format_duration(x) for x in (7, 750, 3723)] == ["0:07", "12:30", "1:02:03"]
+    assert [clock(x) for x in (7, 750, 3723)] == ["0:07", "12:30", "1:02:03"]
 
 
 def test_blocks_show_people_unknowns_and_buttons():

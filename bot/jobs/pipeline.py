@@ -137,7 +137,7 @@ class Pipeline:
 
     def deadline_for(self, duration: float | None) -> datetime:
         """When an engine job on media of `duration` seconds (unknown: the longest allowed) is given up."""
-        from storage.models import utcnow
+        from bot.schema import utcnow
 
         s = self.services.settings
         seconds = duration if duration else s.max_recording_hours * 3600
@@ -237,7 +237,7 @@ class Pipeline:
     async def poll(self, client: AsyncWebClient, rec, job: Job, deadline: datetime) -> Job:
         """Waits for the engine job (webhook or polling) until it is final or its deadline passes, showing its
         progress in the thread."""
-        from storage.models import utcnow
+        from bot.schema import utcnow
 
         last_edit, last_bar = 0.0, None
 

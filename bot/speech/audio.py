@@ -40,7 +40,7 @@ class Audio:
         return len(self.samples) / self.sample_rate
 
 
-def format_duration(seconds: float) -> str:
+def spoken_duration(seconds: float) -> str:
     """'42 s', '12 min', '4 h 30 min': how a person would say it."""
     if seconds < 90:
         return f"{seconds:.0f} s"
@@ -55,7 +55,7 @@ def too_long(duration: float, limit: float, noun: str = "recording") -> MediaErr
     """E.g. "The clip is 42 s long; voiceprints take at most 30 s." (noun "clip") or a recording's limit."""
     what = "voiceprints take" if noun == "clip" else "recordings can be"
     return MediaError(
-        f"The {noun} is {format_duration(duration)} long; {what} at most {format_duration(limit)}.",
+        f"The {noun} is {spoken_duration(duration)} long; {what} at most {spoken_duration(limit)}.",
         code="too_long",
     )
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from bot.summary.stats import SpeakerStats, Summary, format_duration, overview
+from bot.summary.stats import SpeakerStats, Summary, clock, overview
 from bot.text import escape, mention
 
 MAX_BLOCKS = 50
@@ -64,8 +64,8 @@ def speaker_line(s: SpeakerStats) -> str:
     elif s.claimed_by:
         name += f" — claimed by {mention(s.claimed_by)}"
     turns = "1 turn" if s.turns == 1 else f"{s.turns} turns"
-    return (f"*{name}*\n{format_duration(s.talk_time)} talk time · {s.share:.0%} of speech · {turns} · "
-            f"longest {format_duration(s.longest_turn)}")
+    return (f"*{name}*\n{clock(s.talk_time)} talk time · {s.share:.0%} of speech · {turns} · "
+            f"longest {clock(s.longest_turn)}")
 
 
 def button_value(recording_id: int, speaker: str) -> str:
@@ -100,13 +100,13 @@ def overview_lines(summary: Summary) -> list[str]:
     for start, end, spoken in overview(summary, window):
         span = end - start or 1.0
         who = ", ".join(f"{names.get(sp, sp)} {sec / span:.0%}" for sp, sec in spoken[:3]) or "_silence_"
-        lines.append(f"`{format_duration(start)}–{format_duration(end)}`  {who}")
+        lines.append(f"`{clock(start)}–{clock(end)}`  {who}")
     return lines
 
 
 def fallback_text(summary: Summary, file_name: str) -> str:
     parts = [f"{speaker_name(s)} {s.share:.0%}" for s in summary.speakers]
-    head = f"Speakers in {escape(file_name)} ({format_duration(summary.duration)})"
+    head = f"Speakers in {escape(file_name)} ({clock(summary.duration)})"
     return clip(f"{head}: {', '.join(parts)}" if parts else f"{head}: no speech found", MAX_TEXT)
 
 
@@ -121,7 +121,7 @@ def render_summary(summary: Summary, *, file_name: str, recording_id: int,
     blocks: list[dict] = [
         {"type": "header", "text": {"type": "plain_text", "text": clip(f"Who spoke in {file_name}", MAX_HEADER)}},
         {"type": "context", "elements": [{"type": "mrkdwn", "text": (
-            f"{format_duration(summary.duration)} · {len(summary.speakers)} speakers · "
+            f"{clock(summary.duration)} · {len(summary.speakers)} speakers · "
             f"{identified} identified")}]},
     ]
     if not summary.speakers:

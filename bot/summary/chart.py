@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import io
 
-from bot.summary.stats import Summary, format_duration
+from bot.summary.stats import Summary, clock
 
 UNKNOWN_COLOUR = "#9e9e9e"
 
@@ -48,7 +48,7 @@ def timeline_png(summary: Summary, names: dict[str, str] | None = None, *, title
     ax.set_ylim(-0.6, lanes - 0.4)
     ax.set_xlim(0, max(summary.duration, 1.0))
     ax.xaxis.set_major_locator(MaxNLocator(nbins=10, steps=[1, 2, 3, 5, 6, 10]))
-    ax.xaxis.set_major_formatter(FuncFormatter(lambda x, _: format_duration(x)))
+    ax.xaxis.set_major_formatter(FuncFormatter(lambda x, _: clock(x)))
     ax.set_xlabel("time")
     ax.grid(axis="x", alpha=0.3)
     ax.spines[["top", "right"]].set_visible(False)

@@ -146,7 +146,7 @@ def overview(summary: Summary, window: float) -> list[tuple[float, float, list[t
     return slices
 
 
-def format_duration(seconds: float) -> str:
+def clock(seconds: float) -> str:
     """`0:07`, `12:30`, `1:02:03`: how people read durations."""
     total = round(seconds)
     h, rest = divmod(total, 3600)
