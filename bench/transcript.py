@@ -159,7 +159,7 @@ def disagreement(a: list[list], b: list[list]) -> float:
 async def latency(wav: Path, var_dir: Path, model: str) -> list[tuple[str, float, float | None]]:
     """(path, upload→summary s, upload→transcript s) with warm workers; the first row is summary only."""
     from bot.engines.local import LocalEngine
-    from bot.schema import IdentifyRequest
+    from bot.schema import IdentifyRequest, VoiceprintRequest
     from bot.summary.stats import summarize
     from bot.summary.transcript import render_markdown, render_vtt, speaker_names
     from bot.transcription import attribution
@@ -171,15 +171,21 @@ async def latency(wav: Path, var_dir: Path, model: str) -> list[tuple[str, float
         await asyncio.gather(engine.start(), worker.start())
         var_dir.mkdir(parents=True, exist_ok=True)
         clip = M.write_wav(var_dir / "clip.wav", enrollment_clip())
-        vp = await engine.run_voiceprint(clip)
-        request = IdentifyRequest(url=str(wav), voiceprints=[{"label": "1998", "voiceprint": vp.voiceprint}])
-        await asyncio.gather(engine.run_identify(clip, request), worker.transcribe(clip))  # first-call costs
+        vp = (await engine.wait((await engine.submit_voiceprint(VoiceprintRequest(url=str(clip)))).job_id))
+        request = IdentifyRequest(url=str(wav), voiceprints=[{"label": "1998",
+                                                               "voiceprint": vp.voiceprint_output().voiceprint}])
+
+        async def identify(path: Path):
+            job = await engine.submit_identify(request.model_copy(update={"url": str(path)}))
+            return (await engine.wait(job.job_id, poll=0.05)).identify_output()
+
+        await asyncio.gather(identify(clip), worker.transcribe(clip))  # first-call costs
         t = time.perf_counter()
-        await engine.run_identify(wav, request)
+        await identify(wav)
         rows.append(("summary only (baseline)", time.perf_counter() - t, None))
         t = time.perf_counter()
         recognition = asyncio.ensure_future(worker.transcribe(wav))
-        output = await engine.run_identify(wav, request)
+        output = await identify(wav)
         summary_s = time.perf_counter() - t
         words = (await recognition).words
         turns = attribution.group_turns(attribution.attribute(words, attribution.exclusive_of(output)))

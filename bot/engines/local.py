@@ -24,11 +24,9 @@ from bot.errors import EngineError, EngineUnavailable, JobNotFound, RequestError
 from bot.pools import stop_pool
 from bot.schema import (
     DiarizeRequest,
-    IdentifyOutput,
     IdentifyRequest,
     Job,
     JobStatus,
-    VoiceprintOutput,
     VoiceprintRequest,
     utcnow,
 )
@@ -288,29 +286,6 @@ class LocalEngine(Engine):
         if job is None:
             raise JobNotFound(f"Job {job_id} is unknown to this engine (expired, or lost in a restart).")
         return job
-
-    # -- direct helpers (the engine server and the CLI)
-
-    async def run_voiceprint(self, path: Path) -> VoiceprintOutput:
-        """Make a voiceprint from a clip; raises the job's EngineError on bad input."""
-        output = await self._run(_work_voiceprint, uuid.uuid4().hex, str(Path(path)))
-        _raise_error(output)
-        return VoiceprintOutput.model_validate(output)
-
-    async def run_identify(self, path: Path, request: IdentifyRequest,
-                           progress: ProgressCallback | None = None) -> IdentifyOutput:
-        """Identify speakers in `path` (the request's `url` is ignored); progress gets fractions 0–1."""
-        job_id = uuid.uuid4().hex
-        if progress:
-            self.watch(job_id, progress)
-        try:
-            self._ensure_pool()
-            output = await self._run(_work_identify, job_id, str(Path(path)), request.model_dump(by_alias=True),
-                                     self.max_duration_s)
-        finally:
-            self._callbacks.pop(job_id, None)
-        _raise_error(output)
-        return IdentifyOutput.model_validate(output)
 
     async def close(self) -> None:
         self._closed = True

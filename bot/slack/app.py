@@ -16,9 +16,12 @@ from collections.abc import AsyncIterator
 from aiohttp import web
 from slack_bolt.adapter.aiohttp import to_aiohttp_response, to_bolt_request
 from slack_bolt.async_app import AsyncApp
+from slack_sdk.errors import SlackApiError
+from slack_sdk.web.async_client import AsyncWebClient
 from sqlalchemy.exc import SQLAlchemyError
 
 from bot.config import Settings
+from bot.failures import new_ref
 from bot.services.context import SERVICES, Services
 from bot.slack import enroll, feedback, lifecycle, recordings
 from bot.slack_api.client import make_client
@@ -53,7 +56,32 @@ def build_bolt(services: Services) -> AsyncApp:
     app = AsyncApp(**kwargs)
     for module in (enroll, recordings, feedback, lifecycle):
         module.register(app, services)
+    app.error(on_error)
     return app
+
+
+UNEXPECTED = (":warning: Something went wrong on our side (ref {ref}). Please try again; if it keeps failing, tell "
+              "whoever runs Voice ID and quote the ref.")
+
+
+async def on_error(error: Exception, body: dict, client: AsyncWebClient) -> None:
+    """The one place a listener's unexpected exception ends: the details go to the log under a ref, and the
+    person who acted is told privately (in the channel they acted in, else by DM) with that ref only."""
+    ref = new_ref()
+    log.error("a Slack request failed unexpectedly [ref %s]", ref, exc_info=error)
+    event = body.get("event") or {}
+    user = (body.get("user") or {}).get("id") or body.get("user_id") or event.get("user")
+    channel = ((body.get("channel") or {}).get("id") or body.get("channel_id") or event.get("channel")
+               or (body.get("container") or {}).get("channel_id"))
+    if not user:
+        return
+    try:
+        if channel:
+            await client.chat_postEphemeral(channel=channel, user=user, text=UNEXPECTED.format(ref=ref))
+        else:
+            await client.chat_postMessage(channel=user, text=UNEXPECTED.format(ref=ref))
+    except SlackApiError as exc:
+        log.warning("could not tell %s about ref %s: %s", user, ref, exc.response.get("error"))
 
 
 BOLT = web.AppKey("bolt", AsyncApp)
