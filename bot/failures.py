@@ -12,6 +12,7 @@ log = logging.getLogger(__name__)
 SHOWN_CODES = frozenset({
     "not_audio", "no_audio_track", "corrupt", "empty", "silent", "too_long", "too_short", "too_large",
     "multiple_speakers", "bad_media", "html_page", "no_voiceprints", "not_own_clip",
+    "file_gone",
 })
 # Failures whose message Voice ID itself writes (no internals in it): shown with the ref.
 OWN_WORDS = frozenset({"lease_expired"})

@@ -17,7 +17,7 @@ from slack_bolt.adapter.aiohttp import to_aiohttp_response, to_bolt_request
 from slack_bolt.async_app import AsyncApp
 from sqlalchemy.exc import SQLAlchemyError
 
-from bot.slack import enroll, feedback, lifecycle, recordings
+from bot.slack import enroll, feedback, lifecycle, recordings, reidentify
 from bot.slack.client import make_client
 from bot.slack.services import Services
 
@@ -51,7 +51,7 @@ def build_bolt(services: Services) -> AsyncApp:
         kwargs["oauth_settings"] = oauth_settings(services)
         kwargs["installation_store_bot_only"] = True
     app = AsyncApp(**kwargs)
-    for module in (enroll, recordings, feedback, lifecycle):
+    for module in (enroll, recordings, feedback, reidentify, lifecycle):
         module.register(app, services)
     return app
 

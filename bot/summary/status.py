@@ -18,6 +18,7 @@ ADVICE = {
     "too_large": "Share a smaller file (compress the audio or split the recording).",
     "html_page": "Make sure the bot can read files in this channel (reinstall the app if needed).",
     "download_failed": "Share the file again in a moment.",
+    "file_gone": "Voice ID keeps no copy of recordings: share the recording again to have it identified.",
     "no_voiceprints": "Ask the people in this channel to enroll with `/enroll`, then share the recording again.",
 }
 DEFAULT_ADVICE = "Try again later; if it keeps failing, tell whoever runs Voice ID and quote the ref."
@@ -44,6 +45,12 @@ def render_failure(file_name: str, code: str, message: str, *, ref: str) -> Slac
         {"type": "section", "text": {"type": "mrkdwn", "text": clip(f":warning: {text}", 3000)}},
         {"type": "context", "elements": [{"type": "mrkdwn", "text": clip(advice, 3000)}]},
     ])
+
+
+def identify_again_failed(code: str, message: str, *, ref: str) -> str:
+    """The summary's note when "Identify again" failed: the summary above is the earlier one (mrkdwn)."""
+    return (f":warning: *Identify again* did not work: {escape(public_reason(code, message, ref))} "
+            f"The summary above is still the earlier one. {ADVICE.get(code, DEFAULT_ADVICE)}")
 
 
 TRANSCRIPT_INTERRUPTED = "interrupted"  # `transcript_error` when a takeover found the upload begun
