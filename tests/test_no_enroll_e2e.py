@@ -9,7 +9,15 @@ import pytest
 import pytest_asyncio
 
 from tests.fake_slack import TEAM_ID, FakeSlack
-from tests.slack_e2e_support import concat, enroll, enrollment_clip, press, slack_world, wait_status, wav_bytes
+from tests.slack_e2e_support import (
+    concat,
+    enroll,
+    enrollment_clip,
+    press,
+    slack_world,
+    wait_status,
+    wav_bytes,
+)
 
 CHANNEL = "C0001"
 SPEAKING = {"U1688": "1688", "U1998": "1998"}  # the two people in the recording
