@@ -9,6 +9,8 @@ Recording status machine (one row per Slack file, unique per team):
       ▲                 │  │                   │
       └──fail(retry)────┘  └──fail(final)──▶ failed ◀──fail(final)──┘
 
+    posted, failed (shown, result retained) ──requeue_identify ("Identify again")──▶ queued
+
 - `queued`: waiting for a worker; `claim_next` moves it to `running` and counts an attempt.
 - `running`: a worker holds the lease (`lease_owner`, `lease_expires_at`) and keeps it alive with
   heartbeats; an expired lease sends it back to `queued`, or to `failed` (`lease_expired`) when the
