@@ -42,6 +42,8 @@ CODES: dict[str, Code] = {
     "no_voiceprints": Code(shown=True, advice="Ask the people in this channel to enroll with `/enroll`, then share "
                                               "the recording again."),
     "not_own_clip": Code(shown=True),
+    "file_gone": Code(shown=True, advice="Voice ID keeps no copy of recordings: share the recording again to have "
+                                         "it identified."),
     "lease_expired": Code(own_words=True),
     "engine_unavailable": Code(transient=True),
     "rate_limited": Code(transient=True),

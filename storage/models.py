@@ -9,6 +9,8 @@ Recording status machine (one row per Slack file, unique per team):
       ▲                 │  │                   │
       └──fail(retry)────┘  └──fail(final)──▶ failed ◀──fail(final)──┘
 
+    posted, failed (shown, result retained) ──requeue_identify ("Identify again")──▶ queued
+
 - `queued`: waiting for a worker; `claim_next` moves it to `running` and counts an attempt.
 - `running`: a worker holds the lease (`lease_owner`, `lease_expires_at`) and keeps it alive with
   heartbeats; an expired lease sends it back to `queued`, or to `failed` (`lease_expired`) when the
@@ -29,6 +31,13 @@ Transcript (after the summary is shown, still `succeeded` under the same lease):
 stored inside `result` (so retention and uninstall clear them), `transcript_started_at` is set under the
 lease right before the one upload of the `.md`/`.vtt` files (a takeover never uploads a second one), then
 `transcript_file_id`/`transcript_url` or `transcript_error` (a ref for the log) record how it ended.
+
+Nobody enrolled: the job runs a diarize-only engine job and sets `diarize_only` (speakers are numbered).
+"Identify again" (`requeue_identify`) sends a `posted` (or re-run `failed`) recording whose result is still
+retained back to `queued` with its attempts reset, keeping `reply_ts`/`posted_ts` and the chart, so the same
+summary message is edited in place; `complete` then replaces the result, clears the relabels (they named
+speakers of the old result) and raises `relabel_seq`, so the chart is redrawn once. `finished_at` keeps the
+first run's time: identifying again never extends retention.
 
 Chart redraws after a correction: every relabel raises `relabel_seq`; the chart in Slack was drawn at
 `chart_seq`. One redrawer at a time holds `chart_lock_owner` until `chart_lock_until` and redraws until the
@@ -101,6 +110,7 @@ class AuditAction(str, Enum):
     claim = "claim"
     unclaim = "unclaim"
     purge = "purge"
+    reidentify = "reidentify"
     uninstall = "uninstall"
 
 
@@ -225,6 +235,9 @@ class Recording(SQLModel, table=True):
     chart_seq: int = Field(default=0)
     chart_lock_owner: str | None = Field(default=None, max_length=64)
     chart_lock_until: datetime | None = _when(nullable=True)
+    # The result is a diarize-only one (nobody in the channel had enrolled): speakers are numbered, not unknown.
+    diarize_only: bool = Field(default=False, sa_column=sa.Column(sa.Boolean(), nullable=False,
+                                                                  server_default=sa.false()))
     created_at: datetime = _when(default=True)
     updated_at: datetime = _when(default=True)
     finished_at: datetime | None = _when(nullable=True, index=True)

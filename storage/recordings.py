@@ -128,13 +128,14 @@ async def _update_owned(db: Database, recording_id: int, owner: str, statuses: t
 async def heartbeat(db: Database, recording_id: int, owner: str, lease_seconds: float, *,
                     progress: float | None = None, engine_job_id: str | None = None,
                     engine_deadline_at: datetime | None = None, reply_ts: str | None = None,
-                    chart_file_id: str | None = None, chart_seq: int | None = None) -> bool:
+                    chart_file_id: str | None = None, chart_seq: int | None = None,
+                    diarize_only: bool | None = None) -> bool:
     """Extends the lease, storing any step's result given; False means `owner` lost it: stop working on it."""
     values: dict[str, Any] = {"lease_expires_at": lease_until(lease_seconds)}
     if progress is not None:
         values["progress"] = min(1.0, max(0.0, float(progress)))
     steps = {"engine_job_id": engine_job_id, "engine_deadline_at": engine_deadline_at, "reply_ts": reply_ts,
-             "chart_file_id": chart_file_id, "chart_seq": chart_seq}
+             "chart_file_id": chart_file_id, "chart_seq": chart_seq, "diarize_only": diarize_only}
     values |= {name: value for name, value in steps.items() if value is not None}
     return await _update_owned(db, recording_id, owner, (RUNNING, SUCCEEDED, FAILED), values)
 
@@ -202,10 +203,70 @@ async def unlock_chart(db: Database, recording_id: int, owner: str, *, force: bo
 
 
 async def complete(db: Database, recording_id: int, owner: str, result: dict, duration: float | None) -> bool:
-    """`running` → `succeeded` with the identify output; the worker keeps its lease to post the summary."""
-    values = {"status": SUCCEEDED, "result": result, "duration": duration, "progress": 1.0,
-              "error_code": None, "error_message": None, "finished_at": utcnow()}
-    return await _update_owned(db, recording_id, owner, (RUNNING,), values)
+    """`running` → `succeeded` with the engine output; the worker keeps its lease to post the summary.
+    A run after "Identify again" (the summary was posted before) replaces the old result: the relabels
+    named speakers of that result, so they are cleared, and `relabel_seq` rises so the chart is redrawn.
+    `finished_at` keeps the first run's time (retention counts from it)."""
+
+    async def attempt() -> bool:
+        async with db.session(immediate=True) as s:
+            rec = (await s.exec(select(Recording).where(Recording.id == recording_id).with_for_update())).first()
+            if rec is None or rec.lease_owner != owner or rec.state is not RecordingStatus.running:
+                return False
+            now = utcnow()
+            if rec.posted_ts is not None:
+                rec.relabels = None
+                rec.relabel_seq += 1
+            rec.status, rec.result, rec.duration, rec.progress = RecordingStatus.succeeded, result, duration, 1.0
+            rec.error_code = rec.error_message = None
+            rec.finished_at = rec.finished_at or now
+            rec.updated_at = now
+            await s.commit()
+            return True
+
+    return await _retry_locked(db, attempt)
+
+
+class IdentifyRefused(Exception):
+    """"Identify again" does not apply to the recording as it is now; `reason` is for the person."""
+
+    def __init__(self, reason: str):
+        super().__init__(reason)
+        self.reason = reason
+
+
+PURGED = ("The results of this recording were deleted under the retention policy, so it can no longer be "
+          "identified again.")
+
+
+async def requeue_identify(db: Database, recording_id: int, *, actor_id: str) -> Recording:
+    """"Identify again": a finished recording whose result is still retained goes back to `queued` for a new
+    attempt series (the summary's `reply_ts`/`posted_ts`, the chart and the transcript stay, so the summary is
+    edited in place and nothing is posted twice). Checked and changed on the locked row, so two presses make
+    one job. Audited. Raises IdentifyRefused (purged, or already running) or RecordingNotFound."""
+
+    async def attempt() -> Recording:
+        async with db.session(immediate=True) as s:
+            rec = (await s.exec(select(Recording).where(Recording.id == recording_id).with_for_update())).first()
+            if rec is None:
+                raise RecordingNotFound(recording_id)
+            if rec.result is None:
+                raise IdentifyRefused(PURGED)
+            shown = rec.state is RecordingStatus.posted or (rec.state is RecordingStatus.failed
+                                                            and rec.notified_at is not None)
+            if not shown or rec.posted_ts is None:
+                raise IdentifyRefused("This recording is already being identified; the summary will be updated.")
+            now = utcnow()
+            rec.status, rec.attempts, rec.progress, rec.not_before = RecordingStatus.queued, 0, 0.0, None
+            rec.lease_owner = rec.lease_expires_at = rec.engine_job_id = rec.engine_deadline_at = None
+            rec.error_code = rec.error_message = rec.notified_at = None
+            rec.updated_at = now
+            await audit.record(s, team_id=rec.team_id, actor_id=actor_id, action=AuditAction.reidentify,
+                               target_type="recording", target_id=str(rec.id), detail=None)
+            await s.commit()
+            return rec
+
+    return await _retry_locked(db, attempt)
 
 
 async def mark_posted(db: Database, recording_id: int, owner: str, posted_ts: str,
@@ -255,7 +316,7 @@ async def fail(db: Database, recording_id: int, owner: str, code: str, message: 
                     rec.not_before = now + timedelta(seconds=retry_delay(rec.attempts, *backoff))
             else:
                 rec.status = RecordingStatus.failed
-                rec.finished_at = now
+                rec.finished_at = rec.finished_at or now  # a failed re-run keeps the first run's time
             rec.error_code, rec.error_message = code[:64], message
             rec.updated_at = now
             await s.commit()
@@ -276,7 +337,7 @@ async def requeue_expired(db: Database, max_attempts: int, *, now: datetime | No
         update(Recording).where(expired, Recording.status == RUNNING, Recording.attempts < max_attempts)
         .values(status=QUEUED, error_code=LEASE_EXPIRED, error_message=message + " Trying again.", **cleared),
         update(Recording).where(expired, Recording.status == RUNNING, Recording.attempts >= max_attempts)
-        .values(status=FAILED, error_code=LEASE_EXPIRED, finished_at=now,
+        .values(status=FAILED, error_code=LEASE_EXPIRED, finished_at=func.coalesce(Recording.finished_at, now),
                 error_message=message + f" Gave up after {max_attempts} attempts.", **cleared),
         update(Recording).where(expired, Recording.status.in_((SUCCEEDED, FAILED))).values(**cleared),
     ]

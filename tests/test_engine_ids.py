@@ -29,7 +29,7 @@ def test_factory_engines_carry_their_setting_as_id():
 
 async def test_migration_rekeys_rows_stored_under_display_names(tmp_path: Path):
     url = f"sqlite+aiosqlite:///{tmp_path / 'db.sqlite'}"
-    await upgrade(url, revision="0005_transcripts")
+    await upgrade(url, revision="0006_diarize_only")
     engine = create_async_engine(url)
     now = datetime.now(UTC)
     async with engine.begin() as conn:

@@ -45,6 +45,11 @@ class Engine(ABC):
         """Who spoke when, no voiceprints (`POST /v1/diarize`); engines that cannot refuse the request."""
         raise RequestError(f"{self.name} does not offer diarize-only jobs.")
 
+    @property
+    def offers_diarize(self) -> bool:
+        """Whether this engine runs diarize-only jobs (it overrides `submit_diarize`)."""
+        return type(self).submit_diarize is not Engine.submit_diarize
+
     @abstractmethod
     async def get_job(self, job_id: str) -> Job: ...
 

@@ -24,7 +24,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 from bot.engines.base import follow
 from bot.errors import EngineError, EngineJobEnded, JobNotFound, MediaError, error_from
 from bot.failures import new_ref
-from bot.schema import IdentifyRequest, Job, JobStatus, Matching, VoiceprintInput
+from bot.schema import DiarizeRequest, IdentifyRequest, Job, JobStatus, Matching, VoiceprintInput
 from bot.services.charts import display_names, people, redraw_chart, send_timeline, timeline
 from bot.services.context import NotInstalled, Services
 from bot.slack_api.files import download
@@ -34,6 +34,7 @@ from bot.summary.blocks import SlackMessage, render_summary
 from bot.summary.stats import Summary, summary_of
 from bot.summary.status import (
     TRANSCRIPT_INTERRUPTED,
+    identify_again_failed,
     render_failure,
     render_progress,
     transcript_line,
@@ -107,12 +108,40 @@ def transcript_pending(rec, transcript_on: bool) -> bool:
             and rec.transcript_error is None)
 
 
-def summary_message(rec, *, transcript_on: bool, progress: float | None = None) -> SlackMessage:
+def summary_message(rec, *, transcript_on: bool, progress: float | None = None,
+                    note: str | None = None) -> SlackMessage:
     """The summary from the stored result and relabels, with its "Transcript" line (link, note or progress)."""
     line = None
     if rec.transcript_url or rec.transcript_error or transcript_pending(rec, transcript_on):
         line = transcript_line(rec.file_name, url=rec.transcript_url, error=rec.transcript_error, progress=progress)
-    return render_summary(summary_of(rec), file_name=rec.file_name, recording_id=rec.id, transcript=line)
+    return render_summary(summary_of(rec), file_name=rec.file_name, recording_id=rec.id, transcript=line, note=note)
+
+
+FILE_GONE_ERRORS = {"file_not_found", "file_deleted"}
+
+
+async def file_info(client: AsyncWebClient, file_id: str) -> dict:
+    """The Slack file (`files.info`); a file deleted from Slack is a MediaError the person can read (the
+    recording's audio is never kept after processing, so it can only come from Slack)."""
+    try:
+        return (await client.files_info(file=file_id))["file"]
+    except SlackApiError as exc:
+        if exc.response.get("error") in FILE_GONE_ERRORS:
+            raise MediaError("The recording is no longer in Slack (it was deleted), and Voice ID keeps no copy "
+                             "of it.", code="file_gone") from exc
+        raise
+
+
+async def channel_members(client: AsyncWebClient, channel: str) -> list[str]:
+    """Everyone in the channel (`conversations.members`, every page)."""
+    members: list[str] = []
+    cursor = None
+    while True:
+        page = await client.conversations_members(channel=channel, limit=1000, cursor=cursor)
+        members += page.get("members") or []
+        cursor = (page.get("response_metadata") or {}).get("next_cursor")
+        if not cursor:
+            return members
 
 
 class Pipeline:
@@ -199,8 +228,11 @@ class Pipeline:
                          job.status.value)
             except JobNotFound:
                 log.info("recording %s: engine lost job %s, resubmitting", rec.id, rec.engine_job_id)
-        info = (await client.files_info(file=rec.file_id))["file"]
+        info = await file_info(client, rec.file_id)
         voiceprints = await self.voiceprints(client, rec)
+        if not voiceprints and not engine.offers_diarize:
+            raise MediaError("Nobody in this channel has enrolled their voice yet, so nobody can be named.",
+                             code="no_voiceprints")
         await self._beat(rec)
         with self.services.temp_dir("voiceid-rec-") as tmp:
             path = await download(info, client.token, Path(tmp), max_bytes=self.services.max_file_bytes)
@@ -208,30 +240,23 @@ class Pipeline:
             deadline = self.deadline_for(await asyncio.to_thread(stated_duration, path))
             url = await engine.upload(path, key=f"{rec.team_id}-{rec.file_id}")
             try:
-                job = await engine.submit_identify(IdentifyRequest(
-                    url=url, voiceprints=voiceprints, matching=Matching(threshold=self.services.threshold)))
-                await self._beat(rec, engine_job_id=job.job_id, engine_deadline_at=deadline)
+                if voiceprints:
+                    job = await engine.submit_identify(IdentifyRequest(
+                        url=url, voiceprints=voiceprints, matching=Matching(threshold=self.services.threshold)))
+                else:  # nobody here has enrolled: who spoke when, with numbered speakers
+                    job = await engine.submit_diarize(DiarizeRequest(url=url))
+                await self._beat(rec, engine_job_id=job.job_id, engine_deadline_at=deadline,
+                                 diarize_only=not voiceprints)
                 return await self.poll(client, rec, job, deadline)
             finally:
                 await engine.release(url)
 
     async def voiceprints(self, client: AsyncWebClient, rec) -> list[VoiceprintInput]:
-        """The channel members who enrolled with the active engine, at most 50."""
+        """The channel members who enrolled with the active engine, at most 50 (none: a diarize-only job)."""
         from storage.voiceprints import voiceprints_for_users
 
-        members: list[str] = []
-        cursor = None
-        while True:
-            page = await client.conversations_members(channel=rec.channel_id, limit=1000, cursor=cursor)
-            members += page.get("members") or []
-            cursor = (page.get("response_metadata") or {}).get("next_cursor")
-            if not cursor:
-                break
-        rows = await voiceprints_for_users(self.db, rec.team_id, members, self.services.engine.engine_id,
-                                           limit=MAX_VOICEPRINTS)
-        if not rows:
-            raise MediaError("Nobody in this channel has enrolled their voice yet, so nobody can be named.",
-                             code="no_voiceprints")
+        rows = await voiceprints_for_users(self.db, rec.team_id, await channel_members(client, rec.channel_id),
+                                           self.services.engine.engine_id, limit=MAX_VOICEPRINTS)
         return [VoiceprintInput(label=r.user_id, voiceprint=r.voiceprint) for r in rows]
 
     async def poll(self, client: AsyncWebClient, rec, job: Job, deadline: datetime) -> Job:
@@ -286,6 +311,8 @@ class Pipeline:
             if chart_id:  # stored at once, with the relabels it shows, so a correction can redraw it
                 await self._beat(rec, chart_file_id=chart_id, chart_seq=rec.relabel_seq)
                 await self._follow_corrections(client, rec)
+        elif rec.chart_file_id and rec.chart_seq != rec.relabel_seq:
+            await self.redraw(client, rec)  # identified again: the one chart is replaced, as after a correction
         log.info("recording %s: summary posted", rec.id)
         if transcript_pending(rec, self.transcript_on):
             rec = await self.transcript(client, await self._get(rec.id), posted_ts)
@@ -293,6 +320,19 @@ class Pipeline:
         if not await mark_posted(self.db, rec.id, self.owner, posted_ts):
             raise LeaseLost()
         log.info("recording %s: job done", rec.id)
+
+    async def redraw(self, client: AsyncWebClient, rec) -> None:
+        """Redraws the chart for a new result (under the per-recording chart lock, like a correction's redraw:
+        the new chart is stored before the old one is deleted); a failure never undoes the summary."""
+        await self._beat(rec)
+        try:
+            await redraw_chart(self.services, client, rec.id)
+        except (LeaseLost, asyncio.CancelledError):
+            raise
+        except Exception as exc:
+            detail = exc.response.get("error") if isinstance(exc, SlackApiError) else f"{type(exc).__name__}: {exc}"
+            log.warning("recording %s: chart not redrawn (%s) [ref %s]", rec.id, detail, new_ref(),
+                        exc_info=not isinstance(exc, SlackApiError))
 
     async def _follow_corrections(self, client: AsyncWebClient, rec) -> None:
         """A correction made while the chart was drawn found no chart to redraw: redraw it now."""
@@ -345,7 +385,7 @@ class Pipeline:
         from bot.transcription.attribution import transcript_result
         from storage.recordings import save_transcript
 
-        info = (await client.files_info(file=rec.file_id))["file"]
+        info = await file_info(client, rec.file_id)
         progress = [0.0]
         with self.services.temp_dir("voiceid-asr-") as tmp:
             path = await download(info, client.token, Path(tmp), max_bytes=self.services.max_file_bytes)
@@ -404,9 +444,13 @@ class Pipeline:
                 ref = new_ref()
                 log.info("recording %s: showing failure %s (%s) [ref %s]", rec.id, rec.error_code,
                          rec.error_message, ref)
+            if rec.posted_ts and rec.result is not None:  # "Identify again" failed: the summary stays, with why
+                msg = summary_message(rec, transcript_on=self.transcript_on, note=identify_again_failed(
+                    rec.error_code or "failed", rec.error_message or "", ref=ref))
+            else:
+                msg = render_failure(rec.file_name, rec.error_code or "failed", rec.error_message or "", ref=ref)
             try:
-                await self._show(client, rec, render_failure(rec.file_name, rec.error_code or "failed",
-                                                             rec.error_message or "", ref=ref))
+                await self._show(client, rec, msg)
             except SlackApiError as exc:
                 error = exc.response.get("error")
                 log.warning("recording %s: could not post the failure: %s", rec.id, error)

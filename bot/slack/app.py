@@ -23,7 +23,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from bot.config import Settings
 from bot.failures import new_ref
 from bot.services.context import SERVICES, Services
-from bot.slack import enroll, feedback, lifecycle, recordings
+from bot.slack import enroll, feedback, lifecycle, recordings, reidentify
 from bot.slack_api.client import make_client
 
 log = logging.getLogger(__name__)
@@ -54,7 +54,7 @@ def build_bolt(services: Services) -> AsyncApp:
         kwargs["oauth_settings"] = oauth_settings(services)
         kwargs["installation_store_bot_only"] = True
     app = AsyncApp(**kwargs)
-    for module in (enroll, recordings, feedback, lifecycle):
+    for module in (enroll, recordings, feedback, reidentify, lifecycle):
         module.register(app, services)
     app.error(on_error)
     return app
@@ -129,7 +129,7 @@ def add_slack(app: web.Application, settings: Settings) -> None:
             counts = await count_by_status(services.db)
         except (SQLAlchemyError, OSError) as exc:  # the database is down: say so, with a failing status
             return web.json_response({"ok": False, "error": type(exc).__name__}, status=503)
-        return web.json_response({"ok": True, "engine": services.engine.name, "recordings": counts})
+        return web.json_response({"ok": True, "engine": services.engine.engine_id, "recordings": counts})
 
     app.cleanup_ctx.append(bolt_app)
     app.add_routes([web.get("/healthz", health)])

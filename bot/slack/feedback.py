@@ -69,6 +69,15 @@ def undo_refusal(rec, speaker: str, user: str) -> str | None:
     return f"Only {mention(stats.claimed_by)}{uploader} can undo this claim."
 
 
+def rerun_refusal(rec) -> str | None:
+    """While "Identify again" runs, the result being corrected is about to be replaced."""
+    from storage.models import RecordingStatus
+
+    if rec.posted_ts and rec.state in (RecordingStatus.queued, RecordingStatus.running):
+        return "This recording is being identified again; try again once the summary is updated."
+    return None
+
+
 Refusal = Callable[[Any, str, str], str | None]  # (recording, speaker, clicker) → why not, or None
 
 
@@ -96,7 +105,7 @@ def register(app: AsyncApp, services: Services) -> None:
             return
         try:
             rec = await set_relabel(services.db, rec.id, speaker, user_id, actor_id=clicker,
-                                    check=lambda locked: refusal(locked, speaker, clicker))
+                                    check=lambda locked: rerun_refusal(locked) or refusal(locked, speaker, clicker))
         except RelabelRefused as exc:
             await private(client, body, exc.reason)
             return

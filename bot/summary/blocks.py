@@ -22,6 +22,12 @@ OVERVIEW_MIN_SECONDS = 15 * 60
 THIS_IS_ME = "this_is_me"
 NOT_ME = "not_me"
 UNDO_CLAIM = "undo_claim"
+IDENTIFY_AGAIN = "identify_again"
+
+# The one line a diarize-only summary adds: how to be named next time, and how to name people here.
+ENROLL_INVITE = ("Nobody in this channel had enrolled their voice when this recording was processed, so its "
+                 "speakers are numbered. Type `/enroll` with a short clip of your own voice to be named in future "
+                 "recordings; once you have, *Identify again* names the enrolled people here too.")
 
 
 @dataclass(frozen=True)
@@ -50,15 +56,17 @@ def chunks(lines: list[str], limit: int = MAX_SECTION) -> list[str]:
     return out
 
 
-def speaker_name(s: SpeakerStats, *, as_mention: bool = True) -> str:
+def speaker_name(s: SpeakerStats, *, as_mention: bool = True, numbered: bool = False) -> str:
+    """A voiceprint-matched person, else "Unknown speaker N" ("Speaker N" when `numbered`: a diarize-only
+    result, where nobody could have been recognised)."""
     if s.user_id:
         return mention(s.user_id) if as_mention else s.user_id
-    return f"Unknown speaker {s.unknown_index}"
+    return f"{'Speaker' if numbered else 'Unknown speaker'} {s.unknown_index}"
 
 
-def speaker_line(s: SpeakerStats) -> str:
+def speaker_line(s: SpeakerStats, *, numbered: bool = False) -> str:
     """Named only by a voiceprint match (with its confidence); a claim is shown as a claim, never as a name."""
-    name = speaker_name(s)
+    name = speaker_name(s, numbered=numbered)
     if s.user_id and s.confidence is not None:
         name += f" · {s.confidence:.0f}% match"
     elif s.claimed_by:
@@ -80,13 +88,13 @@ def parse_button_value(value: str) -> tuple[int, str]:
     return int(rec), speaker
 
 
-def speaker_block(s: SpeakerStats, recording_id: int) -> dict:
+def speaker_block(s: SpeakerStats, recording_id: int, *, numbered: bool = False) -> dict:
     action, label = ((NOT_ME, "Not me") if s.user_id else (UNDO_CLAIM, "Undo claim") if s.claimed_by
                      else (THIS_IS_ME, "This is me"))
     return {
         "type": "section",
         "block_id": f"speaker:{s.speaker}"[:255],
-        "text": {"type": "mrkdwn", "text": clip(speaker_line(s), MAX_SECTION)},
+        "text": {"type": "mrkdwn", "text": clip(speaker_line(s, numbered=numbered), MAX_SECTION)},
         "accessory": {"type": "button", "action_id": action, "text": {"type": "plain_text", "text": label},
                       "value": button_value(recording_id, s.speaker)},
     }
@@ -95,7 +103,7 @@ def speaker_block(s: SpeakerStats, recording_id: int) -> dict:
 def overview_lines(summary: Summary) -> list[str]:
     """One line per slice of a long meeting: `0:00–5:00  @a 62%, Unknown speaker 1 30%`."""
     window = 5 * 60 if summary.duration <= 90 * 60 else 15 * 60
-    names = {s.speaker: speaker_name(s) for s in summary.speakers}
+    names = {s.speaker: speaker_name(s, numbered=summary.diarize_only) for s in summary.speakers}
     lines = []
     for start, end, spoken in overview(summary, window):
         span = end - start or 1.0
@@ -105,42 +113,71 @@ def overview_lines(summary: Summary) -> list[str]:
 
 
 def fallback_text(summary: Summary, file_name: str) -> str:
-    parts = [f"{speaker_name(s)} {s.share:.0%}" for s in summary.speakers]
+    parts = [f"{speaker_name(s, numbered=summary.diarize_only)} {s.share:.0%}" for s in summary.speakers]
     head = f"Speakers in {escape(file_name)} ({clock(summary.duration)})"
     return clip(f"{head}: {', '.join(parts)}" if parts else f"{head}: no speech found", MAX_TEXT)
 
 
+def offers_identify_again(summary: Summary) -> bool:
+    """"Identify again" is offered while some speaker is not named by a voiceprint (someone may have
+    enrolled since): always on a diarize-only summary with speech, never when everyone is named."""
+    return any(s.user_id is None for s in summary.speakers)
+
+
+def identify_again_block(recording_id: int) -> dict:
+    return {"type": "actions", "block_id": "identify_again", "elements": [
+        {"type": "button", "action_id": IDENTIFY_AGAIN, "text": {"type": "plain_text", "text": "Identify again"},
+         "value": str(recording_id)}]}
+
+
+def parse_recording_value(value: str) -> int:
+    """Inverse of the "Identify again" button's value; raises ValueError on anything else."""
+    if not value.isdigit():
+        raise ValueError(f"not a recording button value: {value!r}")
+    return int(value)
+
+
+def context(text: str) -> dict:
+    return {"type": "context", "elements": [{"type": "mrkdwn", "text": clip(text, MAX_SECTION)}]}
+
+
 def render_summary(summary: Summary, *, file_name: str, recording_id: int,
-                   transcript: str | None = None) -> SlackMessage:
-    """The summary message: header, one section (with a button) per speaker, overview, the `transcript`
-    line (mrkdwn, see `bot.summary.status.transcript_line`) when given, footer.
+                   transcript: str | None = None, note: str | None = None) -> SlackMessage:
+    """The summary message: header, one section (with a button) per speaker, overview, the /enroll
+    invitation (diarize-only), the `transcript` line (mrkdwn, see `bot.summary.status.transcript_line`)
+    and a `note` (mrkdwn, e.g. why "Identify again" failed) when given, "Identify again" while some speaker
+    is unnamed, footer.
 
     The file name goes raw into the plain_text header (Slack shows it as is) and escaped into the fallback text.
     """
+    numbered = summary.diarize_only
     identified = sum(1 for s in summary.speakers if s.user_id)
     blocks: list[dict] = [
         {"type": "header", "text": {"type": "plain_text", "text": clip(f"Who spoke in {file_name}", MAX_HEADER)}},
-        {"type": "context", "elements": [{"type": "mrkdwn", "text": (
-            f"{clock(summary.duration)} · {len(summary.speakers)} speakers · "
-            f"{identified} identified")}]},
+        context(f"{clock(summary.duration)} · {len(summary.speakers)} speakers · "
+                + ("nobody enrolled yet" if numbered else f"{identified} identified")),
     ]
     if not summary.speakers:
         blocks.append({"type": "section", "text": {"type": "mrkdwn", "text": "No speech was found in this recording."}})
     with_buttons = summary.speakers[:MAX_SPEAKER_BLOCKS]
-    blocks += [speaker_block(s, recording_id) for s in with_buttons]
+    blocks += [speaker_block(s, recording_id, numbered=numbered) for s in with_buttons]
     rest = summary.speakers[MAX_SPEAKER_BLOCKS:]
-    footer = {"type": "context", "elements": [{"type": "mrkdwn", "text": (
+    footer = context(
+        "*This is me* shows your claim to everyone, as a claim; it never names you in other recordings."
+        if numbered else
         "Named only from voiceprints of this channel's members who enrolled with `/enroll`. "
         "Wrong? Press *Not me*. *This is me* shows your claim to everyone; it never names you in other "
-        "recordings.")}]}
+        "recordings.")
     extra: list[str] = []
     if rest:
-        extra += chunks([speaker_line(s).replace("\n", " — ") for s in rest])
+        extra += chunks([speaker_line(s, numbered=numbered).replace("\n", " — ") for s in rest])
     if summary.duration >= OVERVIEW_MIN_SECONDS and summary.segments:
         extra += chunks(["*Who spoke when*"] + overview_lines(summary))
-    tail = [footer]
-    if transcript:
-        tail.insert(0, {"type": "context", "elements": [{"type": "mrkdwn", "text": clip(transcript, MAX_SECTION)}]})
+    tail = [context(line) for line in (ENROLL_INVITE if numbered and summary.speakers else None, transcript, note)
+            if line]
+    if offers_identify_again(summary):
+        tail.append(identify_again_block(recording_id))
+    tail.append(footer)
     room = MAX_BLOCKS - len(blocks) - len(tail)
     blocks += [{"type": "section", "text": {"type": "mrkdwn", "text": t}} for t in extra[:room]]
     blocks += tail

@@ -9,7 +9,8 @@ UNKNOWN_COLOUR = "#9e9e9e"
 
 
 def lane_names(summary: Summary, names: dict[str, str] | None = None) -> list[str]:
-    """Readable lane labels: a person's display name (from `names`, keyed by Slack user id) or Unknown N,
+    """Readable lane labels: a person's display name (from `names`, keyed by Slack user id) or Unknown N
+    (Speaker N for a diarize-only result),
     with who claimed it, as the summary says."""
     names = names or {}
     out = []
@@ -18,7 +19,7 @@ def lane_names(summary: Summary, names: dict[str, str] | None = None) -> list[st
             out.append(names.get(s.user_id, s.user_id))
             continue
         claim = f" (claimed by {names.get(s.claimed_by, s.claimed_by)})" if s.claimed_by else ""
-        out.append(f"Unknown speaker {s.unknown_index}{claim}")
+        out.append(f"{'Speaker' if summary.diarize_only else 'Unknown speaker'} {s.unknown_index}{claim}")
     return out
 
 

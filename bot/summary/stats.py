@@ -51,6 +51,8 @@ class Summary:
     duration: float
     speakers: list[SpeakerStats]
     segments: list[Segment] = field(default_factory=list)
+    # Diarize-only (nobody in the channel had enrolled): speakers are "Speaker N", not "Unknown speaker N".
+    diarize_only: bool = False
 
     def by_speaker(self, speaker: str) -> SpeakerStats | None:
         return next((s for s in self.speakers if s.speaker == speaker), None)
@@ -96,7 +98,7 @@ def claims(relabels: dict[str, str | None] | None) -> dict[str, str]:
 
 
 def summarize(output: IdentifyOutput, relabels: dict[str, str | None] | None = None,
-              duration: float | None = None) -> Summary:
+              duration: float | None = None, *, diarize_only: bool = False) -> Summary:
     """Per-speaker talk time, share, turns and longest turn, ordered by talk time (longest first)."""
     segments = sorted(segments_of(output), key=lambda s: (s.start, s.end))
     who = identities(output, relabels)
@@ -127,7 +129,8 @@ def summarize(output: IdentifyOutput, relabels: dict[str, str | None] | None = N
     ]
     stats.sort(key=lambda s: (-s.talk_time, s.speaker))
     end = max((s.end for s in segments), default=0.0)
-    return Summary(duration=max(duration or output.duration or 0.0, end), speakers=stats, segments=segments)
+    return Summary(duration=max(duration or output.duration or 0.0, end), speakers=stats, segments=segments,
+                   diarize_only=diarize_only)
 
 
 def overview(summary: Summary, window: float) -> list[tuple[float, float, list[tuple[str, float]]]]:
@@ -156,4 +159,5 @@ def clock(seconds: float) -> str:
 
 def summary_of(rec) -> Summary:
     """The summary of a stored recording: its engine result, read through its relabels."""
-    return summarize(IdentifyOutput.model_validate(rec.result or {}), rec.relabels, rec.duration)
+    return summarize(IdentifyOutput.model_validate(rec.result or {}), rec.relabels, rec.duration,
+                     diarize_only=bool(getattr(rec, "diarize_only", False)))

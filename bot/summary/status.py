@@ -32,6 +32,12 @@ def render_failure(file_name: str, code: str, message: str, *, ref: str) -> Slac
     ])
 
 
+def identify_again_failed(code: str, message: str, *, ref: str) -> str:
+    """The summary's note when "Identify again" failed: the summary above is the earlier one (mrkdwn)."""
+    return (f":warning: *Identify again* did not work: {escape(public_reason(code, message, ref))} "
+            f"The summary above is still the earlier one. {advice_for(code)}")
+
+
 TRANSCRIPT_INTERRUPTED = "interrupted"  # `transcript_error` when a takeover found the upload begun
 
 

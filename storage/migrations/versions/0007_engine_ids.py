@@ -1,16 +1,16 @@
 """Voiceprints and recordings keyed by a stable engine id (`local`, `pyannoteai`, `server`), not its display
 name: renaming a label no longer orphans every enrollment.
 
-Revision ID: 0006_engine_ids
-Revises: 0005_transcripts
+Revision ID: 0007_engine_ids
+Revises: 0006_diarize_only
 Create Date: 2026-11-26
 """
 from __future__ import annotations
 
 from alembic import op
 
-revision: str = "0006_engine_ids"
-down_revision: str | None = "0005_transcripts"
+revision: str = "0007_engine_ids"
+down_revision: str | None = "0006_diarize_only"
 branch_labels: str | None = None
 depends_on: str | None = None
 
