@@ -122,7 +122,7 @@ async def share_all(fake, db, url: str, per_team: int) -> list[tuple[str, str, s
     from slack_sdk.errors import SlackApiError
 
     from bot.services.context import Services
-    from bot.slack.recordings import accept_recordings
+    from bot.services.recordings import accept_recordings
     from bot.slack_api.client import make_client
     from storage.models import utcnow
     from storage.voiceprints import upsert_voiceprint

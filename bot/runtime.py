@@ -120,7 +120,7 @@ def application(settings: Settings, *, slack: bool = True, run_jobs: bool = True
         from bot.engines.webhooks import webhook_routes
 
         async def on_job(job) -> None:
-            app[RUNNER].pipeline.job_changed(job)
+            app[RUNNER].recording_job.job_changed(job)
 
         app.add_routes(webhook_routes(settings.engine_webhook_secret.get_secret_value(), on_job, path=WEBHOOK_PATH))
     return app

@@ -1,4 +1,5 @@
-"""Apply the Alembic migrations (`await upgrade(url)`; `python -m bot migrate` from the command line).
+"""Apply the Alembic migrations (`await upgrade(url)`; `python -m bot migrate` from the command line), and
+re-encrypt the sealed columns with the current key (`reencrypt_all`; `python -m bot rotate-keys`).
 
 The Alembic config is built here from package paths, so migrations run from any working directory
 and without an alembic.ini. Concurrent starts are safe: PostgreSQL takes an advisory lock, SQLite an
@@ -13,9 +14,13 @@ from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
+from sqlalchemy import update
 from sqlalchemy.engine import Connection
+from sqlmodel import select
 
+from storage.crypto import SealError
 from storage.database import SQLITE_IMMEDIATE, Database, safe_url
+from storage.models import Voiceprint, Workspace
 
 MIGRATIONS_DIR = Path(__file__).resolve().with_name("migrations")
 _PG_MIGRATION_LOCK = 0x766F6963  # any fixed key; "voic"
@@ -73,3 +78,25 @@ async def upgrade(url: str, revision: str = "head") -> MigrationReport:
     finally:
         await db.dispose()
     return MigrationReport(url=safe_url(db.url), before=before, after=after)
+
+
+# -- key rotation: a data migration of the sealed columns ----------------------------------------------
+
+SEALED_COLUMNS = {Voiceprint: ("voiceprint",), Workspace: ("bot_token", "bot_refresh_token")}
+
+
+async def reencrypt_all(db: Database) -> dict[str, int]:
+    """Reads each row with any configured key (or as legacy plain text) and writes it back sealed with the
+    first key; returns the rows rewritten per table. Afterwards the older keys can be retired."""
+    if not db.keyring.encrypts:
+        raise SealError("re-encryption needs an encryption key")
+    counts: dict[str, int] = {}
+    async with db.session(immediate=True) as s:
+        for model, columns in SEALED_COLUMNS.items():
+            rows = (await s.exec(select(model.id, *(getattr(model, c) for c in columns)))).all()
+            for row_id, *values in rows:
+                stmt = update(model).where(model.id == row_id).values(dict(zip(columns, values, strict=True)))
+                await s.exec(stmt.execution_options(synchronize_session=False))
+            counts[model.__tablename__] = len(rows)
+        await s.commit()
+    return counts

@@ -12,7 +12,6 @@ then the oldest row; so one workspace's backlog never starves the others.
 """
 from __future__ import annotations
 
-from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -32,14 +31,6 @@ from storage.models import AuditAction, Recording, RecordingStatus, utcnow
 QUEUED, RUNNING, SUCCEEDED = RecordingStatus.queued.value, RecordingStatus.running.value, RecordingStatus.succeeded.value
 POSTED, FAILED = RecordingStatus.posted.value, RecordingStatus.failed.value
 LEASE_EXPIRED = "lease_expired"
-
-
-class RelabelRefused(Exception):
-    """A correction that does not apply to the recording as it is now (e.g. someone claimed it first)."""
-
-    def __init__(self, reason: str):
-        super().__init__(reason)
-        self.reason = reason
 
 
 class RecordingNotFound(LookupError):
@@ -120,7 +111,7 @@ async def claim_next(db: Database, owner: str, lease_seconds: int) -> Recording 
         "lease_owner": owner, "lease_expires_at": now + timedelta(seconds=lease_seconds), "updated_at": now})
 
 
-async def _update_owned(db: Database, recording_id: int, owner: str, statuses: tuple[str, ...],
+async def update_recording(db: Database, recording_id: int, owner: str, statuses: tuple[str, ...],
                         values: dict[str, Any]) -> bool:
     return await update_owned(db, Recording, recording_id, owner, statuses, values)
 
@@ -137,16 +128,10 @@ async def heartbeat(db: Database, recording_id: int, owner: str, lease_seconds: 
     steps = {"engine_job_id": engine_job_id, "engine_deadline_at": engine_deadline_at, "reply_ts": reply_ts,
              "chart_file_id": chart_file_id, "chart_seq": chart_seq, "diarize_only": diarize_only}
     values |= {name: value for name, value in steps.items() if value is not None}
-    return await _update_owned(db, recording_id, owner, (RUNNING, SUCCEEDED, FAILED), values)
+    return await update_recording(db, recording_id, owner, (RUNNING, SUCCEEDED, FAILED), values)
 
 
-async def start_chart(db: Database, recording_id: int, owner: str) -> bool:
-    """Marks the chart upload as begun, under the lease and only once: False means do not upload."""
-    return await _update_where(db, recording_id, Recording.lease_owner == owner, Recording.status == SUCCEEDED,
-                               Recording.chart_started_at.is_(None), chart_started_at=utcnow())
-
-
-async def _update_where(db: Database, recording_id: int, *conditions: Any, **values: Any) -> bool:
+async def update_where(db: Database, recording_id: int, *conditions: Any, **values: Any) -> bool:
     """One conditional UPDATE of a recording; True when it applied."""
     stmt = (update(Recording).where(Recording.id == recording_id, *conditions)
             .values(updated_at=utcnow(), **values).returning(Recording.id).execution_options(**_NO_SYNC))
@@ -158,48 +143,6 @@ async def _update_where(db: Database, recording_id: int, *conditions: Any, **val
             return changed
 
     return await _retry_locked(db, attempt)
-
-
-async def save_transcript(db: Database, recording_id: int, owner: str, result: dict) -> bool:
-    """Stores the result with the recognised words in it (a takeover then skips recognition)."""
-    return await _update_owned(db, recording_id, owner, (SUCCEEDED,), {"result": result})
-
-
-async def start_transcript(db: Database, recording_id: int, owner: str) -> bool:
-    """Marks the transcript upload as begun, under the lease and only once: False means do not upload."""
-    return await _update_where(db, recording_id, Recording.lease_owner == owner, Recording.status == SUCCEEDED,
-                               Recording.transcript_started_at.is_(None), transcript_started_at=utcnow())
-
-
-async def end_transcript(db: Database, recording_id: int, owner: str, *, file_id: str | None = None,
-                         url: str | None = None, error: str | None = None) -> bool:
-    """How the transcript ended: its uploaded file (id, link), or an error ref shown instead of the link."""
-    values = {"transcript_file_id": file_id, "transcript_url": url, "transcript_error": error}
-    return await _update_owned(db, recording_id, owner, (SUCCEEDED,), values)
-
-
-async def lock_chart(db: Database, recording_id: int, owner: str, seconds: float) -> bool:
-    """Takes the recording's chart-redraw lock (free or expired) for `seconds`; False: someone else redraws."""
-    now = utcnow()
-    return await _update_where(
-        db, recording_id, Recording.chart_file_id.is_not(None),
-        or_(Recording.chart_lock_owner.is_(None), Recording.chart_lock_owner == owner,
-            Recording.chart_lock_until < now),
-        chart_lock_owner=owner, chart_lock_until=now + timedelta(seconds=seconds))
-
-
-async def replace_chart(db: Database, recording_id: int, owner: str, file_id: str, seq: int) -> bool:
-    """The chart drawn at relabel `seq` is in Slack now; False when `owner` lost the lock meanwhile."""
-    return await _update_where(db, recording_id, Recording.chart_lock_owner == owner, chart_file_id=file_id,
-                               chart_seq=seq)
-
-
-async def unlock_chart(db: Database, recording_id: int, owner: str, *, force: bool = False) -> bool:
-    """Releases the lock only when the chart shows the latest relabel (else the holder draws again and
-    returns False), so a correction made while the lock was held is never left undrawn."""
-    current = () if force else (Recording.chart_seq == Recording.relabel_seq,)
-    return await _update_where(db, recording_id, Recording.chart_lock_owner == owner, *current,
-                               chart_lock_owner=None, chart_lock_until=None)
 
 
 async def complete(db: Database, recording_id: int, owner: str, result: dict, duration: float | None) -> bool:
@@ -277,13 +220,13 @@ async def mark_posted(db: Database, recording_id: int, owner: str, posted_ts: st
               "progress": 1.0, "notified_at": utcnow()}
     if chart_file_id is not None:
         values["chart_file_id"] = chart_file_id
-    return await _update_owned(db, recording_id, owner, (SUCCEEDED,), values)
+    return await update_recording(db, recording_id, owner, (SUCCEEDED,), values)
 
 
 async def mark_notified(db: Database, recording_id: int, owner: str) -> bool:
     """A `failed` recording's failure is shown (or cannot be): release it for good."""
     values = {"notified_at": utcnow(), "lease_owner": None, "lease_expires_at": None}
-    return await _update_owned(db, recording_id, owner, (FAILED,), values)
+    return await update_recording(db, recording_id, owner, (FAILED,), values)
 
 
 async def fail(db: Database, recording_id: int, owner: str, code: str, message: str, *, retry: bool,
@@ -394,69 +337,3 @@ async def count_by_status(db: Database) -> dict[str, int]:
     counts = {status.value: 0 for status in RecordingStatus}
     counts.update({RecordingStatus(status).value: n for status, n in rows})
     return counts
-
-
-def diarized_speakers(result: dict | None) -> set[str]:
-    """The diarization labels (SPEAKER_00, …) present in an identify output."""
-    if not result:
-        return set()
-    labels = {seg.get("speaker") for seg in result.get("diarization") or []}
-    labels |= {seg.get("diarizationSpeaker") for seg in result.get("identification") or []}
-    labels |= {m.get("speaker") for m in result.get("voiceprints") or []}
-    return {label for label in labels if label}
-
-
-async def set_relabel(db: Database, recording_id: int, speaker: str, user_id: str | None, *,
-                      actor_id: str | None = None,
-                      check: Callable[[Recording], str | None] | None = None) -> Recording:
-    """Records a correction of a diarized speaker and audits it: `user_id` claims it ("This is me": the
-    clicker's own id, so the stored id is the claimant); None makes it unknown ("Not me", or a claim undone).
-    `check` sees the locked row and returns why the correction is refused (raised as RelabelRefused), so two
-    people clicking at once cannot both win.
-
-    Raises RecordingNotFound, or ValueError when there is no result or no such speaker in it."""
-
-    async def attempt() -> Recording:
-        async with db.session(immediate=True) as s:
-            rec = (await s.exec(select(Recording).where(Recording.id == recording_id).with_for_update())).first()
-            if rec is None:
-                raise RecordingNotFound(recording_id)
-            if not rec.result:
-                raise ValueError("this recording has no result to correct: it is not finished yet, "
-                                 "or its result was deleted by the retention policy")
-            known = diarized_speakers(rec.result)
-            if speaker not in known:
-                raise ValueError(f"there is no speaker {speaker!r} in this recording "
-                                 f"(speakers: {', '.join(sorted(known)) or 'none'})")
-            reason = check(rec) if check is not None else None
-            if reason:
-                raise RelabelRefused(reason)
-            rec.relabels = {**(rec.relabels or {}), speaker: user_id}
-            rec.relabel_seq += 1
-            rec.updated_at = utcnow()
-            await audit.record(s, team_id=rec.team_id, actor_id=actor_id or user_id,
-                               action=AuditAction.claim if user_id else AuditAction.unclaim,
-                               target_type="recording", target_id=str(rec.id),
-                               detail={"speaker": speaker, "user_id": user_id})
-            await s.commit()
-            return rec
-
-    return await _retry_locked(db, attempt)
-
-
-async def set_reply_ts(db: Database, recording_id: int, reply_ts: str) -> str:
-    """Remembers the bot's one threaded message, whatever the state (it is set before a worker claims).
-    The first ts stored wins; returns the stored one, so a caller that lost the race removes its own."""
-    first = (update(Recording).where(Recording.id == recording_id, Recording.reply_ts.is_(None))
-             .values(reply_ts=reply_ts, updated_at=utcnow()).execution_options(**_NO_SYNC))
-
-    async def attempt() -> str:
-        async with db.session(immediate=True) as s:
-            await s.exec(first)
-            stored = (await s.exec(select(Recording.reply_ts).where(Recording.id == recording_id))).first()
-            await s.commit()
-            if stored is None:
-                raise RecordingNotFound(recording_id)
-            return stored
-
-    return await _retry_locked(db, attempt)

@@ -111,7 +111,7 @@ class World:
     async def share(self, name: str = "standup.wav") -> tuple[dict, object]:
         """A recording shared in the channel, accepted by the real listener code; returns (event, row)."""
         from bot.services.context import Services
-        from bot.slack.recordings import accept_recordings
+        from bot.services.recordings import accept_recordings
         from bot.slack_api.client import make_client
         from storage.recordings import find_recording
 
@@ -142,7 +142,7 @@ class Proc:
     """One bot process: its own engine, its own owner name, the real pipeline."""
 
     def __init__(self, world: World, engine: ScriptedEngine | None = None, **settings):
-        from bot.jobs.pipeline import Pipeline
+        from bot.jobs.recording_job import RecordingJob
         from bot.services.context import Services
 
         self.world = world
@@ -150,7 +150,7 @@ class Proc:
         self.services = Services(settings=world.settings(**settings), db=world.db, engine=self.engine)
         self.services._cpu = world.pool
         self.owner = f"proc-{next(_names)}"
-        self.pipeline = Pipeline(self.services, self.owner)
+        self.recording_job = RecordingJob(self.services, self.owner)
 
     async def claim(self):
         from storage.recordings import claim_next
@@ -159,7 +159,7 @@ class Proc:
 
     async def run(self, rec) -> None:
         """The pipeline as the scheduler runs it: in a task of its own."""
-        await asyncio.get_running_loop().create_task(self.pipeline.run(rec))
+        await asyncio.get_running_loop().create_task(self.recording_job.run(rec))
 
     async def claim_and_run(self):
         rec = await self.claim()

@@ -3,17 +3,8 @@ shows the latest relabel, taken over when it expires, and a holder that lost it 
 from __future__ import annotations
 
 from storage.database import Database
-from storage.recordings import (
-    claim_next,
-    complete,
-    enqueue_recording,
-    get_recording,
-    heartbeat,
-    lock_chart,
-    replace_chart,
-    set_relabel,
-    unlock_chart,
-)
+from storage.recordings import claim_next, complete, enqueue_recording, get_recording, heartbeat
+from storage.thread import lock_chart, replace_chart, set_relabel, unlock_chart
 from tests.reliability_support import OUTPUT
 
 

@@ -7,8 +7,9 @@ from __future__ import annotations
 
 import pytest
 
-import bot.jobs.pipeline
+import bot.jobs.recording_job
 import storage.recordings
+import storage.thread
 from storage.models import RecordingStatus
 from storage.recordings import enqueue_recording, get_recording
 from tests.fake_slack import TEAM_ID
@@ -76,7 +77,7 @@ async def test_no_crash_baseline(world: World):
 
 
 async def test_progress_reply_posted_but_its_ts_not_stored(world: World, monkeypatch):
-    crash_at(monkeypatch, storage.recordings, "set_reply_ts")
+    crash_at(monkeypatch, storage.thread, "set_reply_ts")
     with pytest.raises(Crash):
         await world.share()
     monkeypatch.undo()
@@ -93,7 +94,7 @@ async def test_summary_reply_posted_but_its_ts_not_stored(world: World, monkeypa
     rec, _ = await enqueue_recording(world.db, team_id=TEAM_ID, channel_id=CHANNEL, file_id=f.id, file_name=f.name,
                                      mimetype=f.mimetype, size=len(f.data), uploader_id="U0",
                                      message_ts="1700000000.000100", engine="local")
-    crash_at(monkeypatch, storage.recordings, "set_reply_ts")
+    crash_at(monkeypatch, storage.thread, "set_reply_ts")
     with pytest.raises(Crash):
         await Proc(world).claim_and_run()
     monkeypatch.undo()
@@ -107,7 +108,7 @@ async def test_summary_reply_posted_but_its_ts_not_stored(world: World, monkeypa
 async def test_crash_while_downloading_or_uploading(world: World, monkeypatch, stage: str):
     event, rec = await world.share()
     first = Proc(world)
-    crash_at(monkeypatch, *((bot.jobs.pipeline, "download") if stage == "downloading" else (first.engine, "upload")))
+    crash_at(monkeypatch, *((bot.jobs.recording_job, "download") if stage == "downloading" else (first.engine, "upload")))
     with pytest.raises(Crash):
         await first.claim_and_run()
     monkeypatch.undo()
@@ -157,7 +158,7 @@ async def test_crash_while_waiting_and_the_new_engine_never_heard_of_the_job(wor
 
 async def test_summary_updated_but_not_marked_posted(world: World, monkeypatch):
     event, rec = await world.share()
-    crash_at(monkeypatch, storage.recordings, "start_chart")
+    crash_at(monkeypatch, storage.thread, "start_chart")
     with pytest.raises(Crash):
         await Proc(world).claim_and_run()
     monkeypatch.undo()

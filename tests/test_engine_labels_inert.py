@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from types import SimpleNamespace
 
-from bot.slack.feedback import not_me_refusal
+from bot.services.claims import not_me_refusal
 from bot.summary.blocks import render_summary
 from bot.summary.stats import Segment, SpeakerStats, Summary
 from bot.text import mention
@@ -34,8 +34,8 @@ def test_a_summary_naming_a_label_that_is_no_user_id_has_no_live_markup():
 
 
 def test_refusals_quote_the_label_as_text(monkeypatch):
-    from bot.slack import feedback
+    from bot.services import claims
 
-    monkeypatch.setattr(feedback, "summary_of", lambda _: summary_named(HOSTILE))
+    monkeypatch.setattr(claims, "summary_of", lambda _: summary_named(HOSTILE))
     refusal = not_me_refusal(SimpleNamespace(), "S0", "U9")
     assert refusal and not RAW_MARKUP.search(refusal), refusal

@@ -80,8 +80,8 @@ def stop(proc: subprocess.Popen) -> None:
 async def test_engine_server_restart_mid_job_ends_with_one_summary(pg_url, tmp_path):
     from bot.engines.factory import make_engine
     from bot.services.context import Services
+    from bot.services.recordings import accept_recordings
     from bot.services.voiceprints import voiceprint_from_path
-    from bot.slack.recordings import accept_recordings
     from bot.slack_api.client import make_client
     from storage.crypto import new_key
     from storage.models import utcnow

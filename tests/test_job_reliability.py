@@ -140,10 +140,10 @@ async def test_a_hung_engine_job_hits_its_deadline_and_is_retried(world: World, 
 
 
 async def test_deadline_is_derived_from_the_media_duration(world: World):
-    pipeline = Proc(world, job_deadline_base_seconds=300, job_deadline_factor=2).pipeline
+    job = Proc(world, job_deadline_base_seconds=300, job_deadline_factor=2).recording_job
     now = utcnow()
-    assert (pipeline.deadline_for(60) - now).total_seconds() == pytest.approx(420, abs=2)
-    unknown = (pipeline.deadline_for(None) - now).total_seconds()
+    assert (job.deadline_for(60) - now).total_seconds() == pytest.approx(420, abs=2)
+    unknown = (job.deadline_for(None) - now).total_seconds()
     assert unknown == pytest.approx(300 + 2 * 4 * 3600, abs=2), "unknown length: the longest allowed"
 
 
@@ -321,7 +321,7 @@ async def test_the_first_stored_reply_wins_and_the_late_one_is_deleted(world: Wo
     from bot.slack_api.client import make_client
     from bot.slack_api.replies import keep_stored
     from bot.summary.status import render_progress
-    from storage.recordings import set_reply_ts
+    from storage.thread import set_reply_ts
 
     world.fake.members[CHANNEL] = ["U2"]  # nobody enrolled: the worker fails at once
     f = world.fake.add_file("race.wav", "audio/wav", b"RIFF")

@@ -49,8 +49,8 @@ def start_worker(fake: FakeSlack, db_url: str, log_path: Path, key: str) -> subp
 
 async def test_kill_9_while_waiting_is_taken_over_within_a_minute(pg_url, local_engine, tmp_path):
     from bot.services.context import Services
+    from bot.services.recordings import accept_recordings
     from bot.services.voiceprints import voiceprint_from_path
-    from bot.slack.recordings import accept_recordings
     from bot.slack_api.client import make_client
     from storage.models import utcnow
     from storage.recordings import find_recording

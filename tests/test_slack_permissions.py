@@ -55,8 +55,8 @@ def two_speakers() -> dict:
 
 async def posted_summary(world) -> str:
     """A finished recording of `two_speakers()` whose summary is in the channel; returns the summary's ts."""
-    from bot.jobs.pipeline import summary_of
     from bot.summary.blocks import render_summary
+    from bot.summary.stats import summary_of
     from storage.recordings import claim_next, complete, enqueue_recording, get_recording, mark_posted
 
     _fake, db, bot = world

@@ -4,7 +4,7 @@ from __future__ import annotations
 import pytest
 
 from bot.errors import MediaError
-from bot.slack.recordings import media_files
+from bot.services.recordings import media_files
 from bot.slack_api.files import check_file, is_media
 
 

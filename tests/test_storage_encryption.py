@@ -15,7 +15,7 @@ from sqlalchemy import text
 
 from storage.crypto import SEALED_PREFIX, SealError
 from storage.database import Database
-from storage.rekey import reencrypt_all
+from storage.migrate import reencrypt_all
 from storage.voiceprints import get_voiceprint, upsert_voiceprint, voiceprints_for_users
 from storage.workspaces import get_workspace, save_workspace
 

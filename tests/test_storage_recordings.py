@@ -22,9 +22,8 @@ from storage.recordings import (
     mark_posted,
     queue_position,
     requeue_expired,
-    set_relabel,
-    set_reply_ts,
 )
+from storage.thread import set_relabel, set_reply_ts
 
 RESULT = {
     "diarization": [{"speaker": "SPEAKER_00", "start": 0.0, "end": 2.5},

@@ -137,9 +137,9 @@ async def test_a_failed_transcript_leaves_the_summary_with_a_note(tmp_path: Path
 
 
 async def test_progress_shows_while_recognition_runs(tmp_path: Path, monkeypatch):
-    import bot.jobs.pipeline
+    import bot.jobs.transcript_step
 
-    monkeypatch.setattr(bot.jobs.pipeline, "PROGRESS_EVERY_SECONDS", 0.05)
+    monkeypatch.setattr(bot.jobs.transcript_step, "PROGRESS_EVERY_SECONDS", 0.05)
     recognizer = StubRecognizer(gate=asyncio.Event())
     async with slack_world(ScriptedEngine(polls=1), tmp_path, transcript=True) as (fake, db, bot):
         task = asyncio.create_task(shared(fake, db, bot, recognizer))

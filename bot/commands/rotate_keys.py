@@ -34,8 +34,7 @@ def main(args: argparse.Namespace) -> int:
 
 async def _rotate(url: str, keys: list[str]) -> dict[str, int]:
     from storage.database import Database
-    from storage.migrate import upgrade
-    from storage.rekey import reencrypt_all
+    from storage.migrate import reencrypt_all, upgrade
 
     await upgrade(url)
     db = Database(url, keys=keys)

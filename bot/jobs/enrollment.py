@@ -17,7 +17,7 @@ from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.errors import EngineError
-from bot.jobs.pipeline import LeaseKeeper
+from bot.jobs.leases import LeaseKeeper
 from bot.services.context import NotInstalled, Services
 from bot.services.enrollment import CLIP_MAX_BYTES, NOT_OWN_CLIP, enroll, enrollment_task_name, not_enrolled
 from bot.slack_api import enroll_views as views

@@ -12,7 +12,7 @@ from datetime import UTC, datetime
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
 from bot.jobs.enrollment import Enrollments
-from bot.jobs.pipeline import Pipeline
+from bot.jobs.recording_job import RecordingJob
 from bot.scratch import pid_alive
 from bot.services.context import Services
 
@@ -53,7 +53,7 @@ class JobRunner:
         self.services = services
         self.owner = owner or worker_name()
         self.capacity = capacity or services.settings.engine_workers
-        self.pipeline = Pipeline(services, self.owner)
+        self.recording_job = RecordingJob(services, self.owner)
         self.enrollments = Enrollments(services, self.owner)
         self.active: set[asyncio.Task] = set()
         self._lock = asyncio.Lock()
@@ -142,7 +142,7 @@ class JobRunner:
                     rec = await claim_next(self.services.db, self.owner, settings.job_lease_seconds)
                     if rec is None:
                         break
-                    task = asyncio.get_running_loop().create_task(self.pipeline.run(rec), name=f"recording {rec.id}")
+                    task = asyncio.get_running_loop().create_task(self.recording_job.run(rec), name=f"recording {rec.id}")
                     self.active.add(task)
                     task.add_done_callback(self._finished)
             except Exception:
@@ -151,7 +151,7 @@ class JobRunner:
     def _finished(self, task: asyncio.Task) -> None:
         self.active.discard(task)
         if not task.cancelled() and task.exception() is not None:
-            log.error("pipeline crashed", exc_info=task.exception())
+            log.error("a recording job crashed", exc_info=task.exception())
         if self._scheduler is not None:
             self.kick()
 

@@ -39,7 +39,8 @@ async def delete_file(client: AsyncWebClient, file_id: str | None) -> None:
 async def redraw_chart(services: Services, client: AsyncWebClient, rec_id: int) -> None:
     """Brings the recording's chart in line with its relabels, unless another redrawer holds the lock (it
     then draws this correction too). A recording whose chart was never posted has nothing to redraw."""
-    from storage.recordings import get_recording, lock_chart, unlock_chart
+    from storage.recordings import get_recording
+    from storage.thread import lock_chart, unlock_chart
 
     me = uuid.uuid4().hex
     if not await lock_chart(services.db, rec_id, me, CHART_LOCK_SECONDS):
@@ -63,7 +64,7 @@ async def redraw_chart(services: Services, client: AsyncWebClient, rec_id: int) 
 async def replace(services: Services, client: AsyncWebClient, rec, me: str) -> bool:
     """One redraw: the new chart is uploaded and recorded before the old one is deleted, so the thread
     never lacks a chart. False when the lock was lost meanwhile (the new upload is then removed again)."""
-    from storage.recordings import replace_chart
+    from storage.thread import replace_chart
 
     summary = summary_of(rec)
     new_id = await send_timeline(client, rec, await timeline(services, client, rec, summary),

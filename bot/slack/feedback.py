@@ -1,130 +1,44 @@
-""""This is me" / "Undo claim" / "Not me" on a summary: corrections shown to everyone, the summary updated in place.
-
-"This is me" is a claim, shown as "claimed by" and reversible by the claimant and the recording's uploader;
-it never makes or changes a voiceprint (only a person's own clip through `/enroll` does). "Not me" is for
-the person a voiceprint match named, and only them.
-"""
+"""The correction buttons on a summary: parse the press, call `bot.services.claims`, answer privately."""
 from __future__ import annotations
-
-from collections.abc import Callable
-from typing import Any
 
 from slack_bolt.async_app import AsyncApp
 from slack_sdk.web.async_client import AsyncWebClient
 
-from bot.jobs.pipeline import summary_message
-from bot.services.charts import redraw_chart
+from bot.services.claims import (
+    CLAIMED,
+    NOT_ME_DONE,
+    UNDONE,
+    Refusal,
+    claim_refusal,
+    correct,
+    not_me_refusal,
+    undo_refusal,
+)
 from bot.services.context import Services
 from bot.summary.blocks import NOT_ME, THIS_IS_ME, UNDO_CLAIM, parse_button_value
-from bot.summary.stats import summary_of
-from bot.text import mention
-
-CLAIMED = ("Thanks: this speaker is now shown to everyone as *claimed by you*; you or the person who shared the "
-           "recording can undo it. A claim never teaches Voice ID your voice: to be recognised in future "
-           "recordings, type `/enroll` with a short clip of your own voice.")
-
-
-async def refresh_summary(client: AsyncWebClient, rec, *, transcript_on: bool = True) -> None:
-    """Re-render the posted summary from the stored result and relabels, in place."""
-    msg = summary_message(rec, transcript_on=transcript_on)
-    ts = rec.posted_ts or rec.reply_ts
-    if ts:
-        await client.chat_update(channel=rec.channel_id, ts=ts, text=msg.text, blocks=msg.blocks)
-
-
-def not_me_refusal(rec, speaker: str, user: str) -> str | None:
-    """Only the person a voiceprint named may say the speaker is not them."""
-    stats = summary_of(rec).by_speaker(speaker)
-    if stats is None or stats.user_id is None:
-        return "No voiceprint named this speaker, so there is nothing to correct."
-    if stats.user_id != user:
-        return f"Only {mention(stats.user_id)} can say that this speaker is not them."
-    return None
-
-
-def claim_refusal(rec, speaker: str, user: str) -> str | None:
-    """Why `user` may not claim this speaker, or None when they may."""
-    summary = summary_of(rec)
-    stats = summary.by_speaker(speaker)
-    if stats is None:
-        return "This speaker is not in the summary."
-    if stats.user_id is not None:
-        return f"This speaker is already named {mention(stats.user_id)}."
-    if stats.claimed_by is not None:
-        return f"This speaker is already claimed by {mention(stats.claimed_by)}."
-    if any(user in (s.user_id, s.claimed_by) for s in summary.speakers):
-        return ("You are already named as (or claimed) another speaker in this recording. "
-                "Undo that first if it is wrong.")
-    return None
-
-
-def undo_refusal(rec, speaker: str, user: str) -> str | None:
-    """Only the claimant and the recording's uploader may undo a claim."""
-    stats = summary_of(rec).by_speaker(speaker)
-    if stats is None or stats.claimed_by is None:
-        return "Nobody has claimed this speaker."
-    if user in (stats.claimed_by, rec.uploader_id):
-        return None
-    uploader = f" or {mention(rec.uploader_id)}, who shared the recording," if rec.uploader_id else ""
-    return f"Only {mention(stats.claimed_by)}{uploader} can undo this claim."
-
-
-def rerun_refusal(rec) -> str | None:
-    """While "Identify again" runs, the result being corrected is about to be replaced."""
-    from storage.models import RecordingStatus
-
-    if rec.posted_ts and rec.state in (RecordingStatus.queued, RecordingStatus.running):
-        return "This recording is being identified again; try again once the summary is updated."
-    return None
-
-
-Refusal = Callable[[Any, str, str], str | None]  # (recording, speaker, clicker) → why not, or None
 
 
 def register(app: AsyncApp, services: Services) -> None:
-    from storage.recordings import RelabelRefused, get_recording, set_relabel
-
-    async def load(body: dict):
+    async def press(client: AsyncWebClient, body: dict, claimant: str | None, refusal: Refusal, done: str) -> None:
         rec_id, speaker = parse_button_value(body["actions"][0]["value"])
-        rec = await get_recording(services.db, rec_id)
-        team_id = (body.get("team") or {}).get("id")
-        if rec is None or rec.result is None or (team_id and rec.team_id != team_id):
-            return None, speaker
-        return rec, speaker
-
-    async def private(client: AsyncWebClient, body: dict, text: str) -> None:
-        channel = (body.get("container") or {}).get("channel_id") or (body.get("channel") or {}).get("id")
-        await client.chat_postEphemeral(channel=channel, user=body["user"]["id"], text=text)
-
-    async def correct(client: AsyncWebClient, body: dict, user_id: str | None, refusal: Refusal, done: str) -> None:
-        """Apply the button's correction if `refusal` allows it on the locked row; tell the clicker privately."""
         clicker = body["user"]["id"]
-        rec, speaker = await load(body)
-        if rec is None:
-            await private(client, body, "This summary is no longer available (results expire).")
-            return
-        try:
-            rec = await set_relabel(services.db, rec.id, speaker, user_id, actor_id=clicker,
-                                    check=lambda locked: rerun_refusal(locked) or refusal(locked, speaker, clicker))
-        except RelabelRefused as exc:
-            await private(client, body, exc.reason)
-            return
-        await refresh_summary(client, rec, transcript_on=services.settings.transcript)
-        await private(client, body, done)
-        services.spawn(redraw_chart(services, client, rec.id), name=f"chart {rec.id}")
+        text = await correct(services, client, rec_id=rec_id, speaker=speaker,
+                             team_id=(body.get("team") or {}).get("id"), clicker=clicker,
+                             user_id=claimant, refusal=refusal, done=done)
+        channel = (body.get("container") or {}).get("channel_id") or (body.get("channel") or {}).get("id")
+        await client.chat_postEphemeral(channel=channel, user=clicker, text=text)
 
     @app.action(NOT_ME)
     async def on_not_me(ack, body: dict, client: AsyncWebClient) -> None:
         await ack()
-        await correct(client, body, None, not_me_refusal, "Thanks: that speaker is now shown as unknown for everyone.")
+        await press(client, body, None, not_me_refusal, NOT_ME_DONE)
 
     @app.action(THIS_IS_ME)
     async def on_this_is_me(ack, body: dict, client: AsyncWebClient) -> None:
         await ack()
-        await correct(client, body, body["user"]["id"], claim_refusal, CLAIMED)
+        await press(client, body, body["user"]["id"], claim_refusal, CLAIMED)
 
     @app.action(UNDO_CLAIM)
     async def on_undo_claim(ack, body: dict, client: AsyncWebClient) -> None:
         await ack()
-        await correct(client, body, None, undo_refusal,
-                      "The claim is undone: that speaker is shown as unknown again for everyone.")
+        await press(client, body, None, undo_refusal, UNDONE)

@@ -1,20 +1,18 @@
-"""One recording's job: claim → download → engine → poll → post, resumable from the database.
+"""One recording's job: claim → download → engine → follow → post, resumable from the database.
 
 Every step can be interrupted (crash, restart, lost lease): the next worker that claims the recording
 resumes the engine job when the engine still knows it (else submits a new one), and the summary replaces
 the progress reply with `chat.update`, so a resumed job still ends with exactly one summary in the thread.
-While a job runs, `LeaseKeeper` renews its lease every third of the lease in the background (download,
+While a job runs, `LeaseKeeper` (`bot.jobs.leases`) renews its lease every third of the lease in the background (download,
 upload, engine wait and posting alike) and cancels the job the moment the lease is lost. Every end is
 shown: a summary, or a failure message once the attempts are used up (a lease that expired included).
 """
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import functools
 import logging
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import datetime, timedelta
 from pathlib import Path
 
@@ -24,127 +22,36 @@ from slack_sdk.web.async_client import AsyncWebClient
 from bot.engines.base import follow
 from bot.errors import EngineError, EngineJobEnded, JobNotFound, MediaError, error_from
 from bot.failures import new_ref
+from bot.jobs.leases import LeaseKeeper, LeaseLost
+from bot.jobs.transcript_step import PROGRESS_EVERY_SECONDS, TranscriptStep
 from bot.schema import DiarizeRequest, IdentifyRequest, Job, JobStatus, Matching, VoiceprintInput
-from bot.services.charts import display_names, people, redraw_chart, send_timeline, timeline
+from bot.services.charts import redraw_chart, send_timeline, timeline
 from bot.services.context import NotInstalled, Services
+from bot.services.recordings import enrolled_among
+from bot.services.summaries import summary_message, transcript_pending
 from bot.slack_api.files import download
+from bot.slack_api.lookups import channel_members, file_info
 from bot.slack_api.replies import keep_stored, show_reply
 from bot.speech.audio import stated_duration
-from bot.summary.blocks import SlackMessage, render_summary
+from bot.summary.blocks import SlackMessage
 from bot.summary.stats import Summary, summary_of
 from bot.summary.status import (
-    TRANSCRIPT_INTERRUPTED,
     identify_again_failed,
     render_failure,
     render_progress,
-    transcript_line,
-    transcript_name,
 )
-from bot.summary.transcript import has_transcript, render_markdown, render_vtt, speaker_names, stored_turns
 from storage.database import UNAVAILABLE_ERRORS
 
 log = logging.getLogger(__name__)
 
-MAX_VOICEPRINTS = 50
-# chat.update is Tier 3 (about 50 a minute per workspace): one progress edit every few seconds at most.
-PROGRESS_EVERY_SECONDS = 3.0
 # Consecutive transient polling errors tolerated before the attempt is given up (and retried later).
 MAX_POLL_ERRORS = 10
 
 
-class LeaseLost(Exception):
-    """Another worker holds the recording now; stop quietly."""
+class RecordingJob(TranscriptStep):
+    """One recording's job in this worker (`owner`), resumable from the database by any other."""
 
 
-class LeaseKeeper:
-    """Renews one running job's lease every third of the lease (`renew` answers whether it is still held);
-    when the lease is lost (taken over, or the database unreachable until it ran out) it cancels the job's
-    task so the job stops touching Slack. Shared by recordings and enrollment jobs."""
-
-    def __init__(self, renew: Callable[[], Awaitable[bool]], lease: float, task: asyncio.Task, what: str):
-        self.renew, self.lease, self.task, self.what = renew, lease, task, what
-        self.lost = False
-
-    async def keep(self) -> None:
-        renewed = time.monotonic()
-        while True:
-            await asyncio.sleep(self.lease / 3)
-            try:
-                held = await self.renew()
-            except UNAVAILABLE_ERRORS as exc:  # the database is down: retry until the lease runs out
-                log.warning("%s: lease renewal failed (%s)", self.what, type(exc).__name__)
-                held = None
-            if held:
-                renewed = time.monotonic()
-            elif held is False or time.monotonic() - renewed >= self.lease:
-                self.lost = True
-                self.task.cancel()
-                return
-
-    @classmethod
-    @contextlib.asynccontextmanager
-    async def held(cls, renew: Callable[[], Awaitable[bool]], lease: float, what: str) -> AsyncIterator[LeaseKeeper]:
-        """Keeps the current task's lease while the `with` body runs; a lost lease ends the body quietly
-        (any other cancellation goes on to the caller)."""
-        task = asyncio.current_task()
-        keeper = cls(renew, lease, task, what)
-        beat = asyncio.get_running_loop().create_task(keeper.keep(), name=f"lease {what}")
-        try:
-            yield keeper
-        except asyncio.CancelledError:
-            if not keeper.lost:
-                raise
-            task.uncancel()
-            log.info("%s: lease lost, another worker continues", what)
-        finally:
-            beat.cancel()
-
-
-def transcript_pending(rec, transcript_on: bool) -> bool:
-    """The transcript is still to come: wanted, and neither posted nor given up, before the job ends."""
-    from storage.models import RecordingStatus
-
-    return (transcript_on and rec.state is RecordingStatus.succeeded and rec.transcript_file_id is None
-            and rec.transcript_error is None)
-
-
-def summary_message(rec, *, transcript_on: bool, progress: float | None = None,
-                    note: str | None = None) -> SlackMessage:
-    """The summary from the stored result and relabels, with its "Transcript" line (link, note or progress)."""
-    line = None
-    if rec.transcript_url or rec.transcript_error or transcript_pending(rec, transcript_on):
-        line = transcript_line(rec.file_name, url=rec.transcript_url, error=rec.transcript_error, progress=progress)
-    return render_summary(summary_of(rec), file_name=rec.file_name, recording_id=rec.id, transcript=line, note=note)
-
-
-FILE_GONE_ERRORS = {"file_not_found", "file_deleted"}
-
-
-async def file_info(client: AsyncWebClient, file_id: str) -> dict:
-    """The Slack file (`files.info`); a file deleted from Slack is a MediaError the person can read (the
-    recording's audio is never kept after processing, so it can only come from Slack)."""
-    try:
-        return (await client.files_info(file=file_id))["file"]
-    except SlackApiError as exc:
-        if exc.response.get("error") in FILE_GONE_ERRORS:
-            raise MediaError("The recording is no longer in Slack (it was deleted), and Voice ID keeps no copy "
-                             "of it.", code="file_gone") from exc
-        raise
-
-
-async def channel_members(client: AsyncWebClient, channel: str) -> list[str]:
-    """Everyone in the channel (`conversations.members`, every page)."""
-    members: list[str] = []
-    cursor = None
-    while True:
-        page = await client.conversations_members(channel=channel, limit=1000, cursor=cursor)
-        members += page.get("members") or []
-        cursor = (page.get("response_metadata") or {}).get("next_cursor")
-        if not cursor:
-            return members
-
-
-class Pipeline:
     def __init__(self, services: Services, owner: str):
         self.services = services
         self.owner = owner
@@ -253,11 +160,7 @@ class Pipeline:
 
     async def voiceprints(self, client: AsyncWebClient, rec) -> list[VoiceprintInput]:
         """The channel members who enrolled with the active engine, at most 50 (none: a diarize-only job)."""
-        from storage.voiceprints import voiceprints_for_users
-
-        rows = await voiceprints_for_users(self.db, rec.team_id, await channel_members(client, rec.channel_id),
-                                           self.services.engine.engine_id, limit=MAX_VOICEPRINTS)
-        return [VoiceprintInput(label=r.user_id, voiceprint=r.voiceprint) for r in rows]
+        return await enrolled_among(self.services, rec.team_id, await channel_members(client, rec.channel_id))
 
     async def poll(self, client: AsyncWebClient, rec, job: Job, deadline: datetime) -> Job:
         """Waits for the engine job (webhook or polling) until it is final or its deadline passes, showing its
@@ -299,7 +202,8 @@ class Pipeline:
         """The summary replaces the progress reply (idempotent) and never waits for recognition; then the
         chart and the transcript go into the thread at most once each: each upload's start is recorded under
         the lease first, so a worker taking over never uploads another."""
-        from storage.recordings import mark_posted, start_chart
+        from storage.recordings import mark_posted
+        from storage.thread import start_chart
 
         summary = summary_of(rec)
         msg = summary_message(rec, transcript_on=self.transcript_on)
@@ -339,99 +243,6 @@ class Pipeline:
 
         if (await self._get(rec.id)).relabel_seq != rec.relabel_seq:
             self.services.spawn(redraw_chart(self.services, client, rec.id), name=f"chart {rec.id}")
-
-    async def transcript(self, client: AsyncWebClient, rec, summary_ts: str):
-        """The transcript step; whatever happens, how it ended is stored (a link, an error ref, or that an
-        earlier worker's upload was interrupted) so the summary can say so. Returns the recording as stored."""
-        from storage.recordings import end_transcript
-
-        file_id = url = None
-        if rec.transcript_started_at is not None:
-            log.info("recording %s: an earlier worker began the transcript upload and stopped; not uploading "
-                     "it twice", rec.id)
-            error = TRANSCRIPT_INTERRUPTED
-        else:
-            file_id, url, error = await self.make_transcript(client, rec, summary_ts)
-        if not await end_transcript(self.db, rec.id, self.owner, file_id=file_id, url=url, error=error):
-            raise LeaseLost()
-        log.info("recording %s: transcript %s", rec.id, "posted" if error is None else f"not posted ({error})")
-        return await self._get(rec.id)
-
-    async def make_transcript(self, client: AsyncWebClient, rec, summary_ts: str) -> tuple[str | None, ...]:
-        """Recognition (unless the words are already stored), then the `.md` + `.vtt` upload at most once (its
-        start recorded under the lease). Returns (file id, link, None), or (None, None, ref) on any failure:
-        a failed transcript never fails the recording; the ref's log line has the details."""
-        from storage.recordings import start_transcript
-
-        try:
-            if not has_transcript(rec.result):
-                rec = await self.recognize(client, rec, summary_ts)
-            if not await start_transcript(self.db, rec.id, self.owner):
-                raise LeaseLost()
-            return *await self.upload_transcript(client, rec), None
-        except (LeaseLost, asyncio.CancelledError):
-            raise
-        except Exception as exc:
-            ref = new_ref()
-            detail = exc.response.get("error") if isinstance(exc, SlackApiError) else f"{type(exc).__name__}: {exc}"
-            log.warning("recording %s: no transcript (%s) [ref %s]", rec.id, detail, ref,
-                        exc_info=not isinstance(exc, SlackApiError | EngineError))
-            return None, None, ref
-
-    async def recognize(self, client: AsyncWebClient, rec, summary_ts: str):
-        """Downloads the recording again (the identify step's copy is gone once the engine has it, and a
-        resumed or taken-over job never had one), recognises it in the recognizer's process while the
-        summary shows progress, deletes the copy, and stores the attributed words in the result."""
-        from bot.transcription.attribution import transcript_result
-        from storage.recordings import save_transcript
-
-        info = await file_info(client, rec.file_id)
-        progress = [0.0]
-        with self.services.temp_dir("voiceid-asr-") as tmp:
-            path = await download(info, client.token, Path(tmp), max_bytes=self.services.max_file_bytes)
-            await self._beat(rec)
-            shown = asyncio.get_running_loop().create_task(self._transcript_progress(client, rec.id, summary_ts,
-                                                                                     progress))
-            try:
-                words = (await self.services.recognizer().transcribe(
-                    path, lambda fraction: progress.__setitem__(0, fraction))).words
-            finally:
-                shown.cancel()
-        if not await save_transcript(self.db, rec.id, self.owner, transcript_result(rec.result, words)):
-            raise LeaseLost()
-        return await self._get(rec.id)
-
-    async def _transcript_progress(self, client: AsyncWebClient, rec_id: int, ts: str, progress: list[float]):
-        """Shows recognition progress in the summary's Transcript line, one edit every few seconds at most."""
-        shown = None
-        while True:
-            await asyncio.sleep(PROGRESS_EVERY_SECONDS)
-            bar = round(progress[0] * 12)
-            if bar == shown:
-                continue
-            shown = bar
-            rec = await self._get(rec_id)  # fresh relabels: a correction meanwhile must not be undone
-            msg = summary_message(rec, transcript_on=True, progress=progress[0])
-            try:
-                await client.chat_update(channel=rec.channel_id, ts=ts, text=msg.text, blocks=msg.blocks)
-            except SlackApiError as exc:
-                log.info("recording %s: transcript progress skipped: %s", rec_id, exc.response.get("error"))
-
-    async def upload_transcript(self, client: AsyncWebClient, rec) -> tuple[str | None, str | None]:
-        """Both files in one upload (one Slack call that is not idempotent); returns the `.md` file's id and link."""
-        summary = summary_of(rec)
-        names = speaker_names(summary, await display_names(client, people(summary)))
-        turns = stored_turns(rec.result)
-        title = f"Transcript of {rec.file_name}"
-        await self._beat(rec)
-        up = await client.files_upload_v2(
-            channel=rec.channel_id, thread_ts=rec.thread_ts or rec.message_ts, file_uploads=[
-                {"content": render_markdown(rec.file_name, turns, names),
-                 "filename": transcript_name(rec.file_name, "md"), "title": title},
-                {"content": render_vtt(turns, names), "filename": transcript_name(rec.file_name, "vtt"),
-                 "title": title + " (captions)"}])
-        first = (up.get("files") or [{}])[0]
-        return first.get("id"), first.get("permalink")
 
     async def notify(self, client: AsyncWebClient | None, rec, ref: str | None = None) -> None:
         """Shows a failed recording's failure in its thread (editing the progress reply), then lets it go.
@@ -504,7 +315,7 @@ class Pipeline:
     async def _show(self, client: AsyncWebClient, rec, msg: SlackMessage) -> str:
         """Replace the progress reply, or show `msg` as the recording's one reply in the thread (a reply a
         crashed worker or listener posted without storing its ts is found and edited); returns its ts."""
-        from storage.recordings import set_reply_ts
+        from storage.thread import set_reply_ts
 
         rec = rec if rec.reply_ts else await self._get(rec.id)
         if rec.reply_ts:

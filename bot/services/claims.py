@@ -1,0 +1,95 @@
+""""This is me" / "Undo claim" / "Not me": corrections shown to everyone, the summary updated in place and the
+chart redrawn.
+
+"This is me" is a claim, shown as "claimed by" and reversible by the claimant and the recording's uploader;
+it never makes or changes a voiceprint (only a person's own clip through `/enroll` does). "Not me" is for
+the person a voiceprint match named, and only them.
+"""
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from slack_sdk.web.async_client import AsyncWebClient
+
+from bot.services.charts import redraw_chart
+from bot.services.context import Services
+from bot.services.summaries import refresh_summary
+from bot.summary.stats import summary_of
+from bot.text import mention
+
+CLAIMED = ("Thanks: this speaker is now shown to everyone as *claimed by you*; you or the person who shared the "
+           "recording can undo it. A claim never teaches Voice ID your voice: to be recognised in future "
+           "recordings, type `/enroll` with a short clip of your own voice.")
+NOT_ME_DONE = "Thanks: that speaker is now shown as unknown for everyone."
+UNDONE = "The claim is undone: that speaker is shown as unknown again for everyone."
+GONE = "This summary is no longer available (results expire)."
+
+
+def not_me_refusal(rec, speaker: str, user: str) -> str | None:
+    """Only the person a voiceprint named may say the speaker is not them."""
+    stats = summary_of(rec).by_speaker(speaker)
+    if stats is None or stats.user_id is None:
+        return "No voiceprint named this speaker, so there is nothing to correct."
+    if stats.user_id != user:
+        return f"Only {mention(stats.user_id)} can say that this speaker is not them."
+    return None
+
+
+def claim_refusal(rec, speaker: str, user: str) -> str | None:
+    """Why `user` may not claim this speaker, or None when they may."""
+    summary = summary_of(rec)
+    stats = summary.by_speaker(speaker)
+    if stats is None:
+        return "This speaker is not in the summary."
+    if stats.user_id is not None:
+        return f"This speaker is already named {mention(stats.user_id)}."
+    if stats.claimed_by is not None:
+        return f"This speaker is already claimed by {mention(stats.claimed_by)}."
+    if any(user in (s.user_id, s.claimed_by) for s in summary.speakers):
+        return ("You are already named as (or claimed) another speaker in this recording. "
+                "Undo that first if it is wrong.")
+    return None
+
+
+def undo_refusal(rec, speaker: str, user: str) -> str | None:
+    """Only the claimant and the recording's uploader may undo a claim."""
+    stats = summary_of(rec).by_speaker(speaker)
+    if stats is None or stats.claimed_by is None:
+        return "Nobody has claimed this speaker."
+    if user in (stats.claimed_by, rec.uploader_id):
+        return None
+    uploader = f" or {mention(rec.uploader_id)}, who shared the recording," if rec.uploader_id else ""
+    return f"Only {mention(stats.claimed_by)}{uploader} can undo this claim."
+
+
+def rerun_refusal(rec) -> str | None:
+    """While "Identify again" runs, the result being corrected is about to be replaced."""
+    from storage.models import RecordingStatus
+
+    if rec.posted_ts and rec.state in (RecordingStatus.queued, RecordingStatus.running):
+        return "This recording is being identified again; try again once the summary is updated."
+    return None
+
+
+Refusal = Callable[[Any, str, str], str | None]  # (recording, speaker, clicker) → why not, or None
+
+
+async def correct(services: Services, client: AsyncWebClient, *, rec_id: int, speaker: str, team_id: str | None,
+                  clicker: str, user_id: str | None, refusal: Refusal, done: str) -> str:
+    """Apply a correction (`user_id` as the speaker's claimant, or None for unknown) if `refusal` allows it on
+    the locked row; returns the private answer for the clicker."""
+    from storage.recordings import get_recording
+    from storage.thread import RelabelRefused, set_relabel
+
+    rec = await get_recording(services.db, rec_id)
+    if rec is None or rec.result is None or (team_id and rec.team_id != team_id):
+        return GONE
+    try:
+        rec = await set_relabel(services.db, rec.id, speaker, user_id, actor_id=clicker,
+                                check=lambda locked: rerun_refusal(locked) or refusal(locked, speaker, clicker))
+    except RelabelRefused as exc:
+        return exc.reason
+    await refresh_summary(client, rec, transcript_on=services.settings.transcript)
+    services.spawn(redraw_chart(services, client, rec.id), name=f"chart {rec.id}")
+    return done
