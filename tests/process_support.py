@@ -121,6 +121,7 @@ class EngineProxy:
     def __init__(self, upstream: str):
         self.upstream = upstream
         self.gates: list[tuple[str, str, Gate]] = []
+        self.calls: list[tuple[str, str]] = []  # (method, path) of every request, held ones included
         self._runner: web.AppRunner | None = None
         self._http: aiohttp.ClientSession | None = None
         self.url = ""
@@ -151,6 +152,7 @@ class EngineProxy:
 
     async def _forward(self, request: web.Request) -> web.Response:
         body = await request.read()
+        self.calls.append((request.method, request.path))
         for method, prefix, gate in self.gates:
             if request.method == method and request.path.startswith(prefix):
                 await gate.hold({"path": request.path})

@@ -166,6 +166,8 @@ async def test_kill_9_in_each_stage_is_taken_over_within_a_minute(engine: Engine
         assert len(charts) == 1, f"{len(charts)} charts in the thread"
         starts = fake.calls_to("files.getUploadURLExternal")
         assert len(starts) == 1, f"the chart upload was begun {len(starts)} times"  # the dead worker's, if it began
+        submitted = proxy.calls.count(("POST", "/v1/identify"))
+        assert submitted == 1, f"{submitted} engine jobs: a job the engine still runs is resumed, not submitted again"
         assert "Traceback" not in logs(tmp_path, tail=10**9)
     finally:
         for w in workers:
