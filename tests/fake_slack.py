@@ -12,6 +12,7 @@ import itertools
 import json
 import random
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from urllib.parse import quote
 
@@ -30,6 +31,25 @@ class Call:
     params: dict
     token: str | None
     done: bool = False  # the call took effect (False when answered 429/500 before doing it)
+
+
+@dataclass
+class Gate:
+    """Holds the requests it matches until `open()`; `reached` is set when the first one arrives, so a test
+    knows the bot is inside that very call (and can kill it there). Once open it holds nothing, and a held
+    request goes on as if it had only been slow: the call takes effect, a dead caller never sees the answer."""
+
+    match: Callable[[dict], bool] = lambda params: True
+    reached: asyncio.Event = field(default_factory=asyncio.Event)
+    opened: asyncio.Event = field(default_factory=asyncio.Event)
+
+    async def hold(self, params: dict) -> None:
+        if not self.opened.is_set() and self.match(params):
+            self.reached.set()
+            await self.opened.wait()
+
+    def open(self) -> None:
+        self.opened.set()
 
 
 @dataclass
@@ -60,7 +80,7 @@ class Message:
 
 
 class FakeSlack:
-    def __init__(self, *, token: str = BOT_TOKEN, team_id: str = TEAM_ID):
+    def __init__(self, *, token: str = BOT_TOKEN, team_id: str = TEAM_ID, first_id: int = 1):
         self.token = token
         self.tokens = {token}  # every bot token this workspace accepts (rotation adds new ones)
         self.team_id = team_id
@@ -78,9 +98,10 @@ class FakeSlack:
         self.unstall = asyncio.Event()
         self.server_errors: dict[str, int] = {}  # method → answer 500 this many times, without doing the call
         self.lost_answers: dict[str, int] = {}  # method → do the call, then answer 500 this many times
+        self.gates: dict[str, Gate] = {}  # see `gate`
         self.chaos = 0.0  # probability of a random 429, 500-before or 500-after-doing for any Web API call
         self.chaos_rng = random.Random(0)
-        self._ids = itertools.count(1)
+        self._ids = itertools.count(first_id)  # file ids: fakes sharing one database need distinct ranges
         self._clock = itertools.count(1)
         self._runner: web.AppRunner | None = None
         self.base = ""
@@ -114,6 +135,16 @@ class FakeSlack:
                      serve_html=serve_html)
         self.files[f.id] = f
         return f
+
+    def gate(self, method: str, match: Callable[[dict], bool] = lambda params: True) -> Gate:
+        """Holds calls of `method` (a Web API method; "download": a file download, after half its bytes;
+        "upload": the bytes of an external upload) whose params `match` until the gate is opened."""
+        self.gates[method] = Gate(match)
+        return self.gates[method]
+
+    async def _hold(self, method: str, params: dict) -> None:
+        if (gate := self.gates.get(method)) is not None:
+            await gate.hold(params)
 
     def issue_tokens(self, access: str | None = None) -> tuple[str, str]:
         """An accepted bot token and the refresh token that rotates it (an install with token rotation)."""
@@ -195,6 +226,7 @@ class FakeSlack:
         handler = getattr(self, "_m_" + method.replace(".", "_"), None)
         if handler is None:
             return web.json_response({"ok": False, "error": "unknown_method"})
+        await self._hold(method, params)
         answer = handler(params)
         call.done = bool(answer.get("ok"))
         if self.lost_answers.get(method, 0) > 0 or fault == "lost":
@@ -209,16 +241,24 @@ class FakeSlack:
         if f.serve_html or request.headers.get("Authorization", "")[len("Bearer "):] not in self.tokens:
             return web.Response(text="<!DOCTYPE html><html><body>Sign in to Slack</body></html>",
                                 content_type="text/html")
-        if f.stall:
+        gate = self.gates.get("download")
+        if f.stall or (gate is not None and gate.match({"file": f.id}) and not gate.opened.is_set()):
             resp = web.StreamResponse(headers={"Content-Type": f.mimetype, "Content-Length": str(len(f.data))})
             await resp.prepare(request)
             await resp.write(f.data[:len(f.data) // 2])
-            await self.unstall.wait()
+            if f.stall:
+                await self.unstall.wait()
+                return resp
+            await self._hold("download", {"file": f.id})
+            await resp.write(f.data[len(f.data) // 2:])
+            await resp.write_eof()
             return resp
         return web.Response(body=f.data, content_type=f.mimetype)
 
     async def _upload(self, request: web.Request) -> web.Response:
-        self.uploads[request.match_info["id"]] = await request.read()
+        data = await request.read()
+        await self._hold("upload", {"file": request.match_info["id"]})
+        self.uploads[request.match_info["id"]] = data
         return web.Response(text="OK - " + str(len(self.uploads[request.match_info["id"]])))
 
     # -- Socket Mode ----------------------------------------------------------------------------------

@@ -5,25 +5,28 @@ processes, real engine, real speech, PostgreSQL, fake Slack Web API."""
 from __future__ import annotations
 
 import asyncio
-import os
 import signal
-import socket
 import subprocess
-import sys
 import time
-from pathlib import Path
 
-import aiohttp
 import pytest
 
 from storage.database import Database
 from storage.migrate import upgrade
 from tests.fake_slack import BOT_USER_ID, TEAM_ID, FakeSlack, bot_settings
+from tests.process_support import (
+    ENGINE_API_KEY,
+    child_env,
+    free_port,
+    start,
+    start_worker,
+    stop,
+    wait_engine_ready,
+)
 from tests.slack_e2e_support import DATA, concat, utterance, wait_status, wav_bytes
 
 CHANNEL = "C0001"
 READERS = {"U1688": "1688", "U1998": "1998"}
-API_KEY = "engine-restart-test-key"
 
 pytestmark = [
     pytest.mark.asyncio(loop_scope="module"),
@@ -31,50 +34,6 @@ pytestmark = [
     pytest.mark.speech,
     pytest.mark.skipif(not DATA.is_dir(), reason=f"real speech not found at {DATA} (see its README)"),
 ]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def child_env(tmp: Path, **extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("SLACK_", "DATABASE_", "ENGINE", "JOB_"))}
-    return env | {"PYTHONPATH": str(Path(__file__).resolve().parents[1]), "TMPDIR": str(tmp), "VAR_DIR": str(tmp),
-                  "ENGINE_API_KEY": API_KEY} | extra
-
-
-def start(args: list[str], env: dict[str, str], log_path: Path) -> subprocess.Popen:
-    with log_path.open("a") as log:
-        return subprocess.Popen([sys.executable, "-m", "bot", *args], cwd=log_path.parent, env=env, stdout=log,
-                                stderr=subprocess.STDOUT)
-
-
-async def wait_ready(url: str, proc: subprocess.Popen, timeout: float = 180) -> None:
-    """Until the engine server answers (it listens once its models are loaded)."""
-    deadline = time.monotonic() + timeout
-    async with aiohttp.ClientSession() as http:
-        while True:
-            assert proc.poll() is None, "the engine server exited"
-            try:
-                async with http.get(f"{url}/v1/test", headers={"Authorization": f"Bearer {API_KEY}"}) as r:
-                    if r.status == 200:
-                        return
-            except aiohttp.ClientError:
-                pass
-            assert time.monotonic() < deadline, "the engine server did not come up"
-            await asyncio.sleep(0.3)
-
-
-def stop(proc: subprocess.Popen) -> None:
-    if proc.poll() is None:
-        proc.send_signal(signal.SIGTERM)
-    try:
-        proc.wait(60)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait()
 
 
 async def test_engine_server_restart_mid_job_ends_with_one_summary(pg_url, tmp_path):
@@ -99,13 +58,13 @@ async def test_engine_server_restart_mid_job_ends_with_one_summary(pg_url, tmp_p
     await upgrade(pg_url)
     key = new_key()
     db = Database(pg_url, keys=[key])
-    settings = bot_settings(fake, pg_url, engine="server", engine_url=url, engine_api_key=API_KEY)
+    settings = bot_settings(fake, pg_url, engine="server", engine_url=url, engine_api_key=ENGINE_API_KEY)
     services = Services(settings=settings, db=db, engine=make_engine(settings))
     procs: list[subprocess.Popen] = []
     try:
         server = start(server_args, server_env, server_log)
         procs.append(server)
-        await wait_ready(url, server)
+        await wait_engine_ready(url, server)
         for user, reader in READERS.items():
             clip = tmp_path / f"{user}.wav"
             clip.write_bytes(wav_bytes(utterance(reader, 0)))
@@ -118,11 +77,8 @@ async def test_engine_server_restart_mid_job_ends_with_one_summary(pg_url, tmp_p
         event = {"type": "message", "subtype": "file_share", "channel": CHANNEL, "user": "U0",
                  "ts": f"{int(time.time())}.000200", "files": [fake.file_object(f)]}
         await accept_recordings(services, event, TEAM_ID, make_client(settings, fake.token), BOT_USER_ID)
-        worker = start(["worker"], child_env(tmp_path, SLACK_BOT_TOKEN=fake.token, SLACK_API_URL=fake.api_url,
-                                             DATABASE_URL=pg_url, DATA_ENCRYPTION_KEYS=key, ENGINE="server", ENGINE_URL=url,
-                                             JOB_POLL_SECONDS="0.5", JOB_RETRY_BASE_SECONDS="2",
-                                             TRANSCRIPT="off"),  # one upload to count: the chart
-                       tmp_path / "worker.log")
+        worker = start_worker(fake, pg_url, tmp_path / "worker.log", key, ENGINE="server", ENGINE_URL=url,
+                              JOB_RETRY_BASE_SECONDS="2")
         procs.append(worker)
 
         deadline = time.monotonic() + 120
@@ -136,7 +92,7 @@ async def test_engine_server_restart_mid_job_ends_with_one_summary(pg_url, tmp_p
         await asyncio.sleep(3)  # the worker meets a dead engine server for a while
         server = start(server_args, server_env, server_log)
         procs.append(server)
-        await wait_ready(url, server)
+        await wait_engine_ready(url, server)
 
         done = await wait_status(fake, db, f.id, {"posted", "failed"}, timeout=240)
         assert done.state.value == "posted", (done.error_code, done.error_message)

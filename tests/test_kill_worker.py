@@ -1,15 +1,12 @@
 """`kill -9` of a real `python -m bot worker` process while it waits on the engine, with the default lease:
 the other worker process on the same PostgreSQL takes the recording over within 60 s and the thread ends
-with exactly one summary and one chart. Real processes, real engine, real speech, fake Slack Web API."""
+with exactly one summary and one chart. Real processes, real engine, real speech, fake Slack Web API.
+The other stages (and this one with the engine server, whose job outlives the worker): test_kill_stages.py."""
 from __future__ import annotations
 
 import asyncio
-import os
-import signal
 import subprocess
-import sys
 import time
-from pathlib import Path
 
 import pytest
 
@@ -17,6 +14,7 @@ from storage.crypto import new_key
 from storage.database import Database
 from storage.migrate import upgrade
 from tests.fake_slack import BOT_USER_ID, TEAM_ID, FakeSlack, bot_settings
+from tests.process_support import kill_9, lease_holder, logs, start_worker, stop, wait_takeover
 from tests.slack_e2e_support import DATA, concat, utterance, wait_status, wav_bytes
 
 CHANNEL = "C0001"
@@ -28,23 +26,6 @@ pytestmark = [
     pytest.mark.speech,
     pytest.mark.skipif(not DATA.is_dir(), reason=f"real speech not found at {DATA} (see its README)"),
 ]
-
-
-def worker_logs(tmp_path: Path) -> str:
-    """The workers' own words, for a failure message."""
-    return "\n".join(f"--- {p.name}\n{p.read_text()[-2000:]}" for p in sorted(tmp_path.glob("worker-*.log")))
-
-
-def start_worker(fake: FakeSlack, db_url: str, log_path: Path, key: str) -> subprocess.Popen:
-    """`python -m bot worker` with the default lease; output to a file so a chatty worker never blocks."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("SLACK_", "DATABASE_", "ENGINE", "JOB_"))}
-    env |= {"SLACK_BOT_TOKEN": fake.token, "SLACK_API_URL": fake.api_url, "DATABASE_URL": db_url, "ENGINE": "local",
-            "DATA_ENCRYPTION_KEYS": key,  # PostgreSQL needs a key from the environment
-            "JOB_POLL_SECONDS": "0.5", "TRANSCRIPT": "off", "PYTHONPATH": str(Path(__file__).resolve().parents[1]),
-            "TMPDIR": str(log_path.parent)}  # a killed worker leaves its temporary audio here, not in the shared tmp
-    with log_path.open("w") as log:
-        return subprocess.Popen([sys.executable, "-m", "bot", "worker"], cwd=log_path.parent, env=env, stdout=log,
-                                stderr=subprocess.STDOUT)
 
 
 async def test_kill_9_while_waiting_is_taken_over_within_a_minute(pg_url, local_engine, tmp_path):
@@ -76,21 +57,16 @@ async def test_kill_9_while_waiting_is_taken_over_within_a_minute(pg_url, local_
         event = {"type": "message", "subtype": "file_share", "channel": CHANNEL, "user": "U0",
                  "ts": f"{int(time.time())}.000100", "files": [fake.file_object(f)]}
         await accept_recordings(services, event, TEAM_ID, make_client(services.settings, fake.token), BOT_USER_ID)
-        workers = [start_worker(fake, pg_url, tmp_path / f"worker-{i}.log", key) for i in range(2)]
+        workers = [start_worker(fake, pg_url, tmp_path / f"worker-{i}.log", key, ENGINE="local") for i in range(2)]
 
         deadline = time.monotonic() + 240
         while not ((rec := await find_recording(db, TEAM_ID, f.id)) and rec.engine_job_id):
-            assert time.monotonic() < deadline, f"no worker reached the engine\n{worker_logs(tmp_path)}"
+            assert time.monotonic() < deadline, f"no worker reached the engine\n{logs(tmp_path)}"
             await asyncio.sleep(0.1)
-        victim = next(w for w in workers if f":{w.pid}:" in rec.lease_owner)
-        victim.send_signal(signal.SIGKILL)
-        killed_at = time.monotonic()
-        victim.wait(10)
+        killed_at = kill_9(lease_holder(workers, rec.lease_owner))
 
-        while (now := await find_recording(db, TEAM_ID, f.id)).lease_owner in (rec.lease_owner, None):
-            assert not now.state.final and time.monotonic() - killed_at < 120, (now.status, now.lease_owner)
-            await asyncio.sleep(0.2)
-        takeover = time.monotonic() - killed_at
+        now, takeover = await wait_takeover(db, f.id, rec.lease_owner, killed_at)
+        print(f"\nengine wait (embedded engine): taken over {takeover:.1f} s after the kill")
         assert takeover < 60, f"taken over {takeover:.0f} s after the kill"
         done = await wait_status(fake, db, f.id, {"posted", "failed"}, timeout=300)
         assert done.state.value == "posted", done.error_message
@@ -101,13 +77,6 @@ async def test_kill_9_while_waiting_is_taken_over_within_a_minute(pg_url, local_
         assert len(charts) == 1
     finally:
         for w in workers:
-            if w.poll() is None:
-                w.send_signal(signal.SIGTERM)
-        for w in workers:
-            try:
-                w.wait(60)
-            except subprocess.TimeoutExpired:
-                w.kill()
-                w.wait()
+            stop(w)
         await db.dispose()
         await fake.close()

@@ -1,0 +1,177 @@
+"""`kill -9` of a real `python -m bot worker` process in each stage of a recording's job, with the default lease:
+while it downloads the recording from Slack, uploads it to the engine, waits on the engine, posts the summary,
+uploads the chart. Each time the other worker process on the same PostgreSQL takes the recording over within
+60 s, and the thread ends with exactly one summary and one chart.
+
+The kill lands in the named stage by construction: a gate in the fake Slack Web API, or in a proxy in front of
+the real engine server (`python -m bot engine-server`, ENGINE=server), holds that stage's call until the worker
+holding the recording's lease (`host:pid:…`) is dead; then the held call goes on as if it had only been slow
+(it takes effect; nobody reads the answer), which is the hard case for "exactly once". Real processes, real
+engine, real speech, fake Slack Web API. See tests/test_kill_worker.py for the embedded engine."""
+from __future__ import annotations
+
+import asyncio
+import subprocess
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+import pytest_asyncio
+
+from storage.crypto import new_key
+from storage.database import Database
+from storage.migrate import upgrade
+from tests.fake_slack import BOT_USER_ID, TEAM_ID, FakeSlack, Gate, bot_settings
+from tests.process_support import (
+    ENGINE_API_KEY,
+    EngineProxy,
+    child_env,
+    free_port,
+    kill_9,
+    lease_holder,
+    logs,
+    start,
+    start_worker,
+    stop,
+    wait_engine_ready,
+    wait_takeover,
+)
+from tests.slack_e2e_support import DATA, concat, utterance, wait_status, wav_bytes
+
+CHANNEL = "C0001"
+READERS = {"U1688": "1688", "U1998": "1998"}
+TAKEOVER_LIMIT = 60  # seconds from the kill until another worker holds the recording
+
+pytestmark = [
+    pytest.mark.asyncio(loop_scope="module"),
+    pytest.mark.postgres,
+    pytest.mark.speech,
+    pytest.mark.skipif(not DATA.is_dir(), reason=f"real speech not found at {DATA} (see its README)"),
+]
+
+
+@dataclass
+class Engine:
+    url: str  # the real engine server (no proxy)
+    db: Database
+    db_url: str
+    key: str
+    engine_name: str
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="module")
+async def engine(pg_url, tmp_path_factory) -> AsyncIterator[Engine]:
+    """One real engine server for the module (its models load once; the workers load none), and the two
+    readers enrolled through it."""
+    from bot.engines.factory import make_engine
+    from bot.slack.services import Services
+    from bot.slack.voiceprints import voiceprint_from_path
+    from storage.models import utcnow
+    from storage.voiceprints import upsert_voiceprint
+
+    tmp = tmp_path_factory.mktemp("engine-server")
+    url = f"http://127.0.0.1:{free_port()}"
+    server = start(["engine-server", "--host", "127.0.0.1", "--port", url.rsplit(":", 1)[1]],
+                   child_env(tmp, ENGINE_DATA_DIR=str(tmp / "data"), ENGINE_WORKERS="1"), tmp / "engine-server.log")
+    await upgrade(pg_url)
+    key = new_key()  # PostgreSQL workers refuse to start without one
+    db = Database(pg_url, keys=[key])
+    settings = bot_settings(FakeSlack(), pg_url, engine="server", engine_url=url, engine_api_key=ENGINE_API_KEY)
+    services = Services(settings=settings, db=db, engine=make_engine(settings))
+    try:
+        await wait_engine_ready(url, server)
+        for user, reader in READERS.items():
+            clip = tmp / f"{user}.wav"
+            clip.write_bytes(wav_bytes(utterance(reader, 0)))
+            vp = await voiceprint_from_path(services, clip)
+            await upsert_voiceprint(db, team_id=TEAM_ID, user_id=user, engine=services.engine.name,
+                                    model_id=vp.model_id, voiceprint=vp.voiceprint, consent_at=utcnow(),
+                                    clip_duration=vp.clip_duration)
+        yield Engine(url, db, pg_url, key, services.engine.name)
+    finally:
+        await services.engine.close()
+        stop(server)
+        await db.dispose()
+
+
+def is_summary(params: dict) -> bool:
+    return "Who spoke in" in str(params.get("blocks"))
+
+
+# stage → (where its call is held, the recording's status while it is held)
+STAGES = {
+    "download": (lambda fake, proxy: fake.gate("download"), "running"),
+    "engine-upload": (lambda fake, proxy: proxy.gate("PUT", "/v1/media/upload/"), "running"),
+    "engine-wait": (lambda fake, proxy: proxy.gate("GET", "/v1/jobs/"), "running"),
+    "summary": (lambda fake, proxy: fake.gate("chat.update", is_summary), "succeeded"),
+    "chart": (lambda fake, proxy: fake.gate("files.completeUploadExternal"), "succeeded"),
+}
+
+
+async def wait_gate(gate: Gate, stage: str, tmp_path: Path, timeout: float = 180) -> None:
+    deadline = time.monotonic() + timeout
+    while not gate.reached.is_set():
+        assert time.monotonic() < deadline, f"no worker reached the {stage} stage\n{logs(tmp_path)}"
+        await asyncio.sleep(0.05)
+
+
+@pytest.mark.parametrize("stage", list(STAGES))
+async def test_kill_9_in_each_stage_is_taken_over_within_a_minute(engine: Engine, stage: str, tmp_path: Path):
+    from bot.engines.factory import make_engine
+    from bot.slack.client import make_client
+    from bot.slack.recordings import accept_recordings
+    from bot.slack.services import Services
+    from storage.recordings import find_recording
+
+    db = engine.db
+    fake = FakeSlack(first_id=1000 * (list(STAGES).index(stage) + 1))  # file ids unique in the shared database
+    await fake.start()
+    fake.members[CHANNEL] = [*READERS, BOT_USER_ID]
+    proxy = EngineProxy(engine.url)
+    await proxy.start()
+    where, status_held = STAGES[stage]
+    gate: Gate = where(fake, proxy)
+    settings = bot_settings(fake, engine.db_url, engine="server", engine_url=proxy.url, engine_api_key=ENGINE_API_KEY)
+    services = Services(settings=settings, db=db, engine=make_engine(settings))
+    workers: list[subprocess.Popen] = []
+    try:
+        f = fake.add_file(f"{stage}.wav", "audio/wav",
+                          wav_bytes(concat([(r, 3) for r in READERS.values()], pause=0.5)))
+        event = {"type": "message", "subtype": "file_share", "channel": CHANNEL, "user": "U0",
+                 "ts": f"{int(time.time())}.000100", "files": [fake.file_object(f)]}
+        await accept_recordings(services, event, TEAM_ID, make_client(settings, fake.token), BOT_USER_ID)
+        workers = [start_worker(fake, engine.db_url, tmp_path / f"worker-{i}.log", engine.key, ENGINE="server",
+                                ENGINE_URL=proxy.url) for i in range(2)]
+
+        await wait_gate(gate, stage, tmp_path)
+        held = await find_recording(db, TEAM_ID, f.id)
+        assert held.state.value == status_held, (held.status, held.error_message)
+        victim = lease_holder(workers, held.lease_owner)
+        killed_at = kill_9(victim)
+        gate.open()  # the dead worker's call goes on (its answer to nobody); the next worker's passes
+
+        _, takeover = await wait_takeover(db, f.id, held.lease_owner, killed_at)
+        print(f"\n{stage}: taken over {takeover:.1f} s after the kill")
+        assert takeover < TAKEOVER_LIMIT, f"{stage}: taken over {takeover:.0f} s after the kill"
+        done = await wait_status(fake, db, f.id, {"posted", "failed"}, timeout=180)
+        assert done.state.value == "posted", f"{done.error_code}: {done.error_message}\n{logs(tmp_path)}"
+        assert done.attempts == held.attempts + (status_held == "running")  # a summary's retry is no new attempt
+        replies = fake.thread(CHANNEL, event["ts"])
+        assert len(replies) == 1, f"{len(replies)} replies in the thread: {[m.text for m in replies]}"
+        assert "<@U1688>" in str(replies[0].blocks) and "<@U1998>" in str(replies[0].blocks), replies[0].text
+        charts = [c for c in fake.calls_to("files.completeUploadExternal")
+                  if c.done and c.params["thread_ts"] == event["ts"]]
+        assert len(charts) == 1, f"{len(charts)} charts in the thread"
+        starts = fake.calls_to("files.getUploadURLExternal")
+        assert len(starts) == 1, f"the chart upload was begun {len(starts)} times"  # the dead worker's, if it began
+        submitted = proxy.calls.count(("POST", "/v1/identify"))
+        assert submitted == 1, f"{submitted} engine jobs: a job the engine still runs is resumed, not submitted again"
+        assert "Traceback" not in logs(tmp_path, tail=10**9)
+    finally:
+        for w in workers:
+            stop(w)
+        await services.engine.close()
+        await proxy.close()
+        await fake.close()
