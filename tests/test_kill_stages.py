@@ -66,8 +66,8 @@ async def engine(pg_url, tmp_path_factory) -> AsyncIterator[Engine]:
     """One real engine server for the module (its models load once; the workers load none), and the two
     readers enrolled through it."""
     from bot.engines.factory import make_engine
-    from bot.slack.services import Services
-    from bot.slack.voiceprints import voiceprint_from_path
+    from bot.services.context import Services
+    from bot.services.voiceprints import voiceprint_from_path
     from storage.models import utcnow
     from storage.voiceprints import upsert_voiceprint
 
@@ -120,9 +120,9 @@ async def wait_gate(gate: Gate, stage: str, tmp_path: Path, timeout: float = 180
 @pytest.mark.parametrize("stage", list(STAGES))
 async def test_kill_9_in_each_stage_is_taken_over_within_a_minute(engine: Engine, stage: str, tmp_path: Path):
     from bot.engines.factory import make_engine
-    from bot.slack.client import make_client
-    from bot.slack.recordings import accept_recordings
-    from bot.slack.services import Services
+    from bot.services.context import Services
+    from bot.services.recordings import accept_recordings
+    from bot.slack_api.client import make_client
     from storage.recordings import find_recording
 
     db = engine.db
