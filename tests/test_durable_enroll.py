@@ -82,7 +82,7 @@ class Proc:
     """One worker process: its own engine, services and owner name, the real enrollment job code."""
 
     def __init__(self, world: Enrolling, engine: ProcEngine | None = None, **settings):
-        from bot.jobs.enrollment import Enrollments
+        from bot.jobs.enrollment_job import Enrollments
         from bot.services.context import Services
 
         self.world = world

@@ -11,7 +11,7 @@ from datetime import UTC, datetime
 
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
-from bot.jobs.enrollment import Enrollments
+from bot.jobs.enrollment_job import Enrollments
 from bot.jobs.recording_job import RecordingJob
 from bot.scratch import pid_alive
 from bot.services.context import Services
