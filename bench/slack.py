@@ -92,7 +92,7 @@ async def run(minutes: float, concurrency: int) -> None:
                 clip = Path(tmp) / f"{user}.wav"
                 clip.write_bytes(wav(utterance(reader, 0)))
                 vp = await voiceprint_from_path(bot.services, clip)
-                await upsert_voiceprint(db, team_id=TEAM_ID, user_id=user, engine=engine.name, model_id=vp.model_id,
+                await upsert_voiceprint(db, team_id=TEAM_ID, user_id=user, engine=engine.engine_id, model_id=vp.model_id,
                                         voiceprint=vp.voiceprint, consent_at=utcnow(), clip_duration=vp.clip_duration)
             await burst(bot, concurrency)  # warm the endpoint
             idle = await burst(bot, concurrency)
@@ -140,7 +140,7 @@ async def identify_directly(engine, data: bytes, tmp: Path, db) -> float:
     from storage.voiceprints import voiceprints_for_users
     from tests.fake_slack import TEAM_ID
 
-    rows = await voiceprints_for_users(db, TEAM_ID, list(ENROLLED), engine.name)
+    rows = await voiceprints_for_users(db, TEAM_ID, list(ENROLLED), engine.engine_id)
     path = tmp / "direct.wav"
     path.write_bytes(data)
     t = time.perf_counter()

@@ -60,7 +60,7 @@ class GatedEngine(Engine):
     not by hoping the real job is slower than the test."""
 
     def __init__(self, engine: Engine):
-        self.engine, self.name, self.gate = engine, engine.name, asyncio.Event()
+        self.engine, self.engine_id, self.name, self.gate = engine, engine.engine_id, engine.name, asyncio.Event()
 
     @property
     def recommended_threshold(self) -> float:

@@ -150,3 +150,19 @@ async def press(bot: BotUnderTest, fake: FakeSlack, user: str, action: str, valu
     n = len(mine())
     assert (await bot.press(user, action, value, channel=channel, message_ts=msg_ts)).status == 200
     return (await fake.wait_for(lambda: mine()[n:], what=f"reply to {user}"))[0].params
+
+
+async def enroll_readers(services, readers: dict[str, str], tmp: Path) -> None:
+    """Stores a voiceprint for each user from their reader's first utterance (never one of a recording's), made
+    by the services' engine and keyed by its engine id, as `/enroll` would."""
+    from bot.services.voiceprints import voiceprint_from_path
+    from storage.models import utcnow
+    from storage.voiceprints import upsert_voiceprint
+
+    for user, reader in readers.items():
+        clip = tmp / f"{user}.wav"
+        clip.write_bytes(wav_bytes(utterance(reader, 0)))
+        vp = await voiceprint_from_path(services, clip)
+        await upsert_voiceprint(services.db, team_id=TEAM_ID, user_id=user, engine=services.engine.engine_id,
+                                model_id=vp.model_id, voiceprint=vp.voiceprint, consent_at=utcnow(),
+                                clip_duration=vp.clip_duration)

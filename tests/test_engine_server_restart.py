@@ -23,7 +23,7 @@ from tests.process_support import (
     stop,
     wait_engine_ready,
 )
-from tests.slack_e2e_support import DATA, concat, utterance, wait_status, wav_bytes
+from tests.slack_e2e_support import DATA, concat, enroll_readers, wait_status, wav_bytes
 
 CHANNEL = "C0001"
 READERS = {"U1688": "1688", "U1998": "1998"}
@@ -40,12 +40,9 @@ async def test_engine_server_restart_mid_job_ends_with_one_summary(pg_url, tmp_p
     from bot.engines.factory import make_engine
     from bot.services.context import Services
     from bot.services.recordings import accept_recordings
-    from bot.services.voiceprints import voiceprint_from_path
     from bot.slack_api.client import make_client
     from storage.crypto import new_key
-    from storage.models import utcnow
     from storage.recordings import find_recording
-    from storage.voiceprints import upsert_voiceprint
 
     port = free_port()
     url = f"http://127.0.0.1:{port}"
@@ -65,13 +62,7 @@ async def test_engine_server_restart_mid_job_ends_with_one_summary(pg_url, tmp_p
         server = start(server_args, server_env, server_log)
         procs.append(server)
         await wait_engine_ready(url, server)
-        for user, reader in READERS.items():
-            clip = tmp_path / f"{user}.wav"
-            clip.write_bytes(wav_bytes(utterance(reader, 0)))
-            vp = await voiceprint_from_path(services, clip)
-            await upsert_voiceprint(db, team_id=TEAM_ID, user_id=user, engine=services.engine.name,
-                                    model_id=vp.model_id, voiceprint=vp.voiceprint, consent_at=utcnow(),
-                                    clip_duration=vp.clip_duration)
+        await enroll_readers(services, READERS, tmp_path)
         f = fake.add_file("sync.wav", "audio/wav",
                           wav_bytes(concat([(r, i) for i in (3,) for r in READERS.values()], pause=0.5)))
         event = {"type": "message", "subtype": "file_share", "channel": CHANNEL, "user": "U0",

@@ -38,7 +38,7 @@ from tests.process_support import (
     wait_engine_ready,
     wait_takeover,
 )
-from tests.slack_e2e_support import DATA, concat, utterance, wait_status, wav_bytes
+from tests.slack_e2e_support import DATA, concat, enroll_readers, wait_status, wav_bytes
 
 CHANNEL = "C0001"
 READERS = {"U1688": "1688", "U1998": "1998"}
@@ -58,7 +58,7 @@ class Engine:
     db: Database
     db_url: str
     key: str
-    engine_name: str
+    engine_id: str
 
 
 @pytest_asyncio.fixture(scope="module", loop_scope="module")
@@ -67,9 +67,6 @@ async def engine(pg_url, tmp_path_factory) -> AsyncIterator[Engine]:
     readers enrolled through it."""
     from bot.engines.factory import make_engine
     from bot.services.context import Services
-    from bot.services.voiceprints import voiceprint_from_path
-    from storage.models import utcnow
-    from storage.voiceprints import upsert_voiceprint
 
     tmp = tmp_path_factory.mktemp("engine-server")
     url = f"http://127.0.0.1:{free_port()}"
@@ -82,14 +79,8 @@ async def engine(pg_url, tmp_path_factory) -> AsyncIterator[Engine]:
     services = Services(settings=settings, db=db, engine=make_engine(settings))
     try:
         await wait_engine_ready(url, server)
-        for user, reader in READERS.items():
-            clip = tmp / f"{user}.wav"
-            clip.write_bytes(wav_bytes(utterance(reader, 0)))
-            vp = await voiceprint_from_path(services, clip)
-            await upsert_voiceprint(db, team_id=TEAM_ID, user_id=user, engine=services.engine.name,
-                                    model_id=vp.model_id, voiceprint=vp.voiceprint, consent_at=utcnow(),
-                                    clip_duration=vp.clip_duration)
-        yield Engine(url, db, pg_url, key, services.engine.name)
+        await enroll_readers(services, READERS, tmp)
+        yield Engine(url, db, pg_url, key, services.engine.engine_id)
     finally:
         await services.engine.close()
         stop(server)

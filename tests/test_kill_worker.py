@@ -15,7 +15,7 @@ from storage.database import Database
 from storage.migrate import upgrade
 from tests.fake_slack import BOT_USER_ID, TEAM_ID, FakeSlack, bot_settings
 from tests.process_support import kill_9, lease_holder, logs, start_worker, stop, wait_takeover
-from tests.slack_e2e_support import DATA, concat, utterance, wait_status, wav_bytes
+from tests.slack_e2e_support import DATA, concat, enroll_readers, wait_status, wav_bytes
 
 CHANNEL = "C0001"
 READERS = {"U1688": "1688", "U1998": "1998"}
@@ -31,11 +31,8 @@ pytestmark = [
 async def test_kill_9_while_waiting_is_taken_over_within_a_minute(pg_url, local_engine, tmp_path):
     from bot.services.context import Services
     from bot.services.recordings import accept_recordings
-    from bot.services.voiceprints import voiceprint_from_path
     from bot.slack_api.client import make_client
-    from storage.models import utcnow
     from storage.recordings import find_recording
-    from storage.voiceprints import upsert_voiceprint
 
     fake = FakeSlack()
     await fake.start()
@@ -46,12 +43,7 @@ async def test_kill_9_while_waiting_is_taken_over_within_a_minute(pg_url, local_
     services = Services(settings=bot_settings(fake, pg_url), db=db, engine=local_engine)
     workers: list[subprocess.Popen] = []
     try:
-        for user, reader in READERS.items():
-            clip = tmp_path / f"{user}.wav"
-            clip.write_bytes(wav_bytes(utterance(reader, 0)))
-            vp = await voiceprint_from_path(services, clip)
-            await upsert_voiceprint(db, team_id=TEAM_ID, user_id=user, engine="local", model_id=vp.model_id,
-                                    voiceprint=vp.voiceprint, consent_at=utcnow(), clip_duration=vp.clip_duration)
+        await enroll_readers(services, READERS, tmp_path)
         f = fake.add_file("sync.wav", "audio/wav",
                           wav_bytes(concat([(r, i) for i in (3, 4, 5) for r in READERS.values()], pause=0.5)))
         event = {"type": "message", "subtype": "file_share", "channel": CHANNEL, "user": "U0",

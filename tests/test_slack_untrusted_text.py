@@ -121,7 +121,7 @@ async def world(tmp_path_factory):
     db = Database(url)
     engine = HTTPEngine(f"http://127.0.0.1:{closed_port()}", "engine-key", engine_id="server", name="the engine server",
                         recommended_threshold=60.0, retry=RetryPolicy(attempts=1))
-    await upsert_voiceprint(db, team_id=TEAM_ID, user_id=ENROLLED, engine=engine.name, model_id="m",
+    await upsert_voiceprint(db, team_id=TEAM_ID, user_id=ENROLLED, engine=engine.engine_id, model_id="m",
                             voiceprint="AAAA", consent_at=utcnow(), clip_duration=10.0)
     bot = await BotUnderTest(fake, bot_settings(fake, url, job_max_attempts=1), db, engine).start()
     yield fake, db, bot

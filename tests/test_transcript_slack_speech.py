@@ -8,10 +8,15 @@ from pathlib import Path
 
 import pytest
 
-from storage.models import utcnow
-from storage.voiceprints import upsert_voiceprint
-from tests.fake_slack import BOT_USER_ID, TEAM_ID
-from tests.slack_e2e_support import DATA, concat, slack_world, utterance, wait_status, wav_bytes
+from tests.fake_slack import BOT_USER_ID
+from tests.slack_e2e_support import (
+    DATA,
+    concat,
+    enroll_readers,
+    slack_world,
+    wait_status,
+    wav_bytes,
+)
 
 pytestmark = [pytest.mark.speech,
               pytest.mark.skipif(not DATA.is_dir(), reason=f"real speech not found at {DATA} (see its README)")]
@@ -23,17 +28,10 @@ TURN_LINE = re.compile(r"^\*\*(\d+:\d\d:\d\d) (.+?):\*\* (.+)$", re.MULTILINE)
 
 
 async def test_a_recording_gets_a_transcript_whose_turns_carry_the_right_names(local_engine, tmp_path: Path):
-    from bot.services.voiceprints import voiceprint_from_path
-
     async with slack_world(local_engine, tmp_path, transcript=True, transcript_language="en") as (fake, db, bot):
         fake.members[CHANNEL] = [*READERS, BOT_USER_ID]
-        for user, (reader, name) in READERS.items():
-            fake.users[user] = name
-            clip = tmp_path / f"{user}.wav"
-            clip.write_bytes(wav_bytes(utterance(reader, 0)))  # never one of the recording's utterances
-            vp = await voiceprint_from_path(bot.services, clip)
-            await upsert_voiceprint(db, team_id=TEAM_ID, user_id=user, engine="local", model_id=vp.model_id,
-                                    voiceprint=vp.voiceprint, consent_at=utcnow(), clip_duration=vp.clip_duration)
+        fake.users |= {user: name for user, (_, name) in READERS.items()}
+        await enroll_readers(bot.services, {user: reader for user, (reader, _) in READERS.items()}, tmp_path)
         audio = concat(TURNS, pause=0.8)
         assert len(audio) / 16000 <= 30
         f = fake.add_file("sync.wav", "audio/wav", wav_bytes(audio))
