@@ -4,7 +4,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from bot.errors import MediaError
+from bot.errors import error_from
 from bot.schema import JobStatus, VoiceprintRequest
 from bot.services.context import Services
 
@@ -20,7 +20,7 @@ class NewVoiceprint:
 
 
 async def voiceprint_from_path(services: Services, path: Path) -> NewVoiceprint:
-    """Run a voiceprint job; a refused clip raises MediaError with the engine's code and message."""
+    """Run a voiceprint job; a refused clip raises the typed error of the engine's code (`bot.errors`)."""
     engine = services.engine
     url = await engine.upload(path)
     try:
@@ -32,8 +32,7 @@ async def voiceprint_from_path(services: Services, path: Path) -> NewVoiceprint:
         await engine.release(url)
     if job.status is not JobStatus.succeeded:
         err = job.error
-        raise MediaError(err.message if err else "The voiceprint could not be made.",
-                         code=err.code if err else "failed")
+        raise error_from(err.code if err else None, err.message if err else "The voiceprint could not be made.")
     out = job.output or {}
     duration = float(out.get("duration") or 0.0) or await services.run_cpu(clip_seconds, path)
     return NewVoiceprint(voiceprint=job.voiceprint_output().voiceprint,
