@@ -32,7 +32,7 @@ LEASE_SECONDS = 600
 async def seed(db: Database, n: int, *, team_id: str = "T_BENCH", prefix: str = "F") -> None:
     """Queues `n` recordings in one statement (the queue's contents, not the enqueue path, are under test)."""
     rows = [Recording(team_id=team_id, channel_id="C", file_id=f"{prefix}{i:06d}", file_name=f"{i}.m4a",
-                      mimetype="audio/mp4", size=1, engine="local").model_dump(exclude={"id"}) for i in range(n)]
+                      engine="local").model_dump(exclude={"id"}) for i in range(n)]
     async with db.session() as s:
         await s.exec(insert(Recording), params=rows)
         await s.commit()

@@ -203,8 +203,6 @@ class Recording(SQLModel, table=True):
     channel_id: str = Field(max_length=32)
     file_id: str = Field(max_length=32)
     file_name: str = Field(max_length=500)
-    mimetype: str | None = Field(default=None, max_length=200)
-    size: int | None = Field(default=None, sa_column=sa.Column(sa.BigInteger(), nullable=True))
     duration: float | None = None
     uploader_id: str | None = Field(default=None, max_length=32)
     message_ts: str | None = Field(default=None, max_length=32)

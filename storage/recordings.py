@@ -46,16 +46,14 @@ def _required(**ids: str | None) -> None:
 
 
 async def enqueue_recording(db: Database, *, team_id: str, channel_id: str, file_id: str, file_name: str,
-                            mimetype: str | None, size: int | None, uploader_id: str | None,
+                            uploader_id: str | None,
                             message_ts: str | None, thread_ts: str | None = None,
                             engine: str) -> tuple[Recording, bool]:
     """Queues a Slack file once per (team, file): a retried event returns the existing row and False."""
     _required(team_id=team_id, channel_id=channel_id, file_id=file_id, engine=engine)
-    if size is not None and size < 0:
-        raise ValueError(f"file size must not be negative (got {size})")
     name = file_name or file_id
     row = Recording(team_id=team_id, channel_id=channel_id, file_id=file_id,
-                    file_name=name if len(name) <= 500 else name[:499] + "…", mimetype=mimetype, size=size,
+                    file_name=name if len(name) <= 500 else name[:499] + "…",
                     uploader_id=uploader_id, message_ts=message_ts, thread_ts=thread_ts, engine=engine)
     values = row.model_dump(exclude={"id"})
     insert = sqlite_insert if db.dialect == "sqlite" else pg_insert

@@ -10,7 +10,7 @@ from tests.reliability_support import OUTPUT
 
 async def posted_chart(db: Database) -> int:
     rec, _ = await enqueue_recording(db, team_id="T1", channel_id="C", file_id="F1", file_name="a.wav",
-                                     mimetype="audio/wav", size=10, uploader_id="U0", message_ts="1.1",
+                                     uploader_id="U0", message_ts="1.1",
                                      engine="local")
     await claim_next(db, "w", 60)
     await complete(db, rec.id, "w", OUTPUT, 3.0)
@@ -44,6 +44,6 @@ async def test_an_expired_lock_is_taken_over_and_its_old_holder_cannot_record(db
 
 async def test_no_chart_nothing_to_lock(db: Database):
     rec, _ = await enqueue_recording(db, team_id="T1", channel_id="C", file_id="F9", file_name="a.wav",
-                                     mimetype="audio/wav", size=10, uploader_id="U0", message_ts="1.1",
+                                     uploader_id="U0", message_ts="1.1",
                                      engine="local")
     assert not await lock_chart(db, rec.id, "a", 60)

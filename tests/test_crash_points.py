@@ -92,7 +92,7 @@ async def test_summary_reply_posted_but_its_ts_not_stored(world: World, monkeypa
     """No progress reply at all (the listener died before posting): the worker's own post is the one reply."""
     f = world.fake.add_file("late.wav", "audio/wav", wav())
     rec, _ = await enqueue_recording(world.db, team_id=TEAM_ID, channel_id=CHANNEL, file_id=f.id, file_name=f.name,
-                                     mimetype=f.mimetype, size=len(f.data), uploader_id="U0",
+                                     uploader_id="U0",
                                      message_ts="1700000000.000100", engine="local")
     crash_at(monkeypatch, storage.thread, "set_reply_ts")
     with pytest.raises(Crash):

@@ -201,7 +201,7 @@ async def test_one_workspace_backlog_does_not_starve_another(world: World):
         ids = []
         for i in range(n):
             rec, _ = await enqueue_recording(world.db, team_id=team, channel_id=CHANNEL, file_id=f"F{team}{i}",
-                                             file_name="a.wav", mimetype="audio/wav", size=1, uploader_id="U0",
+                                             file_name="a.wav", uploader_id="U0",
                                              message_ts="1.1", engine="local")
             ids.append(rec.id)
         return ids
@@ -326,7 +326,7 @@ async def test_the_first_stored_reply_wins_and_the_late_one_is_deleted(world: Wo
     world.fake.members[CHANNEL] = ["U2"]  # nobody enrolled: the worker fails at once
     f = world.fake.add_file("race.wav", "audio/wav", b"RIFF")
     rec, _ = await enqueue_recording(world.db, team_id=TEAM_ID, channel_id=CHANNEL, file_id=f.id,
-                                     file_name=f.name, mimetype=f.mimetype, size=4, uploader_id="U0",
+                                     file_name=f.name, uploader_id="U0",
                                      message_ts="1700000000.000100", engine="local")
     await Proc(world).claim_and_run()  # the worker was first: it posted the failure and stored its ts
     [failure] = world.replies({"ts": "1700000000.000100"})

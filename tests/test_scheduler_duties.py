@@ -53,7 +53,7 @@ async def finished_recording(db: Database, file_id: str, *, days_ago: float) -> 
     from storage.recordings import claim_next, complete, enqueue_recording, mark_posted
 
     rec, _ = await enqueue_recording(db, team_id=TEAM_ID, channel_id="C1", file_id=file_id, file_name="a.wav",
-                                     mimetype="audio/wav", size=10, uploader_id="U1", message_ts="1.2",
+                                     uploader_id="U1", message_ts="1.2",
                                      engine="local")
     assert (await claim_next(db, "test", 60)).id == rec.id
     assert await complete(db, rec.id, "test", RESULT, 2.5)

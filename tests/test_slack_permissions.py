@@ -61,8 +61,7 @@ async def posted_summary(world) -> str:
 
     _fake, db, bot = world
     rec, _ = await enqueue_recording(db, team_id=TEAM_ID, channel_id=CHANNEL, file_id=f"FPERM{next(_files)}",
-                                     file_name="standup.wav", mimetype="audio/wav", size=1000,
-                                     uploader_id=UPLOADER, message_ts="1700000000.000100", engine="local")
+                                     file_name="standup.wav", uploader_id=UPLOADER, message_ts="1700000000.000100", engine="local")
     assert (await claim_next(db, "test", 60)).id == rec.id
     assert await complete(db, rec.id, "test", two_speakers(), 14.0)
     rec = await get_recording(db, rec.id)

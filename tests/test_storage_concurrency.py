@@ -57,7 +57,7 @@ async def test_workers_claim_each_recording_exactly_once(db_url: str):
 async def test_concurrent_duplicate_events_create_one_recording(db: Database):
     async def event() -> tuple[Recording, bool]:
         return await enqueue_recording(db, team_id="T1", channel_id="C1", file_id="F_DUP", file_name="a.m4a",
-                                       mimetype="audio/mp4", size=1, uploader_id="U1", message_ts="1.1",
+                                       uploader_id="U1", message_ts="1.1",
                                        engine="local")
 
     results = await asyncio.gather(*(event() for _ in range(10)))

@@ -19,7 +19,7 @@ RESULT = {"diarization": [{"speaker": "SPEAKER_00", "start": 0.0, "end": 1.0}]}
 
 async def finished_recording(db: Database, file_id: str, team_id: str = "T1", *, post: bool = True) -> int:
     rec, _ = await enqueue_recording(db, team_id=team_id, channel_id="C", file_id=file_id, file_name="a.wav",
-                                     mimetype="audio/wav", size=10, uploader_id="U1", message_ts="1.1",
+                                     uploader_id="U1", message_ts="1.1",
                                      engine="local")
     claimed = await claim_next(db, "w", 60)
     assert claimed.id == rec.id
@@ -68,7 +68,7 @@ async def test_uninstall_purges_tokens_voiceprints_results_and_jobs(db: Database
     posted = await finished_recording(db, "F1")
     other_team = await finished_recording(db, "F2", team_id="T2")
     queued, _ = await enqueue_recording(db, team_id="T1", channel_id="C", file_id="F3", file_name="b.wav",
-                                        mimetype=None, size=None, uploader_id=None, message_ts=None, engine="local")
+                                        uploader_id=None, message_ts=None, engine="local")
 
     counts = await purge_workspace(db, "T1")
     assert counts == {"workspaces": 1, "voiceprints": 1, "cancelled": 1, "results": 1}

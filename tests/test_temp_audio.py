@@ -57,7 +57,7 @@ async def test_a_crashed_workers_audio_is_under_var_dir_and_swept_when_a_worker_
     await upsert_voiceprint(db, team_id=TEAM_ID, user_id="U1", engine="local", model_id="m", voiceprint="vp",
                             consent_at=datetime.now(UTC), clip_duration=5.0)
     await enqueue_recording(db, team_id=TEAM_ID, channel_id=CHANNEL, file_id=f.id, file_name=f.name,
-                            mimetype=f.mimetype, size=len(f.data), uploader_id="U1", message_ts="1.1", engine="local")
+                            uploader_id="U1", message_ts="1.1", engine="local")
     await db.dispose()
 
     env = {k: v for k, v in os.environ.items() if not k.startswith(("SLACK_", "DATABASE_", "DATA_", "ENGINE"))}

@@ -20,7 +20,7 @@ RESULT = IdentifyOutput.model_validate({
 
 async def transcribed_recording(db: Database, team_id: str, file_id: str) -> int:
     rec, _ = await enqueue_recording(db, team_id=team_id, channel_id="C", file_id=file_id, file_name="a.wav",
-                                     mimetype="audio/wav", size=10, uploader_id="U1", message_ts="1.1",
+                                     uploader_id="U1", message_ts="1.1",
                                      engine="local")
     assert (await claim_next(db, "w", 60)).id == rec.id
     await complete(db, rec.id, "w", RESULT, 2.0)

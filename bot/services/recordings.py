@@ -41,8 +41,7 @@ async def accept_recordings(services: Services, event: dict, team_id: str, clien
                 continue
         rec, created = await enqueue_recording(
             services.db, team_id=team_id, channel_id=event["channel"], file_id=f["id"],
-            file_name=f.get("name") or f["id"], mimetype=f.get("mimetype"), size=f.get("size"),
-            uploader_id=event.get("user"), message_ts=event["ts"], thread_ts=event.get("thread_ts"),
+            file_name=f.get("name") or f["id"], uploader_id=event.get("user"), message_ts=event["ts"], thread_ts=event.get("thread_ts"),
             engine=services.engine.engine_id)
         if not created:
             continue
