@@ -75,8 +75,7 @@ class JobRunner:
             self._scheduler.add_job(self.refresh_tokens, "interval", seconds=REFRESH_EVERY_SECONDS, id="refresh",
                                     **common)
         self._scheduler.start()
-        self.services.wake = self.kick
-        self.services.enrollments = self.enrollments
+        self.services.runner = self
         self.kick()
 
     async def stop(self) -> None:
@@ -85,7 +84,7 @@ class JobRunner:
         from storage.enrollments import release_enrollments
         from storage.recordings import release
 
-        self.services.wake = self.services.enrollments = None
+        self.services.runner = None
         # A claim pass in flight finishes first: shutting the scheduler down cancels its running job, and a
         # pass cut off mid-transaction can leave SQLite locked past the release below.
         async with self._lock:
@@ -117,6 +116,10 @@ class JobRunner:
                 log.info("took back the jobs of %d stopped worker(s) on this host", len(dead))
         except Exception:
             log.exception("checking for stopped workers failed; their leases will expire")
+
+    def start_enrollment(self, job) -> None:
+        """Run an enrollment job this runner already holds (claimed at submission, so no claim pass waits)."""
+        self.enrollments.start(job)
 
     def kick(self) -> None:
         """Look for work now rather than at the next interval."""

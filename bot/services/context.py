@@ -8,7 +8,7 @@ from collections.abc import Callable, Coroutine
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 from aiohttp import web
 from slack_sdk.web.async_client import AsyncWebClient
@@ -25,6 +25,16 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 
+class LocalRunner(Protocol):
+    """What services may ask of the job runner in their own process (`bot.jobs.scheduler.JobRunner`)."""
+
+    owner: str
+
+    def kick(self) -> None: ...
+
+    def start_enrollment(self, job) -> None: ...
+
+
 class NotInstalled(Exception):
     """No usable bot token for a workspace (uninstalled, revoked, or never installed)."""
 
@@ -37,8 +47,7 @@ class Services:
     db: Database
     engine: Engine
     tasks: set[asyncio.Task] = field(default_factory=set)
-    wake: Any = None  # set by the job runner: a callable that makes it look for work now
-    enrollments: Any = None  # set by the job runner: runs enrollment jobs in this process (`owner`, `start`)
+    runner: LocalRunner | None = None  # this process's job runner while it runs (none: queued work waits for a worker)
     speech: Any = None  # the recognizer (`TranscriptionWorker`), made on first use; tests put a stub here
     _cpu: ProcessPoolExecutor | None = None
 
@@ -127,8 +136,9 @@ class Services:
         return temporary_dir(self.settings.var_dir, prefix)
 
     def kick(self) -> None:
-        if self.wake is not None:
-            self.wake()
+        """New work is queued: this process's runner (if any) looks now rather than at its next interval."""
+        if self.runner is not None:
+            self.runner.kick()
 
     async def drain(self) -> None:
         """Wait for background work started by listeners (used at shutdown and by tests)."""

@@ -113,13 +113,13 @@ async def submit_enrollment(services: Services, team_id: str, user_id: str, file
     from storage.enrollments import enqueue_enrollment
     from storage.voiceprints import deletion_generation
 
-    runner = services.enrollments
+    runner = services.runner
     job = await enqueue_enrollment(
         services.db, team_id=team_id, user_id=user_id, file_id=file_id, consent_at=utcnow(),
         generation=await deletion_generation(services.db, team_id, user_id), view_id=view_id,
         owner=runner.owner if runner else None, lease_seconds=services.settings.job_lease_seconds)
     if runner:
-        runner.start(job)
+        runner.start_enrollment(job)
     else:
         services.kick()
     return "Creating your voiceprint… I will send you the result in a direct message."
