@@ -68,11 +68,17 @@ def cancel_enrollments(services: Services, team_id: str, user_id: str) -> int:
     return len(running)
 
 
-async def has_voiceprint(services: Services, team_id: str, user_id: str) -> bool:
-    """Re-enrolling replaces only after the person confirmed it in the modal."""
+async def enrolled_since(services: Services, team_id: str, user_id: str) -> datetime | None:
+    """When the person's voiceprint for the active engine was made, or None: re-enrolling replaces it only
+    after they confirmed that in the modal."""
     from storage.voiceprints import get_voiceprint
 
-    return await get_voiceprint(services.db, team_id, user_id, services.engine.engine_id) is not None
+    vp = await get_voiceprint(services.db, team_id, user_id, services.engine.engine_id)
+    return vp.updated_at if vp else None
+
+
+async def has_voiceprint(services: Services, team_id: str, user_id: str) -> bool:
+    return await enrolled_since(services, team_id, user_id) is not None
 
 
 async def enroll(services: Services, *, team_id: str, user_id: str, clip: Path, consent_at: datetime,

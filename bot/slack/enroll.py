@@ -11,6 +11,7 @@ from bot.services.context import Services
 from bot.services.enrollment import (
     CLIP_MAX_BYTES,
     delete_enrollment,
+    enrolled_since,
     enrollment_status,
     has_voiceprint,
     submit_enrollment,
@@ -27,12 +28,10 @@ def register(app: AsyncApp, services: Services) -> None:
         team_id, user_id = command["team_id"], command["user_id"]
         if sub in ("", "me"):
             await ack()
-            from storage.voiceprints import get_voiceprint
-
-            existing = await get_voiceprint(services.db, team_id, user_id, services.engine.engine_id)
+            existing = await enrolled_since(services, team_id, user_id)
             await client.views_open(trigger_id=command["trigger_id"], view=views.enroll_modal(
                 retention_days=services.settings.result_retention_days, engine=services.settings.engine,
-                existing=existing.updated_at if existing else None, channel_id=command.get("channel_id")))
+                existing=existing, channel_id=command.get("channel_id")))
         elif sub == "status":
             await ack(await enrollment_status(services, team_id, user_id))
         elif sub == "delete":

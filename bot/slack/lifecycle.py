@@ -7,17 +7,16 @@ from slack_bolt.async_app import AsyncApp
 from slack_bolt.context.async_context import AsyncBoltContext
 
 from bot.services.context import Services
+from bot.services.workspaces import forget_workspace
 
 log = logging.getLogger(__name__)
 
 
 def register(app: AsyncApp, services: Services) -> None:
-    from storage.workspaces import purge_workspace
-
     @app.event("app_uninstalled")
     async def on_uninstalled(context: AsyncBoltContext, body: dict) -> None:
         team_id = context.team_id or body.get("team_id")
-        await purge_workspace(services.db, team_id, context.enterprise_id)
+        await forget_workspace(services, team_id, context.enterprise_id)
         log.info("app uninstalled from %s: tokens, voiceprints and results removed", team_id)
 
     @app.event("tokens_revoked")
@@ -25,5 +24,5 @@ def register(app: AsyncApp, services: Services) -> None:
         if not (event.get("tokens") or {}).get("bot"):
             return  # only user tokens: the bot keeps working
         team_id = context.team_id or body.get("team_id")
-        await purge_workspace(services.db, team_id, context.enterprise_id)
+        await forget_workspace(services, team_id, context.enterprise_id)
         log.info("bot token revoked in %s: tokens, voiceprints and results removed", team_id)
