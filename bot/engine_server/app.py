@@ -5,7 +5,7 @@ jobs and media are kept in the data directory: after a restart unfinished jobs r
 media, or end `failed` with a reason. Voiceprints never touch the disk, so an identify job cut short by a
 restart is forgotten (404) and its client submits it again. Media are deleted when their job ends, on
 `DELETE /v1/media/{key}`, or after a TTL if never used; finished jobs stay in memory until
-`DELETE /v1/jobs/{id}` or their TTL.
+`DELETE /v1/jobs/{id}` or their TTL. `transcription: true` adds the words (`bot.engine_server.transcripts`).
 """
 from __future__ import annotations
 
