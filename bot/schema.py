@@ -69,6 +69,9 @@ class DiarizeRequest(_Wire):
     min_speakers: int | None = Field(default=None, ge=1, alias="minSpeakers")
     max_speakers: int | None = Field(default=None, ge=1, alias="maxSpeakers")
     exclusive: bool = False  # also return `exclusiveDiarization` (one speaker at a time)
+    # Also return `turnLevelTranscription` / `wordLevelTranscription` (and `exclusiveDiarization`). pyannoteAI
+    # takes it on diarize jobs only; our engine server on identify jobs too.
+    transcription: bool = False
     model: str | None = None
     webhook: str | None = None
     webhook_status_only: bool = Field(default=False, alias="webhookStatusOnly")
@@ -78,6 +81,12 @@ class DiarizeRequest(_Wire):
         if self.min_speakers and self.max_speakers and self.min_speakers > self.max_speakers:
             raise ValueError("minSpeakers must not exceed maxSpeakers")
         return self
+
+    def wire(self) -> dict:
+        d = super().wire()
+        if not self.transcription:  # sent only when asked: an engine without it never sees the field
+            d.pop("transcription", None)
+        return d
 
 
 class IdentifyRequest(DiarizeRequest):

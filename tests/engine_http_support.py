@@ -39,9 +39,10 @@ def write_meeting(path: Path, turns: list[tuple[str, int]], pause_s: float = 0.6
 
 @asynccontextmanager
 async def engine_server(engine: Engine, data_dir: Path, *, limits: ServerLimits | None = None,
-                        workers: int = 1, webhook_secret: str | None = None):
+                        workers: int = 1, webhook_secret: str | None = None, transcription=None):
     """A real engine server on 127.0.0.1 (random port) around `engine`; yields the TestServer."""
-    app = create_app(engine, API_KEY, data_dir, limits=limits, workers=workers, webhook_secret=webhook_secret)
+    app = create_app(engine, API_KEY, data_dir, limits=limits, workers=workers, webhook_secret=webhook_secret,
+                     transcription=transcription)
     server = TestServer(app, host="127.0.0.1")
     await server.start_server()
     try:

@@ -67,3 +67,14 @@ def test_request_defaults_match_pyannoteai():
 def test_request_rules(bad):
     with pytest.raises(ValidationError):
         _request(**bad)
+
+
+def test_transcription_is_sent_only_when_asked():
+    from bot.schema import DiarizeRequest
+
+    vp = [{"label": "Alice", "voiceprint": "x"}]
+    assert DiarizeRequest(url="media://a", transcription=True).wire()["transcription"] is True
+    assert IdentifyRequest(url="media://a", voiceprints=vp, transcription=True).wire()["transcription"] is True
+    assert "transcription" not in DiarizeRequest(url="media://a").wire()
+    assert "transcription" not in IdentifyRequest(url="media://a", voiceprints=vp).wire()
+    assert IdentifyRequest.model_validate({"url": "media://a", "voiceprints": vp, "transcription": True}).transcription

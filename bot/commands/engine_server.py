@@ -7,6 +7,7 @@ import sys
 from aiohttp import web
 
 from bot.engine_server.app import ServerLimits, create_app
+from bot.engine_server.transcripts import TranscriptionSettings
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -31,11 +32,13 @@ def main(args: argparse.Namespace) -> int:
     limits = ServerLimits(queue_size=settings.engine_queue_size,
                           media_ttl_s=settings.engine_media_ttl_hours * 3600)
     secret = settings.engine_webhook_secret.get_secret_value() if settings.engine_webhook_secret else None
+    transcription = TranscriptionSettings(model=settings.transcript_model.value, language=settings.transcript_language,
+                                          var_dir=settings.var_dir, max_duration_s=settings.max_recording_hours * 3600)
 
     async def app_factory() -> web.Application:
         engine = make_local_engine(settings)
         app = create_app(engine, settings.engine_api_key.get_secret_value(), data_dir, limits=limits,
-                         workers=settings.engine_workers, webhook_secret=secret)
+                         workers=settings.engine_workers, webhook_secret=secret, transcription=transcription)
 
         async def warm_engine(_: web.Application):
             await engine.start()  # load the models now, not on the first job

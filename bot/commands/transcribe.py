@@ -36,7 +36,7 @@ def main(args: argparse.Namespace) -> int:
     from bot.config import load_settings
     from bot.errors import EngineError
     from bot.speech.audio import decode, normalise_level
-    from bot.transcription import attribution
+    from bot.transcription.attribution import transcribed_output
     from bot.transcription.models import ModelFilesError
     from bot.transcription.recognizer import Recognizer, check_language
 
@@ -57,13 +57,7 @@ def main(args: argparse.Namespace) -> int:
         return _fail(exc.message)
     except ModelFilesError as exc:
         return _fail(str(exc))
-    exclusive = attribution.exclusive_of(output)
-    turns = attribution.group_turns(attribution.attribute(transcription.words, exclusive))
-    result = output.wire()
-    result["exclusiveDiarization"] = [{"speaker": t.speaker, "start": t.start, "end": t.end} for t in exclusive]
-    result["language"] = transcription.language
-    result.update(attribution.transcription_wire(turns, attribution.identified_labels(output)))
-    print(json.dumps(result))
+    print(json.dumps(transcribed_output(output, transcription)))
     return 0
 
 

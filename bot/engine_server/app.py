@@ -5,7 +5,7 @@ jobs and media are kept in the data directory: after a restart unfinished jobs r
 media, or end `failed` with a reason. Voiceprints never touch the disk, so an identify job cut short by a
 restart is forgotten (404) and its client submits it again. Media are deleted when their job ends, on
 `DELETE /v1/media/{key}`, or after a TTL if never used; finished jobs stay in memory until
-`DELETE /v1/jobs/{id}` or their TTL.
+`DELETE /v1/jobs/{id}` or their TTL. `transcription: true` adds the words (`bot.engine_server.transcripts`).
 """
 from __future__ import annotations
 
@@ -23,6 +23,7 @@ from aiohttp import ClientSession, web
 from pydantic import BaseModel, ValidationError
 
 from bot.engine_server.store import MEDIA_URL, MEDIA_URL_MAX, JobRecord, ServerStore, TooLarge
+from bot.engine_server.transcripts import ServerTranscriber, TranscriptionSettings
 from bot.engines.base import Engine, follow
 from bot.engines.webhooks import DEFAULT_RETRY_DELAYS_S, send_webhook, webhook_payload
 from bot.errors import EngineError
@@ -31,6 +32,7 @@ from bot.schema import DiarizeRequest, IdentifyRequest, Job, JobStatus, Voicepri
 log = logging.getLogger(__name__)
 
 MiB = 1024 * 1024
+ENGINE_SHARE = 0.4  # of a job's progress, the engine's part when recognition follows it
 
 
 @dataclass(frozen=True)
@@ -70,8 +72,10 @@ class EngineServer:
     """Routes, queue and runners around one engine."""
 
     def __init__(self, engine: Engine, api_key: str, data_dir: Path, *, limits: ServerLimits,
-                 workers: int, webhook_secret: str | None, public_url: str | None):
+                 workers: int, webhook_secret: str | None, public_url: str | None,
+                 transcription: TranscriptionSettings):
         self.engine = engine
+        self.transcriber = ServerTranscriber(transcription)
         self._api_key = api_key
         self.store = ServerStore(data_dir)
         self.limits = limits
@@ -85,6 +89,12 @@ class EngineServer:
         self.session: ClientSession | None = None
 
     # lifecycle
+
+    async def lifetime(self, app: web.Application):
+        """aiohttp cleanup context: start, then stop (its tasks cancelled before the recognizer closes)."""
+        await self.start(app)
+        yield
+        await self.stop(app)
 
     async def start(self, app: web.Application) -> None:
         self.session = ClientSession()
@@ -263,15 +273,21 @@ class EngineServer:
             engine_url = await self.engine.upload(self.store.media_path(record.media_key), key=record.job.job_id)
             request = {**record.request, "url": engine_url}
             request.pop("webhook", None)
+            transcribe = bool(request.pop("transcription", False))  # ours to do, not the engine's
+            share = ENGINE_SHARE if transcribe else 1.0
             if record.kind == "voiceprint":
                 submitted = await self.engine.submit_voiceprint(VoiceprintRequest.model_validate(request))
             elif record.kind == "diarize":
                 submitted = await self.engine.submit_diarize(DiarizeRequest.model_validate(request))
             else:
                 submitted = await self.engine.submit_identify(IdentifyRequest.model_validate(request))
-            done = await self._follow(record, submitted.job_id)
+            done = await self._follow(record, submitted.job_id, share)
             await self.engine.forget(submitted.job_id)  # the output lives on in this server's record only
             status, output, warning = done.status, done.output, done.warning
+            if transcribe and status is JobStatus.succeeded:
+                output = await self.transcriber.transcribe(
+                    record.kind, output, self.store.media_path(record.media_key),
+                    lambda f: _show_progress(record, share + (1 - share) * f))
         except asyncio.CancelledError:
             raise
         except EngineError as exc:
@@ -285,12 +301,12 @@ class EngineServer:
         self.mean_job_s = 0.8 * self.mean_job_s + 0.2 * (time.time() - record.started_at)
         await self._finish(record, status, output, warning)
 
-    async def _follow(self, record: JobRecord, engine_job_id: str) -> Job:
-        """Wait for the engine's job, showing its progress on ours (in memory: progress is not worth a write)."""
+    async def _follow(self, record: JobRecord, engine_job_id: str, share: float = 1.0) -> Job:
+        """Wait for the engine's job, showing its progress (scaled to its `share`) on ours."""
 
         async def update(job: Job) -> None:
-            if job.progress is not None and job.progress != record.job.progress:
-                record.job = record.job.model_copy(update={"progress": job.progress})
+            if job.progress is not None:
+                _show_progress(record, share * job.progress)
 
         return await follow(self.engine, engine_job_id, interval=0.1, on_update=update)
 
@@ -332,6 +348,13 @@ class EngineServer:
 JOB_NOT_FOUND = "job not found: unknown id, deleted, finished more than 24 h ago, or lost in a restart (resubmit it)"
 
 
+def _show_progress(record: JobRecord, fraction: float) -> None:
+    """In memory only: progress is not worth a write."""
+    fraction = round(fraction, 3)
+    if fraction != record.job.progress:
+        record.job = record.job.model_copy(update={"progress": fraction})
+
+
 def _error(code: str, message: str) -> dict:
     return {"error": {"code": code, "message": message}}
 
@@ -362,17 +385,19 @@ ENGINE_SERVER = web.AppKey("engine_server", EngineServer)
 
 def create_app(engine: Engine, api_key: str, data_dir: Path, *, limits: ServerLimits | None = None,
                workers: int | None = None, webhook_secret: str | None = None,
-               public_url: str | None = None) -> web.Application:
-    """The engine server as an aiohttp app; the caller owns (and closes) `engine`."""
+               public_url: str | None = None, transcription: TranscriptionSettings | None = None) -> web.Application:
+    """The engine server as an aiohttp app; the caller owns (and closes) `engine`. `transcription` configures
+    the recognizer for jobs with `transcription: true`."""
     if not api_key:
         raise ValueError("the engine server needs an API key (ENGINE_API_KEY)")
     server = EngineServer(engine, api_key, data_dir, limits=limits or ServerLimits(),
                           workers=workers or getattr(engine, "workers", 1), webhook_secret=webhook_secret,
-                          public_url=public_url)
+                          public_url=public_url, transcription=transcription or TranscriptionSettings())
     app = web.Application(middlewares=[server.auth], client_max_size=4 * MiB)
     app[ENGINE_SERVER] = server
-    app.on_startup.append(server.start)
-    app.on_cleanup.append(server.stop)
+    # Cleanup contexts stop in reverse: the server's tasks end before the recognizer's process does, so a job
+    # cut short keeps its `running` state for recovery instead of failing on a dead recognizer.
+    app.cleanup_ctx.extend([server.transcriber.context, server.lifetime])
     app.add_routes([
         web.get("/v1/test", server.test),
         web.post("/v1/media/input", server.media_input),

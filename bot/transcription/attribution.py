@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from bot.schema import TranscriptionSegment
-from bot.transcription.recognizer import Word
+from bot.transcription.recognizer import Transcription, Word
 
 # A pause this long inside one person's speech starts a new paragraph (turn) of the transcript.
 TURN_PAUSE_SECONDS = 2.0
@@ -145,12 +145,27 @@ def exclusive_of(output) -> list[SpeakerTurn]:
 
 
 def identified_labels(output) -> dict[str, str]:
-    """diarization speaker → the voiceprint label it was matched to (matched speakers only)."""
-    labels = {m.speaker: m.match for m in output.voiceprints if m.match}
-    for s in output.identification:
+    """diarization speaker → the voiceprint label it was matched to (matched speakers only; none for a
+    diarize output)."""
+    labels = {m.speaker: m.match for m in getattr(output, "voiceprints", ()) if m.match}
+    for s in getattr(output, "identification", ()):
         if s.match:
             labels.setdefault(s.diarization_speaker, s.match)
     return labels
+
+
+def transcribed_output(output, transcription: Transcription) -> dict:
+    """An identify or diarize output (the schema's model) with its transcription, as pyannoteAI names the
+    fields: `exclusiveDiarization` (the turns the words were attributed to), `language`,
+    `turnLevelTranscription` and `wordLevelTranscription`, an identified speaker under its voiceprint label.
+    What `python -m bot transcribe` prints and an engine-server job with `transcription: true` returns."""
+    exclusive = exclusive_of(output)
+    turns = group_turns(attribute(transcription.words, exclusive))
+    result = output.wire()
+    result["exclusiveDiarization"] = [{"speaker": t.speaker, "start": t.start, "end": t.end} for t in exclusive]
+    result["language"] = transcription.language
+    result.update(transcription_wire(turns, identified_labels(output)))
+    return result
 
 
 def transcript_result(result: dict, words: Iterable[Word]) -> dict:

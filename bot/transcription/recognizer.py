@@ -157,7 +157,9 @@ class TranscriptionWorker:
 
     async def transcribe(self, path: Path, progress: Progress | None = None) -> Transcription:
         loop = asyncio.get_running_loop()
-        future = loop.run_in_executor(self._ensure_pool(), _work, str(path), self.max_duration_s)
+        pool = self._ensure_pool()
+        self._progress.value = 0.0  # not the last recording's end while this one waits to start
+        future = loop.run_in_executor(pool, _work, str(path), self.max_duration_s)
         try:
             while True:
                 done, _ = await asyncio.wait({future}, timeout=PROGRESS_POLL_SECONDS)
