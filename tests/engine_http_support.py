@@ -83,3 +83,33 @@ class GatedEngine(Engine):
 
     async def release(self, url: str) -> None:
         await self.engine.release(url)
+
+
+class WebhookReceiver:
+    """A bot's webhook endpoint on 127.0.0.1: `url` to give the engine, `received` jobs, `arrived` set on the first."""
+
+    def __init__(self, server: TestServer, received: list, arrived: asyncio.Event):
+        self.url, self.received, self.arrived = str(server.make_url("/engine/webhook")), received, arrived
+
+
+@asynccontextmanager
+async def webhook_receiver(secret: str):
+    from aiohttp import web
+
+    from bot.engines.webhooks import webhook_routes
+
+    received: list = []
+    arrived = asyncio.Event()
+
+    async def on_job(job) -> None:
+        received.append(job)
+        arrived.set()
+
+    app = web.Application()
+    app.add_routes(webhook_routes(secret, on_job))
+    server = TestServer(app, host="127.0.0.1")
+    await server.start_server()
+    try:
+        yield WebhookReceiver(server, received, arrived)
+    finally:
+        await server.close()

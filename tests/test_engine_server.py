@@ -5,14 +5,19 @@ import asyncio
 import time
 
 import pytest
-from aiohttp import ClientSession, web
-from aiohttp.test_utils import TestServer
+from aiohttp import ClientSession
 
 from bot.engine_server.app import ENGINE_SERVER, ServerLimits, field_errors, retry_after_s
 from bot.engine_server.store import ServerStore
-from bot.engines.webhooks import webhook_routes
-from bot.schema import Job, JobStatus, VoiceprintRequest
-from tests.engine_http_support import API_KEY, client_for, engine_server, needs_speech, utterance
+from bot.schema import JobStatus, VoiceprintRequest
+from tests.engine_http_support import (
+    API_KEY,
+    client_for,
+    engine_server,
+    needs_speech,
+    utterance,
+    webhook_receiver,
+)
 
 in_module_loop = pytest.mark.asyncio(loop_scope="module")
 
@@ -87,29 +92,18 @@ async def test_auth_upload_url_and_media_key_rules(local_engine, tmp_path):
 @pytest.mark.speech
 @in_module_loop
 async def test_webhook_from_the_server_is_signed_and_carries_the_job(local_engine, tmp_path):
-    received: list[Job] = []
-    arrived = asyncio.Event()
-
-    async def on_job(job: Job) -> None:
-        received.append(job)
-        arrived.set()
-
-    bot = web.Application()
-    bot.add_routes(webhook_routes(WEBHOOK_SECRET, on_job))
-    bot_server = TestServer(bot, host="127.0.0.1")
-    await bot_server.start_server()
-    async with engine_server(local_engine, tmp_path, webhook_secret=WEBHOOK_SECRET) as srv:
+    async with (webhook_receiver(WEBHOOK_SECRET) as hook,
+                engine_server(local_engine, tmp_path, webhook_secret=WEBHOOK_SECRET) as srv):
         client = client_for(srv)
-        client.webhook_url = str(bot_server.make_url("/engine/webhook"))
+        client.webhook_url = hook.url
         url = await client.upload(utterance("2414", 1))
         job = await client.submit_voiceprint(VoiceprintRequest(url=url))
-        await asyncio.wait_for(arrived.wait(), timeout=300)
+        await asyncio.wait_for(hook.arrived.wait(), timeout=300)
         polled = await client.get_job(job.job_id)
-        assert [(j.job_id, j.status, j.output) for j in received] == [(job.job_id, JobStatus.succeeded,
-                                                                       polled.output)]
+        assert [(j.job_id, j.status, j.output) for j in hook.received] == [(job.job_id, JobStatus.succeeded,
+                                                                            polled.output)]
         assert polled.voiceprint_output().voiceprint
         await client.close()
-    await bot_server.close()
 
 
 async def _wait_status(store: ServerStore, job_id: str, status: JobStatus, timeout: float = 60) -> None:

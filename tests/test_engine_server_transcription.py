@@ -11,16 +11,20 @@ from pathlib import Path
 import pytest
 import pytest_asyncio
 import soundfile as sf
-from aiohttp import web
-from aiohttp.test_utils import TestServer
 
 from bot.engine_server.app import ENGINE_SERVER, ENGINE_SHARE
 from bot.engine_server.store import ServerStore
 from bot.engine_server.transcripts import TranscriptionSettings
-from bot.engines.webhooks import webhook_routes
 from bot.schema import DiarizeRequest, IdentifyRequest, Job, JobStatus, VoiceprintRequest
 from bot.speech.matching import RECOMMENDED_THRESHOLD
-from tests.engine_http_support import client_for, engine_server, needs_speech, utterance, write_meeting
+from tests.engine_http_support import (
+    client_for,
+    engine_server,
+    needs_speech,
+    utterance,
+    webhook_receiver,
+    write_meeting,
+)
 
 pytestmark = [needs_speech, pytest.mark.asyncio(loop_scope="module")]
 
@@ -121,23 +125,10 @@ async def test_identify_with_transcription_puts_the_enrolled_readers_words_on_he
 
 
 async def test_diarize_with_transcription_by_webhook_gives_each_reader_one_diarization_label(server, meeting):
-    received: list[Job] = []
-    arrived = asyncio.Event()
-
-    async def on_job(job: Job) -> None:
-        received.append(job)
-        arrived.set()
-
-    bot = web.Application()
-    bot.add_routes(webhook_routes(WEBHOOK_SECRET, on_job))
-    bot_server = TestServer(bot, host="127.0.0.1")
-    await bot_server.start_server()
-    hook = str(bot_server.make_url("/engine/webhook"))
-    try:
-        job = await run(server, meeting, lambda url: DiarizeRequest(url=url, transcription=True, webhook=hook))
-        await asyncio.wait_for(arrived.wait(), timeout=30)
-    finally:
-        await bot_server.close()
+    async with webhook_receiver(WEBHOOK_SECRET) as hook:
+        job = await run(server, meeting, lambda url: DiarizeRequest(url=url, transcription=True, webhook=hook.url))
+        await asyncio.wait_for(hook.arrived.wait(), timeout=30)
+    received = hook.received
     assert job.status is JobStatus.succeeded, job.output
     assert [(j.job_id, j.status, j.output) for j in received] == [(job.job_id, JobStatus.succeeded, job.output)]
 

@@ -313,10 +313,12 @@ class EngineServer:
     async def _finish(self, record: JobRecord, status: JobStatus, output: dict | None,
                       warning: str | None = None) -> None:
         record.wipe()
-        # The media goes before the status shows final, so a client that sees the end finds no media left.
+        # The media and the job file go before the status shows final, so a client that sees the end finds
+        # nothing of the job on disk.
         await self._release_media(record.media_key, finishing=record)
         if self.store.jobs.get(record.job.job_id) is not record:  # deleted while it ran: discard the result
             return
+        await self.store.drop_file(record.job.job_id)
         record.set_status(status, output, warning)
         await self.store.save(record)
         if record.webhook and self.webhook_secret and self.session is not None:

@@ -137,9 +137,12 @@ class ServerStore:
         else:
             await asyncio.to_thread(_write_atomic, path, record.on_disk())
 
+    async def drop_file(self, job_id: str) -> None:
+        await asyncio.to_thread(self._job_path(job_id).unlink, True)
+
     async def forget(self, job_id: str) -> None:
         self.jobs.pop(job_id, None)
-        await asyncio.to_thread(self._job_path(job_id).unlink, True)
+        await self.drop_file(job_id)
 
     def active(self) -> list[JobRecord]:
         return [r for r in self.jobs.values() if not r.final]
