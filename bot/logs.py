@@ -1,4 +1,4 @@
-"""Logging for every process, with a filter that redacts secrets at any level.
+"""Logging for every process, with a filter that redacts secrets at any level and keeps each record on one line.
 
 slack_sdk logs whole request and response bodies at DEBUG, OAuth access and refresh tokens included, and
 an exception text can quote a header: every record is scrubbed before any handler writes it.
@@ -14,6 +14,9 @@ from pydantic import SecretStr
 FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 REDACTED = "[redacted]"
 _MIN_SECRET = 6  # shorter configured values would blank out ordinary words
+# Control characters in a message (a file name with a line break, a terminal escape) would let untrusted
+# text forge a log line: each is written as an escape instead; tracebacks keep their lines.
+_CONTROL = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
 
 _PATTERNS = (
     re.compile(r"\bxox[a-zA-Z](?:\.xox[a-zA-Z])?-[A-Za-z0-9\-]+"),  # Slack bot, user, refresh tokens
@@ -45,7 +48,7 @@ class Redactor(logging.Filter):
             message = record.getMessage()
         except (TypeError, ValueError):  # a bad format string: the handler reports it
             return True
-        record.msg, record.args = self.redact(message), None
+        record.msg, record.args = _CONTROL.sub(lambda m: repr(m.group())[1:-1], self.redact(message)), None
         if record.exc_info and not record.exc_text:
             record.exc_text = logging.Formatter().formatException(record.exc_info)
         if record.exc_text:

@@ -121,3 +121,22 @@ def test_redactor_covers_headers_tokens_and_configured_secrets(line: str):
                    CLIENT_SECRET, SIGNING_SECRET):
         assert secret not in out
     assert out.count(REDACTED) >= 2 and "RuntimeError" in out
+
+
+def test_untrusted_text_cannot_forge_a_log_line():
+    """A recording named with a line break (or a terminal escape) stays inside its own record's one line."""
+    stream = io.StringIO()
+    handler = logging.StreamHandler(stream)
+    handler.setFormatter(logging.Formatter("%(levelname)s %(message)s"))
+    handler.addFilter(Redactor())
+    logger = logging.getLogger("voiceid.test.forging")
+    logger.propagate, logger.level = False, logging.INFO
+    logger.addHandler(handler)
+    logger.info("recording %s queued", "standup.m4a\nERROR bot.keys: key file deleted\r\x1b[2K")
+    try:
+        raise ValueError("two\nlines")
+    except ValueError:
+        logger.exception("failed on %s", "x\ny")
+    lines = stream.getvalue().splitlines()
+    assert lines[0] == r"INFO recording standup.m4a\nERROR bot.keys: key file deleted\r\x1b[2K queued"
+    assert lines[1] == r"ERROR failed on x\ny" and lines[2].startswith("Traceback")  # tracebacks keep their lines
