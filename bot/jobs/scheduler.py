@@ -72,8 +72,9 @@ class JobRunner:
         self._scheduler.add_job(self.purge, "interval", seconds=PURGE_EVERY_SECONDS, id="purge",
                                 next_run_time=datetime.now(UTC), **common)
         if self.services.oauth:
+            # At start too: a process started shortly before a token expires must not wait a whole interval.
             self._scheduler.add_job(self.refresh_tokens, "interval", seconds=REFRESH_EVERY_SECONDS, id="refresh",
-                                    **common)
+                                    next_run_time=datetime.now(UTC), **common)
         self._scheduler.start()
         self.services.runner = self
         self.kick()
