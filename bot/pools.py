@@ -14,3 +14,6 @@ def stop_pool(pool: ProcessPoolExecutor) -> None:
         process.terminate()
     for process in processes:
         process.join(10)
+        if process.is_alive():  # still starting up under load, or stuck in native code: no second chance
+            process.kill()
+            process.join(10)
