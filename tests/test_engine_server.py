@@ -8,7 +8,7 @@ import pytest
 from aiohttp import ClientSession
 
 from bot.engine_server.app import ENGINE_SERVER, ServerLimits, field_errors, retry_after_s
-from bot.engine_server.store import ServerStore
+from bot.engine_server.store import JobRecord, ServerStore
 from bot.schema import JobStatus, VoiceprintRequest
 from tests.engine_http_support import (
     API_KEY,
@@ -107,8 +107,14 @@ async def test_webhook_from_the_server_is_signed_and_carries_the_job(local_engin
 
 
 async def _wait_status(store: ServerStore, job_id: str, status: JobStatus, timeout: float = 60) -> None:
+    """Until the job has `status` in memory and in its file (written just after: a loaded machine shows the gap)."""
     deadline = time.monotonic() + timeout
-    while store.jobs[job_id].job.status is not status:
+
+    def on_disk() -> JobStatus | None:
+        path = store.jobs_dir / f"{job_id}.json"  # written atomically (rename), so never half a file
+        return JobRecord.model_validate_json(path.read_bytes()).job.status if path.exists() else None
+
+    while store.jobs[job_id].job.status is not status or on_disk() is not status:
         assert time.monotonic() < deadline, f"job never reached {status.value}"
         await asyncio.sleep(0.02)
 
