@@ -35,6 +35,7 @@ class DiarizationParams:
     batch: int = 8  # windows per segmentation call
     clean_seconds: float = 1.0  # embed a speaker from frames where they talk alone if at least this remains
     embed_seconds: float = 0.3  # a local speaker with less speech than this in a window is not embedded
+    max_embed_seconds: float = 0.0  # embed at most this much of a local speaker's speech (mid-window); 0: all
     train_seconds: float = 1.0  # only (window, speaker) pairs with this much speech shape the clusters
     threshold: float = 0.65  # centroid-linkage distance (euclidean, L2-normalised) where merging stops
     min_cluster_size: int = 6  # (window, speaker) pairs; fewer make no speaker of their own
@@ -119,11 +120,18 @@ class SpeakerDiarization:
             windows = np.stack([w for _, w in batch])
             activity = powerset_to_multilabel(self.segmentation(windows))
             min_clean = int(p.clean_seconds / FRAME_STEP)
-            for (start, window), act in zip(batch, activity):
-                masks = speaker_masks(act, min_clean)
-                embs.append(self.embedder.local_speakers(window, masks,
-                                                         int(p.embed_seconds * FBANK_FRAMES_PER_SECOND)))
-                used.append(masks.sum(0))
+            masks = np.stack([speaker_masks(act, min_clean) for act in activity])
+            # Consecutive windows on the step grid: their union is one span, whose fbank is computed once.
+            limits = (int(p.embed_seconds * FBANK_FRAMES_PER_SECOND),
+                      int(p.max_embed_seconds * FBANK_FRAMES_PER_SECOND) or None)
+            if step <= len(windows[0]):
+                first = batch[0][0]
+                span = np.concatenate([windows[0]] + [w[-step:] for _, w in batch[1:]])
+                embs.extend(self.embedder.windows(span, [s - first for s, _ in batch], masks, *limits))
+            else:
+                embs.extend(self.embedder.windows(w, [0], m[None], *limits)[0] for w, m in zip(windows, masks))
+            for (start, _), act, mask in zip(batch, activity, masks):
+                used.append(mask.sum(0))
                 starts.append(start / SAMPLE_RATE)
                 acts.append(act)
             batch.clear()
