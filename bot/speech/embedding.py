@@ -52,6 +52,7 @@ class Embedder:
         self.model = campp.eval()
         self._torch = torch
         self._frame_map = fbank_to_segmentation_frames(1 + (WINDOW_SAMPLES - 400) // 160)
+        self.map = map  # SpeakerDiarization swaps in its thread pool's map
 
     def __call__(self, feats) -> np.ndarray:
         """(batch, frames, 80) mean-normalised fbank tensor → (batch, 192) L2-normalised embeddings."""
@@ -88,11 +89,16 @@ class Embedder:
             return out
         feats = log_mel(span)
         n = len(self._frame_map)
+        jobs = []
         for w, start in enumerate(starts):
             if start % HOP:
                 raise ValueError("window starts must be multiples of the fbank hop")
             rows = feats[start // HOP:start // HOP + n]
             for k in np.flatnonzero(counts[w] >= min_frames):
                 f = rows[self._torch.from_numpy(picked[w, :, k])]
-                out[w, k] = self(f[None] - f.mean(0, keepdim=True))[0]
+                jobs.append((w, k, f[None] - f.mean(0, keepdim=True)))
+        # Longest first, so that the threads finish together.
+        jobs.sort(key=lambda j: -j[2].shape[1])
+        for (w, k, _), e in zip(jobs, self.map(lambda j: self(j[2])[0], jobs)):
+            out[w, k] = e
         return out

@@ -206,7 +206,7 @@ class SpeakerModels:
         if diarization == "v2":
             from bot.speech.diarization import SpeakerDiarization
 
-            self.v2 = SpeakerDiarization()
+            self.v2 = SpeakerDiarization(threads=self.threads)
             self.v2(np.zeros(12 * SAMPLE_RATE, np.float32) + np.float32(1e-3))  # warm up
 
     def speech_probabilities(self, samples: np.ndarray, progress: Progress | None = None,
