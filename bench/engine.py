@@ -376,10 +376,10 @@ class StandInEmbedder:
         self.rng = np.random.default_rng(1)
         self.voices = l2(self.rng.normal(size=(8, 192)))
 
-    def local_speakers(self, window, masks, min_frames):
+    def windows(self, span, starts, masks, min_frames, max_frames=None):
         from bot.speech.embedding import l2
 
-        pick = self.voices[self.rng.integers(0, 8, masks.shape[1])]
+        pick = self.voices[self.rng.integers(0, 8, (masks.shape[0], masks.shape[2]))]
         return l2(pick + 0.3 * self.rng.normal(size=pick.shape) / np.sqrt(192)).astype(np.float32)
 
 

@@ -55,6 +55,22 @@ def test_fbank_frames_map_onto_segmentation_frames():
     assert idx[0] == 0 and idx[-1] == FRAMES - 1 and np.all(np.diff(idx) >= 0)
 
 
+def test_one_fbank_of_a_span_slices_into_each_windows_fbank():
+    """The streaming pass computes the fbank of a batch's span once and slices each window from it: the same
+    features (after each window's mean normalisation) as the fbank of every window on its own."""
+    from bot.speech.fbank import fbank_batch, log_mel
+
+    rng = np.random.default_rng(0)
+    step = 40000
+    span = (0.1 * rng.normal(size=3 * step + WINDOW_SAMPLES)).astype(np.float32)
+    whole = log_mel(span)
+    for start in range(0, 4 * step, step):
+        own, _ = fbank_batch(span, [(start, start + WINDOW_SAMPLES)])
+        rows = whole[start // 160:start // 160 + own.shape[1]]
+        assert own.shape[1] == 998 and rows.shape[0] == 998
+        assert np.allclose((rows - rows.mean(0)).numpy(), own[0].numpy(), atol=1e-4)
+
+
 def _blobs(rng, centres: int, per: int, spread: float = 0.15, dim: int = 32):
     c = l2(rng.normal(size=(centres, dim)))
     x = np.concatenate([l2(c[k] + spread * rng.normal(size=(per, dim)) / np.sqrt(dim)) for k in range(centres)])

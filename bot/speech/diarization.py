@@ -35,6 +35,7 @@ class DiarizationParams:
     batch: int = 8  # windows per segmentation call
     clean_seconds: float = 1.0  # embed a speaker from frames where they talk alone if at least this remains
     embed_seconds: float = 0.3  # a local speaker with less speech than this in a window is not embedded
+    max_embed_seconds: float = 5.0  # embed at most this much of a local speaker's speech (mid-window); 0: all
     train_seconds: float = 1.0  # only (window, speaker) pairs with this much speech shape the clusters
     threshold: float = 0.65  # centroid-linkage distance (euclidean, L2-normalised) where merging stops
     min_cluster_size: int = 6  # (window, speaker) pairs; fewer make no speaker of their own
@@ -83,10 +84,18 @@ class SpeakerDiarization:
     """Warm models + parameters; call it on samples (or a stream of sample blocks) at 16 kHz mono."""
 
     def __init__(self, params: DiarizationParams | None = None, segmentation: SegmentationModel | None = None,
-                 embedder: Embedder | None = None):
+                 embedder: Embedder | None = None, threads: int = 1):
         self.params = params or DiarizationParams()
         self.segmentation = segmentation or SegmentationModel()
         self.embedder = embedder or Embedder()
+        self.threads = max(1, threads)
+        self._pool = None
+        if self.threads > 1:
+            from concurrent.futures import ThreadPoolExecutor
+
+            self._pool = ThreadPoolExecutor(self.threads, thread_name_prefix="diarization")
+            if isinstance(self.embedder, Embedder):
+                self.embedder.map = self._pool.map
 
     def __call__(self, audio, num: int | None = None, min_n: int | None = None, max_n: int | None = None,
                  progress: Progress | None = None, total_samples: int | None = None) -> DiarizationResult:
@@ -99,7 +108,30 @@ class SpeakerDiarization:
         return out
 
     def local(self, audio, progress: Progress | None = None, total_samples: int | None = None) -> LocalResult:
-        """The streaming pass: segmentation and embeddings of every window."""
+        """The streaming pass: segmentation and embeddings of every window.
+
+        Both models run with one torch thread per call and `threads` calls at once (CAM++ on several local
+        speakers, segmentation on parts of a batch): their many small operators scale poorly inside one call
+        (CAM++ on one speaker is slower with two OpenMP threads than with one on this 2-core machine), and
+        OpenMP's spinning threads slow down many-fold when another process takes a core."""
+        if self._pool is None:
+            return self._local(audio, progress, total_samples)
+        import torch
+
+        before = torch.get_num_threads()
+        torch.set_num_threads(1)
+        try:
+            return self._local(audio, progress, total_samples)
+        finally:
+            torch.set_num_threads(before)
+
+    def _segment(self, windows: np.ndarray) -> np.ndarray:
+        if self._pool is None or len(windows) < 2:
+            return self.segmentation(windows)
+        parts = np.array_split(windows, min(self.threads, len(windows)))
+        return np.concatenate(list(self._pool.map(self.segmentation, parts)))
+
+    def _local(self, audio, progress: Progress | None = None, total_samples: int | None = None) -> LocalResult:
         p = self.params
         step = int(p.step * SAMPLE_RATE)
         expected = max(1, (total_samples or 0) // step + 1)
@@ -117,13 +149,20 @@ class SpeakerDiarization:
 
         def flush():
             windows = np.stack([w for _, w in batch])
-            activity = powerset_to_multilabel(self.segmentation(windows))
+            activity = powerset_to_multilabel(self._segment(windows))
             min_clean = int(p.clean_seconds / FRAME_STEP)
-            for (start, window), act in zip(batch, activity):
-                masks = speaker_masks(act, min_clean)
-                embs.append(self.embedder.local_speakers(window, masks,
-                                                         int(p.embed_seconds * FBANK_FRAMES_PER_SECOND)))
-                used.append(masks.sum(0))
+            masks = np.stack([speaker_masks(act, min_clean) for act in activity])
+            # Consecutive windows on the step grid: their union is one span, whose fbank is computed once.
+            limits = (int(p.embed_seconds * FBANK_FRAMES_PER_SECOND),
+                      int(p.max_embed_seconds * FBANK_FRAMES_PER_SECOND) or None)
+            if step <= len(windows[0]):
+                first = batch[0][0]
+                span = np.concatenate([windows[0]] + [w[-step:] for _, w in batch[1:]])
+                embs.extend(self.embedder.windows(span, [s - first for s, _ in batch], masks, *limits))
+            else:
+                embs.extend(self.embedder.windows(w, [0], m[None], *limits)[0] for w, m in zip(windows, masks))
+            for (start, _), act, mask in zip(batch, activity, masks):
+                used.append(mask.sum(0))
                 starts.append(start / SAMPLE_RATE)
                 acts.append(act)
             batch.clear()

@@ -52,6 +52,7 @@ class Embedder:
         self.model = campp.eval()
         self._torch = torch
         self._frame_map = fbank_to_segmentation_frames(1 + (WINDOW_SAMPLES - 400) // 160)
+        self.map = map  # SpeakerDiarization swaps in its thread pool's map
 
     def __call__(self, feats) -> np.ndarray:
         """(batch, frames, 80) mean-normalised fbank tensor → (batch, 192) L2-normalised embeddings."""
@@ -61,16 +62,43 @@ class Embedder:
     def local_speakers(self, window: np.ndarray, masks: np.ndarray, min_frames: int) -> np.ndarray:
         """Embeddings (speakers × 192) of one window's local speakers from their `masks` (segmentation frames ×
         speakers); a speaker with fewer than `min_frames` fbank frames gets a row of NaN."""
-        from bot.speech.fbank import fbank_batch
+        return self.windows(window, [0], masks[None], min_frames)[0]
 
-        out = np.full((masks.shape[1], DIM), np.nan, np.float32)
-        picked = masks[self._frame_map]  # fbank frames × speakers
-        wanted = [k for k in range(masks.shape[1]) if picked[:, k].sum() >= min_frames]
-        if not wanted:
+    def windows(self, span: np.ndarray, starts: list[int], masks: np.ndarray, min_frames: int,
+                max_frames: int | None = None) -> np.ndarray:
+        """`local_speakers` of several windows cut from one span of samples (window i = span[starts[i]:][:10 s],
+        starts multiples of the fbank hop): the span's fbank is computed once and each window's rows sliced from
+        it, so overlapping windows do not pay for their shared audio again. → (windows × speakers × 192).
+
+        CAM++ costs time in proportion to its input: with `max_frames`, a speaker who talks longer in a window
+        is embedded from the `max_frames` of their frames nearest the window's centre (where segmentation is
+        surest; the neighbouring windows, which overlap, cover the rest)."""
+        from bot.speech.fbank import HOP, log_mel
+
+        out = np.full((len(starts), masks.shape[2], DIM), np.nan, np.float32)
+        picked = masks[:, self._frame_map]  # windows × fbank frames × speakers
+        counts = picked.sum(1)
+        if max_frames is not None and (counts > max_frames).any():
+            picked = picked.copy()
+            by_centre = np.argsort(np.abs(np.arange(picked.shape[1]) - (picked.shape[1] - 1) / 2), kind="stable")
+            for w, k in zip(*np.nonzero(counts > max_frames)):
+                keep = by_centre[picked[w, by_centre, k]][:max_frames]
+                picked[w, :, k] = False
+                picked[w, keep, k] = True
+        if not (counts >= min_frames).any():
             return out
-        feats, _ = fbank_batch(window, [(0, len(window))])
-        for k in wanted:
-            f = feats[:, self._torch.from_numpy(picked[:, k])]
-            out[k] = self(f - f.mean(1, keepdim=True))[0]
+        feats = log_mel(span)
+        n = len(self._frame_map)
+        jobs = []
+        for w, start in enumerate(starts):
+            if start % HOP:
+                raise ValueError("window starts must be multiples of the fbank hop")
+            rows = feats[start // HOP:start // HOP + n]
+            for k in np.flatnonzero(counts[w] >= min_frames):
+                f = rows[self._torch.from_numpy(picked[w, :, k])]
+                jobs.append((w, k, f[None] - f.mean(0, keepdim=True)))
+        # Longest first, so that the threads finish together.
+        jobs.sort(key=lambda j: -j[2].shape[1])
+        for (w, k, _), e in zip(jobs, self.map(lambda j: self(j[2])[0], jobs)):
+            out[w, k] = e
         return out
-

@@ -45,6 +45,22 @@ def _constants():
     return torch.tensor(window, dtype=torch.float32), torch.tensor(bank.T, dtype=torch.float32)
 
 
+def log_mel(samples: np.ndarray):
+    """Features (frames × 80 tensor) of one contiguous span, without mean normalisation: frame i covers samples
+    [i·HOP, i·HOP + FRAME), so a window starting at a multiple of HOP inside the span is a slice of these rows."""
+    import torch
+
+    window, bank = _constants()
+    wav = torch.from_numpy(np.ascontiguousarray(samples, dtype=np.float32))
+    if len(wav) < FRAME:
+        wav = torch.nn.functional.pad(wav, (0, FRAME - len(wav)))
+    frames = wav.unfold(0, FRAME, HOP)  # (T, 400)
+    frames = frames - frames.mean(-1, keepdim=True)
+    frames = torch.cat([frames[..., :1] * (1 - PREEMPH), frames[..., 1:] - PREEMPH * frames[..., :-1]], -1)
+    spec = torch.fft.rfft(frames * window, n=NFFT).abs().pow(2)
+    return torch.clamp(spec @ bank, min=EPS).log()
+
+
 def fbank_batch(samples: np.ndarray, spans: list[tuple[int, int]]):
     """Features for each sample span, zero-padded to the longest: (batch, frames, 80) tensor and lengths.
 
