@@ -1,6 +1,11 @@
-"""Process pools that stop at once: a stopping worker releases its jobs, so work in flight is not waited for."""
+"""Process pools that stop at once (a stopping worker releases its jobs, so work in flight is not waited for),
+and pool processes that end with their parent (a parent killed by the OOM killer or `kill -9` would otherwise
+leave them running with their models loaded, hundreds of MB each, for good)."""
 from __future__ import annotations
 
+import multiprocessing
+import os
+import threading
 from concurrent.futures import ProcessPoolExecutor
 
 
@@ -17,3 +22,20 @@ def stop_pool(pool: ProcessPoolExecutor) -> None:
         if process.is_alive():  # still starting up under load, or stuck in native code: no second chance
             process.kill()
             process.join(10)
+
+
+def exit_with_parent() -> None:
+    """Call in a pool process (its initializer): a daemon thread ends the process once its parent is gone. It
+    waits on the sentinel multiprocessing gives every spawned child (a pipe the parent holds open), so a parent
+    that died while the child was still starting is noticed too — `os.getppid()` would already name init then.
+    Not PR_SET_PDEATHSIG: that signal follows the parent *thread*, and executors start processes from short-lived
+    threads."""
+    parent = multiprocessing.parent_process()
+    if parent is None:
+        return
+
+    def watch() -> None:
+        parent.join()
+        os._exit(0)
+
+    threading.Thread(target=watch, name="exit-with-parent", daemon=True).start()

@@ -7,6 +7,8 @@ import multiprocessing
 import time
 from concurrent.futures import ProcessPoolExecutor
 
+import pytest
+
 from bot.pools import stop_pool
 
 
@@ -36,3 +38,57 @@ async def test_local_engine_close_does_not_wait_for_a_running_job():
     await asyncio.wait_for(engine.close(), 120)
     assert processes and not any(p.is_alive() for p in processes)
     running.cancel()
+
+
+PARENT = """
+import multiprocessing, sys, time
+from concurrent.futures import ProcessPoolExecutor
+from bot.pools import exit_with_parent
+
+if __name__ == "__main__":
+    pool = ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn"), initializer=exit_with_parent)
+    pool.submit(time.sleep, 600)
+    time.sleep(float(sys.argv[1]))
+    print(*pool._processes, flush=True)
+    time.sleep(600)
+"""
+
+
+@pytest.mark.parametrize("settle", [1.0, 0.0], ids=["busy", "still-starting"])
+def test_pool_processes_end_when_their_parent_is_killed(tmp_path, settle: float):
+    """A parent killed with SIGKILL (a crash, the OOM killer) runs no cleanup: its pool process, busy with work or
+    still starting up, must notice on its own and end, instead of holding its memory forever."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    script = tmp_path / "parent.py"
+    script.write_text(PARENT)
+    env = os.environ | {"PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    parent = subprocess.Popen([sys.executable, str(script), str(settle)], stdout=subprocess.PIPE, text=True,
+                              env=env)
+    try:
+        child = int(parent.stdout.readline())
+        os.kill(child, 0)  # alive while the parent lives
+        parent.send_signal(signal.SIGKILL)
+        parent.wait(10)
+        deadline = time.monotonic() + 60
+        while _alive(child):
+            assert time.monotonic() < deadline, "the pool process outlived its killed parent"
+            time.sleep(0.2)
+    finally:
+        if parent.poll() is None:
+            parent.kill()
+
+
+def _alive(pid: int) -> bool:
+    import os
+
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    with open(f"/proc/{pid}/stat") as stat:  # a zombie is gone for our purpose (its parent is init, which reaps)
+        return stat.read().split()[2] != "Z"

@@ -21,7 +21,7 @@ from urllib.parse import unquote, urlparse
 
 from bot.engines.base import Engine, ProgressCallback
 from bot.errors import EngineError, EngineUnavailable, JobNotFound, RequestError, error_from
-from bot.pools import stop_pool
+from bot.pools import exit_with_parent, stop_pool
 from bot.schema import (
     DiarizeRequest,
     IdentifyRequest,
@@ -43,10 +43,11 @@ _progress_queue = None
 
 
 def _init_worker(progress_queue, threads: int, diarization: str = DEFAULT_DIARIZATION) -> None:
-    """Pool initializer: load the models once for the life of the worker."""
+    """Pool initializer: load the models once for the life of the worker (which ends with its parent)."""
     global _models, _progress_queue
     from bot.speech.windows import SpeakerModels
 
+    exit_with_parent()
     _progress_queue = progress_queue
     _models = SpeakerModels(threads=threads, diarization=diarization)
 

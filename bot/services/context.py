@@ -15,7 +15,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.config import Settings
 from bot.engines.base import Engine
-from bot.pools import stop_pool
+from bot.pools import exit_with_parent, stop_pool
 from bot.slack_api.client import make_client
 
 if TYPE_CHECKING:
@@ -100,7 +100,8 @@ class Services:
         worker died (the OOM killer) is replaced and the work tried once more in the new one."""
         for tries_left in (1, 0):
             if self._cpu is None:
-                self._cpu = ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn"))
+                self._cpu = ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn"),
+                                                initializer=exit_with_parent)
             pool = self._cpu
             try:
                 return await asyncio.get_running_loop().run_in_executor(pool, fn, *args)

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from bot.pools import stop_pool
+from bot.pools import exit_with_parent, stop_pool
 from bot.transcription.models import ModelFilesError, model_dir, spec_for
 
 DEFAULT_MODEL = "base"
@@ -95,6 +95,7 @@ _progress = None
 
 def _init_worker(model: str, var_dir: str, language: str | None, threads: int | None, progress) -> None:
     global _settings, _progress
+    exit_with_parent()
     _settings, _progress = (model, Path(var_dir), language, threads), progress
 
 
