@@ -66,19 +66,18 @@ def advice_for(code: str) -> str:
 class EngineError(Exception):
     """An error with a stable `code` and a message fit to show a person.
 
-    `transient` errors (rate limits, outages) are worth retrying; the others are final for that input.
+    `transient` errors (rate limits, outages) are worth retrying; the others are final for that input. Unless
+    the caller says otherwise, that is the registry's word on the code.
     """
 
     code = "engine_error"
-    transient = False
 
     def __init__(self, message: str, *, code: str | None = None, transient: bool | None = None):
         super().__init__(message)
         self.message = message
         if code:
             self.code = code
-        if transient is not None:
-            self.transient = transient
+        self.transient = code_info(self.code).transient if transient is None else transient
 
     def to_output(self) -> dict:
         return {"error": {"code": self.code, "message": self.message}}
@@ -116,7 +115,6 @@ class PaymentRequired(EngineError):
 
 class RateLimited(EngineError):
     code = "rate_limited"
-    transient = True
 
     def __init__(self, message: str, retry_after: float | None = None):
         super().__init__(message)
@@ -125,20 +123,16 @@ class RateLimited(EngineError):
 
 class EngineUnavailable(EngineError):
     code = "engine_unavailable"
-    transient = True
 
 
 class JobNotFound(EngineError):
     """The engine does not know the job (expired, or lost with an engine restart): resubmit it."""
 
     code = "job_not_found"
-    transient = True
 
 
 class EngineJobEnded(EngineError):
     """The engine job itself failed or missed its deadline: a retry must submit a new one."""
-
-    transient = True
 
 
 def error_from(code: str | None, message: str | None, *, job_ended: bool = False) -> EngineError:
@@ -147,8 +141,7 @@ def error_from(code: str | None, message: str | None, *, job_ended: bool = False
     code = code or "engine_error"
     message = message or "The speaker engine could not process it."
     if job_ended:
-        return EngineJobEnded(message, code=code, transient=code_info(code).transient)
+        return EngineJobEnded(message, code=code)
     if code == VoiceprintError.code:
         return VoiceprintError(message)
-    cls = MediaError if code_info(code).media else EngineError
-    return cls(message, code=code, transient=code_info(code).transient)
+    return (MediaError if code_info(code).media else EngineError)(message, code=code)

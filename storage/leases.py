@@ -76,14 +76,10 @@ async def claim(db: Database, model: Any, pick: Any, claimable: Any, values: dic
     return await retry_locked(db, attempt)
 
 
-async def update_owned(db: Database, model: Any, row_id: int, owner: str, statuses: tuple[str, ...],
-                       values: dict[str, Any]) -> bool:
-    """One conditional UPDATE that only applies while `owner` holds the lease in one of `statuses`."""
-    stmt = (update(model)
-            .where(model.id == row_id, model.lease_owner == owner, model.status.in_(statuses))
-            .values(updated_at=utcnow(), **values)
-            .returning(model.id)
-            .execution_options(**NO_SYNC))
+async def update_if(db: Database, model: Any, row_id: int, *conditions: Any, **values: Any) -> bool:
+    """One conditional UPDATE of a row (stamping `updated_at`); True when it applied."""
+    stmt = (update(model).where(model.id == row_id, *conditions).values(updated_at=utcnow(), **values)
+            .returning(model.id).execution_options(**NO_SYNC))
 
     async def attempt() -> bool:
         async with db.session() as s:
@@ -92,6 +88,12 @@ async def update_owned(db: Database, model: Any, row_id: int, owner: str, status
             return changed
 
     return await retry_locked(db, attempt)
+
+
+async def update_owned(db: Database, model: Any, row_id: int, owner: str, statuses: tuple[str, ...],
+                       values: dict[str, Any]) -> bool:
+    """One conditional UPDATE that only applies while `owner` holds the lease in one of `statuses`."""
+    return await update_if(db, model, row_id, model.lease_owner == owner, model.status.in_(statuses), **values)
 
 
 def lease_until(lease_seconds: float) -> datetime:

@@ -23,8 +23,7 @@ from sqlmodel import select
 
 from storage import audit
 from storage.database import Database
-from storage.leases import NO_SYNC as _NO_SYNC
-from storage.leases import claim, due, execute, lease_until, retry_delay, update_owned
+from storage.leases import claim, due, execute, lease_until, retry_delay, update_if, update_owned
 from storage.leases import retry_locked as _retry_locked
 from storage.models import AuditAction, Recording, RecordingStatus, utcnow
 
@@ -131,16 +130,7 @@ async def heartbeat(db: Database, recording_id: int, owner: str, lease_seconds: 
 
 async def update_where(db: Database, recording_id: int, *conditions: Any, **values: Any) -> bool:
     """One conditional UPDATE of a recording; True when it applied."""
-    stmt = (update(Recording).where(Recording.id == recording_id, *conditions)
-            .values(updated_at=utcnow(), **values).returning(Recording.id).execution_options(**_NO_SYNC))
-
-    async def attempt() -> bool:
-        async with db.session() as s:
-            changed = (await s.exec(stmt)).first() is not None
-            await s.commit()
-            return changed
-
-    return await _retry_locked(db, attempt)
+    return await update_if(db, Recording, recording_id, *conditions, **values)
 
 
 async def complete(db: Database, recording_id: int, owner: str, result: dict, duration: float | None) -> bool:

@@ -51,7 +51,6 @@ MAX_POLL_ERRORS = 10
 class RecordingJob(TranscriptStep):
     """One recording's job in this worker (`owner`), resumable from the database by any other."""
 
-
     def __init__(self, services: Services, owner: str):
         self.services = services
         self.owner = owner
