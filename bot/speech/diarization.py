@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from bot.speech import clustering, reconstruction
-from bot.speech.embedding import DIM, Embedder, l2, speaker_masks
+from bot.speech.embedding import DIM, Embedder, l2, one_torch_thread, speaker_masks
 from bot.speech.segmentation import (
     FRAME_STEP,
     LOCAL_SPEAKERS,
@@ -116,14 +116,8 @@ class SpeakerDiarization:
         OpenMP's spinning threads slow down many-fold when another process takes a core."""
         if self._pool is None:
             return self._local(audio, progress, total_samples)
-        import torch
-
-        before = torch.get_num_threads()
-        torch.set_num_threads(1)
-        try:
+        with one_torch_thread():
             return self._local(audio, progress, total_samples)
-        finally:
-            torch.set_num_threads(before)
 
     def _segment(self, windows: np.ndarray) -> np.ndarray:
         if self._pool is None or len(windows) < 2:

@@ -5,6 +5,8 @@ alone, when enough such clean speech remains) and mean-normalised over the picke
 """
 from __future__ import annotations
 
+from contextlib import contextmanager
+
 import numpy as np
 
 from bot.speech.segmentation import FRAME_DURATION, FRAME_STEP, FRAMES, WINDOW_SAMPLES
@@ -13,6 +15,21 @@ MODEL_ID = "campplus-cn-en-common"
 DIM = 192
 FBANK_HOP = 0.010
 FBANK_WINDOW = 0.025
+
+
+@contextmanager
+def one_torch_thread():
+    """Torch at one thread for the block (then as it was): our callers run several model calls at once, since the
+    models' many small operators scale poorly inside one call and OpenMP's spinning threads slow down many-fold
+    when another process takes a core."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
 
 
 def l2(x: np.ndarray) -> np.ndarray:
@@ -59,16 +76,13 @@ class Embedder:
         with self._torch.inference_mode():
             return l2(self.model(feats).numpy().astype(np.float32))
 
-    def local_speakers(self, window: np.ndarray, masks: np.ndarray, min_frames: int) -> np.ndarray:
-        """Embeddings (speakers × 192) of one window's local speakers from their `masks` (segmentation frames ×
-        speakers); a speaker with fewer than `min_frames` fbank frames gets a row of NaN."""
-        return self.windows(window, [0], masks[None], min_frames)[0]
-
     def windows(self, span: np.ndarray, starts: list[int], masks: np.ndarray, min_frames: int,
                 max_frames: int | None = None) -> np.ndarray:
-        """`local_speakers` of several windows cut from one span of samples (window i = span[starts[i]:][:10 s],
-        starts multiples of the fbank hop): the span's fbank is computed once and each window's rows sliced from
-        it, so overlapping windows do not pay for their shared audio again. → (windows × speakers × 192).
+        """Embeddings of the local speakers of several windows cut from one span of samples (window i =
+        span[starts[i]:][:10 s], starts multiples of the fbank hop), each from its `masks` (windows × segmentation
+        frames × speakers); a speaker with fewer than `min_frames` fbank frames gets a row of NaN. The span's
+        fbank is computed once and each window's rows sliced from it, so overlapping windows do not pay for
+        their shared audio again. → (windows × speakers × 192).
 
         CAM++ costs time in proportion to its input: with `max_frames`, a speaker who talks longer in a window
         is embedded from the `max_frames` of their frames nearest the window's centre (where segmentation is

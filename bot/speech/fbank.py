@@ -50,11 +50,18 @@ def log_mel(samples: np.ndarray):
     [i·HOP, i·HOP + FRAME), so a window starting at a multiple of HOP inside the span is a slice of these rows."""
     import torch
 
-    window, bank = _constants()
     wav = torch.from_numpy(np.ascontiguousarray(samples, dtype=np.float32))
     if len(wav) < FRAME:
         wav = torch.nn.functional.pad(wav, (0, FRAME - len(wav)))
-    frames = wav.unfold(0, FRAME, HOP)  # (T, 400)
+    return _log_mel_of_frames(wav.unfold(0, FRAME, HOP))  # (T, 400) frames
+
+
+def _log_mel_of_frames(frames):
+    """(..., frames, 400) samples → (..., frames, 80) log-mel: DC removal, pre-emphasis, Povey window, power
+    spectrum, mel bank, log."""
+    import torch
+
+    window, bank = _constants()
     frames = frames - frames.mean(-1, keepdim=True)
     frames = torch.cat([frames[..., :1] * (1 - PREEMPH), frames[..., 1:] - PREEMPH * frames[..., :-1]], -1)
     spec = torch.fft.rfft(frames * window, n=NFFT).abs().pow(2)
@@ -68,7 +75,6 @@ def fbank_batch(samples: np.ndarray, spans: list[tuple[int, int]]):
     """
     import torch
 
-    window, bank = _constants()
     lengths = [max(1, 1 + (max(e - s, FRAME) - FRAME) // HOP) for s, e in spans]
     longest = max(lengths)
     need = FRAME + (longest - 1) * HOP
@@ -76,11 +82,7 @@ def fbank_batch(samples: np.ndarray, spans: list[tuple[int, int]]):
     for i, (s, e) in enumerate(spans):
         piece = torch.from_numpy(np.ascontiguousarray(samples[s:min(e, s + need)], dtype=np.float32))
         wav[i, : len(piece)] = piece
-    frames = wav.unfold(1, FRAME, HOP)  # (B, T, 400)
-    frames = frames - frames.mean(-1, keepdim=True)
-    frames = torch.cat([frames[..., :1] * (1 - PREEMPH), frames[..., 1:] - PREEMPH * frames[..., :-1]], -1)
-    spec = torch.fft.rfft(frames * window, n=NFFT).abs().pow(2)
-    feats = torch.clamp(spec @ bank, min=EPS).log()
+    feats = _log_mel_of_frames(wav.unfold(1, FRAME, HOP))  # (B, T, 80)
     mask = torch.arange(longest)[None, :] < torch.tensor(lengths)[:, None]
     mean = (feats * mask[..., None]).sum(1) / torch.tensor(lengths, dtype=torch.float32)[:, None]
     feats = (feats - mean[:, None, :]) * mask[..., None]

@@ -281,14 +281,11 @@ class SpeakerModels:
 
     def clip_windows(self, samples: np.ndarray) -> tuple[np.ndarray, float]:
         """For a short clip: the embeddings of its speech windows, and its seconds of speech."""
-        import torch
+        from bot.speech.embedding import one_torch_thread
 
-        # One torch thread per call, `threads` calls at once (Silero, then CAM++ on halves of the windows):
-        # as fast as one 2-thread call on an idle machine, and OpenMP's spinning threads no longer slow it
-        # down many-fold when another process takes a core.
-        before = torch.get_num_threads()
-        torch.set_num_threads(1)
-        try:
+        # `threads` calls at once, one torch thread each (Silero, then CAM++ on halves of the windows): as fast as
+        # one 2-thread call on an idle machine, and not slowed many-fold when another process takes a core.
+        with one_torch_thread():
             regions = self.speech_regions(samples, stream_seconds=VAD_CLIP_STREAM)
             # Non-overlapping windows: a voiceprint is their mean, and half the windows halve the time.
             wins = windows(regions, shift=WINDOW)
@@ -298,8 +295,6 @@ class SpeakerModels:
             else:
                 emb = np.concatenate(list(self._pool().map(
                     lambda p: self.embed(samples, wins[p[0]:p[-1] + 1]), parts)))
-        finally:
-            torch.set_num_threads(before)
         return emb, float(sum(e - s for s, e in regions))
 
     def _pool(self):
