@@ -110,6 +110,32 @@ def test_assignment_gives_two_local_speakers_of_a_window_two_speakers():
     assert sorted(mapping[0, :2].tolist()) == [0, 1] and mapping[0, 2] == -1
 
 
+def test_runs_of_one_local_speaker_may_be_two_people_but_two_local_speakers_never_one():
+    cents = l2(np.array([[1.0, 0.0], [0.0, 1.0]]))
+    emb = l2(np.array([[[1.0, 0.1], [0.1, 1.0], [0.9, 0.2]]]))  # runs of local speakers 0, 0 and 1
+    mapping = clustering.assign(emb, cents, np.array([[0, 0, 1]]))
+    assert mapping[0].tolist() == [0, 1, -1]  # run 2 resembles speaker 0, held by the other local speaker
+
+
+def test_speaker_runs_cut_at_pauses_and_fit_the_slots():
+    act = np.zeros((100, 3), np.uint8)
+    act[0:10, 0] = act[13:20, 0] = act[40:60, 0] = 1  # pauses of 3 and 20 frames
+    act[50:70, 1] = 1
+    runs, parents = segmentation.speaker_runs(act, pause_frames=5, slots=4)
+    assert parents.tolist() == [0, 0, 1, -1]
+    assert runs[:, 0].sum() == 17 and runs[40:60, 1].all() and runs[:, 2].sum() == 20 and not runs[:, 3].any()
+    assert (runs.sum(1) == act.sum(1)).all()  # nothing lost, nothing doubled
+    runs, parents = segmentation.speaker_runs(act, pause_frames=2, slots=3)  # 4 runs, 3 slots: shortest pause joined
+    assert parents.tolist() == [0, 0, 1] and runs[0:20, 0].sum() == 17 and runs[40:60, 1].all()
+
+
+def test_a_run_too_short_to_embed_takes_its_local_speakers_longest_run():
+    mapping = np.array([[2, -1, 1, -1, -1]])
+    parents = np.array([[0, 0, 0, 1, -1]])
+    frames = np.array([[10, 3, 50, 4, 0]])
+    assert clustering.inherit(mapping, parents, frames).tolist() == [[2, 1, 1, -1, -1]]
+
+
 def test_reconstruction_keeps_overlap_and_exclusive_keeps_one():
     duration = 10.0
     agg = reconstruction.Aggregator(duration, 2)

@@ -71,19 +71,34 @@ def refined(x: np.ndarray, train: np.ndarray, labels: np.ndarray, cents: np.ndar
     return out
 
 
-def assign(embeddings: np.ndarray, cents: np.ndarray) -> np.ndarray:
-    """(windows × local speakers × d) embeddings, NaN rows for speakers not embedded → (windows × local
-    speakers) speaker index, -1 where none: per window an optimal one-to-one assignment on cosine similarity."""
-    from scipy.optimize import linear_sum_assignment
-
+def assign(embeddings: np.ndarray, cents: np.ndarray, parents: np.ndarray | None = None) -> np.ndarray:
+    """(windows × slots × d) embeddings, NaN rows for slots not embedded → (windows × slots) speaker index, -1
+    where none. Slots of two different local speakers (`parents`, windows × slots; default: every slot its own)
+    are two different people; runs of one local speaker may be anyone. Per window, the surest slot chooses
+    first (greedy on cosine similarity)."""
     out = np.full(embeddings.shape[:2], -1, int)
     if len(cents) == 0:
         return out
-    sims = np.nan_to_num(embeddings @ cents.T, nan=-np.inf)  # windows × locals × k
+    if parents is None:
+        parents = np.broadcast_to(np.arange(embeddings.shape[1]), embeddings.shape[:2])
+    sims = np.nan_to_num(embeddings @ cents.T, nan=-np.inf)  # windows × slots × k
     for c in range(len(embeddings)):
         valid = np.flatnonzero(np.isfinite(sims[c, :, 0]))
-        if not len(valid):
-            continue
-        rows, cols = linear_sum_assignment(sims[c, valid], maximize=True)
-        out[c, valid[rows]] = cols
+        taken: dict[int, int] = {}  # speaker → local speaker holding it
+        for s in valid[np.argsort(-sims[c, valid].max(1), kind="stable")]:
+            for k in np.argsort(-sims[c, s], kind="stable"):
+                if taken.get(int(k), parents[c, s]) == parents[c, s]:
+                    out[c, s] = k
+                    taken[int(k)] = parents[c, s]
+                    break
+    return out
+
+
+def inherit(mapping: np.ndarray, parents: np.ndarray, frames: np.ndarray) -> np.ndarray:
+    """Slots too short to embed take the speaker of their local speaker's longest assigned run in the window."""
+    out = mapping.copy()
+    for c, s in zip(*np.nonzero((mapping < 0) & (parents >= 0))):
+        siblings = np.flatnonzero((parents[c] == parents[c, s]) & (mapping[c] >= 0))
+        if len(siblings):
+            out[c, s] = mapping[c, siblings[np.argmax(frames[c, siblings])]]
     return out

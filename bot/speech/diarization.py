@@ -2,7 +2,7 @@
 reconstruction, in the manner of pyannote's speaker-diarization pipeline, on CPU with our models.
 
 Audio is consumed as a stream of sample blocks and only about one window is held at a time; what is kept is
-small (per window: 589 × 3 activity bits and three embeddings), so a 4-hour recording fits in memory.
+small (per window: 589 × `slots` activity bits and as many embeddings), so a 4-hour recording fits in memory.
 All tunable constants are fields of `DiarizationParams` (chosen on the benchmark's tuning part).
 """
 from __future__ import annotations
@@ -16,11 +16,11 @@ from bot.speech import clustering, reconstruction
 from bot.speech.embedding import DIM, Embedder, l2, one_torch_thread, speaker_masks
 from bot.speech.segmentation import (
     FRAME_STEP,
-    LOCAL_SPEAKERS,
     SAMPLE_RATE,
     SegmentationModel,
     powerset_to_multilabel,
     sliding_windows,
+    speaker_runs,
 )
 
 Progress = Callable[[float], None]
@@ -34,24 +34,28 @@ class DiarizationParams:
     step: float = 2.5  # between 10 s windows
     batch: int = 16  # windows per segmentation call (and per fbank span); 16 leaves the two threads idle less than 8
     clean_seconds: float = 1.0  # embed a speaker from frames where they talk alone if at least this remains
-    embed_seconds: float = 0.3  # a local speaker with less speech than this in a window is not embedded
-    max_embed_seconds: float = 4.5  # embed at most this much of a local speaker's speech (mid-window); 0: all
-    train_seconds: float = 1.0  # only (window, speaker) pairs with this much speech shape the clusters
-    threshold: float = 0.65  # centroid-linkage distance (euclidean, L2-normalised) where merging stops
-    min_cluster_size: int = 6  # (window, speaker) pairs; fewer make no speaker of their own
+    embed_seconds: float = 0.3  # a run with less speech than this is not embedded (it takes its speaker's)
+    max_embed_seconds: float = 4.5  # embed at most this much of a run's speech (mid-window); 0: all
+    train_seconds: float = 1.0  # only runs with this much speech shape the clusters
+    threshold: float = 0.675  # centroid-linkage distance (euclidean, L2-normalised) where merging stops
+    min_cluster_size: int = 6  # runs; fewer make no speaker of their own
     refine: int = 2  # rounds of: centroids from the assigned pairs, then assign again
     min_duration_off: float = 0.0  # same-speaker gaps up to this are filled
     min_duration_on: float = 0.0  # shorter turns are dropped
+    run_pause: float = 0.25  # a local speaker's speech is cut into runs at pauses longer than this
+    slots: int = 8  # runs kept per window (beyond, a speaker's runs across the shortest pauses are joined)
 
 
 @dataclass
 class LocalResult:
-    """What the streaming pass keeps: per window its start, local activity and local-speaker embeddings."""
+    """What the streaming pass keeps: per window its start, and per slot (a run of one local speaker's speech)
+    its activity, local speaker and embedding."""
 
     starts: np.ndarray  # seconds, (windows,)
-    activity: np.ndarray  # (windows, FRAMES, LOCAL_SPEAKERS) uint8
-    embeddings: np.ndarray  # (windows, LOCAL_SPEAKERS, DIM) float32, NaN rows where not embedded
-    speech_frames: np.ndarray  # (windows, LOCAL_SPEAKERS) frames used for each embedding
+    activity: np.ndarray  # (windows, FRAMES, slots) uint8
+    embeddings: np.ndarray  # (windows, slots, DIM) float32, NaN rows where not embedded
+    speech_frames: np.ndarray  # (windows, slots) frames used for each embedding
+    parents: np.ndarray  # (windows, slots) int8: the run's local speaker, -1 for an empty slot
     duration: float
     peak: float
 
@@ -129,7 +133,7 @@ class SpeakerDiarization:
         p = self.params
         step = int(p.step * SAMPLE_RATE)
         expected = max(1, (total_samples or 0) // step + 1)
-        starts, acts, embs, used = [], [], [], []
+        starts, acts, embs, used, parents = [], [], [], [], []
         batch: list[tuple[int, np.ndarray]] = []
         peak, total = 0.0, 0
 
@@ -143,9 +147,11 @@ class SpeakerDiarization:
 
         def flush():
             windows = np.stack([w for _, w in batch])
-            activity = powerset_to_multilabel(self._segment(windows))
+            local = powerset_to_multilabel(self._segment(windows))
+            runs = [speaker_runs(act, int(p.run_pause / FRAME_STEP), p.slots) for act in local]
+            activity = np.stack([r for r, _ in runs])
             min_clean = int(p.clean_seconds / FRAME_STEP)
-            masks = np.stack([speaker_masks(act, min_clean) for act in activity])
+            masks = np.stack([speaker_masks(r, min_clean, act) for (r, _), act in zip(runs, local)])
             # Consecutive windows on the step grid: their union is one span, whose fbank is computed once.
             limits = (int(p.embed_seconds * FBANK_FRAMES_PER_SECOND),
                       int(p.max_embed_seconds * FBANK_FRAMES_PER_SECOND) or None)
@@ -155,7 +161,8 @@ class SpeakerDiarization:
                 embs.extend(self.embedder.windows(span, [s - first for s, _ in batch], masks, *limits))
             else:
                 embs.extend(self.embedder.windows(w, [0], m[None], *limits)[0] for w, m in zip(windows, masks))
-            for (start, _), act, mask in zip(batch, activity, masks):
+            for (start, _), act, mask, (_, parent) in zip(batch, activity, masks, runs):
+                parents.append(parent)
                 used.append(mask.sum(0))
                 starts.append(start / SAMPLE_RATE)
                 acts.append(act)
@@ -171,9 +178,10 @@ class SpeakerDiarization:
             flush()
         return LocalResult(
             starts=np.array(starts, np.float64),
-            activity=np.stack(acts) if acts else np.zeros((0, 0, LOCAL_SPEAKERS), np.uint8),
-            embeddings=np.stack(embs) if embs else np.zeros((0, LOCAL_SPEAKERS, DIM), np.float32),
-            speech_frames=np.stack(used) if used else np.zeros((0, LOCAL_SPEAKERS), int),
+            activity=np.stack(acts) if acts else np.zeros((0, 0, p.slots), np.uint8),
+            embeddings=np.stack(embs) if embs else np.zeros((0, p.slots, DIM), np.float32),
+            speech_frames=np.stack(used) if used else np.zeros((0, p.slots), int),
+            parents=np.stack(parents) if parents else np.zeros((0, p.slots), np.int8),
             duration=total / SAMPLE_RATE, peak=peak)
 
     def cluster(self, local: LocalResult, num: int | None = None, min_n: int | None = None,
@@ -187,10 +195,11 @@ class SpeakerDiarization:
         if not train.any():
             train = embedded
         cents = clustering.cluster(flat[train], p.threshold, p.min_cluster_size, num, min_n, max_n)
-        mapping = clustering.assign(local.embeddings, cents)
+        mapping = clustering.assign(local.embeddings, cents, local.parents)
         for _ in range(p.refine):
             cents = clustering.refined(flat, train, mapping.reshape(-1), cents)
-            mapping = clustering.assign(local.embeddings, cents)
+            mapping = clustering.assign(local.embeddings, cents, local.parents)
+        mapping = clustering.inherit(mapping, local.parents, local.activity.sum(1))
         agg = reconstruction.Aggregator(local.duration, len(cents))
         for start, act, m in zip(local.starts, local.activity, mapping):
             agg.add(start, act, m)

@@ -42,11 +42,12 @@ def fbank_to_segmentation_frames(num_fbank: int) -> np.ndarray:
     return np.clip(np.rint((centres - FRAME_DURATION / 2) / FRAME_STEP), 0, FRAMES - 1).astype(int)
 
 
-def speaker_masks(activity: np.ndarray, min_clean_frames: int) -> np.ndarray:
+def speaker_masks(activity: np.ndarray, min_clean_frames: int, overall: np.ndarray | None = None) -> np.ndarray:
     """(frames, speakers) 0/1 activity → per speaker the frames to embed: where they talk alone when that is
-    at least `min_clean_frames`, else all their active frames."""
+    at least `min_clean_frames`, else all their active frames. `overall` (frames × local speakers), when the
+    columns are runs of local speakers, says who talks at each frame."""
     active = activity.astype(bool)
-    clean = active & (activity.sum(1, keepdims=True) == 1)
+    clean = active & ((activity if overall is None else overall).sum(1, keepdims=True) == 1)
     use_clean = clean.sum(0) >= min_clean_frames
     return np.where(use_clean[None, :], clean, active)
 

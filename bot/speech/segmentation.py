@@ -41,6 +41,31 @@ def powerset_to_multilabel(logprobs: np.ndarray) -> np.ndarray:
     return MAPPING[np.argmax(logprobs, axis=-1)]
 
 
+def speaker_runs(activity: np.ndarray, pause_frames: int, slots: int) -> tuple[np.ndarray, np.ndarray]:
+    """(frames × local speakers) 0/1 → each local speaker's runs of speech, one per slot: (frames × slots) 0/1
+    and (slots,) the local speaker of each slot (-1: empty). A run ends at a pause longer than `pause_frames`.
+
+    Segmentation sometimes gives two people who take turns without overlapping one local speaker in a window;
+    runs let each turn be embedded and clustered on its own. With more runs than slots, a speaker's two runs
+    across the shortest pause are joined until they fit."""
+    runs: list[list[int]] = []  # [local speaker, first frame, end frame], by speaker then time
+    for k in range(activity.shape[1]):
+        idx = np.flatnonzero(activity[:, k])
+        if len(idx):
+            cuts = np.flatnonzero(np.diff(idx) > pause_frames)
+            runs += [[k, int(a), int(b) + 1] for a, b in zip(np.r_[idx[0], idx[cuts + 1]], np.r_[idx[cuts], idx[-1]])]
+    while len(runs) > slots:
+        gaps = [(runs[i + 1][1] - runs[i][2], i) for i in range(len(runs) - 1) if runs[i][0] == runs[i + 1][0]]
+        i = min(gaps)[1]
+        runs[i][2] = runs.pop(i + 1)[2]
+    out = np.zeros((activity.shape[0], slots), np.uint8)
+    parents = np.full(slots, -1, np.int8)
+    for j, (k, a, b) in enumerate(runs):
+        out[a:b, j] = activity[a:b, k]
+        parents[j] = k
+    return out, parents
+
+
 def chunk_starts(num_samples: int, step: int, window: int = WINDOW_SAMPLES) -> list[int]:
     """Window starts on the `step` grid covering every sample; the last window may run past the end."""
     starts = list(range(0, max(num_samples - window, 0) + 1, step))
