@@ -1,6 +1,8 @@
 """Decoding every format people share, level normalisation, and each media error with its message."""
 from __future__ import annotations
 
+from itertools import pairwise
+
 import numpy as np
 import pytest
 from engine_support import SR, encode, needs_data, utterance
@@ -121,3 +123,28 @@ def test_durations_read_like_a_person():
     assert spoken_duration(42) == "42 s"
     assert spoken_duration(12 * 60) == "12 min"
     assert spoken_duration(4.5 * 3600) == "4 h 30 min"
+
+
+def test_excerpts_keep_a_short_stream_whole_whatever_its_block_sizes():
+    from bot.speech.audio import Excerpts
+
+    x = np.random.default_rng(0).uniform(-0.5, 0.5, 7 * SR).astype(np.float32)
+    kept = Excerpts(block_seconds=2.0, capacity=8)
+    sizes = [1000, 37, 32000, 5, 80000]
+    edges = np.cumsum([0] + sizes + [len(x)])
+    passed = list(kept.tap(x[a:b] for a, b in pairwise(edges) if a < len(x)))
+    assert np.array_equal(np.concatenate(passed), x)  # the stream goes through untouched
+    assert np.abs(kept.cut(0.5, 5.25) - x[SR // 2:int(5.25 * SR)]).max() < 1e-4
+    assert len(kept.cut(6.5, 9.0)) == SR // 2  # past the end: what there is
+
+
+def test_excerpts_of_a_long_stream_stay_bounded_and_spread_over_it():
+    from bot.speech.audio import Excerpts
+
+    kept = Excerpts(block_seconds=1.0, capacity=4)
+    x = np.arange(20 * SR, dtype=np.float32) / (20 * SR)
+    for _ in kept.tap(x[i:i + 3000] for i in range(0, len(x), 3000)):
+        pass
+    assert sorted(kept.kept) == [0, 8, 16]  # every 8th 1 s block once 20 did not fit in 4
+    assert len(kept.cut(8.5, 9.5)) == SR // 2  # only the kept half of a span that crosses a dropped block
+    assert len(kept.cut(3.0, 4.0)) == 0

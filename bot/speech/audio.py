@@ -8,7 +8,7 @@ header does not say.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -210,3 +210,56 @@ def normalise_level(samples: np.ndarray) -> np.ndarray:
     out = samples * np.float32(gain)
     np.clip(out, -1.0, 1.0, out=out)
     return out.astype(np.float32, copy=False)
+
+
+def block_stream(samples: np.ndarray, seconds: float = 10.0) -> Iterator[np.ndarray]:
+    """Samples in memory as a stream of blocks, like `decode_blocks` gives a file."""
+    size = int(seconds * SAMPLE_RATE)
+    return (samples[i:i + size] for i in range(0, len(samples), size))
+
+
+class Excerpts:
+    """Part of a stream's samples kept as it passes by (`tap`), for what needs audio again after the one pass:
+    all of it up to `capacity` blocks, beyond that every other block and so on, so what is kept stays spread
+    evenly over the recording and its memory bounded (int16: 40 × 30 s = 38 MB)."""
+
+    def __init__(self, block_seconds: float = 30.0, capacity: int = 40):
+        self.size = int(block_seconds * SAMPLE_RATE)
+        self.capacity = capacity
+        self.stride = 1
+        self.kept: dict[int, np.ndarray] = {}
+
+    def tap(self, blocks: Iterable[np.ndarray]) -> Iterator[np.ndarray]:
+        pending: list[np.ndarray] = []
+        filled = index = 0
+        for block in blocks:
+            yield block
+            rest = np.asarray(block, np.float32).reshape(-1)
+            while len(rest):
+                take = min(len(rest), self.size - filled)
+                if index % self.stride == 0:
+                    pending.append(rest[:take])
+                rest, filled = rest[take:], filled + take
+                if filled == self.size:
+                    self._store(index, pending)
+                    pending, filled, index = [], 0, index + 1
+        if filled:
+            self._store(index, pending)
+
+    def _store(self, index: int, parts: list[np.ndarray]) -> None:
+        if index % self.stride or not parts:
+            return
+        self.kept[index] = np.round(np.concatenate(parts) * 32767).astype(np.int16)
+        if len(self.kept) > self.capacity:
+            self.stride *= 2
+            self.kept = {i: x for i, x in self.kept.items() if i % self.stride == 0}
+
+    def cut(self, start: float, end: float) -> np.ndarray:
+        """The kept samples between two times in seconds (only the kept part of a span that crosses a dropped
+        block; empty when none of it was kept)."""
+        lo, hi = int(start * SAMPLE_RATE), int(end * SAMPLE_RATE)
+        parts = []
+        for i in range(lo // self.size, max(hi - 1, lo) // self.size + 1):
+            if i in self.kept:
+                parts.append(self.kept[i][max(lo - i * self.size, 0):max(hi - i * self.size, 0)])
+        return np.concatenate(parts).astype(np.float32) / 32767 if parts else np.zeros(0, np.float32)

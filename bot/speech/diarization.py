@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from bot.speech import clustering, reconstruction
+from bot.speech.audio import block_stream
 from bot.speech.embedding import DIM, Embedder, l2, one_torch_thread, speaker_masks
 from bot.speech.segmentation import (
     FRAME_STEP,
@@ -78,10 +79,8 @@ class DiarizationResult:
         return list(self.centroids)
 
 
-def _blocks(audio: np.ndarray | Iterable[np.ndarray], size: int = 10 * SAMPLE_RATE):
-    if isinstance(audio, np.ndarray):
-        return (audio[i:i + size] for i in range(0, len(audio), size))
-    return audio
+def _blocks(audio: np.ndarray | Iterable[np.ndarray]):
+    return block_stream(audio) if isinstance(audio, np.ndarray) else audio
 
 
 class SpeakerDiarization:
