@@ -12,16 +12,27 @@ from concurrent.futures import ProcessPoolExecutor
 def stop_pool(pool: ProcessPoolExecutor) -> None:
     """Shuts `pool` down without waiting for running work: its processes are terminated (3.11 has no public
     way; `_processes` is the executor's own table of them), then reaped. `shutdown(wait=False)` alone is not
-    enough: the interpreter joins the executor's thread at exit, which waits for the running task."""
+    enough: the interpreter joins the executor's thread at exit, which waits for the running task.
+
+    A process's end is read from its sentinel, not `is_alive()`: the executor's thread waits on the same
+    processes, and when its `waitpid` takes a child's status first, `is_alive()` reads True for a moment."""
     processes = list((getattr(pool, "_processes", None) or {}).values())
     pool.shutdown(wait=False, cancel_futures=True)
     for process in processes:
         process.terminate()
     for process in processes:
-        process.join(10)
-        if process.is_alive():  # still starting up under load, or stuck in native code: no second chance
+        if not ended([process], 10):  # still starting up under load, or stuck in native code: no second chance
             process.kill()
-            process.join(10)
+            ended([process], 10)
+        process.join(1)
+
+
+def ended(processes: list, timeout: float = 0.0) -> bool:
+    """True once every one of `processes` has exited (waiting up to `timeout` seconds)."""
+    from multiprocessing.connection import wait
+
+    pending = [p.sentinel for p in processes]
+    return len(wait(pending, timeout)) == len(pending) if pending else True
 
 
 def exit_with_parent() -> None:

@@ -9,7 +9,7 @@ from concurrent.futures import ProcessPoolExecutor
 
 import pytest
 
-from bot.pools import stop_pool
+from bot.pools import ended, stop_pool
 
 
 async def _started(pool: ProcessPoolExecutor) -> list:
@@ -25,7 +25,7 @@ async def test_stop_pool_ends_running_work_at_once():
     running = asyncio.get_running_loop().run_in_executor(pool, time.sleep, 600)
     processes = await _started(pool)
     await asyncio.wait_for(asyncio.to_thread(stop_pool, pool), 60)
-    assert processes and not any(p.is_alive() for p in processes)
+    assert processes and ended(processes)
     running.cancel()
 
 
@@ -36,7 +36,7 @@ async def test_local_engine_close_does_not_wait_for_a_running_job():
     running = asyncio.ensure_future(engine._run(time.sleep, 600))
     processes = await _started(engine._ensure_pool())
     await asyncio.wait_for(engine.close(), 120)
-    assert processes and not any(p.is_alive() for p in processes)
+    assert processes and ended(processes)
     running.cancel()
 
 
