@@ -113,10 +113,10 @@ class SpeakerDiarization:
     def local(self, audio, progress: Progress | None = None, total_samples: int | None = None) -> LocalResult:
         """The streaming pass: segmentation and embeddings of every window.
 
-        Both models run with one torch thread per call and `threads` calls at once (CAM++ on several local
-        speakers, segmentation on parts of a batch): their many small operators scale poorly inside one call
-        (CAM++ on one speaker is slower with two OpenMP threads than with one on this 2-core machine), and
-        OpenMP's spinning threads slow down many-fold when another process takes a core."""
+        Both models run on one thread per call (see `bot.speech.onnx`) and `threads` calls at once (CAM++ on
+        several local speakers, segmentation on parts of a batch): their many small operators scale poorly inside
+        one call. Torch, which computes the fbank in those same threads, is held at one thread too: OpenMP's
+        spinning threads slow down many-fold when another process takes a core."""
         if self._pool is None:
             return self._local(audio, progress, total_samples)
         with one_torch_thread():

@@ -13,8 +13,9 @@ import numpy as np
 
 
 class OnnxModel:
-    """A torch module exported once; call it on float32 arrays. Each call runs on one thread: callers run
-    several calls at once (see `embedding.one_torch_thread`), and `run` is safe to call from several threads."""
+    """A torch module exported once; call it on float32 arrays. Each call runs on one thread, and calls are safe
+    from several threads at once: callers spread their calls over a thread pool, which scales better on this CPU
+    than one call on several threads."""
 
     def __init__(self, module, example, dynamic_axes: dict[int, str]):
         import onnxruntime
