@@ -53,7 +53,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Dialect
 from sqlmodel import Field, SQLModel
 
-from storage.crypto import Sealed, SealedString
+from storage.crypto import Sealed, SealedJSON, SealedString
 
 
 def utcnow() -> datetime:
@@ -191,7 +191,10 @@ class DeletionGeneration(SQLModel, table=True):
 
 
 class Recording(SQLModel, table=True):
-    """A Slack file to diarize and identify, with its job state; see the status machine above."""
+    """A Slack file to diarize and identify, with its job state; see the status machine above.
+
+    Meeting content is encrypted at rest (`storage.crypto`): the result (with the transcript's words), the
+    relabels, the file name and the transcript's link (Slack's permalink carries the file name)."""
 
     __table_args__ = (
         sa.UniqueConstraint("team_id", "file_id", name="uq_recording_team_file"),
@@ -202,7 +205,7 @@ class Recording(SQLModel, table=True):
     team_id: str = Field(max_length=32)
     channel_id: str = Field(max_length=32)
     file_id: str = Field(max_length=32)
-    file_name: str = Field(max_length=500)
+    file_name: str = Field(sa_column=sa.Column(Sealed(), nullable=False))  # names meetings and people
     duration: float | None = None
     uploader_id: str | None = Field(default=None, max_length=32)
     message_ts: str | None = Field(default=None, max_length=32)
@@ -217,8 +220,8 @@ class Recording(SQLModel, table=True):
     progress: float = Field(default=0.0, ge=0.0, le=1.0)
     error_code: str | None = Field(default=None, max_length=64)
     error_message: str | None = Field(default=None, sa_column=sa.Column(sa.Text(), nullable=True))
-    result: dict | None = Field(default=None, sa_column=sa.Column(_json(), nullable=True))
-    relabels: dict | None = Field(default=None, sa_column=sa.Column(_json(), nullable=True))
+    result: dict | None = Field(default=None, sa_column=sa.Column(SealedJSON(), nullable=True))  # every word
+    relabels: dict | None = Field(default=None, sa_column=sa.Column(SealedJSON(), nullable=True))  # who spoke
     reply_ts: str | None = Field(default=None, max_length=32)
     posted_ts: str | None = Field(default=None, max_length=32)
     chart_file_id: str | None = Field(default=None, max_length=32)
@@ -227,7 +230,7 @@ class Recording(SQLModel, table=True):
     notified_at: datetime | None = _when(nullable=True)
     transcript_started_at: datetime | None = _when(nullable=True)
     transcript_file_id: str | None = Field(default=None, max_length=32)
-    transcript_url: str | None = Field(default=None, max_length=500)
+    transcript_url: str | None = Field(default=None, sa_column=sa.Column(Sealed(), nullable=True))  # has the name
     transcript_error: str | None = Field(default=None, max_length=64)
     relabel_seq: int = Field(default=0)
     chart_seq: int = Field(default=0)

@@ -107,6 +107,7 @@ async def purge_workspace(db: Database, team_id: str | None, enterprise_id: str 
                            target_type="workspace", target_id=team_id or enterprise_id,
                            detail={"enterprise_id": enterprise_id, **counts})
         await s.commit()
+    await db.checkpoint()  # the -wal file still holds the deleted voiceprints' and results' pages
     return counts
 
 
