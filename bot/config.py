@@ -79,6 +79,10 @@ class Settings(BaseSettings):
     job_retry_base_seconds: float = Field(default=15.0, ge=0)  # wait before a retry: base × 4^(n-1), capped
     job_retry_max_seconds: float = Field(default=900.0, ge=0)
     job_poll_seconds: float = Field(default=2.0, gt=0)
+    # "Identify again": a recording may run again this long after its last re-run ended; a person may start one
+    # this long after their last (0: no wait)
+    identify_again_recording_cooldown_minutes: float = Field(default=30.0, ge=0)
+    identify_again_person_cooldown_minutes: float = Field(default=5.0, ge=0)
     result_retention_days: int = Field(default=30, ge=1)
     audit_retention_days: int = Field(default=365, ge=1)
     log_level: str = "INFO"

@@ -34,10 +34,13 @@ lease right before the one upload of the `.md`/`.vtt` files (a takeover never up
 
 Nobody enrolled: the job runs a diarize-only engine job and sets `diarize_only` (speakers are numbered).
 "Identify again" (`requeue_identify`) sends a `posted` (or re-run `failed`) recording whose result is still
-retained back to `queued` with its attempts reset, keeping `reply_ts`/`posted_ts` and the chart, so the same
-summary message is edited in place; `complete` then replaces the result, clears the relabels (they named
-speakers of the old result) and raises `relabel_seq`, so the chart is redrawn once. `finished_at` keeps the
-first run's time: identifying again never extends retention.
+retained back to `queued` with its attempts reset and a new `queued_at` (behind the recordings already
+waiting), keeping `reply_ts`/`posted_ts` and the chart, so the same summary message is edited in place;
+`complete` then replaces the result, clears the relabels (they named speakers of the old result) and raises
+`relabel_seq`, so the chart is redrawn once. `finished_at` keeps the first run's time: identifying again never
+extends retention. Cooldowns: a recording may run again only a while after its last re-run was shown
+(`reidentified_at` set, `notified_at` + cooldown), a person only a while after their last accepted press
+(`ReidentifyPress`).
 
 Chart redraws after a correction: every relabel raises `relabel_seq`; the chart in Slack was drawn at
 `chart_seq`. One redrawer at a time holds `chart_lock_owner` until `chart_lock_until` and redraws until the
@@ -198,7 +201,7 @@ class Recording(SQLModel, table=True):
 
     __table_args__ = (
         sa.UniqueConstraint("team_id", "file_id", name="uq_recording_team_file"),
-        sa.Index("ix_recording_status_created", "status", "created_at"),
+        sa.Index("ix_recording_status_queued", "status", "queued_at"),
     )
 
     id: int | None = Field(default=None, primary_key=True)
@@ -243,11 +246,27 @@ class Recording(SQLModel, table=True):
     updated_at: datetime = _when(default=True)
     finished_at: datetime | None = _when(nullable=True, index=True)
     not_before: datetime | None = _when(nullable=True)  # a queued retry waits until then (backoff)
+    # Its place in the queue: when it was shared, and again at each "Identify again" (a re-run waits its turn).
+    queued_at: datetime = _when(default=True)
+    reidentified_at: datetime | None = _when(nullable=True)  # the last accepted "Identify again" (its cooldown)
 
     @property
     def state(self) -> RecordingStatus:
         """The status as the enum, whichever way the row was built."""
         return RecordingStatus(self.status)
+
+
+class ReidentifyPress(SQLModel, table=True):
+    """When a person last started an "Identify again" in a workspace, for the per-person cooldown (one row per
+    person, overwritten by each accepted press)."""
+
+    __tablename__ = "reidentifypress"
+    __table_args__ = (sa.UniqueConstraint("team_id", "user_id", name="uq_reidentifypress_team_user"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    team_id: str = Field(max_length=32)
+    user_id: str = Field(max_length=32)
+    pressed_at: datetime = _when()
 
 
 class EnrollmentStatus(str, Enum):
