@@ -16,7 +16,16 @@ from sqlmodel import select
 
 from storage import audit
 from storage.database import Database
-from storage.models import AuditAction, OAuthState, Recording, RecordingStatus, Voiceprint, Workspace, utcnow
+from storage.models import (
+    AuditAction,
+    OAuthState,
+    Recording,
+    RecordingStatus,
+    ReidentifyPress,
+    Voiceprint,
+    Workspace,
+    utcnow,
+)
 from storage.voiceprints import raise_workspace_generation
 
 WORKSPACE_FIELDS = frozenset(Workspace.model_fields) - {"id", "install_key"}
@@ -82,7 +91,8 @@ async def get_workspace(db: Database, team_id: str | None, enterprise_id: str | 
 
 async def purge_workspace(db: Database, team_id: str | None, enterprise_id: str | None = None) -> dict[str, int]:
     """After `app_uninstalled` / `tokens_revoked`: forget the tokens, delete the voiceprints, clear the
-    recordings' results and stop their jobs — all in one transaction, with one audit row."""
+    recordings' results, stop their jobs and forget who pressed "Identify again" when — all in one
+    transaction, with one audit row."""
     if not (team_id or enterprise_id):
         raise ValueError("purge_workspace needs a team_id or an enterprise_id")
     now = utcnow()
@@ -107,6 +117,7 @@ async def purge_workspace(db: Database, team_id: str | None, enterprise_id: str 
         counts["results"] = await _rowcount(s, update(Recording).where(
             Recording.team_id.in_(teams), Recording.result.is_not(None) | Recording.relabels.is_not(None)).values(
             result=None, relabels=None, updated_at=now))
+        counts["presses"] = await _rowcount(s, delete(ReidentifyPress).where(ReidentifyPress.team_id.in_(teams)))
         await audit.record(s, team_id=team_id, actor_id=None, action=AuditAction.uninstall,
                            target_type="workspace", target_id=team_id or enterprise_id,
                            detail={"enterprise_id": enterprise_id, **counts})

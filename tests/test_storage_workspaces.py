@@ -8,7 +8,7 @@ import pytest
 from sqlmodel import select
 
 from storage.database import Database
-from storage.models import AuditAction, AuditEvent, RecordingStatus, utcnow
+from storage.models import AuditAction, AuditEvent, RecordingStatus, ReidentifyPress, utcnow
 from storage.recordings import claim_next, complete, enqueue_recording, get_recording, mark_posted
 from storage.retention import purge_expired
 from storage.voiceprints import get_voiceprint, upsert_voiceprint
@@ -79,8 +79,15 @@ async def test_uninstall_purges_tokens_voiceprints_results_and_jobs(db: Database
     queued, _ = await enqueue_recording(db, team_id="T1", channel_id="C", file_id="F3", file_name="b.wav",
                                         uploader_id=None, message_ts=None, engine="local")
 
+    for team in ("T1", "T2"):
+        async with db.session() as s:
+            s.add(ReidentifyPress(team_id=team, user_id="U1", pressed_at=utcnow()))
+            await s.commit()
+
     counts = await purge_workspace(db, "T1")
-    assert counts == {"workspaces": 1, "voiceprints": 1, "cancelled": 1, "results": 1}
+    assert counts == {"workspaces": 1, "voiceprints": 1, "cancelled": 1, "results": 1, "presses": 1}
+    async with db.session() as s:
+        assert [p.team_id for p in (await s.exec(select(ReidentifyPress))).all()] == ["T2"]
     assert await get_workspace(db, "T1") is None
     gone = await get_workspace(db, "T1", include_uninstalled=True)
     assert gone.bot_token is None and gone.bot_refresh_token is None and gone.uninstalled_at
