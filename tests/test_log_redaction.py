@@ -103,6 +103,7 @@ async def test_serve_at_debug_logs_slack_responses_without_any_token_or_secret(t
     f"socket mode with {APP_TOKEN}",
     "form: client_secret=client-secret-0123456789&code=good-code",
     "signing secret test-signing-secret in a message",
+    "cannot reach postgresql+asyncpg://voiceid:MTExLjIyMjpjbGllbnQtc2VjcmV0@db:5432/voiceid",
 ])
 def test_redactor_covers_headers_tokens_and_configured_secrets(line: str):
     stream = io.StringIO()
