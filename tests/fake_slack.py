@@ -61,6 +61,7 @@ class FakeFile:
     user: str = "U0"
     serve_html: bool = False  # answer the download with an HTML login page, as Slack does for a bad token
     stall: bool = False  # send half the bytes, then hold the download open until `FakeSlack.unstall` is set
+    url: str | None = None  # where files.info says to download it (default: this fake's own download route)
 
     @property
     def filetype(self) -> str:
@@ -129,10 +130,10 @@ class FakeSlack:
         if self._runner:
             await self._runner.cleanup()
 
-    def add_file(self, name: str, mimetype: str, data: bytes, *, user: str = "U0", serve_html: bool = False
-                 ) -> FakeFile:
+    def add_file(self, name: str, mimetype: str, data: bytes, *, user: str = "U0", serve_html: bool = False,
+                 url: str | None = None) -> FakeFile:
         f = FakeFile(id=f"F{next(self._ids):06d}", name=name, mimetype=mimetype, data=data, user=user,
-                     serve_html=serve_html)
+                     serve_html=serve_html, url=url)
         self.files[f.id] = f
         return f
 
@@ -159,8 +160,8 @@ class FakeSlack:
         return {"id": f.id, "name": f.name, "title": f.name, "mimetype": f.mimetype, "filetype": f.filetype,
                 "size": len(f.data), "user": f.user, "mode": "hosted",
                 "permalink": f"https://fake.slack.com/files/{f.user}/{f.id}/{quote(f.name, safe='')}",
-                "url_private": f"{self.base}/files/{f.id}/{quote(f.name, safe='')}",
-                "url_private_download": f"{self.base}/files/{f.id}/{quote(f.name, safe='')}"}
+                "url_private": f.url or f"{self.base}/files/{f.id}/{quote(f.name, safe='')}",
+                "url_private_download": f.url or f"{self.base}/files/{f.id}/{quote(f.name, safe='')}"}
 
     # -- inspection -------------------------------------------------------------------------------
     def calls_to(self, method: str) -> list[Call]:
