@@ -78,6 +78,7 @@ class Message:
     user: str = BOT_USER_ID
     history: list = field(default_factory=list)
     metadata: dict | None = None
+    bot_id: str | None = BOT_ID  # set on messages an app posted (None: a person's)
 
 
 class FakeSlack:
@@ -310,6 +311,8 @@ class FakeSlack:
         m = self.messages.get((p["channel"], p["ts"]))
         if m is None:
             return {"ok": False, "error": "message_not_found"}
+        if m.user != BOT_USER_ID:  # as Slack: an app edits only its own messages
+            return {"ok": False, "error": "cant_update_message"}
         m.history.append((m.text, m.blocks))
         m.text, m.blocks = p.get("text", m.text), p.get("blocks") or []
         return {"ok": True, "channel": m.channel, "ts": m.ts, "text": m.text}
@@ -322,7 +325,7 @@ class FakeSlack:
     def _m_conversations_replies(self, p: dict) -> dict:
         """The thread's bot replies (the root message itself is not stored by this fake)."""
         messages = [{"type": "message", "user": m.user, "text": m.text, "ts": m.ts, "thread_ts": m.thread_ts,
-                     **({"metadata": m.metadata} if m.metadata else {})}
+                     **({"metadata": m.metadata} if m.metadata else {}), **({"bot_id": m.bot_id} if m.bot_id else {})}
                     for m in self.thread(p["channel"], p["ts"])]
         return {"ok": True, "messages": messages, "has_more": False, "response_metadata": {"next_cursor": ""}}
 
