@@ -4,10 +4,12 @@ Every setting is documented in the README's settings table; keep the two in step
 """
 from __future__ import annotations
 
+import ipaddress
 from enum import Enum
 from functools import lru_cache
 from pathlib import Path
 from typing import Literal, get_args
+from urllib.parse import urlsplit
 
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -55,6 +57,11 @@ class Settings(BaseSettings):
     engine_queue_size: int = Field(default=16, ge=1)  # engine server: waiting jobs before 429
     engine_media_ttl_hours: float = Field(default=24.0, gt=0)  # engine server: unused uploads deleted after
     public_base_url: str | None = None
+    # Engine link: TLS and plain HTTP (see SECURITY.md). Keys, voiceprints and audio cross it.
+    allow_insecure_http: bool = False  # accept plain http:// URLs to other machines (and a bare engine server)
+    engine_tls_cert: Path | None = None  # engine server: PEM certificate chain; with ENGINE_TLS_KEY it serves https
+    engine_tls_key: Path | None = None
+    engine_ca_file: Path | None = None  # bot: a PEM CA (or self-signed certificate) to trust for ENGINE_URL
     match_threshold: float | None = Field(default=None, ge=0, le=100)
     max_recording_hours: float = Field(default=4.0, gt=0)
     max_file_mb: int = Field(default=1024, gt=0)
@@ -72,6 +79,10 @@ class Settings(BaseSettings):
     job_retry_base_seconds: float = Field(default=15.0, ge=0)  # wait before a retry: base × 4^(n-1), capped
     job_retry_max_seconds: float = Field(default=900.0, ge=0)
     job_poll_seconds: float = Field(default=2.0, gt=0)
+    # "Identify again": a recording may run again this long after its last re-run ended; a person may start one
+    # this long after their last (0: no wait)
+    identify_again_recording_cooldown_minutes: float = Field(default=30.0, ge=0)
+    identify_again_person_cooldown_minutes: float = Field(default=5.0, ge=0)
     result_retention_days: int = Field(default=30, ge=1)
     audit_retention_days: int = Field(default=365, ge=1)
     log_level: str = "INFO"
@@ -90,6 +101,21 @@ class Settings(BaseSettings):
     def _english_only(self) -> Settings:
         if self.transcript_model is TranscriptModel.tiny_en and self.transcript_language not in (None, "en"):
             raise ValueError("TRANSCRIPT_MODEL=tiny.en understands only English; use base for other languages")
+        return self
+
+    @model_validator(mode="after")
+    def _engine_link(self) -> Settings:
+        problems = [p for name, url in (("ENGINE_URL", self.engine_url), ("PUBLIC_BASE_URL", self.public_base_url),
+                                        ("PYANNOTEAI_API_URL", self.pyannoteai_api_url),
+                                        ("SLACK_API_URL", self.slack_api_url))
+                    if url and (p := url_problem(name, url, allow_insecure=self.allow_insecure_http))]
+        if (self.engine_tls_cert is None) != (self.engine_tls_key is None):
+            problems.append("ENGINE_TLS_CERT and ENGINE_TLS_KEY go together: set both (or neither)")
+        problems += [f"{name} names no readable file" for name, path in (
+            ("ENGINE_TLS_CERT", self.engine_tls_cert), ("ENGINE_TLS_KEY", self.engine_tls_key),
+            ("ENGINE_CA_FILE", self.engine_ca_file)) if path is not None and not path.is_file()]
+        if problems:
+            raise ValueError("; ".join(problems))
         return self
 
     @property
@@ -124,6 +150,30 @@ class Settings(BaseSettings):
             return [n for n, v in {"ENGINE_URL": self.engine_url, "ENGINE_API_KEY": self.engine_api_key}.items()
                     if not v]
         return []
+
+
+def is_loopback(host: str | None) -> bool:
+    """Whether `host` names this machine (localhost, 127.0.0.0/8, ::1): traffic to it never crosses a network."""
+    host = (host or "").strip("[]").rstrip(".").lower()
+    if host == "localhost" or host.endswith(".localhost"):
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def url_problem(name: str, url: str, *, allow_insecure: bool = False) -> str | None:
+    """Why `url` (setting `name`) may not carry keys, voiceprints or audio, or None: https, or http to this machine.
+
+    Never repeats the URL, which may hold credentials or a one-time token."""
+    parts = urlsplit(url.strip())
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        return f"{name} must be an https:// URL"
+    if parts.scheme == "https" or is_loopback(parts.hostname) or allow_insecure:
+        return None
+    return (f"{name} uses plain http:// to another machine, so keys, voiceprints and audio would cross the network "
+            "readable and alterable: use https:// (see README, Engine link), or set ALLOW_INSECURE_HTTP=true")
 
 
 @lru_cache(maxsize=1)

@@ -1,4 +1,5 @@
-"""Encryption at rest for voiceprints and OAuth tokens: Fernet (AES-128-CBC + HMAC-SHA256) with key rotation.
+"""Encryption at rest for voiceprints, OAuth tokens and meeting content (a recording's result with its
+transcript, relabels, file name and transcript link): Fernet (AES-128-CBC + HMAC-SHA256) with key rotation.
 
 The caller hands `Database` its key ring (the first key encrypts, every key decrypts); `Sealed` columns
 encrypt on the way in and decrypt on the way out, so no query or model code sees ciphertext. A stored
@@ -7,6 +8,7 @@ text, and `reencrypt_all` moves every row (plain text included) to the current k
 """
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from typing import Any
 
@@ -88,3 +90,19 @@ class SealedString(Sealed):
 
     impl = sa.String
     cache_ok = True
+
+
+class SealedJSON(Sealed):
+    """JSON encrypted as TEXT. A row written before encryption holds the JSON document itself (it cannot start
+    with the prefix), so it still reads."""
+
+    cache_ok = True
+
+    def process_bind_param(self, value: Any, dialect: Dialect) -> str | None:
+        if value is None:
+            return None
+        return super().process_bind_param(json.dumps(value, ensure_ascii=False, separators=(",", ":")), dialect)
+
+    def process_result_value(self, value: Any, dialect: Dialect) -> Any:
+        opened = super().process_result_value(value, dialect)
+        return None if opened is None else json.loads(opened)

@@ -2,11 +2,17 @@
 
 SQLite (the default, via aiosqlite) runs in WAL mode with a busy timeout so that the bot, its workers
 and the CLI can share one file, created readable by its owner only. PostgreSQL (via asyncpg) is for several
-processes at scale. Voiceprints and tokens are encrypted with the key ring the caller passes (`storage.crypto`).
+processes at scale. Voiceprints, tokens and meeting content are encrypted with the key ring the caller passes
+(`storage.crypto`).
+
+Deleted is deleted on SQLite too: `secure_delete` zeroes a deleted row's bytes in the pages it leaves, and
+`Database.checkpoint()` (called after every deletion of personal data) folds the write-ahead log into the file
+and truncates it, since the `-wal` file keeps the older page images, deleted rows included, until then.
 """
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
@@ -22,6 +28,9 @@ from storage.crypto import KeyRing, attach
 
 SQLITE_BUSY_TIMEOUT_MS = 30_000
 SQLITE_IMMEDIATE = "voiceid_sqlite_immediate"  # execution option: begin with BEGIN IMMEDIATE
+SQLITE_NO_TRANSACTION = "voiceid_sqlite_no_transaction"  # execution option: begin nothing (for a checkpoint)
+
+log = logging.getLogger(__name__)
 
 
 def _driver_errors() -> tuple[type[BaseException], ...]:
@@ -81,8 +90,8 @@ class Database:
     read-then-write transactions so that two writers queue on the busy timeout instead of failing with
     "database is locked" when one upgrades its read lock. On PostgreSQL it changes nothing.
 
-    `keys` encrypt voiceprints and tokens (the first writes, all read); without keys they are written in
-    plain text, which only tests and the migration runner do.
+    `keys` encrypt voiceprints, tokens and meeting content (the first writes, all read); without keys they are
+    written in plain text, which only tests and the migration runner do.
     """
 
     def __init__(self, url: str, *, keys: Sequence[str] = (), pool_size: int = 5, max_overflow: int = 10,
@@ -112,6 +121,22 @@ class Database:
             if immediate and self.dialect == "sqlite":
                 await session.connection(execution_options={SQLITE_IMMEDIATE: True})
             yield session
+
+    async def checkpoint(self) -> bool:
+        """After deleting personal data: on SQLite, copy the write-ahead log into the main file (where
+        `secure_delete` has zeroed the deleted rows) and truncate it to nothing, so no older page image of a
+        deleted row stays in `-wal`. Waits (busy timeout) for readers of older snapshots; False if one still
+        held the log, which then keeps its pages until the next checkpoint. PostgreSQL: nothing to do here
+        (dead rows go with VACUUM; see SECURITY.md)."""
+        if self.dialect != "sqlite":
+            return True
+        async with self.engine.connect() as conn:
+            await conn.execution_options(**{SQLITE_NO_TRANSACTION: True})
+            busy, _, _ = (await conn.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)")).one()
+        if busy:
+            log.warning("SQLite checkpoint after a deletion was blocked by a reader; the write-ahead log keeps "
+                        "the deleted rows' pages until the next checkpoint")
+        return not busy
 
     async def dispose(self) -> None:
         await self.engine.dispose()
@@ -147,4 +172,6 @@ def _install_sqlite_hooks(engine: AsyncEngine) -> None:
 
     @event.listens_for(engine.sync_engine, "begin")
     def _on_begin(conn: Any) -> None:
+        if conn.get_execution_options().get(SQLITE_NO_TRANSACTION):
+            return  # a checkpoint cannot run inside a transaction
         conn.exec_driver_sql("BEGIN IMMEDIATE" if conn.get_execution_options().get(SQLITE_IMMEDIATE) else "BEGIN")

@@ -20,7 +20,7 @@ from sqlmodel import select
 
 from storage.crypto import SealError
 from storage.database import SQLITE_IMMEDIATE, Database, safe_url
-from storage.models import Voiceprint, Workspace
+from storage.models import Recording, Voiceprint, Workspace
 
 MIGRATIONS_DIR = Path(__file__).resolve().with_name("migrations")
 _PG_MIGRATION_LOCK = 0x766F6963  # any fixed key; "voic"
@@ -82,21 +82,35 @@ async def upgrade(url: str, revision: str = "head") -> MigrationReport:
 
 # -- key rotation: a data migration of the sealed columns ----------------------------------------------
 
-SEALED_COLUMNS = {Voiceprint: ("voiceprint",), Workspace: ("bot_token", "bot_refresh_token")}
+SEALED_COLUMNS = {Voiceprint: ("voiceprint",), Workspace: ("bot_token", "bot_refresh_token"),
+                  Recording: ("result", "relabels", "file_name", "transcript_url")}
+_BATCH = 100  # rows per transaction: a result holds a whole transcript, and writers wait while one runs
 
 
 async def reencrypt_all(db: Database) -> dict[str, int]:
     """Reads each row with any configured key (or as legacy plain text) and writes it back sealed with the
-    first key; returns the rows rewritten per table. Afterwards the older keys can be retired."""
+    first key; returns the rows rewritten per table. Afterwards the older keys can be retired.
+
+    Batches of locked rows, one transaction each, so the bot can keep running (every row reads with either
+    key meanwhile) and a correction made meanwhile is never overwritten with the value read before it. Ends
+    with a checkpoint, so no page image of the old ciphertext or plain text stays in SQLite's `-wal`."""
     if not db.keyring.encrypts:
         raise SealError("re-encryption needs an encryption key")
     counts: dict[str, int] = {}
-    async with db.session(immediate=True) as s:
-        for model, columns in SEALED_COLUMNS.items():
-            rows = (await s.exec(select(model.id, *(getattr(model, c) for c in columns)))).all()
-            for row_id, *values in rows:
-                stmt = update(model).where(model.id == row_id).values(dict(zip(columns, values, strict=True)))
-                await s.exec(stmt.execution_options(synchronize_session=False))
-            counts[model.__tablename__] = len(rows)
-        await s.commit()
+    for model, columns in SEALED_COLUMNS.items():
+        counts[model.__tablename__] = after = 0
+        while True:
+            async with db.session(immediate=True) as s:
+                rows = (await s.exec(select(model.id, *(getattr(model, c) for c in columns))
+                                     .where(model.id > after).order_by(model.id).limit(_BATCH)
+                                     .with_for_update())).all()
+                for row_id, *values in rows:
+                    stmt = update(model).where(model.id == row_id).values(dict(zip(columns, values, strict=True)))
+                    await s.exec(stmt.execution_options(synchronize_session=False))
+                await s.commit()
+            if not rows:
+                break
+            counts[model.__tablename__] += len(rows)
+            after = rows[-1][0]
+    await db.checkpoint()
     return counts

@@ -34,10 +34,13 @@ lease right before the one upload of the `.md`/`.vtt` files (a takeover never up
 
 Nobody enrolled: the job runs a diarize-only engine job and sets `diarize_only` (speakers are numbered).
 "Identify again" (`requeue_identify`) sends a `posted` (or re-run `failed`) recording whose result is still
-retained back to `queued` with its attempts reset, keeping `reply_ts`/`posted_ts` and the chart, so the same
-summary message is edited in place; `complete` then replaces the result, clears the relabels (they named
-speakers of the old result) and raises `relabel_seq`, so the chart is redrawn once. `finished_at` keeps the
-first run's time: identifying again never extends retention.
+retained back to `queued` with its attempts reset and a new `queued_at` (behind the recordings already
+waiting), keeping `reply_ts`/`posted_ts` and the chart, so the same summary message is edited in place;
+`complete` then replaces the result, clears the relabels (they named speakers of the old result) and raises
+`relabel_seq`, so the chart is redrawn once. `finished_at` keeps the first run's time: identifying again never
+extends retention. Cooldowns: a recording may run again only a while after its last re-run was shown
+(`reidentified_at` set, `notified_at` + cooldown), a person only a while after their last accepted press
+(`ReidentifyPress`).
 
 Chart redraws after a correction: every relabel raises `relabel_seq`; the chart in Slack was drawn at
 `chart_seq`. One redrawer at a time holds `chart_lock_owner` until `chart_lock_until` and redraws until the
@@ -53,7 +56,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Dialect
 from sqlmodel import Field, SQLModel
 
-from storage.crypto import Sealed, SealedString
+from storage.crypto import Sealed, SealedJSON, SealedString
 
 
 def utcnow() -> datetime:
@@ -191,18 +194,21 @@ class DeletionGeneration(SQLModel, table=True):
 
 
 class Recording(SQLModel, table=True):
-    """A Slack file to diarize and identify, with its job state; see the status machine above."""
+    """A Slack file to diarize and identify, with its job state; see the status machine above.
+
+    Meeting content is encrypted at rest (`storage.crypto`): the result (with the transcript's words), the
+    relabels, the file name and the transcript's link (Slack's permalink carries the file name)."""
 
     __table_args__ = (
         sa.UniqueConstraint("team_id", "file_id", name="uq_recording_team_file"),
-        sa.Index("ix_recording_status_created", "status", "created_at"),
+        sa.Index("ix_recording_status_queued", "status", "queued_at"),
     )
 
     id: int | None = Field(default=None, primary_key=True)
     team_id: str = Field(max_length=32)
     channel_id: str = Field(max_length=32)
     file_id: str = Field(max_length=32)
-    file_name: str = Field(max_length=500)
+    file_name: str = Field(sa_column=sa.Column(Sealed(), nullable=False))  # names meetings and people
     duration: float | None = None
     uploader_id: str | None = Field(default=None, max_length=32)
     message_ts: str | None = Field(default=None, max_length=32)
@@ -217,8 +223,8 @@ class Recording(SQLModel, table=True):
     progress: float = Field(default=0.0, ge=0.0, le=1.0)
     error_code: str | None = Field(default=None, max_length=64)
     error_message: str | None = Field(default=None, sa_column=sa.Column(sa.Text(), nullable=True))
-    result: dict | None = Field(default=None, sa_column=sa.Column(_json(), nullable=True))
-    relabels: dict | None = Field(default=None, sa_column=sa.Column(_json(), nullable=True))
+    result: dict | None = Field(default=None, sa_column=sa.Column(SealedJSON(), nullable=True))  # every word
+    relabels: dict | None = Field(default=None, sa_column=sa.Column(SealedJSON(), nullable=True))  # who spoke
     reply_ts: str | None = Field(default=None, max_length=32)
     posted_ts: str | None = Field(default=None, max_length=32)
     chart_file_id: str | None = Field(default=None, max_length=32)
@@ -227,7 +233,7 @@ class Recording(SQLModel, table=True):
     notified_at: datetime | None = _when(nullable=True)
     transcript_started_at: datetime | None = _when(nullable=True)
     transcript_file_id: str | None = Field(default=None, max_length=32)
-    transcript_url: str | None = Field(default=None, max_length=500)
+    transcript_url: str | None = Field(default=None, sa_column=sa.Column(Sealed(), nullable=True))  # has the name
     transcript_error: str | None = Field(default=None, max_length=64)
     relabel_seq: int = Field(default=0)
     chart_seq: int = Field(default=0)
@@ -240,11 +246,27 @@ class Recording(SQLModel, table=True):
     updated_at: datetime = _when(default=True)
     finished_at: datetime | None = _when(nullable=True, index=True)
     not_before: datetime | None = _when(nullable=True)  # a queued retry waits until then (backoff)
+    # Its place in the queue: when it was shared, and again at each "Identify again" (a re-run waits its turn).
+    queued_at: datetime = _when(default=True)
+    reidentified_at: datetime | None = _when(nullable=True)  # the last accepted "Identify again" (its cooldown)
 
     @property
     def state(self) -> RecordingStatus:
         """The status as the enum, whichever way the row was built."""
         return RecordingStatus(self.status)
+
+
+class ReidentifyPress(SQLModel, table=True):
+    """When a person last started an "Identify again" in a workspace, for the per-person cooldown (one row per
+    person, overwritten by each accepted press)."""
+
+    __tablename__ = "reidentifypress"
+    __table_args__ = (sa.UniqueConstraint("team_id", "user_id", name="uq_reidentifypress_team_user"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    team_id: str = Field(max_length=32)
+    user_id: str = Field(max_length=32)
+    pressed_at: datetime = _when()
 
 
 class EnrollmentStatus(str, Enum):

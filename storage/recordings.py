@@ -8,7 +8,8 @@ timeout; a "database is locked" after the timeout is retried). A worker keeps it
 stops. See `storage.models` for the states.
 
 Fairness: among claimable rows, the workspace with the fewest recordings in progress (leased) goes first,
-then the oldest row; so one workspace's backlog never starves the others.
+then the one waiting longest (`queued_at`: when it was shared, or when "Identify again" sent it back); so one
+workspace's backlog never starves the others, and a re-run never jumps ahead of recordings already waiting.
 """
 from __future__ import annotations
 
@@ -25,7 +26,7 @@ from storage import audit
 from storage.database import Database
 from storage.leases import claim, due, execute, lease_until, retry_delay, update_if, update_owned
 from storage.leases import retry_locked as _retry_locked
-from storage.models import AuditAction, Recording, RecordingStatus, utcnow
+from storage.models import AuditAction, Recording, RecordingStatus, ReidentifyPress, utcnow
 
 QUEUED, RUNNING, SUCCEEDED = RecordingStatus.queued.value, RecordingStatus.running.value, RecordingStatus.succeeded.value
 POSTED, FAILED = RecordingStatus.posted.value, RecordingStatus.failed.value
@@ -80,12 +81,12 @@ def _claimable(now: datetime, row: Any = Recording) -> Any:
 
 
 def _fair_pick(dialect: str, now: datetime) -> Any:
-    """The id to claim next: the workspace with the fewest leased rows first, then the oldest row."""
+    """The id to claim next: the workspace with the fewest leased rows first, then the longest waiting."""
     cand, other = aliased(Recording, name="cand"), aliased(Recording, name="other")
     busy = (select(func.count()).select_from(other)
             .where(other.team_id == cand.team_id, other.lease_owner.is_not(None))
             .correlate(cand).scalar_subquery())
-    pick = select(cand.id).where(_claimable(now, cand)).order_by(busy, cand.created_at, cand.id).limit(1)
+    pick = select(cand.id).where(_claimable(now, cand)).order_by(busy, cand.queued_at, cand.id).limit(1)
     if dialect == "postgresql":
         pick = pick.with_for_update(of=cand, skip_locked=True)
     return pick.scalar_subquery()
@@ -166,17 +167,33 @@ class IdentifyRefused(Exception):
         self.reason = reason
 
 
+class IdentifyTooSoon(IdentifyRefused):
+    """"Identify again" is cooling down until `retry_at`: for the person who pressed (`per_person`), or for the
+    recording (its last re-run ended too recently)."""
+
+    def __init__(self, retry_at: datetime, *, per_person: bool):
+        whose = "this person" if per_person else "this recording"
+        super().__init__(f"Identify again is cooling down for {whose} until {retry_at:%H:%M} UTC.")
+        self.retry_at, self.per_person = retry_at, per_person
+
+
 PURGED = ("The results of this recording were deleted under the retention policy, so it can no longer be "
           "identified again.")
 
 
-async def requeue_identify(db: Database, recording_id: int, *, actor_id: str) -> Recording:
+async def requeue_identify(db: Database, recording_id: int, *, actor_id: str,
+                           recording_cooldown: timedelta = timedelta(0), person_cooldown: timedelta = timedelta(0),
+                           now: datetime | None = None) -> Recording:
     """"Identify again": a finished recording whose result is still retained goes back to `queued` for a new
-    attempt series (the summary's `reply_ts`/`posted_ts`, the chart and the transcript stay, so the summary is
-    edited in place and nothing is posted twice). Checked and changed on the locked row, so two presses make
-    one job. Audited. Raises IdentifyRefused (purged, or already running) or RecordingNotFound."""
+    attempt series, at the back of the queue (the summary's `reply_ts`/`posted_ts`, the chart and the transcript
+    stay, so the summary is edited in place and nothing is posted twice). Not within `recording_cooldown` after
+    its last re-run was shown, nor within `person_cooldown` after the presser's last accepted press in the
+    workspace. Checked and changed in one transaction on the locked row, so two presses make one job and a
+    refused press changes nothing. Audited. Raises IdentifyTooSoon, IdentifyRefused (purged, or already
+    running) or RecordingNotFound."""
 
     async def attempt() -> Recording:
+        at = now or utcnow()
         async with db.session(immediate=True) as s:
             rec = (await s.exec(select(Recording).where(Recording.id == recording_id).with_for_update())).first()
             if rec is None:
@@ -187,17 +204,34 @@ async def requeue_identify(db: Database, recording_id: int, *, actor_id: str) ->
                                                             and rec.notified_at is not None)
             if not shown or rec.posted_ts is None:
                 raise IdentifyRefused("This recording is already being identified; the summary will be updated.")
-            now = utcnow()
+            if rec.reidentified_at is not None and at < rec.notified_at + recording_cooldown:
+                raise IdentifyTooSoon(rec.notified_at + recording_cooldown, per_person=False)
+            if person_cooldown > timedelta(0):
+                await _take_turn(s, db.dialect, rec.team_id, actor_id, at, person_cooldown)
             rec.status, rec.attempts, rec.progress, rec.not_before = RecordingStatus.queued, 0, 0.0, None
             rec.lease_owner = rec.lease_expires_at = rec.engine_job_id = rec.engine_deadline_at = None
             rec.error_code = rec.error_message = rec.notified_at = None
-            rec.updated_at = now
+            rec.queued_at = rec.reidentified_at = rec.updated_at = at
             await audit.record(s, team_id=rec.team_id, actor_id=actor_id, action=AuditAction.reidentify,
                                target_type="recording", target_id=str(rec.id), detail=None)
             await s.commit()
             return rec
 
     return await _retry_locked(db, attempt)
+
+
+async def _take_turn(s: Any, dialect: str, team_id: str, user_id: str, at: datetime, cooldown: timedelta) -> None:
+    """Records the person's press at `at` unless their last one was within `cooldown` (IdentifyTooSoon): one
+    conditional upsert, so simultaneous presses by one person on different recordings let only one through."""
+    insert = sqlite_insert if dialect == "sqlite" else pg_insert
+    stmt = (insert(ReidentifyPress).values(team_id=team_id, user_id=user_id, pressed_at=at)
+            .on_conflict_do_update(index_elements=["team_id", "user_id"], set_={"pressed_at": at},
+                                   where=ReidentifyPress.pressed_at <= at - cooldown)
+            .returning(ReidentifyPress.id))
+    if (await s.exec(stmt)).scalar_one_or_none() is None:
+        last = (await s.exec(select(ReidentifyPress.pressed_at).where(
+            ReidentifyPress.team_id == team_id, ReidentifyPress.user_id == user_id))).one()
+        raise IdentifyTooSoon(last + cooldown, per_person=True)
 
 
 async def mark_posted(db: Database, recording_id: int, owner: str, posted_ts: str,
@@ -313,8 +347,8 @@ async def queue_position(db: Database, recording_id: int) -> int | None:
             return None
         ahead = select(func.count()).select_from(Recording).where(
             Recording.status == QUEUED,
-            or_(Recording.created_at < rec.created_at,
-                and_(Recording.created_at == rec.created_at, Recording.id < rec.id)))
+            or_(Recording.queued_at < rec.queued_at,
+                and_(Recording.queued_at == rec.queued_at, Recording.id < rec.id)))
         return (await s.exec(ahead)).one()
 
 

@@ -33,4 +33,5 @@ async def purge_expired(db: Database, *, result_days: int, audit_days: int,
         await audit.record(s, team_id=None, actor_id=None, action=AuditAction.purge, target_type="retention",
                            target_id=None, detail={"result_days": result_days, "audit_days": audit_days, **counts})
         await s.commit()
+    await db.checkpoint()  # the -wal file still holds the cleared results' pages
     return counts

@@ -134,8 +134,9 @@ async def get_voiceprint(db: Database, team_id: str, user_id: str, engine: str |
 
 
 async def delete_voiceprints(db: Database, team_id: str, user_id: str, actor_id: str | None) -> int:
-    """Deletes the person's voiceprints for every engine (a real DELETE) and audits it; returns how many.
-    Enrollments that started before it can no longer store theirs (the generation is raised first)."""
+    """Deletes the person's voiceprints for every engine (a real DELETE, gone from the SQLite files too) and
+    audits it; returns how many. Enrollments that started before it can no longer store theirs (the generation
+    is raised first)."""
     async with db.session(immediate=True) as s:
         await s.exec(_generation_row(db, team_id, user_id, bump=True))
         stmt = (delete(Voiceprint).where(Voiceprint.team_id == team_id, Voiceprint.user_id == user_id)
@@ -146,6 +147,8 @@ async def delete_voiceprints(db: Database, team_id: str, user_id: str, actor_id:
                                target_type="voiceprint", target_id=user_id,
                                detail={"engines": engines, "count": len(engines)})
         await s.commit()
+    if engines:
+        await db.checkpoint()  # the -wal file still holds the deleted voiceprints' pages
     return len(engines)
 
 

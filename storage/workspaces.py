@@ -1,7 +1,8 @@
-"""Slack installations (one row per workspace or enterprise-wide install), uninstall purges, OAuth states.
+"""Slack installations (one row per workspace), uninstall purges, OAuth states.
 
-A workspace is identified by `install_key` = "<enterprise or ->:<team or ->", because a UNIQUE constraint
-treats NULLs as distinct and Slack installs have either id missing (no org, or an org-wide install).
+A workspace is identified by `install_key` = "<enterprise or ->:<team>", because a UNIQUE constraint treats
+NULLs as distinct and a workspace outside an Enterprise Grid org has no enterprise id. Org-wide installs are
+not supported (jobs and uninstall purges work per workspace): they are refused, never stored.
 """
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ import secrets
 from datetime import timedelta
 from typing import Any
 
-from sqlalchemy import and_, delete, update
+from sqlalchemy import and_, delete, func, update
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import select
 
@@ -19,25 +20,34 @@ from storage.models import AuditAction, OAuthState, Recording, RecordingStatus, 
 from storage.voiceprints import raise_workspace_generation
 
 WORKSPACE_FIELDS = frozenset(Workspace.model_fields) - {"id", "install_key"}
+
+
+class OrgWideInstall(ValueError):
+    """An Enterprise Grid org-wide install: refused, never stored."""
+
+
+class TooManyStates(RuntimeError):
+    """As many OAuth states are pending as allowed: no new install can start until some finish or expire."""
 _IN_FLIGHT = (RecordingStatus.queued.value, RecordingStatus.running.value, RecordingStatus.succeeded.value)
 
 
-def install_key(team_id: str | None, enterprise_id: str | None, is_enterprise_install: bool = False) -> str:
-    return f"{enterprise_id or '-'}:{'-' if is_enterprise_install else (team_id or '-')}"
+def install_key(team_id: str, enterprise_id: str | None) -> str:
+    return f"{enterprise_id or '-'}:{team_id}"
 
 
 async def save_workspace(db: Database, **fields: Any) -> Workspace:
-    """Creates or updates the installation named by team_id / enterprise_id / is_enterprise_install.
+    """Creates or updates the installation named by team_id / enterprise_id (OrgWideInstall for an org-wide one).
 
     Saving again (a re-install, a token refresh) updates the given fields and marks it installed."""
     unknown = set(fields) - WORKSPACE_FIELDS
     if unknown:
         raise ValueError(f"unknown workspace fields: {', '.join(sorted(unknown))}")
     team_id, enterprise_id = fields.get("team_id"), fields.get("enterprise_id")
-    enterprise_install = bool(fields.get("is_enterprise_install"))
-    if not (team_id or (enterprise_install and enterprise_id)):
-        raise ValueError("a workspace needs a team_id (or an enterprise_id for an enterprise-wide install)")
-    key = install_key(team_id, enterprise_id, enterprise_install)
+    if fields.get("is_enterprise_install"):
+        raise OrgWideInstall("org-wide (enterprise) installs are not supported: install Voice ID per workspace")
+    if not team_id:
+        raise ValueError("a workspace needs a team_id")
+    key = install_key(team_id, enterprise_id)
     fields.setdefault("uninstalled_at", None)
     for attempt in range(2):
         try:
@@ -59,21 +69,15 @@ async def save_workspace(db: Database, **fields: Any) -> Workspace:
 
 async def get_workspace(db: Database, team_id: str | None, enterprise_id: str | None = None, *,
                         include_uninstalled: bool = False) -> Workspace | None:
-    """The installation serving this team: its own install first, else its org's enterprise-wide install."""
+    """The installation serving this team (never an org-wide install: those are not supported)."""
+    if not team_id:
+        return None
     active = [] if include_uninstalled else [Workspace.uninstalled_at.is_(None)]
+    stmt = select(Workspace).where(Workspace.team_id == team_id, Workspace.is_enterprise_install.is_(False), *active)
+    if enterprise_id:
+        stmt = stmt.where(Workspace.enterprise_id == enterprise_id)
     async with db.session() as s:
-        if team_id:
-            stmt = select(Workspace).where(Workspace.team_id == team_id, Workspace.is_enterprise_install.is_(False),
-                                           *active)
-            if enterprise_id:
-                stmt = stmt.where(Workspace.enterprise_id == enterprise_id)
-            row = (await s.exec(stmt.order_by(Workspace.installed_at.desc()).limit(1))).first()
-            if row is not None:
-                return row
-        if enterprise_id:
-            stmt = select(Workspace).where(Workspace.install_key == install_key(None, enterprise_id, True), *active)
-            return (await s.exec(stmt)).first()
-    return None
+        return (await s.exec(stmt.order_by(Workspace.installed_at.desc()).limit(1))).first()
 
 
 async def purge_workspace(db: Database, team_id: str | None, enterprise_id: str | None = None) -> dict[str, int]:
@@ -107,6 +111,7 @@ async def purge_workspace(db: Database, team_id: str | None, enterprise_id: str 
                            target_type="workspace", target_id=team_id or enterprise_id,
                            detail={"enterprise_id": enterprise_id, **counts})
         await s.commit()
+    await db.checkpoint()  # the -wal file still holds the deleted voiceprints' and results' pages
     return counts
 
 
@@ -114,12 +119,16 @@ async def _rowcount(s: Any, stmt: Any) -> int:
     return (await s.exec(stmt.execution_options(synchronize_session=False))).rowcount
 
 
-async def issue_state(db: Database, ttl_s: int) -> str:
-    """A new one-time OAuth `state`, valid for `ttl_s` seconds; expired ones are swept on the way."""
+async def issue_state(db: Database, ttl_s: int, *, cap: int | None = None) -> str:
+    """A new one-time OAuth `state`, valid for `ttl_s` seconds; expired ones are swept on the way. With `cap`,
+    at most that many are pending at once (anyone can ask for one): beyond it, TooManyStates."""
     state = secrets.token_urlsafe(32)
     now = utcnow()
-    async with db.session() as s:
+    async with db.session(immediate=True) as s:
         await s.exec(delete(OAuthState).where(OAuthState.expires_at < now))
+        if cap is not None and (await s.exec(select(func.count()).select_from(OAuthState))).one() >= cap:
+            await s.commit()  # keep the sweep
+            raise TooManyStates(f"{cap} OAuth states are pending")
         s.add(OAuthState(state=state, expires_at=now + timedelta(seconds=ttl_s)))
         await s.commit()
     return state

@@ -94,6 +94,9 @@ class FakeSlack:
         self.uploads: dict[str, bytes] = {}
         self.rate_limit: dict[str, int] = {}
         self.refresh_tokens: dict[str, str] = {}  # refresh token → the access token it rotates
+        self.enterprise_install: str | None = None  # an enterprise id: oauth.v2.access answers an org-wide install
+        self.revoked: list[str] = []  # tokens revoked with auth.revoke
+        self._token: str | None = None
         self.retry_after = 1
         self.sockets: list[web.WebSocketResponse] = []  # Socket Mode connections from the bot
         self.acks: dict[str, dict] = {}  # envelope_id → the bot's acknowledgement
@@ -229,6 +232,7 @@ class FakeSlack:
         if handler is None:
             return web.json_response({"ok": False, "error": "unknown_method"})
         await self._hold(method, params)
+        self._token = token  # the caller's token, for the handler called right now (auth.revoke)
         answer = handler(params)
         call.done = bool(answer.get("ok"))
         if self.lost_answers.get(method, 0) > 0 or fault == "lost":
@@ -330,6 +334,10 @@ class FakeSlack:
         return {"ok": True, "messages": messages, "has_more": False, "response_metadata": {"next_cursor": ""}}
 
     def _m_chat_postEphemeral(self, p: dict) -> dict:
+        """As Slack: only to someone in the channel (when the test set who is; a public channel can be read
+        without joining it)."""
+        if p.get("channel") in self.members and p.get("user") not in self.members[p["channel"]]:
+            return {"ok": False, "error": "user_not_in_channel"}
         return {"ok": True, "message_ts": self._ts()}
 
     def _m_views_open(self, p: dict) -> dict:
@@ -391,10 +399,18 @@ class FakeSlack:
         if rotating:  # from now on Slack accepts only the new access token
             self.tokens.discard(self.refresh_tokens[p["refresh_token"]])
         token, refresh = self.issue_tokens(None if rotating else self.token)
+        org = self.enterprise_install
         return {"ok": True, "access_token": token, "token_type": "bot", "scope": "commands,chat:write",
-                "bot_user_id": BOT_USER_ID, "app_id": "A0001", "team": {"id": self.team_id, "name": "Fake"},
-                "enterprise": None, "is_enterprise_install": False, "authed_user": {"id": "U0"},
-                "refresh_token": refresh, "expires_in": 43200}
+                "bot_user_id": BOT_USER_ID, "app_id": "A0001",
+                "team": None if org else {"id": self.team_id, "name": "Fake"},
+                "enterprise": {"id": org, "name": "Fake Org"} if org else None, "is_enterprise_install": bool(org),
+                "authed_user": {"id": "U0"}, "refresh_token": refresh, "expires_in": 43200}
+
+    def _m_auth_revoke(self, p: dict) -> dict:
+        """The token in use stops working."""
+        self.revoked.append(self._token)
+        self.tokens.discard(self._token)
+        return {"ok": True, "revoked": True}
 
 # -- the bot under test, served for real, with correctly signed requests ------------------------------
 SIGNING_SECRET = "test-signing-secret"

@@ -91,18 +91,23 @@ async def test_auth_upload_url_and_media_key_rules(local_engine, tmp_path):
 @needs_speech
 @pytest.mark.speech
 @in_module_loop
-async def test_webhook_from_the_server_is_signed_and_carries_the_job(local_engine, tmp_path):
+async def test_webhook_from_the_server_is_signed_and_status_only_unless_asked_otherwise(local_engine, tmp_path):
     async with (webhook_receiver(WEBHOOK_SECRET) as hook,
                 engine_server(local_engine, tmp_path, webhook_secret=WEBHOOK_SECRET) as srv):
         client = client_for(srv)
-        client.webhook_url = hook.url
+        client.webhook_url = hook.url  # the bot's: status only, so no voiceprint is pushed to a public URL
         url = await client.upload(utterance("2414", 1))
         job = await client.submit_voiceprint(VoiceprintRequest(url=url))
         await asyncio.wait_for(hook.arrived.wait(), timeout=300)
         polled = await client.get_job(job.job_id)
-        assert [(j.job_id, j.status, j.output) for j in hook.received] == [(job.job_id, JobStatus.succeeded,
-                                                                            polled.output)]
+        assert [(j.job_id, j.status, j.output) for j in hook.received] == [(job.job_id, JobStatus.succeeded, None)]
         assert polled.voiceprint_output().voiceprint
+        hook.arrived.clear()
+        url = await client.upload(utterance("2414", 1))  # a caller's own webhook gets what it asks for
+        job = await client.submit_voiceprint(VoiceprintRequest(url=url, webhook=hook.url))
+        await asyncio.wait_for(hook.arrived.wait(), timeout=300)
+        assert hook.received[-1].job_id == job.job_id
+        assert hook.received[-1].output == (await client.get_job(job.job_id)).output
         await client.close()
 
 

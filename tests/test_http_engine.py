@@ -215,10 +215,10 @@ def test_factory_chooses_the_engine_by_setting():
     from bot.config import Settings
     from bot.engines.factory import EngineSettingsMissing, make_engine
 
-    server = make_engine(Settings(_env_file=None, engine="server", engine_url="http://engine:8100",
+    server = make_engine(Settings(_env_file=None, engine="server", engine_url="https://engine:8100",
                                   engine_api_key="k", public_base_url="https://bot.example.com",
                                   engine_webhook_secret="s"))
-    assert isinstance(server, HTTPEngine) and server.base_url == "http://engine:8100"
+    assert isinstance(server, HTTPEngine) and server.base_url == "https://engine:8100"
     assert server.key_setting == "ENGINE_API_KEY" and server.webhook_url == "https://bot.example.com/engine/webhook"
     cloud = make_engine(Settings(_env_file=None, engine="pyannoteai", pyannoteai_api_key="k"))
     assert isinstance(cloud, HTTPEngine) and cloud.base_url == "https://api.pyannote.ai" and cloud.webhook_url is None

@@ -239,6 +239,7 @@ async def test_this_is_me_when_the_file_is_gone_still_records_the_claim(world):
     bot = world_state["restarted"]
     file_id, msg_ts = world_state["planning"]
     del fake.files[file_id]  # deleted from Slack; our copy of the audio was deleted after processing
+    fake.members[CHANNEL].append("UNEW")  # someone who joined the channel since
     value = speaker_of(fake.messages[(CHANNEL, msg_ts)].blocks, "Unknown speaker")
     reply = await press(bot, fake, "UNEW", "this_is_me", value, msg_ts)
     assert "claimed by you" in reply["text"] and "/enroll" in reply["text"] and not reply.get("blocks")

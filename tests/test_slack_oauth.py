@@ -100,3 +100,68 @@ async def test_tokens_revoked_forgets_the_workspace(oauth_world):
     assert await get_workspace(db, TEAM_ID) is None
     with pytest.raises(NotInstalled):
         await bot.services.bot_token(TEAM_ID)
+
+
+async def start_install(bot) -> tuple[str, str]:
+    """`/slack/install` as a browser opens it: the state in Slack's authorize URL and the state cookie."""
+    page = await bot.client.get("/slack/install", allow_redirects=False)
+    assert page.status in (200, 302), await page.text()
+    location = page.headers.get("Location") or await page.text()
+    return re.search(r"state=([\w\-]+)", location).group(1), page.headers["Set-Cookie"].split(";")[0]
+
+
+async def test_an_org_wide_install_is_refused_with_a_clear_page_and_nothing_stored(oauth_world):
+    fake, db, bot = oauth_world
+    from sqlmodel import select
+
+    from storage.models import Workspace
+
+    fake.enterprise_install = "E0001"  # an Enterprise Grid org admin installs for the whole org
+    try:
+        state, cookie = await start_install(bot)
+        page = await bot.client.get("/slack/oauth_redirect", params={"code": "good-code", "state": state},
+                                    headers={"Cookie": cookie})
+        text = await page.text()
+    finally:
+        fake.enterprise_install = None
+    assert page.status == 403 and page.content_type == "text/html", (page.status, text)
+    assert "organization" in text and "each workspace" in text
+    async with db.session() as s:
+        assert (await s.exec(select(Workspace).where(Workspace.enterprise_id == "E0001"))).all() == []
+    # The token Slack issued for the org is revoked, not left working where nothing answers for it.
+    assert fake.revoked and fake.revoked[-1] not in fake.tokens
+
+    # The same flow for a single workspace still installs.
+    state, cookie = await start_install(bot)
+    done = await bot.client.get("/slack/oauth_redirect", params={"code": "good-code", "state": state},
+                                headers={"Cookie": cookie})
+    assert done.status == 200, await done.text()
+
+
+async def test_install_states_are_bounded(oauth_world, monkeypatch):
+    _, db, bot = oauth_world
+    from sqlalchemy import func, update
+    from sqlmodel import select
+
+    from bot.slack import installation
+    from storage.models import OAuthState
+
+    async def rows() -> int:
+        async with db.session() as s:
+            return (await s.exec(select(func.count()).select_from(OAuthState))).one()
+
+    cap = await rows() + 3
+    monkeypatch.setattr(installation, "MAX_PENDING_INSTALLS", cap, raising=False)
+    for _ in range(3):
+        await start_install(bot)
+    assert await rows() == cap
+    refused = await bot.client.get("/slack/install", allow_redirects=False)
+    text = await refused.text()
+    assert refused.status == 503 and "Too many" in text and "few minutes" in text, (refused.status, text)
+    assert refused.headers.get("Retry-After") and await rows() == cap
+
+    async with db.session() as s:  # ten minutes later, every one of them has expired
+        await s.exec(update(OAuthState).values(expires_at=utcnow() - timedelta(seconds=1)))
+        await s.commit()
+    await start_install(bot)
+    assert await rows() == 1  # the expired ones were swept, and installs start again

@@ -1,5 +1,6 @@
 """Who may do what, through the real endpoint: enrolling needs the consent box ticked; "Not me" belongs to the
-person a speaker is named as; "This is me" cannot take a speaker that already has a name.
+person a speaker is named as; "This is me" cannot take a speaker that already has a name; every button on a
+summary acts only for members of the recording's channel, as Slack lists them at the press.
 
 Each refusal has its allowed counterpart next to it, so a test cannot pass because nothing works at all.
 """
@@ -22,7 +23,8 @@ from tests.slack_e2e_support import dms, enroll, enrollment_clip, press, slack_w
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 
 CHANNEL = "C0001"
-NAMED, BYSTANDER, UPLOADER = "U_NAMED", "U_OTHER", "U_UPLOADER"
+NAMED, BYSTANDER, UPLOADER, OUTSIDER = "U_NAMED", "U_OTHER", "U_UPLOADER", "U_OUTSIDER"
+MEMBERS = [NAMED, BYSTANDER, UPLOADER, "UBOT"]  # OUTSIDER is in the workspace, not in the channel
 _files = itertools.count(1)
 
 
@@ -30,6 +32,7 @@ _files = itertools.count(1)
 async def world(local_engine, tmp_path_factory):
     # No job runner: the button tests claim and complete their recordings themselves, and a runner would race them.
     async with slack_world(local_engine, tmp_path_factory.mktemp("slack-permissions"), run_jobs=False) as w:
+        w[0].members[CHANNEL] = list(MEMBERS)
         yield w
 
 
@@ -54,12 +57,18 @@ def two_speakers() -> dict:
 
 
 async def posted_summary(world) -> str:
-    """A finished recording of `two_speakers()` whose summary is in the channel; returns the summary's ts."""
+    """A finished recording of `two_speakers()` whose summary is in the channel (NAMED enrolled, so it offers
+    "Identify again"); returns the summary's ts."""
     from bot.summary.blocks import render_summary
     from bot.summary.stats import summary_of
     from storage.recordings import claim_next, complete, enqueue_recording, get_recording, mark_posted
 
     _fake, db, bot = world
+    from storage.models import utcnow
+    from storage.voiceprints import upsert_voiceprint
+
+    await upsert_voiceprint(db, team_id=TEAM_ID, user_id=NAMED, engine=bot.services.engine.engine_id, model_id="m",
+                            voiceprint="vp", consent_at=utcnow(), clip_duration=5.0)
     rec, _ = await enqueue_recording(db, team_id=TEAM_ID, channel_id=CHANNEL, file_id=f"FPERM{next(_files)}",
                                      file_name="standup.wav", uploader_id=UPLOADER, message_ts="1700000000.000100", engine="local")
     assert (await claim_next(db, "test", 60)).id == rec.id
@@ -122,3 +131,64 @@ async def test_this_is_me_is_refused_on_a_speaker_that_already_has_a_name(world)
     await press(bot, fake, BYSTANDER, "this_is_me", unknown, ts)
     after = summary_text(fake, ts)
     assert f"<@{BYSTANDER}>" in after and f"<@{NAMED}>" in after
+
+
+async def private_answer(bot, fake, user: str, action: str, value: str, ts: str) -> str:
+    """Press a button; the private answer the presser gets: ephemeral in the channel, or a DM where Slack will not
+    show an ephemeral message (to someone not in the channel)."""
+    def answers() -> list[str]:
+        return [c.params["text"] for c in fake.calls if c.done and (
+            (c.method == "chat.postEphemeral" and c.params["user"] == user)
+            or (c.method == "chat.postMessage" and c.params.get("channel") == user))]
+
+    n = len(answers())
+    assert (await bot.press(user, action, value, channel=CHANNEL, message_ts=ts)).status == 200
+    [text] = await fake.wait_for(lambda: answers()[n:], what=f"the answer to {user}")
+    return text
+
+
+async def test_every_button_on_a_summary_acts_only_for_members_of_the_channel(world):
+    from sqlmodel import select
+
+    from bot.summary.blocks import IDENTIFY_AGAIN, NOT_ME, THIS_IS_ME, UNDO_CLAIM
+    from storage.models import AuditEvent
+    from storage.recordings import get_recording
+
+    fake, db, bot = world
+    ts = await posted_summary(world)
+    blocks = fake.messages[(CHANNEL, ts)].blocks
+    named, unknown = speaker_of(blocks, f"<@{NAMED}>"), speaker_of(blocks, "Unknown speaker")
+    rec_id = int(unknown.split(":")[0])
+    again = next(el["value"] for b in blocks for el in b.get("elements") or [] if el.get("action_id") == IDENTIFY_AGAIN)
+
+    async def refused(user: str, action: str, value: str) -> None:
+        rec, summary = await get_recording(db, rec_id), summary_text(fake, ts)
+        async with db.session() as s:
+            audited = len((await s.exec(select(AuditEvent))).all())
+        answer = await private_answer(bot, fake, user, action, value, ts)
+        assert "Only members of this channel" in answer and f"<#{CHANNEL}>" in answer and "nothing" in answer
+        after = await get_recording(db, rec_id)
+        assert summary_text(fake, ts) == summary
+        assert (after.relabels, after.status, after.attempts, after.relabel_seq) == (
+            rec.relabels, rec.status, rec.attempts, rec.relabel_seq)
+        async with db.session() as s:
+            assert len((await s.exec(select(AuditEvent))).all()) == audited
+
+    # Someone in the workspace but not in the channel (a public channel can be read without joining it).
+    await refused(OUTSIDER, THIS_IS_ME, unknown)
+    await refused(OUTSIDER, IDENTIFY_AGAIN, again)
+    assert "claimed by you" in await private_answer(bot, fake, BYSTANDER, THIS_IS_ME, unknown, ts)
+
+    # People who left the channel since: the person named, the claimant and the uploader.
+    fake.members[CHANNEL] = ["UBOT"]
+    try:
+        await refused(NAMED, NOT_ME, named)
+        await refused(BYSTANDER, UNDO_CLAIM, unknown)
+        await refused(UPLOADER, UNDO_CLAIM, unknown)
+        await refused(NAMED, IDENTIFY_AGAIN, again)
+    finally:
+        fake.members[CHANNEL] = list(MEMBERS)
+    # Back in the channel, the same presses work.
+    assert "undone" in await private_answer(bot, fake, UPLOADER, UNDO_CLAIM, unknown, ts)
+    assert "unknown" in await private_answer(bot, fake, NAMED, NOT_ME, named, ts)
+    assert f"<@{BYSTANDER}>" not in summary_text(fake, ts) and f"<@{NAMED}>" not in summary_text(fake, ts)

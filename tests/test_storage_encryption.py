@@ -1,5 +1,6 @@
 """Voiceprints and OAuth tokens are encrypted at rest on SQLite and PostgreSQL, legacy plain-text rows still
-read, keys rotate (`python -m bot rotate-keys`), and the SQLite file and generated key are owner-only."""
+read, keys rotate (`python -m bot rotate-keys`, meeting content included: see also test_content_at_rest.py),
+and the SQLite file and generated key are owner-only."""
 from __future__ import annotations
 
 import os
@@ -16,6 +17,7 @@ from sqlalchemy import text
 from storage.crypto import SEALED_PREFIX, SealError
 from storage.database import Database
 from storage.migrate import reencrypt_all
+from storage.recordings import enqueue_recording, find_recording
 from storage.voiceprints import get_voiceprint, upsert_voiceprint, voiceprints_for_users
 from storage.workspaces import get_workspace, save_workspace
 
@@ -66,7 +68,7 @@ async def test_plain_text_rows_read_and_rotation_moves_everything_to_the_new_key
 
     old = Database(db_url, keys=[OLD])
     assert await _read(old) == (VOICEPRINT, TOKEN, REFRESH, [VOICEPRINT])
-    assert await reencrypt_all(old) == {"voiceprint": 1, "workspace": 1}
+    assert await reencrypt_all(old) == {"voiceprint": 1, "workspace": 1, "recording": 0}
     await old.dispose()
 
     both = Database(db_url, keys=[NEW, OLD])
@@ -130,14 +132,17 @@ def test_sqlite_default_generates_an_owner_only_key_with_a_warning_and_rotate_ke
 async def test_rotate_keys_command_re_encrypts_with_the_first_key(db_url: str, tmp_path: Path):
     db = Database(db_url, keys=[OLD])
     await _store(db)
+    await enqueue_recording(db, team_id="T1", channel_id="C1", file_id="F1", file_name="Board meeting.m4a",
+                            uploader_id="U1", message_ts="1.1", engine="local")
     await db.dispose()
     done = _cli(tmp_path, "rotate-keys", DATABASE_URL=db_url, DATA_ENCRYPTION_KEYS=f"{NEW}, {OLD}")
     assert done.returncode == 0, done.stderr
-    assert "1 voiceprint(s) and 1 workspace" in done.stdout
+    assert "1 voiceprint(s), 1 workspace token row(s) and 1 recording(s)" in done.stdout
     assert OLD not in done.stderr + done.stdout and NEW not in done.stderr + done.stdout
     new_only = Database(db_url, keys=[NEW])
     try:
         assert await _read(new_only) == (VOICEPRINT, TOKEN, REFRESH, [VOICEPRINT])
+        assert (await find_recording(new_only, "T1", "F1")).file_name == "Board meeting.m4a"
     finally:
         await new_only.dispose()
     missing_old = _cli(tmp_path, "rotate-keys", DATABASE_URL=db_url, DATA_ENCRYPTION_KEYS=OLD)

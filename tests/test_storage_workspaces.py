@@ -12,7 +12,14 @@ from storage.models import AuditAction, AuditEvent, RecordingStatus, utcnow
 from storage.recordings import claim_next, complete, enqueue_recording, get_recording, mark_posted
 from storage.retention import purge_expired
 from storage.voiceprints import get_voiceprint, upsert_voiceprint
-from storage.workspaces import consume_state, get_workspace, issue_state, purge_workspace, save_workspace
+from storage.workspaces import (
+    OrgWideInstall,
+    consume_state,
+    get_workspace,
+    issue_state,
+    purge_workspace,
+    save_workspace,
+)
 
 RESULT = {"diarization": [{"speaker": "SPEAKER_00", "start": 0.0, "end": 1.0}]}
 
@@ -51,12 +58,14 @@ async def test_save_update_and_find_workspaces(db: Database):
         await save_workspace(db, bot_token="x")
 
 
-async def test_enterprise_install_serves_its_teams(db: Database):
-    await save_workspace(db, enterprise_id="E1", is_enterprise_install=True, bot_token="xoxb-org")
-    await save_workspace(db, team_id="T5", enterprise_id="E1", bot_token="xoxb-team")
+async def test_an_org_wide_install_is_never_stored_and_a_grid_workspace_is_its_own(db: Database):
+    with pytest.raises(OrgWideInstall):
+        await save_workspace(db, enterprise_id="E1", is_enterprise_install=True, bot_token="xoxb-org")
+    with pytest.raises(OrgWideInstall):
+        await save_workspace(db, team_id="T5", enterprise_id="E1", is_enterprise_install=True, bot_token="xoxb-org")
+    await save_workspace(db, team_id="T5", enterprise_id="E1", bot_token="xoxb-team")  # one workspace of the org
     assert (await get_workspace(db, "T5", "E1")).bot_token == "xoxb-team"
-    assert (await get_workspace(db, "T6", "E1")).bot_token == "xoxb-org"
-    assert (await get_workspace(db, None, "E1")).is_enterprise_install
+    assert await get_workspace(db, "T6", "E1") is None and await get_workspace(db, None, "E1") is None
 
 
 async def test_uninstall_purges_tokens_voiceprints_results_and_jobs(db: Database):

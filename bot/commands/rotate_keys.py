@@ -1,4 +1,5 @@
-"""`python -m bot rotate-keys`: re-encrypt voiceprints and tokens with the first key of DATA_ENCRYPTION_KEYS."""
+"""`python -m bot rotate-keys`: re-encrypt voiceprints, tokens and meeting content (results with their transcripts,
+relabels, file names, transcript links) with the first key of DATA_ENCRYPTION_KEYS."""
 from __future__ import annotations
 
 import argparse
@@ -11,8 +12,9 @@ from storage.crypto import SealError
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
-    parser.description = ("Re-encrypt every voiceprint and token with the first key of DATA_ENCRYPTION_KEYS "
-                          "(plain-text rows from older versions included); then the other keys can be removed.")
+    parser.description = ("Re-encrypt every voiceprint, token and recording's content (result, transcript, "
+                          "relabels, file name) with the first key of DATA_ENCRYPTION_KEYS (plain-text rows from "
+                          "older versions included); then the other keys can be removed.")
 
 
 def main(args: argparse.Namespace) -> int:
@@ -27,8 +29,8 @@ def main(args: argparse.Namespace) -> int:
         print(f"Cannot re-encrypt: {exc}. Add the old key after the new one in DATA_ENCRYPTION_KEYS.",
               file=sys.stderr)
         return 1
-    print(f"Re-encrypted {counts['voiceprint']} voiceprint(s) and {counts['workspace']} workspace token row(s) "
-          "with the current key.")
+    print(f"Re-encrypted {counts['voiceprint']} voiceprint(s), {counts['workspace']} workspace token row(s) and "
+          f"{counts['recording']} recording(s) with the current key.")
     return 0
 
 

@@ -166,7 +166,7 @@ class EngineServer:
         now = time.time()
         self.upload_slots = {t: s for t, s in self.upload_slots.items() if s[1] > now}
         self.upload_slots[token] = (url, now + self.limits.upload_url_ttl_s)
-        base = self.public_url or f"{request.scheme}://{request.host}"
+        base = self.public_url or f"{request.scheme}://{request.host}"  # PUBLIC_BASE_URL, never a Host, when set
         return web.json_response({"url": f"{base}/v1/media/upload/{token}"}, status=201)
 
     async def media_upload(self, request: web.Request) -> web.Response:
@@ -389,7 +389,7 @@ def create_app(engine: Engine, api_key: str, data_dir: Path, *, limits: ServerLi
                workers: int | None = None, webhook_secret: str | None = None,
                public_url: str | None = None, transcription: TranscriptionSettings | None = None) -> web.Application:
     """The engine server as an aiohttp app; the caller owns (and closes) `engine`. `transcription` configures
-    the recognizer for jobs with `transcription: true`."""
+    the recognizer for jobs with `transcription: true`; upload URLs start with `public_url` when given."""
     if not api_key:
         raise ValueError("the engine server needs an API key (ENGINE_API_KEY)")
     server = EngineServer(engine, api_key, data_dir, limits=limits or ServerLimits(),

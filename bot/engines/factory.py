@@ -39,15 +39,23 @@ def make_engine(settings: Settings) -> Engine:
                           engine_id=EngineKind.pyannoteai.value, name=ENGINE_NAMES[EngineKind.pyannoteai],
                           recommended_threshold=PYANNOTEAI_THRESHOLD,
                           webhook_url=webhook_url(settings), key_setting="PYANNOTEAI_API_KEY",
-                          deletes=False)
+                          deletes=False, url_setting="PYANNOTEAI_API_URL",
+                          allow_insecure_http=settings.allow_insecure_http)
     if settings.engine is EngineKind.server:
+        import ssl
+
         from bot.engines.http import HTTPEngine
         from bot.speech.matching import RECOMMENDED_THRESHOLD
 
-        return HTTPEngine(settings.engine_url, settings.engine_api_key.get_secret_value(), engine_id=EngineKind.server.value,
-                          name=ENGINE_NAMES[EngineKind.server],
-                          recommended_threshold=RECOMMENDED_THRESHOLD,
-                          webhook_url=webhook_url(settings), key_setting="ENGINE_API_KEY")
+        try:
+            return HTTPEngine(settings.engine_url, settings.engine_api_key.get_secret_value(),
+                              engine_id=EngineKind.server.value, name=ENGINE_NAMES[EngineKind.server],
+                              recommended_threshold=RECOMMENDED_THRESHOLD,
+                              webhook_url=webhook_url(settings), key_setting="ENGINE_API_KEY",
+                              url_setting="ENGINE_URL", ca_file=settings.engine_ca_file,
+                              allow_insecure_http=settings.allow_insecure_http)
+        except ssl.SSLError:
+            raise EngineSettingsMissing("ENGINE_CA_FILE holds no PEM certificate to trust") from None
     return make_local_engine(settings)
 
 

@@ -1,7 +1,9 @@
 """The pyannoteAI HTTP protocol as an `Engine`: one client for pyannoteAI's cloud and for our engine server.
 
 Transient failures (429, 5xx, network) are retried with bounded, jittered backoff; everything else maps to
-the typed errors of `bot.engines.base` with a message a person can act on.
+the typed errors of `bot.engines.base` with a message a person can act on. Calls never follow a redirect (it
+would re-send the key, voiceprints or audio to wherever it points) and go only to https:// or this machine
+unless the operator allows plain HTTP (`ALLOW_INSECURE_HTTP`); a private CA is trusted with `ENGINE_CA_FILE`.
 """
 from __future__ import annotations
 
@@ -9,6 +11,8 @@ import asyncio
 import json
 import logging
 import random
+import re
+import ssl
 import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -16,6 +20,7 @@ from pathlib import Path
 
 import aiohttp
 
+from bot.config import url_problem
 from bot.engines.base import Engine
 from bot.errors import (
     AuthError,
@@ -69,7 +74,8 @@ def field_errors_message(payload: dict) -> tuple[str, list[dict]]:
     return (f"{message} ({listed})" if listed else message), errors
 
 
-def error_for(status: int, payload: dict, *, engine: str, key_setting: str, path: str) -> EngineError:
+def error_for(status: int, payload: dict, *, engine: str, key_setting: str, path: str,
+              url_setting: str = "the engine URL") -> EngineError:
     """The typed error for a non-2xx answer that retrying will not fix."""
     detail = payload.get("message") or ""
     if path == UPLOAD and status in (401, 403):
@@ -87,7 +93,17 @@ def error_for(status: int, payload: dict, *, engine: str, key_setting: str, path
         return JobNotFound(f"{engine} does not know job {path.rsplit('/', 1)[-1]} (expired or lost): resubmit it")
     if status == 413:
         return MediaError(f"{engine} refused the file as too large (HTTP 413). {detail}".strip(), code="too_large")
+    if 300 <= status < 400:
+        return EngineError(f"{engine} answered a redirect (HTTP {status}) to {path}; API calls never follow one "
+                           f"(it would re-send the request elsewhere): check {url_setting}")
     return EngineError(f"{engine} answered HTTP {status} to {path}. {detail}".strip())
+
+
+def media_key(prefix: str | None, suffix: str = "") -> str:
+    """A media key no other upload has: the readable `prefix` (made safe) plus a random part per call."""
+    prefix = re.sub(r"[^A-Za-z0-9_-]", "-", prefix or "")[:100]
+    suffix = suffix if re.fullmatch(r"\.[A-Za-z0-9]{1,8}", suffix) else ""
+    return f"{prefix + '-' if prefix else ''}{uuid.uuid4().hex}{suffix}"
 
 
 def _payload(text: str) -> dict:
@@ -105,8 +121,16 @@ class HTTPEngine(Engine):
                  webhook_url: str | None = None, session: aiohttp.ClientSession | None = None,
                  key_setting: str = "the API key", retry: RetryPolicy | None = None,
                  timeout_s: float = 60.0, sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
-                 deletes: bool = True):
+                 deletes: bool = True, url_setting: str = "the engine URL", ca_file: Path | None = None,
+                 allow_insecure_http: bool = False):
+        problem = url_problem(url_setting, base_url, allow_insecure=allow_insecure_http)
+        if problem:
+            raise ValueError(problem)
         self.base_url = base_url.rstrip("/")
+        self.url_setting = url_setting
+        self.allow_insecure_http = allow_insecure_http
+        # True: the system's CAs; a context: those plus the private CA in `ca_file`
+        self._ssl: ssl.SSLContext | bool = ssl.create_default_context(cafile=str(ca_file)) if ca_file else True
         self._api_key = api_key
         self.engine_id, self.name = engine_id, name
         self._threshold = recommended_threshold
@@ -143,7 +167,8 @@ class HTTPEngine(Engine):
         for attempt in range(1, policy.attempts + 1):
             data = body() if body is not None else None
             try:
-                async with self._client().request(method, url, json=json, data=data, headers=headers) as resp:
+                async with self._client().request(method, url, json=json, data=data, headers=headers,
+                                                  allow_redirects=False, ssl=self._ssl) as resp:
                     text = await resp.text()
                     if resp.status in ok:
                         return _payload(text)
@@ -156,7 +181,7 @@ class HTTPEngine(Engine):
                         continue
                     if resp.status < 500:
                         raise error_for(resp.status, payload, engine=self.name, key_setting=self.key_setting,
-                                        path=path)
+                                        path=path, url_setting=self.url_setting)
                     last = f"HTTP {resp.status}{': ' + payload['message'] if payload.get('message') else ''}"
             except (TimeoutError, aiohttp.ClientError, OSError) as exc:
                 last = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
@@ -181,15 +206,20 @@ class HTTPEngine(Engine):
         return await self._api("GET", "/v1/test")
 
     async def upload(self, path: Path, key: str | None = None) -> str:
-        """Ask for an upload URL, then PUT the file to it, streamed from disk."""
+        """Ask for an upload URL, then PUT the file to it, streamed from disk. `key` is a readable prefix: every
+        upload gets a media key of its own, so releasing one attempt's media never deletes another's."""
         path = Path(path)
         if not path.is_file():
             raise EngineError(f"cannot upload {path}: the file does not exist")  # ours, not the person's media
-        media_url = f"media://{key or f'voiceid/{uuid.uuid4().hex}{path.suffix}'}"
+        media_url = f"media://voiceid/{media_key(key, path.suffix)}"
         answer = await self._api("POST", "/v1/media/input", {"url": media_url}, ok=(200, 201))
         upload_url = answer.get("url")
         if not upload_url:
             raise EngineError(f"{self.name} gave no upload URL for {media_url}")
+        if url_problem("upload URL", upload_url, allow_insecure=self.allow_insecure_http):
+            raise EngineError(f"{self.name} gave an upload URL that is not https:// or on this machine, so the "
+                              "audio would cross the network in clear text; an engine server behind a TLS proxy "
+                              "needs PUBLIC_BASE_URL set to its https:// address")
         await self._call("PUT", upload_url, path=UPLOAD, auth=False, body=lambda: path.open("rb"),
                          ok=tuple(range(200, 300)))
         return media_url
@@ -212,8 +242,10 @@ class HTTPEngine(Engine):
             log.warning("%s: could not delete %s (%s); the server's TTL deletes it", self.name, what, exc.code)
 
     def _with_webhook(self, request: VoiceprintRequest | DiarizeRequest) -> dict:
+        """The request with our webhook, status only: the bot needs the wake-up, and reads the output (voiceprints
+        among it) with the job, so biometric data is never pushed to a public URL."""
         if self.webhook_url and not request.webhook:
-            request = request.model_copy(update={"webhook": self.webhook_url})
+            request = request.model_copy(update={"webhook": self.webhook_url, "webhook_status_only": True})
         return request.wire()
 
     async def submit_voiceprint(self, request: VoiceprintRequest) -> Job:

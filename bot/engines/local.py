@@ -189,7 +189,7 @@ class LocalEngine(Engine):
         path = Path(path).resolve()
         if not path.is_file():
             raise RequestError(f"No such file: {path.name}")
-        key = key or uuid.uuid4().hex
+        key = f"{key}-{uuid.uuid4().hex}" if key else uuid.uuid4().hex  # one per upload: see HTTPEngine.upload
         self._media[key] = path
         return f"media://{key}"
 

@@ -3,7 +3,8 @@ chart redrawn.
 
 "This is me" is a claim, shown as "claimed by" and reversible by the claimant and the recording's uploader;
 it never makes or changes a voiceprint (only a person's own clip through `/enroll` does). "Not me" is for
-the person a voiceprint match named, and only them.
+the person a voiceprint match named, and only them. Each of them only while they are members of the
+recording's channel (`bot.services.access`).
 """
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from typing import Any
 
 from slack_sdk.web.async_client import AsyncWebClient
 
+from bot.services.access import Outsider, require_member
 from bot.services.charts import redraw_chart
 from bot.services.context import Services
 from bot.services.summaries import refresh_summary
@@ -77,13 +79,19 @@ Refusal = Callable[[Any, str, str], str | None]  # (recording, speaker, clicker)
 
 async def correct(services: Services, client: AsyncWebClient, *, rec_id: int, speaker: str, team_id: str | None,
                   clicker: str, user_id: str | None, refusal: Refusal, done: str) -> str:
-    """Apply a correction (`user_id` as the speaker's claimant, or None for unknown) if `refusal` allows it on
-    the locked row; returns the private answer for the clicker."""
+    """Apply a correction (`user_id` as the speaker's claimant, or None for unknown) if the clicker is a member
+    of the recording's channel and `refusal` allows it on the locked row; returns the private answer for them."""
     from storage.recordings import get_recording
     from storage.thread import RelabelRefused, set_relabel
 
     rec = await get_recording(services.db, rec_id)
-    if rec is None or rec.result is None or (team_id and rec.team_id != team_id):
+    if rec is None or (team_id and rec.team_id != team_id):
+        return GONE
+    try:
+        await require_member(client, rec, clicker)
+    except Outsider as exc:
+        return exc.reason
+    if rec.result is None:
         return GONE
     try:
         rec = await set_relabel(services.db, rec.id, speaker, user_id, actor_id=clicker,

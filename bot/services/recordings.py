@@ -3,14 +3,16 @@ voiceprints a recording is identified against, and "Identify again"."""
 from __future__ import annotations
 
 import logging
+from datetime import timedelta
 
 from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.errors import MediaError
-from bot.schema import VoiceprintInput
+from bot.schema import VoiceprintInput, utcnow
+from bot.services.access import Outsider, require_member, too_soon
 from bot.services.context import Services
 from bot.slack_api.files import is_media
-from bot.slack_api.lookups import channel_members, file_info
+from bot.slack_api.lookups import file_info
 from bot.slack_api.replies import keep_stored, show_reply
 from bot.summary.status import render_progress
 from bot.text import escape
@@ -63,7 +65,6 @@ async def enrolled_among(services: Services, team_id: str, members: list[str]) -
     return [VoiceprintInput(label=r.user_id, voiceprint=r.voiceprint) for r in rows]
 
 
-NOT_A_MEMBER = "Only members of this channel can identify this recording again."
 NOBODY_ENROLLED = ("Nobody in this channel has enrolled their voice yet, so identifying again could still name "
                    "nobody. Type `/enroll` with a short clip of your own voice first, then press *Identify again*.")
 QUEUED = ("Identifying the speakers again against the voiceprints of this channel's members; the summary will be "
@@ -78,27 +79,34 @@ def file_gone(file_name: str) -> str:
 async def identify_again(services: Services, client: AsyncWebClient, *, rec_id: int, clicker: str,
                          team_id: str | None) -> str:
     """Checks and queues the re-run of a recording's identification; returns the private answer for the presser.
-    Who may: a member of the recording's channel (checked with Slack), in the recording's workspace; it needs the
-    result still retained, someone in the channel enrolled, and the file still in Slack (the audio is never kept
-    after processing, so the job downloads it again). The re-run is the recording's own durable job."""
-    from storage.recordings import PURGED, IdentifyRefused, get_recording, requeue_identify
+    Who may: a member of the recording's channel (checked with Slack), in the recording's workspace, outside the
+    recording's and their own cooldown; it needs the result still retained, someone in the channel enrolled, and
+    the file still in Slack (the audio is never kept after processing, so the job downloads it again). The re-run
+    is the recording's own durable job, queued behind the recordings already waiting."""
+    from storage.recordings import PURGED, IdentifyRefused, IdentifyTooSoon, get_recording, requeue_identify
 
     rec = await get_recording(services.db, rec_id)
     if rec is None or (team_id and rec.team_id != team_id):
         return PURGED
+    try:
+        members = await require_member(client, rec, clicker)
+    except Outsider as exc:
+        return exc.reason
     if rec.result is None:
         return PURGED
-    members = await channel_members(client, rec.channel_id)
-    if clicker not in members:
-        return NOT_A_MEMBER
     if not await enrolled_among(services, rec.team_id, members):
         return NOBODY_ENROLLED
     try:
         await file_info(client, rec.file_id)
     except MediaError:
         return file_gone(rec.file_name)
+    s = services.settings
     try:
-        await requeue_identify(services.db, rec.id, actor_id=clicker)
+        await requeue_identify(services.db, rec.id, actor_id=clicker,
+                               recording_cooldown=timedelta(minutes=s.identify_again_recording_cooldown_minutes),
+                               person_cooldown=timedelta(minutes=s.identify_again_person_cooldown_minutes))
+    except IdentifyTooSoon as exc:
+        return too_soon(s, exc.retry_at, per_person=exc.per_person, now=utcnow())
     except IdentifyRefused as exc:
         return exc.reason
     log.info("recording %s: identify again requested by %s", rec.id, clicker)

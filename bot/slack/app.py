@@ -110,10 +110,16 @@ def add_slack(app: web.Application, settings: Settings) -> None:
         return await to_aiohttp_response(await bolt.async_dispatch(await to_bolt_request(request)))
 
     async def install(request: web.Request) -> web.Response:
+        from bot.slack.installation import STATE_TTL_SECONDS, InstallsBusy
+
         bolt = request.app[BOLT]
         if bolt.oauth_flow is None:
             return web.Response(status=404, text="This app is installed with a bot token (no OAuth install page).")
-        return await to_aiohttp_response(await bolt.oauth_flow.handle_installation(await to_bolt_request(request)))
+        try:
+            page = await bolt.oauth_flow.handle_installation(await to_bolt_request(request))
+        except InstallsBusy as exc:
+            return web.Response(status=503, text=str(exc), headers={"Retry-After": str(STATE_TTL_SECONDS)})
+        return await to_aiohttp_response(page)
 
     async def oauth_redirect(request: web.Request) -> web.Response:
         bolt = request.app[BOLT]

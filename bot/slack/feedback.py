@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from slack_bolt.async_app import AsyncApp
+from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.services.claims import (
@@ -17,16 +18,30 @@ from bot.services.claims import (
 from bot.services.context import Services
 from bot.summary.blocks import NOT_ME, THIS_IS_ME, UNDO_CLAIM, parse_button_value
 
+# Slack shows an ephemeral message only to someone in the channel; a public channel's summary can be read and
+# its buttons pressed without joining it.
+NO_EPHEMERAL = {"user_not_in_channel", "channel_not_found", "not_in_channel"}
+
+
+async def answer_privately(client: AsyncWebClient, body: dict, text: str) -> None:
+    """The presser's answer: ephemeral where they pressed, else (they are not in that channel) by DM."""
+    user = body["user"]["id"]
+    channel = (body.get("container") or {}).get("channel_id") or (body.get("channel") or {}).get("id")
+    try:
+        await client.chat_postEphemeral(channel=channel, user=user, text=text)
+    except SlackApiError as exc:
+        if exc.response.get("error") not in NO_EPHEMERAL:
+            raise
+        await client.chat_postMessage(channel=user, text=text)
+
 
 def register(app: AsyncApp, services: Services) -> None:
     async def press(client: AsyncWebClient, body: dict, claimant: str | None, refusal: Refusal, done: str) -> None:
         rec_id, speaker = parse_button_value(body["actions"][0]["value"])
-        clicker = body["user"]["id"]
         text = await correct(services, client, rec_id=rec_id, speaker=speaker,
-                             team_id=(body.get("team") or {}).get("id"), clicker=clicker,
+                             team_id=(body.get("team") or {}).get("id"), clicker=body["user"]["id"],
                              user_id=claimant, refusal=refusal, done=done)
-        channel = (body.get("container") or {}).get("channel_id") or (body.get("channel") or {}).get("id")
-        await client.chat_postEphemeral(channel=channel, user=clicker, text=text)
+        await answer_privately(client, body, text)
 
     @app.action(NOT_ME)
     async def on_not_me(ack, body: dict, client: AsyncWebClient) -> None:

@@ -7,6 +7,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.services.context import Services
 from bot.services.recordings import identify_again
+from bot.slack.feedback import answer_privately
 from bot.summary.blocks import IDENTIFY_AGAIN, parse_recording_value
 
 
@@ -21,5 +22,4 @@ def register(app: AsyncApp, services: Services) -> None:
         else:
             text = await identify_again(services, client, rec_id=rec_id, clicker=body["user"]["id"],
                                         team_id=(body.get("team") or {}).get("id"))
-        channel = (body.get("container") or {}).get("channel_id") or (body.get("channel") or {}).get("id")
-        await client.chat_postEphemeral(channel=channel, user=body["user"]["id"], text=text)
+        await answer_privately(client, body, text)
