@@ -34,7 +34,7 @@ def test_token_goes_to_slack_file_hosts_and_the_api_host_only():
                ("https://files.slack.com.evil.example/a.m4a", slack), ("https://evil.example@files.slack.com/a", slack),
                ("https://files.slack.com:8443/a.m4a", slack), ("https://slack.com.evil.example/a", slack),
                ("http://127.0.0.1:8124/files/F1/a.m4a", test), ("https://127.0.0.1:8123/files/F1/a.m4a", test),
-               ("file:///etc/passwd", slack), ("", slack)]
+               ("https://files.slack.com:99999/a.m4a", slack), ("file:///etc/passwd", slack), ("", slack)]
     assert [url for url, api in allowed if not token_may_go_to(url, api)] == []
     assert [url for url, api in refused if token_may_go_to(url, api)] == []
 

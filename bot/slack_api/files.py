@@ -46,12 +46,16 @@ def token_may_go_to(url: str, api_url: str) -> bool:
     """Whether `url` is on one of Slack's file hosts over https, or on SLACK_API_URL's own scheme, host and
     port (a GovSlack or test server), or on its `files.` host, as files.slack.com is to slack.com."""
     target, api = urlsplit(url), urlsplit(api_url)
+    try:
+        port, api_port = target.port, api.port
+    except ValueError:  # not a number, or out of range
+        return False
     if target.username or target.password or not target.hostname:
         return False
-    if target.scheme == "https" and target.port in (None, 443) and target.hostname in SLACK_FILE_HOSTS:
+    if target.scheme == "https" and port in (None, 443) and target.hostname in SLACK_FILE_HOSTS:
         return True
     same_api_host = target.hostname in (api.hostname, f"files.{api.hostname}")
-    return target.scheme == api.scheme and same_api_host and target.port == api.port
+    return target.scheme == api.scheme and same_api_host and port == api_port
 
 
 def check_file(file: dict, *, max_bytes: int) -> None:
