@@ -41,6 +41,8 @@ def main(argv: list[str] | None = None) -> int:
     if not args.command:
         parser.print_help()
         return 2
+    import logging
+
     from bot.logs import configure_logging
 
     configure_logging("WARNING")  # until a command sets its own level: nothing unredacted, even from a library
@@ -50,6 +52,15 @@ def main(argv: list[str] | None = None) -> int:
         return int(run(args) or 0)
     except KeyboardInterrupt:
         return 130
+    except Exception as exc:
+        from storage.database import DatabaseURLError
+
+        if isinstance(exc, DatabaseURLError):  # a setting's problem: one line, as for the others
+            print(f"Voice ID cannot start: {exc}", file=sys.stderr)
+            return 2
+        # through the log's redaction (secrets, URL passwords) and line escaping, not straight to stderr
+        logging.getLogger("bot").exception("python -m bot %s stopped on an unexpected error", args._name)
+        return 1
 
 
 if __name__ == "__main__":

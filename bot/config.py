@@ -8,7 +8,7 @@ import ipaddress
 from enum import Enum
 from functools import lru_cache
 from pathlib import Path
-from typing import Literal
+from typing import Literal, get_args
 from urllib.parse import urlsplit
 
 from pydantic import Field, SecretStr, field_validator, model_validator
@@ -186,18 +186,73 @@ class SettingsError(SystemExit):
 
 
 def load_settings() -> Settings:
-    """Settings validated at start; an invalid value ends the program with one clear line per problem."""
+    """Settings validated at start; an invalid value ends the program with one clear line per problem.
+
+    This runs before logging knows the secrets, so the lines never quote a secret setting's value: pydantic
+    puts the whole input (every token and key) into a cross-field error, and any field's error quotes its
+    input. Only a non-secret, non-URL value is quoted, and every secret found in the environment, the .env
+    file or the input is redacted from the lines all the same."""
+    import sys
+
     from pydantic import ValidationError
+    from pydantic_settings import SettingsError as SourceError
+
+    from bot.logs import Redactor
 
     try:
         return get_settings()
-    except ValidationError as exc:
-        import sys
+    except (ValidationError, SourceError, UnicodeDecodeError, OSError) as exc:
+        redactor = Redactor(_secrets_given(exc))
+        print("\n".join(redactor.redact(line) for line in settings_problems(exc)), file=sys.stderr)
+    raise SettingsError(2) from None
 
-        for err in exc.errors():
-            name = "_".join(str(p) for p in err["loc"]).upper()
-            print(f"Invalid setting {name}: {err['msg']} (got {err.get('input')!r})", file=sys.stderr)
-        raise SettingsError(2) from None
+
+def _secret_names() -> set[str]:
+    return {name for name, field in Settings.model_fields.items()
+            if field.annotation is SecretStr or SecretStr in get_args(field.annotation)}
+
+
+def settings_problems(exc: Exception) -> list[str]:
+    """One line per problem, naming the setting; its value only when harmless (not a secret, not a URL)."""
+    from pydantic import ValidationError
+
+    if isinstance(exc, UnicodeDecodeError):
+        return [f"Cannot read the .env file: it is not UTF-8 text (byte {exc.start})."]
+    if isinstance(exc, OSError):
+        return [f"Cannot read the .env file: {exc.strerror or type(exc).__name__}."]
+    if not isinstance(exc, ValidationError):  # a value its source could not parse; what it chains may quote it
+        return [f"Invalid settings: {str(exc).splitlines()[0]}"]
+    secrets = _secret_names()
+    lines = []
+    for err in exc.errors():
+        loc = [str(p) for p in err["loc"]]
+        message = err["msg"].removeprefix("Value error, ")
+        if not loc:  # a cross-field check: its message names the settings involved
+            lines.append(f"Invalid settings: {message}")
+            continue
+        value = err.get("input")
+        quoted = loc[0] not in secrets and not loc[0].endswith("_url") and isinstance(value, str | int | float)
+        lines.append(f"Invalid setting {'_'.join(loc).upper()}: {message}"
+                     + (f" (got {str(value)[:80]!r})" if quoted else ""))
+    return lines
+
+
+def _secrets_given(exc: Exception) -> list[str]:
+    """The values of the secret settings wherever they were given: the environment, .env, an error's input."""
+    import os
+
+    secrets = _secret_names()
+    values = [v for k, v in os.environ.items() if k.lower() in secrets]
+    try:
+        from dotenv import dotenv_values
+
+        values += [v for k, v in dotenv_values(".env", encoding="utf-8").items() if k.lower() in secrets and v]
+    except (OSError, UnicodeDecodeError):
+        pass
+    for err in getattr(exc, "errors", list)():
+        if isinstance(err.get("input"), dict):
+            values += [str(v) for k, v in err["input"].items() if k in secrets and v]
+    return [part.strip() for v in values for part in [v, *str(v).split(",")] if part.strip()]
 
 
 SLACK_SETUP_HELP = """\

@@ -39,6 +39,7 @@ CODES: dict[str, Code] = {
     "html_page": Code(shown=True,
                       advice="Make sure the bot can read files in this channel (reinstall the app if needed)."),
     "download_failed": Code(advice="Share the file again in a moment."),
+    "not_in_slack": Code(shown=True, advice="Upload the recording into Slack itself, then share it."),
     "no_voiceprints": Code(shown=True, advice="Ask the people in this channel to enroll with `/enroll`, then share "
                                               "the recording again."),
     "not_own_clip": Code(shown=True),

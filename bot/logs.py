@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import logging
 import re
+import traceback
 from collections.abc import Iterable
 
 from pydantic import SecretStr
@@ -15,8 +16,10 @@ FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 REDACTED = "[redacted]"
 _MIN_SECRET = 6  # shorter configured values would blank out ordinary words
 # Control characters in a message (a file name with a line break, a terminal escape) would let untrusted
-# text forge a log line: each is written as an escape instead; tracebacks keep their lines.
-_CONTROL = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
+# text forge a log line: each is written as an escape instead. Every character `str.splitlines` breaks at is
+# one of them (U+0085, U+2028, U+2029 included), and the C1 controls (an 8-bit terminal escape). A traceback
+# keeps its own lines; the exception texts inside it (messages, notes) are escaped the same way.
+_CONTROL = re.compile(r"[\x00-\x08\x0a-\x1f\x7f-\x9f\u2028\u2029]")
 
 _PATTERNS = (
     re.compile(r"\bxox[a-zA-Z](?:\.xox[a-zA-Z])?-[A-Za-z0-9\-]+"),  # Slack bot, user, refresh tokens
@@ -26,7 +29,37 @@ _PATTERNS = (
     re.compile(r"(?i)(\b(?:bearer|basic)\s+)[A-Za-z0-9._~+/=\-]+"),
     re.compile(r"(?i)(\b(?:client_secret|signing_secret|refresh_token|access_token|api_key|bot_token|app_token)"
                r"['\"]?\s*[:=]\s*['\"]?)[^'\"\s&,}]+"),
+    re.compile(r"(?i)(\b[a-z][a-z0-9+.-]*://[^/\s:@'\"]*:)[^@\s/'\"]+(?=@)"),  # a URL's password (DATABASE_URL)
 )
+
+
+def escape_controls(text: str) -> str:
+    """`text` on one line: each control or line-separator character written as its Python escape."""
+    return _CONTROL.sub(lambda m: repr(m.group())[1:-1], text)
+
+
+def _inert_texts(te: traceback.TracebackException, seen: set[int]) -> None:
+    """Escapes the exception texts of `te` and of every exception chained or grouped in it, in place."""
+    if id(te) in seen:
+        return
+    seen.add(id(te))
+    te._str = escape_controls(te._str)  # the message; the only place TracebackException keeps it
+    if isinstance(te.__notes__, list | tuple):
+        te.__notes__ = [escape_controls(str(note)) for note in te.__notes__]
+    for name in ("msg", "text", "filename"):  # a SyntaxError's own lines
+        if isinstance(getattr(te, name, None), str):
+            setattr(te, name, escape_controls(getattr(te, name).rstrip("\n")))
+    for other in (te.__cause__, te.__context__, *(te.exceptions or ())):
+        if other is not None:
+            _inert_texts(other, seen)
+
+
+def format_exception(exc_info) -> str:
+    """The traceback as `logging.Formatter.formatException` writes it, but no exception text can start a
+    line of its own: a message such as "x\\n2024-01-01 ERROR forged" stays inside its exception's line."""
+    te = traceback.TracebackException(*exc_info)
+    _inert_texts(te, set())
+    return "".join(te.format()).removesuffix("\n")
 
 
 class Redactor(logging.Filter):
@@ -48,9 +81,9 @@ class Redactor(logging.Filter):
             message = record.getMessage()
         except (TypeError, ValueError):  # a bad format string: the handler reports it
             return True
-        record.msg, record.args = _CONTROL.sub(lambda m: repr(m.group())[1:-1], self.redact(message)), None
+        record.msg, record.args = escape_controls(self.redact(message)), None
         if record.exc_info and not record.exc_text:
-            record.exc_text = logging.Formatter().formatException(record.exc_info)
+            record.exc_text = format_exception(record.exc_info)
         if record.exc_text:
             record.exc_text = self.redact(record.exc_text)
         if record.stack_info:

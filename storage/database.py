@@ -68,7 +68,7 @@ def parse_database_url(url: str) -> URL:
     try:
         parsed = make_url(normalise_database_url(url))
     except ArgumentError:
-        raise DatabaseURLError(f"DATABASE_URL is not a database URL: {url!r}; "
+        raise DatabaseURLError("DATABASE_URL is not a database URL (not quoted: it may hold a password); "
                                "use sqlite:///path/to/file.db or postgresql://user@host/db") from None
     backend, driver = parsed.get_backend_name(), parsed.get_driver_name()
     if (backend, driver) not in {("sqlite", "aiosqlite"), ("postgresql", "asyncpg")}:

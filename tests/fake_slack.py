@@ -61,6 +61,7 @@ class FakeFile:
     user: str = "U0"
     serve_html: bool = False  # answer the download with an HTML login page, as Slack does for a bad token
     stall: bool = False  # send half the bytes, then hold the download open until `FakeSlack.unstall` is set
+    url: str | None = None  # where files.info says to download it (default: this fake's own download route)
 
     @property
     def filetype(self) -> str:
@@ -77,6 +78,7 @@ class Message:
     user: str = BOT_USER_ID
     history: list = field(default_factory=list)
     metadata: dict | None = None
+    bot_id: str | None = BOT_ID  # set on messages an app posted (None: a person's)
 
 
 class FakeSlack:
@@ -132,10 +134,10 @@ class FakeSlack:
         if self._runner:
             await self._runner.cleanup()
 
-    def add_file(self, name: str, mimetype: str, data: bytes, *, user: str = "U0", serve_html: bool = False
-                 ) -> FakeFile:
+    def add_file(self, name: str, mimetype: str, data: bytes, *, user: str = "U0", serve_html: bool = False,
+                 url: str | None = None) -> FakeFile:
         f = FakeFile(id=f"F{next(self._ids):06d}", name=name, mimetype=mimetype, data=data, user=user,
-                     serve_html=serve_html)
+                     serve_html=serve_html, url=url)
         self.files[f.id] = f
         return f
 
@@ -162,8 +164,8 @@ class FakeSlack:
         return {"id": f.id, "name": f.name, "title": f.name, "mimetype": f.mimetype, "filetype": f.filetype,
                 "size": len(f.data), "user": f.user, "mode": "hosted",
                 "permalink": f"https://fake.slack.com/files/{f.user}/{f.id}/{quote(f.name, safe='')}",
-                "url_private": f"{self.base}/files/{f.id}/{quote(f.name, safe='')}",
-                "url_private_download": f"{self.base}/files/{f.id}/{quote(f.name, safe='')}"}
+                "url_private": f.url or f"{self.base}/files/{f.id}/{quote(f.name, safe='')}",
+                "url_private_download": f.url or f"{self.base}/files/{f.id}/{quote(f.name, safe='')}"}
 
     # -- inspection -------------------------------------------------------------------------------
     def calls_to(self, method: str) -> list[Call]:
@@ -313,6 +315,8 @@ class FakeSlack:
         m = self.messages.get((p["channel"], p["ts"]))
         if m is None:
             return {"ok": False, "error": "message_not_found"}
+        if m.user != BOT_USER_ID:  # as Slack: an app edits only its own messages
+            return {"ok": False, "error": "cant_update_message"}
         m.history.append((m.text, m.blocks))
         m.text, m.blocks = p.get("text", m.text), p.get("blocks") or []
         return {"ok": True, "channel": m.channel, "ts": m.ts, "text": m.text}
@@ -325,7 +329,7 @@ class FakeSlack:
     def _m_conversations_replies(self, p: dict) -> dict:
         """The thread's bot replies (the root message itself is not stored by this fake)."""
         messages = [{"type": "message", "user": m.user, "text": m.text, "ts": m.ts, "thread_ts": m.thread_ts,
-                     **({"metadata": m.metadata} if m.metadata else {})}
+                     **({"metadata": m.metadata} if m.metadata else {}), **({"bot_id": m.bot_id} if m.bot_id else {})}
                     for m in self.thread(p["channel"], p["ts"])]
         return {"ok": True, "messages": messages, "has_more": False, "response_metadata": {"next_cursor": ""}}
 

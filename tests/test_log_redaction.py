@@ -103,6 +103,7 @@ async def test_serve_at_debug_logs_slack_responses_without_any_token_or_secret(t
     f"socket mode with {APP_TOKEN}",
     "form: client_secret=client-secret-0123456789&code=good-code",
     "signing secret test-signing-secret in a message",
+    "cannot reach postgresql+asyncpg://voiceid:MTExLjIyMjpjbGllbnQtc2VjcmV0@db:5432/voiceid",
 ])
 def test_redactor_covers_headers_tokens_and_configured_secrets(line: str):
     stream = io.StringIO()
@@ -140,3 +141,38 @@ def test_untrusted_text_cannot_forge_a_log_line():
     lines = stream.getvalue().splitlines()
     assert lines[0] == r"INFO recording standup.m4a\nERROR bot.keys: key file deleted\r\x1b[2K queued"
     assert lines[1] == r"ERROR failed on x\ny" and lines[2].startswith("Traceback")  # tracebacks keep their lines
+
+
+FORGED = "2024-05-01 12:00:00,000 ERROR bot.keys: key file deleted"
+
+
+@pytest.mark.parametrize("brk", ["\n", "\r\n", "\u2028", "\u2029", "\u0085", "\x0b", "\x1c"])
+def test_exception_text_cannot_forge_a_log_record(brk: str):
+    """Every character Python's `splitlines` (and so a log reader) breaks at stays escaped: in the message, in
+    an exception's text inside the traceback, in a chained exception's, a note's, an exception group's."""
+    from bot.logs import FORMAT
+
+    stream = io.StringIO()
+    handler = logging.StreamHandler(stream)
+    handler.setFormatter(logging.Formatter(FORMAT))
+    handler.addFilter(Redactor())
+    logger = logging.getLogger("voiceid.test.forging.traceback")
+    logger.propagate, logger.level = False, logging.INFO
+    logger.handlers = [handler]
+    try:
+        try:
+            raise KeyError(f"standup.m4a{brk}{FORGED}")
+        except KeyError as inner:
+            inner.add_note(f"note{brk}{FORGED}")
+            raise ValueError(f"decoding failed{brk}{FORGED}") from inner
+    except ValueError:
+        logger.exception("recording %s failed", f"x{brk}{FORGED}")
+    try:
+        raise ExceptionGroup(f"group{brk}{FORGED}", [OSError(f"member{brk}{FORGED}")])
+    except ExceptionGroup:
+        logger.warning("engine failed", exc_info=True)
+    out = stream.getvalue()
+    records = [line for line in out.splitlines() if re.match(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3} ", line)]
+    assert len(records) == 2, out  # the two real records, and no forged one
+    assert "Traceback (most recent call last):" in out and "The above exception was the direct cause" in out
+    assert out.count(repr(brk)[1:-1]) >= 6, out  # each text kept, its line break written as an escape

@@ -60,8 +60,9 @@ def assert_inert(msg: SlackMessage | tuple[str, list]) -> None:
 # -- pure pieces ------------------------------------------------------------------------------------
 
 def test_escape_makes_markup_inert_and_keeps_one_line():
-    assert escape("<!channel> Q&A <https://x.example|y>") == "&lt;!channel&gt; Q&amp;A &lt;https://x.example|y&gt;"
-    assert escape("a\nb\r\n*fake bot line*\u2028c") == "a b *fake bot line* c"
+    wj = "\u2060"
+    assert escape("<!channel> Q&A <https://x.example|y>") == f"&lt;!channel&gt; Q&amp;A &lt;https:{wj}//x.example|y&gt;"
+    assert escape("a\nb\r\n*fake bot line*\u2028c\x85d") == "a b \u2217fake bot line\u2217 c d"
     assert escape("plain.m4a") == "plain.m4a"
 
 
@@ -85,7 +86,7 @@ def test_messages_escape_the_file_name(name):
     msg = render_summary(summary, file_name=name, recording_id=1)
     assert_inert(msg)
     assert "<@U1>" in json.dumps(msg.blocks)  # mentions we build ourselves stay live
-    assert msg.blocks[0]["text"] == {"type": "plain_text", "text": f"Who spoke in {name}"}
+    assert msg.blocks[0]["text"] == {"type": "plain_text", "text": f"Who spoke in {name}", "emoji": False}
 
 
 def test_chart_draws_names_with_dollar_signs_as_text():

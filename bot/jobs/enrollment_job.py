@@ -120,7 +120,7 @@ class Enrollments:
                             info.get("user"))
                 return not_enrolled("not_own_clip", NOT_OWN_CLIP, job.user_id)
             with self.services.temp_dir("voiceid-clip-") as tmp:
-                clip = await download(info, client.token, Path(tmp), max_bytes=CLIP_MAX_BYTES)
+                clip = await download(info, client.token, Path(tmp), api_url=client.base_url, max_bytes=CLIP_MAX_BYTES)
                 return await enroll(self.services, team_id=job.team_id, user_id=job.user_id, clip=clip,
                                     consent_at=job.consent_at, generation=job.generation)
         except EngineError as exc:

@@ -141,7 +141,8 @@ class RecordingJob(TranscriptStep):
                              code="no_voiceprints")
         await self._beat(rec)
         with self.services.temp_dir("voiceid-rec-") as tmp:
-            path = await download(info, client.token, Path(tmp), max_bytes=self.services.max_file_bytes)
+            path = await download(info, client.token, Path(tmp), api_url=client.base_url,
+                                  max_bytes=self.services.max_file_bytes)
             await self._beat(rec)
             deadline = self.deadline_for(await asyncio.to_thread(stated_duration, path))
             url = await engine.upload(path, key=f"{rec.team_id}-{rec.file_id}")

@@ -77,7 +77,8 @@ class TranscriptStep:
         info = await file_info(client, rec.file_id)
         progress = [0.0]
         with self.services.temp_dir("voiceid-asr-") as tmp:
-            path = await download(info, client.token, Path(tmp), max_bytes=self.services.max_file_bytes)
+            path = await download(info, client.token, Path(tmp), api_url=client.base_url,
+                                  max_bytes=self.services.max_file_bytes)
             await self._beat(rec)
             shown = asyncio.get_running_loop().create_task(self._transcript_progress(client, rec.id, summary_ts,
                                                                                      progress))

@@ -4,6 +4,7 @@ from __future__ import annotations
 from datetime import datetime
 
 from bot.config import EngineKind
+from bot.summary.blocks import section
 
 MODAL_CALLBACK = "enroll_modal"
 CONSENT_BLOCK, CONSENT_ACTION = "consent", "consent"
@@ -94,7 +95,7 @@ def enroll_modal(*, retention_days: int, engine: EngineKind, existing: datetime 
 def message_view(title: str, text: str) -> dict:
     return {"type": "modal", "title": {"type": "plain_text", "text": title[:24]},
             "close": {"type": "plain_text", "text": "Close"},
-            "blocks": [{"type": "section", "text": {"type": "mrkdwn", "text": text[:3000]}}]}
+            "blocks": [section(text)]}
 
 
 def checked(values: dict, block: str, action: str) -> bool:

@@ -1,16 +1,22 @@
-"""Fetching a shared file from Slack: checked before (type, size) and while (HTML page, size) downloading.
+"""Fetching a shared file from Slack: checked before (type, size, host) and while (HTML page, size) downloading.
 
-The bytes go to a temporary file only; callers delete it when the job is over.
+The bot token goes only to Slack's file host (or the host of SLACK_API_URL, for GovSlack and tests), never
+to whatever other URL a file object names. The bytes go to a temporary file only; callers delete it when
+the job is over.
 """
 from __future__ import annotations
 
 import asyncio
+import logging
 import tempfile
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import aiohttp
 
 from bot.errors import EngineUnavailable, MediaError
+
+log = logging.getLogger(__name__)
 
 CHUNK = 1 << 16
 MEDIA_PREFIXES = ("audio/", "video/")
@@ -31,6 +37,27 @@ def describe(file: dict) -> str:
     return file.get("pretty_type") or file.get("filetype") or file.get("mimetype") or "unknown type"
 
 
+# Where Slack serves `url_private_download` (docs.slack.dev, the file object). Its redirects to any other
+# origin are followed without the token: aiohttp drops the Authorization header on a cross-origin redirect.
+SLACK_FILE_HOSTS = ("files.slack.com",)
+
+
+def token_may_go_to(url: str, api_url: str) -> bool:
+    """Whether `url` is on one of Slack's file hosts over https, or on SLACK_API_URL's own scheme, host and
+    port (a GovSlack or test server), or on its `files.` host, as files.slack.com is to slack.com."""
+    target, api = urlsplit(url), urlsplit(api_url)
+    try:
+        port, api_port = target.port, api.port
+    except ValueError:  # not a number, or out of range
+        return False
+    if target.username or target.password or not target.hostname:
+        return False
+    if target.scheme == "https" and port in (None, 443) and target.hostname in SLACK_FILE_HOSTS:
+        return True
+    same_api_host = target.hostname in (api.hostname, f"files.{api.hostname}")
+    return target.scheme == api.scheme and same_api_host and port == api_port
+
+
 def check_file(file: dict, *, max_bytes: int) -> None:
     """Refuse what cannot be a usable recording before spending a download on it."""
     name = file.get("name") or "the file"
@@ -44,11 +71,17 @@ def check_file(file: dict, *, max_bytes: int) -> None:
                          code="not_audio")
 
 
-async def download(file: dict, token: str, directory: Path, *, max_bytes: int,
+async def download(file: dict, token: str, directory: Path, *, max_bytes: int, api_url: str,
                    session: aiohttp.ClientSession | None = None) -> Path:
-    """Stream the file with the bot token into `directory`; refuses an HTML page and oversize bodies."""
+    """Stream the file with the bot token into `directory`; refuses a URL off Slack's hosts (see
+    `token_may_go_to`; `api_url` is the client's SLACK_API_URL), an HTML page and oversize bodies."""
     check_file(file, max_bytes=max_bytes)
     url = file.get("url_private_download") or file["url_private"]
+    if not token_may_go_to(url, api_url):
+        log.warning("file %s: refused to send the bot token to %s, which is not a Slack file host",
+                    file.get("id"), urlsplit(url)._replace(query="", fragment="").geturl())
+        raise MediaError(f"{file.get('name') or 'The file'} is not stored on Slack's own file servers, so Voice ID "
+                         "will not fetch it.", code="not_in_slack")
     suffix = Path(file.get("name") or "").suffix[:10]
     own = session is None
     session = session or aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=None, sock_read=60))

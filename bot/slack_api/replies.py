@@ -3,7 +3,8 @@
 `chat.postMessage` is the one Slack call that cannot simply be repeated: after a 5xx or a dropped
 connection Slack may have posted the message anyway. So every reply carries message metadata naming its
 recording, and before posting again (or when a crashed worker may have posted without recording the ts)
-the thread is searched for that message and the existing one is edited instead.
+the thread is searched for that message and the existing one is edited instead. Metadata is no proof of
+authorship (any app can post it), so only a message the bot itself posted counts (ids from auth.test).
 """
 from __future__ import annotations
 
@@ -28,20 +29,30 @@ def reply_metadata(recording_id: int) -> dict:
     return {"event_type": REPLY_EVENT, "event_payload": {"recording_id": recording_id}}
 
 
-def is_reply_for(message: dict, recording_id: int) -> bool:
+def posted_by(message: dict, me: dict) -> bool:
+    """Whether `me` (the auth.test answer for the bot's token) posted `message`: it carries the bot's user or
+    bot id, and no other."""
+    carried = {key: message[key] for key in ("user", "bot_id") if message.get(key)}
+    own = {"user": me.get("user_id"), "bot_id": me.get("bot_id")}
+    return bool(carried) and all(own[key] == value for key, value in carried.items())
+
+
+def is_reply_for(message: dict, recording_id: int, me: dict) -> bool:
     meta = message.get("metadata") or {}
-    return meta.get("event_type") == REPLY_EVENT and (meta.get("event_payload") or {}).get("recording_id") == recording_id
+    return (meta.get("event_type") == REPLY_EVENT and posted_by(message, me)
+            and (meta.get("event_payload") or {}).get("recording_id") == recording_id)
 
 
 async def find_reply(client: AsyncWebClient, channel: str, thread_ts: str, recording_id: int) -> str | None:
     """The ts of this recording's bot message in the thread, when an earlier post went through; else None."""
+    me = await client.auth_test()
     cursor = None
     try:
         while True:
             page = await client.conversations_replies(channel=channel, ts=thread_ts, include_all_metadata=True,
                                                       limit=200, cursor=cursor)
             for message in page.get("messages") or []:
-                if is_reply_for(message, recording_id):
+                if is_reply_for(message, recording_id, me):
                     return message["ts"]
             cursor = (page.get("response_metadata") or {}).get("next_cursor")
             if not cursor:
@@ -62,11 +73,14 @@ def _ambiguous(exc: Exception) -> bool:
 async def show_reply(client: AsyncWebClient, *, recording_id: int, channel: str, thread_ts: str, msg: SlackMessage,
                      look_first: bool) -> str:
     """Shows `msg` as the recording's reply in the thread and returns its ts: edits the reply an earlier
-    post left behind (searched first when `look_first`, and after every ambiguous failure), else posts."""
+    post left behind (searched first when `look_first`, and after every ambiguous failure), else posts.
+    A first post (not `look_first`: the listener's progress reply) that finds a reply after an ambiguous
+    failure leaves it as it is: it is that very post, or a worker's outcome, which progress must not hide."""
     for attempt in range(POST_TRIES):
         found = await find_reply(client, channel, thread_ts, recording_id) if look_first or attempt else None
         if found:
-            await client.chat_update(channel=channel, ts=found, text=msg.text, blocks=msg.blocks)
+            if look_first:
+                await client.chat_update(channel=channel, ts=found, text=msg.text, blocks=msg.blocks)
             return found
         try:
             resp = await client.chat_postMessage(channel=channel, thread_ts=thread_ts, text=msg.text, blocks=msg.blocks,

@@ -40,6 +40,17 @@ def clip(text: str, limit: int) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
+def mrkdwn(text: str, limit: int = MAX_SECTION) -> dict:
+    """A mrkdwn text object that Slack shows `verbatim`: it turns no bare URL, channel name or mention into a
+    link (docs.slack.dev, text object); the markup we write ourselves (`<@U…>`, `<url|label>`, `*bold*`)
+    still works. Untrusted parts must be `escape`d all the same."""
+    return {"type": "mrkdwn", "text": clip(text, limit), "verbatim": True}
+
+
+def section(text: str) -> dict:
+    return {"type": "section", "text": mrkdwn(text)}
+
+
 def chunks(lines: list[str], limit: int = MAX_SECTION) -> list[str]:
     """Join lines into texts of at most `limit` characters, never splitting a line unless it alone is longer."""
     out: list[str] = []
@@ -94,7 +105,7 @@ def speaker_block(s: SpeakerStats, recording_id: int, *, numbered: bool = False)
     return {
         "type": "section",
         "block_id": f"speaker:{s.speaker}"[:255],
-        "text": {"type": "mrkdwn", "text": clip(speaker_line(s, numbered=numbered), MAX_SECTION)},
+        "text": mrkdwn(speaker_line(s, numbered=numbered)),
         "accessory": {"type": "button", "action_id": action, "text": {"type": "plain_text", "text": label},
                       "value": button_value(recording_id, s.speaker)},
     }
@@ -138,7 +149,7 @@ def parse_recording_value(value: str) -> int:
 
 
 def context(text: str) -> dict:
-    return {"type": "context", "elements": [{"type": "mrkdwn", "text": clip(text, MAX_SECTION)}]}
+    return {"type": "context", "elements": [mrkdwn(text)]}
 
 
 def render_summary(summary: Summary, *, file_name: str, recording_id: int,
@@ -148,17 +159,19 @@ def render_summary(summary: Summary, *, file_name: str, recording_id: int,
     and a `note` (mrkdwn, e.g. why "Identify again" failed) when given, "Identify again" while some speaker
     is unnamed, footer.
 
-    The file name goes raw into the plain_text header (Slack shows it as is) and escaped into the fallback text.
+    The file name goes raw into the plain_text header (Slack shows it as is, emoji codes too, as text) and
+    escaped into the fallback text.
     """
     numbered = summary.diarize_only
     identified = sum(1 for s in summary.speakers if s.user_id)
     blocks: list[dict] = [
-        {"type": "header", "text": {"type": "plain_text", "text": clip(f"Who spoke in {file_name}", MAX_HEADER)}},
+        {"type": "header", "text": {"type": "plain_text", "text": clip(f"Who spoke in {file_name}", MAX_HEADER),
+                                    "emoji": False}},
         context(f"{clock(summary.duration)} · {len(summary.speakers)} speakers · "
                 + ("nobody enrolled yet" if numbered else f"{identified} identified")),
     ]
     if not summary.speakers:
-        blocks.append({"type": "section", "text": {"type": "mrkdwn", "text": "No speech was found in this recording."}})
+        blocks.append(section("No speech was found in this recording."))
     with_buttons = summary.speakers[:MAX_SPEAKER_BLOCKS]
     blocks += [speaker_block(s, recording_id, numbered=numbered) for s in with_buttons]
     rest = summary.speakers[MAX_SPEAKER_BLOCKS:]
@@ -179,6 +192,6 @@ def render_summary(summary: Summary, *, file_name: str, recording_id: int,
         tail.append(identify_again_block(recording_id))
     tail.append(footer)
     room = MAX_BLOCKS - len(blocks) - len(tail)
-    blocks += [{"type": "section", "text": {"type": "mrkdwn", "text": t}} for t in extra[:room]]
+    blocks += [section(t) for t in extra[:room]]
     blocks += tail
     return SlackMessage(text=fallback_text(summary, file_name), blocks=blocks)

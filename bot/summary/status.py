@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from bot.errors import advice_for
 from bot.failures import public_reason
-from bot.summary.blocks import MAX_TEXT, SlackMessage, clip
+from bot.summary.blocks import MAX_TEXT, SlackMessage, clip, context, section
 from bot.text import escape
 
 BAR_CELLS = 12
@@ -18,18 +18,14 @@ def progress_bar(progress: float) -> str:
 def render_progress(file_name: str, progress: float | None = None) -> SlackMessage:
     text = f"Identifying speakers in {escape(file_name)}…"
     body = text if progress is None else f"{text}\n`{progress_bar(progress)}`"
-    return SlackMessage(text=clip(text, MAX_TEXT),
-                        blocks=[{"type": "section", "text": {"type": "mrkdwn", "text": clip(body, 3000)}}])
+    return SlackMessage(text=clip(text, MAX_TEXT), blocks=[section(body)])
 
 
 def render_failure(file_name: str, code: str, message: str, *, ref: str) -> SlackMessage:
     """The reason when the person can fix it, else a generic sentence with `ref` (the log has the details)."""
     advice = advice_for(code)
     text = f"Could not identify speakers in {escape(file_name)}: {escape(public_reason(code, message, ref))}"
-    return SlackMessage(text=clip(text, MAX_TEXT), blocks=[
-        {"type": "section", "text": {"type": "mrkdwn", "text": clip(f":warning: {text}", 3000)}},
-        {"type": "context", "elements": [{"type": "mrkdwn", "text": clip(advice, 3000)}]},
-    ])
+    return SlackMessage(text=clip(text, MAX_TEXT), blocks=[section(f":warning: {text}"), context(advice)])
 
 
 def identify_again_failed(code: str, message: str, *, ref: str) -> str:
