@@ -75,7 +75,9 @@ async def engine(pg_url, tmp_path_factory) -> AsyncIterator[Engine]:
     await upgrade(pg_url)
     key = new_key()  # PostgreSQL workers refuse to start without one
     db = Database(pg_url, keys=[key])
-    settings = bot_settings(FakeSlack(), pg_url, engine="server", engine_url=url, engine_api_key=ENGINE_API_KEY)
+    # only the engine is used here: Slack's URL is a loopback one that nothing calls
+    settings = bot_settings(FakeSlack(), pg_url, engine="server", engine_url=url, engine_api_key=ENGINE_API_KEY,
+                            slack_api_url="http://127.0.0.1:9/api/")
     services = Services(settings=settings, db=db, engine=make_engine(settings))
     try:
         await wait_engine_ready(url, server)
