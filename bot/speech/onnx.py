@@ -91,26 +91,26 @@ def load(name: str, weights: Path, build: Builder, cache: Path | None = None) ->
     no valid file is there; exported in memory when `cache` is None or cannot be written."""
     if cache is None:
         return OnnxModel(export(build))
-    stamp = _stamp(name, weights)
-    path = Path(cache) / f"{name}-{stamp['weights_sha256'][:16]}.onnx"
-    model = _session(path, stamp)
+    expected = stamp(name, weights)
+    path = Path(cache) / f"{name}-{expected['weights_sha256'][:16]}.onnx"
+    model = _session(path, expected)
     if model is not None:
         return model
     body = None
     try:
         with _exclusive(Path(cache), name):
-            model = _session(path, stamp)  # another process may have exported it while we waited
+            model = _session(path, expected)  # another process may have exported it while we waited
             if model is not None:
                 return model
             body = export(build)
-            _write(path, stamp, body)
+            _write(path, expected, body)
             _remove_stale(path, name)
     except OSError as exc:
         log.warning("ONNX cache folder %s is not usable (%s): %s exported in memory", cache, exc, name)
     return OnnxModel(body if body is not None else export(build))
 
 
-def _stamp(name: str, weights: Path) -> dict:
+def stamp(name: str, weights: Path) -> dict:
     """What a cache file must have been made from to be used."""
     digest = hashlib.sha256()
     with open(weights, "rb") as f:
@@ -130,6 +130,8 @@ def read(path: Path, stamp: dict) -> tuple[bytes | None, str]:
             body = f.read()
     except FileNotFoundError:
         return None, "missing"
+    except OSError as exc:
+        return None, f"unreadable ({exc.strerror})"
     try:
         header = json.loads(line)
         recorded = header.pop("body_sha256")
