@@ -3,8 +3,10 @@ in its process pool; the command line contract."""
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -155,34 +157,66 @@ async def test_local_engine_jobs(tmp_path, meeting, enrolled):
 
 # ---- command line --------------------------------------------------------------------------------------
 
-def _cli(*args: str, timeout: int = 600) -> subprocess.CompletedProcess:
+@pytest.fixture(scope="module")
+def var_dir(tmp_path_factory) -> Path:
+    """The command line's VAR_DIR, shared by these tests: the first exports CAM++ into it, the others load it."""
+    return tmp_path_factory.mktemp("var")
+
+
+def _cli(*args: str, var: Path, timeout: int = 600, **env: str) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "bot", *args], capture_output=True, text=True, cwd=ROOT,
-                          timeout=timeout, check=False)
+                          timeout=timeout, check=False, env={**os.environ, "VAR_DIR": str(var), **env})
 
 
-def test_cli_voiceprint_and_bad_input(tmp_path, meeting):
+def _exported(var: Path) -> list[str]:
+    return sorted(p.name.split("-")[0] for p in (var / "models" / "onnx").glob("*.onnx"))
+
+
+def test_cli_voiceprint_and_bad_input(tmp_path, meeting, var_dir):
     clip = meetings.write_wav(tmp_path / "clip.wav", meeting.enrollment[next(iter(meeting.enrollment))])
-    ok = _cli("voiceprint", str(clip))
+    ok = _cli("voiceprint", str(clip), var=var_dir)
     assert ok.returncode == 0, ok.stderr
     assert voiceprint.decode(json.loads(ok.stdout)["voiceprint"])
+    assert _exported(var_dir) == ["campplus"]  # a voiceprint loads no segmentation model, even under v2
 
-    missing = _cli("voiceprint", str(tmp_path / "nope.wav"))
+    missing = _cli("voiceprint", str(tmp_path / "nope.wav"), var=var_dir)
     assert missing.returncode == 2 and missing.stderr.count("\n") == 1 and "does not exist" in missing.stderr
     (tmp_path / "notes.txt").write_text("hello\n" * 100)
-    text = _cli("voiceprint", str(tmp_path / "notes.txt"))
+    text = _cli("voiceprint", str(tmp_path / "notes.txt"), var=var_dir)
     assert text.returncode == 2 and "Traceback" not in text.stderr and "not an audio" in text.stderr
 
 
-def test_cli_identify_bad_input(tmp_path, meeting, enrolled):
+def test_cli_identify_bad_input(tmp_path, meeting, enrolled, var_dir):
     media = meetings.write_wav(tmp_path / "m.wav", meeting.samples[: 5 * SR])
     (tmp_path / "bad.json").write_text("{not json")
-    bad = _cli("identify", str(media), "--voiceprints", str(tmp_path / "bad.json"))
+    bad = _cli("identify", str(media), "--voiceprints", str(tmp_path / "bad.json"), var=var_dir)
     assert bad.returncode == 2 and bad.stderr.count("\n") == 1 and "not valid JSON" in bad.stderr
     (tmp_path / "dup.json").write_text(json.dumps([{"label": "A", "voiceprint": enrolled[0].voiceprint}] * 2))
-    dup = _cli("identify", str(media), "--voiceprints", str(tmp_path / "dup.json"))
+    dup = _cli("identify", str(media), "--voiceprints", str(tmp_path / "dup.json"), var=var_dir)
     assert dup.returncode == 2 and "unique" in dup.stderr
     (tmp_path / "foreign.json").write_text(json.dumps([{"label": "A", "voiceprint": "QUJDREVGR0g"}]))
-    foreign = _cli("identify", str(media), "--voiceprints", str(tmp_path / "foreign.json"))
+    foreign = _cli("identify", str(media), "--voiceprints", str(tmp_path / "foreign.json"), var=var_dir)
     assert foreign.returncode == 2 and "not made by this engine" in foreign.stderr
-    helped = _cli("identify", "--help")
-    assert f"default {RECOMMENDED_THRESHOLD:g}" in " ".join(helped.stdout.split())
+    helped = _cli("identify", "--help", var=var_dir)
+    assert "60 with DIARIZATION=v1, 75 with DIARIZATION=v2" in " ".join(helped.stdout.split())
+
+
+def test_cli_identify_follows_the_diarization_setting(tmp_path, meeting, enrolled, var_dir):
+    media = meetings.write_wav(tmp_path / "m.wav", meeting.samples[: 40 * SR])
+    (tmp_path / "vp.json").write_text(json.dumps([v.model_dump() for v in enrolled]))
+    out = _cli("identify", str(media), "--voiceprints", str(tmp_path / "vp.json"), var=var_dir, DIARIZATION="v1")
+    assert out.returncode == 0, out.stderr
+    assert IdentifyOutput.model_validate(json.loads(out.stdout)).diarization
+    assert _exported(var_dir) == ["campplus"]  # v1 ran: it has no segmentation model
+
+
+def test_cli_threshold_defaults_to_the_chosen_pipelines(tmp_path):
+    from bot.__main__ import build_parser
+    from bot.commands.identify import _read_request
+    from bot.speech.windows import EMBEDDING_MODEL
+
+    vp = voiceprint.encode(np.ones(192), EMBEDDING_MODEL)
+    (tmp_path / "vp.json").write_text(json.dumps([{"label": "A", "voiceprint": vp}]))
+    args = build_parser("identify").parse_args(["identify", str(tmp_path / "m.wav"), "--voiceprints",
+                                                str(tmp_path / "vp.json")])
+    assert {d: _read_request(args, d).matching.threshold for d in ("v1", "v2")} == {"v1": 60, "v2": 75}

@@ -12,8 +12,6 @@ import json
 import sys
 from pathlib import Path
 
-from bot.speech.matching import RECOMMENDED_THRESHOLD
-
 
 def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("media", type=Path, help="meeting recording (audio or video)")
@@ -21,8 +19,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
                         help='JSON list of {"label": ..., "voiceprint": ...}; without it speakers stay SPEAKER_nn')
     parser.add_argument("--language", metavar="CODE",
                         help="spoken language, e.g. en (default: TRANSCRIPT_LANGUAGE, else detected)")
-    # what the identify request reader expects; the product's recommended matching
-    parser.set_defaults(threshold=RECOMMENDED_THRESHOLD, no_exclusive_matching=False, num_speakers=None,
+    # what the identify request reader expects; threshold None: the recommended one of DIARIZATION's pipeline
+    parser.set_defaults(threshold=None, no_exclusive_matching=False, num_speakers=None,
                         min_speakers=None, max_speakers=None)
 
 
@@ -45,12 +43,12 @@ def main(args: argparse.Namespace) -> int:
     model = settings.transcript_model.value
     try:
         check_language(model, language)
-        request = _read_request(args) if args.voiceprints else None
+        request = _read_request(args, settings.diarization) if args.voiceprints else None
     except (ValueError, ModelFilesError) as exc:
         return _fail(str(exc))
     try:
         audio = decode(args.media, settings.max_recording_hours * 3600)
-        output = _identify(_models(), audio, request)
+        output = _identify(_models(settings), audio, request)
         recognizer = Recognizer(model, settings.var_dir, language)
         transcription = recognizer.transcribe(normalise_level(audio.samples))
     except EngineError as exc:
@@ -63,17 +61,13 @@ def main(args: argparse.Namespace) -> int:
 
 def _identify(models, audio, request):
     """Identify output for `audio`; without voiceprints, diarization alone in the same shape."""
-    from bot.errors import MediaError
     from bot.schema import DiarizationSegment, IdentificationSegment, IdentifyOutput
     from bot.speech import tasks
-    from bot.speech.audio import normalise_level
 
     if request is not None:
         tasks.check_voiceprints(request.voiceprints, models.model_id)
         return tasks.identify(models, audio, request.voiceprints, request.matching)
-    diar = models.diarize(normalise_level(audio.samples))
-    if not diar.segments:
-        raise MediaError("No speech was found in the recording.", code="silent")
+    diar = tasks.diarize(models, audio)  # the pipeline DIARIZATION chose; no speech raises MediaError
     return IdentifyOutput(
         diarization=[DiarizationSegment(speaker=s, start=a, end=b) for s, a, b in diar.segments],
         identification=[IdentificationSegment(speaker=s, start=a, end=b, diarization_speaker=s)

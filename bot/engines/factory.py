@@ -62,6 +62,7 @@ def make_engine(settings: Settings) -> Engine:
 def make_local_engine(settings: Settings):
     """The embedded engine, sized and limited by the settings (the bot's default and the engine server's core)."""
     from bot.engines.local import LocalEngine
+    from bot.speech.onnx import cache_folder
 
     return LocalEngine(workers=settings.engine_workers, max_duration_s=settings.max_recording_hours * 3600,
-                       diarization=settings.diarization)
+                       diarization=settings.diarization, model_cache=cache_folder(settings.var_dir))

