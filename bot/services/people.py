@@ -187,10 +187,12 @@ def admin_erased_text(erasure: Erasure, user_id: str, notified: str | None) -> s
     return f"Done for {who}: {done}.{told}{_caveats(erasure, 'their')}"
 
 
-async def notify_erased(client: AsyncWebClient, user_id: str, actor_id: str, erasure: Erasure) -> str | None:
-    """The person learns that an admin deleted their data (their right to know); Slack's error when the DM
-    could not be sent (a deactivated account), else None."""
-    text = (f"A workspace admin, {mention(actor_id)}, deleted the data Voice ID kept about you in this workspace: "
+async def notify_erased(client: AsyncWebClient, user_id: str, actor_id: str | None, erasure: Erasure) -> str | None:
+    """The person learns that someone else deleted their data (their right to know): an admin (`actor_id`) or
+    whoever runs Voice ID (None, the command line). Slack's error when the DM could not be sent (a deactivated
+    account), else None."""
+    who = f"A workspace admin, {mention(actor_id)}," if actor_id else "Whoever runs Voice ID for this workspace"
+    text = (f"{who} deleted the data Voice ID kept about you in this workspace: "
             "your voiceprint and your name in the meeting results it keeps"
             f"{f' ({len(erasure.results)})' if erasure.results else ''}. Voice ID will not name you in recordings "
             "from now on. Only you can enroll your voice again, with `/enroll`.")
