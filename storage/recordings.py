@@ -139,8 +139,8 @@ async def complete(db: Database, recording_id: int, owner: str, result: dict, du
     A run after "Identify again" (the summary was posted before) replaces the old result: the relabels
     named speakers of that result, so they are cleared, and `relabel_seq` rises so the chart is redrawn.
     `finished_at` keeps the first run's time (retention counts from it). Nobody who deleted their voiceprint
-    since the job was queued is named in it (`storage.people.withheld`)."""
-    from storage.people import withheld
+    since the job was queued is named in it (`storage.retention.withheld`)."""
+    from storage.retention import withheld
 
     async def attempt() -> bool:
         async with db.session(immediate=True) as s:

@@ -34,8 +34,8 @@ async def start_chart(db: Database, recording_id: int, owner: str) -> bool:
 async def save_transcript(db: Database, recording_id: int, owner: str, result: dict) -> bool:
     """Stores the recognised words of `result` into the stored result (a takeover then skips recognition).
     Only the words are taken: the rest of `result` was read before recognition, and a person's data deleted
-    meanwhile (`storage.people.redact`) must not come back with it."""
-    from storage.people import TRANSCRIPTS
+    meanwhile (`storage.retention.redact`) must not come back with it."""
+    from storage.retention import TRANSCRIPTS
 
     words = {key: result[key] for key in TRANSCRIPTS if key in result}
 

@@ -8,8 +8,8 @@ import json
 
 from storage.database import Database
 from storage.models import utcnow
-from storage.people import holds, redact, redact_recording, redact_relabels, withheld
 from storage.recordings import claim_next, complete, enqueue_recording, get_recording
+from storage.retention import holds, redact, redact_recording, redact_relabels, withheld
 from storage.thread import save_transcript
 from storage.voiceprints import delete_voiceprints, upsert_voiceprint
 

@@ -4,7 +4,7 @@ admin acting for them (`/enroll delete @person`) and for the operator (`python -
 
 One erasure for every way in: their voice goes first through the `/enroll delete` path (`delete_voice`: every
 engine's voiceprint, enrollments not finished, the deletion generation raised so none in flight can save),
-then their name leaves every stored result (matches, confidence maps, claims: `storage.people.redact`; the
+then their name leaves every stored result (matches, confidence maps, claims: `storage.retention.redact`; the
 speaker stays as "Unknown speaker N"), their "Identify again" cooldown row goes, one `erase` audit row records
 it, and the summaries already posted are edited in place through the summary update path, their charts redrawn.
 Engines keep no voiceprints of their own: ours hold one only for the job it came with, pyannoteAI is sent the
@@ -68,7 +68,7 @@ async def erase_person(services: Services, client: AsyncWebClient | None, team_i
                        actor_id: str | None, via: str, voice: VoiceDeleted | None = None) -> Erasure:
     """Deletes what Voice ID keeps about the person (see the module); `voice` when their voice is already
     deleted (`/enroll delete` answers that part first). Without a `client` nothing in Slack is edited."""
-    from storage.people import (
+    from storage.retention import (
         forget_presses,
         holds,
         record_erasure,
@@ -213,7 +213,7 @@ def _when(value) -> str | None:
 
 async def export_person(db, team_id: str, user_id: str, *, result_days: int, audit_days: int) -> dict[str, Any]:
     """Everything Voice ID stores about the person, as JSON with readable field names."""
-    from storage.people import recordings_with_content, stored_about
+    from storage.retention import recordings_with_content, stored_about
 
     rows = await stored_about(db, team_id, user_id)
     named = [entry async for rec in recordings_with_content(db, team_id)
@@ -250,7 +250,7 @@ def recording_entry(rec, user_id: str, result_days: int) -> dict | None:
     """How one stored result names the person (matched by voiceprint, claimed, or compared only), or None."""
     from datetime import timedelta
 
-    from storage.people import claimed_speakers, holds, matched_speakers
+    from storage.retention import claimed_speakers, holds, matched_speakers
 
     if not (holds(rec.result, user_id) or holds(rec.relabels, user_id)):
         return None
