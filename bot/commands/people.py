@@ -63,7 +63,7 @@ async def _export(settings: Settings, keys: list[str], team_id: str, user_id: st
 async def _delete(settings: Settings, keys: list[str], team_id: str, user_id: str, *, slack: bool) -> dict:
     from bot.engines.factory import make_engine
     from bot.services.context import NotInstalled, Services
-    from bot.services.people import erase_person, notify_erased
+    from bot.services.people import ENGINE_COPIES, erase_person, notify_erased
     from storage.database import Database
     from storage.migrate import upgrade
 
@@ -94,6 +94,7 @@ async def _delete(settings: Settings, keys: list[str], team_id: str, user_id: st
                 "transcript_files_that_may_name_them": [{"recording_id": rec.id, "link": rec.transcript_url}
                                                         for rec in erasure.transcripts],
                 "person_notified": notified},
+            "engine_copies": ENGINE_COPIES[settings.engine],
             "audit": "an `erase` audit row records this deletion",
         }
     finally:

@@ -19,6 +19,7 @@ from typing import Any
 from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
+from bot.config import EngineKind
 from bot.engines.factory import engine_name
 from bot.failures import new_ref
 from bot.schema import utcnow
@@ -32,6 +33,15 @@ from bot.text import mention
 
 log = logging.getLogger(__name__)
 
+# What deleting a voiceprint means on each engine's side (the voiceprint is also sent to the engine with each job).
+ENGINE_COPIES = {
+    EngineKind.local: "The embedded engine keeps no voiceprint: it holds one in memory only for the job it came with.",
+    EngineKind.server: "Voice ID's engine server keeps no voiceprint: it holds one in memory only for the job it "
+                       "came with, and never writes one to disk.",
+    EngineKind.pyannoteai: "pyannoteAI received the voiceprint with each identify job and made it from the "
+                           "enrollment clip; it keeps and deletes those under its own terms and retention, which "
+                           "Voice ID cannot change: ask pyannoteAI for deletion there.",
+}
 NOT_INCLUDED = ("The voiceprint itself is never exported: it is biometric data that only the engine can use. "
                 "Meeting results whose retention ended are deleted and cannot be shown.")
 ADMIN_ONLY = ("Only workspace admins and owners can delete someone else's Voice ID data, so nothing was changed. "
