@@ -175,8 +175,11 @@ async def stored_about(db: Database, team_id: str, user_id: str) -> dict[str, An
                                                                        ReidentifyPress.user_id == user_id))).first()
         installs = (await s.exec(select(Workspace.installed_at).where(Workspace.team_id == team_id,
                                                                       Workspace.installer_user_id == user_id))).all()
-        events = (await s.exec(select(AuditEvent).where(AuditEvent.team_id == team_id)
-                               .order_by(AuditEvent.created_at, AuditEvent.id))).all()
+        events = (await s.exec(select(AuditEvent).where(
+            AuditEvent.team_id == team_id,
+            or_(AuditEvent.actor_id == user_id, AuditEvent.target_id == user_id,
+                AuditEvent.action.in_((AuditAction.claim, AuditAction.unclaim))))  # a claim's detail names them
+            .order_by(AuditEvent.created_at, AuditEvent.id))).all()
     return {"voiceprints": list(voiceprints), "enrollment_jobs": list(jobs), "shared": list(shared),
             "deletions": generation.generation if generation else 0, "identify_again_pressed_at": press,
             "installed_at": list(installs), "audit": [e for e in events if about(e, user_id)]}

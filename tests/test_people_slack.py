@@ -104,6 +104,7 @@ async def test_a_workspace_admin_deletes_someone_elses_data_everywhere_and_they_
     assert old_chart not in fake.files and (await stored(db, matched_id)).chart_file_id != old_chart
     [told] = dms(fake, gone)
     assert f"<@{ADMIN}>" in told and "deleted the data Voice ID kept about you" in told and "/enroll" in told
+    assert "your voiceprint" in told and "your name in 2 meeting results" in told, told
     async with db.session() as s:
         [row] = (await s.exec(select(AuditEvent).where(AuditEvent.action == "erase",
                                                        AuditEvent.target_id == gone))).all()

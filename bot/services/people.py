@@ -101,7 +101,7 @@ async def erase_person(services: Services, client: AsyncWebClient | None, team_i
     log.info("erased %s/%s (%s): %s", team_id, user_id, via, erasure.detail(via))
     for rec in erasure.results:
         if rec.posted_ts is None:
-            continue  # not shown yet: its job posts it from the stored (redacted) result
+            continue  # its job is still posting it, and edits it from the stored result (SECURITY.md, limits)
         if client is None:
             erasure.not_shown.append((rec, "no Slack client"))
             continue
@@ -152,10 +152,10 @@ async def admin_refusal(client: AsyncWebClient, team_id: str, user_id: str) -> s
 
 # -- what people are told ----------------------------------------------------------------------------------------
 
-def _results(erasure: Erasure) -> str:
+def _results(erasure: Erasure, *, shown: bool = True) -> str:
     n = len(erasure.results)
     text = f"{n} meeting result{'' if n == 1 else 's'} Voice ID kept"
-    if erasure.shown:
+    if shown and erasure.shown:
         text += f" ({erasure.shown} summar{'y' if erasure.shown == 1 else 'ies'} updated in Slack)"
     return text
 
@@ -202,10 +202,12 @@ async def notify_erased(client: AsyncWebClient, user_id: str, actor_id: str | No
     whoever runs Voice ID (None, the command line). Slack's error when the DM could not be sent (a deactivated
     account), else None."""
     who = f"A workspace admin, {mention(actor_id)}," if actor_id else "Whoever runs Voice ID for this workspace"
-    text = (f"{who} deleted the data Voice ID kept about you in this workspace: "
-            "your voiceprint and your name in the meeting results it keeps"
-            f"{f' ({len(erasure.results)})' if erasure.results else ''}. Voice ID will not name you in recordings "
-            "from now on. Only you can enroll your voice again, with `/enroll`.")
+    what = [part for part, present in (
+        ("your voiceprint", erasure.voice.voiceprints), ("the enrollment you had started", erasure.voice.enrollments),
+        (f"your name in {_results(erasure, shown=False)}", erasure.results),
+        ("when you last used Identify again", erasure.presses)) if present]
+    text = (f"{who} deleted the data Voice ID kept about you in this workspace: {', '.join(what)}. Voice ID will "
+            "not name you in recordings from now on. Only you can enroll your voice again, with `/enroll`.")
     try:
         await client.chat_postMessage(channel=user_id, text=text)
     except SlackApiError as exc:
