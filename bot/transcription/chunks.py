@@ -17,9 +17,9 @@ import numpy as np
 
 from bot.speech.audio import MAX_GAIN, SAMPLE_RATE, TARGET_LEVEL, check_not_silent
 
-# 10 min of float32 samples is 38 MB; Whisper's features and VAD for it a few times that (see the README's
-# figures): the recognizer's peak stays far under 1 GB for any length, with one cut every 10 minutes.
-CHUNK_SECONDS = 600.0
+# Whisper's VAD and log-mel features take about 50 MB per minute of speech at once (the recognizer's peak
+# was 840 MB for 10 min in one piece, 3 GB and more for 4 h): 5-min pieces keep it near 600 MB for any length.
+CHUNK_SECONDS = 300.0
 SEARCH_SECONDS = 30.0
 QUIET_SECONDS = 0.5  # the length of the quiet stretch a cut is centred in
 FRAME_SECONDS = 0.05
