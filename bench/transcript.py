@@ -88,8 +88,8 @@ def recognize_child(model: str, how: str, wavs: list[str], var_dir: str) -> dict
 
 
 def run_child(model: str, how: str, wavs: list[Path], var_dir: Path) -> dict:
-    out = subprocess.run(["nice", "-n", "10", sys.executable, "-m", "bench.transcript", "--child", model, how,
-                          str(var_dir), *map(str, wavs)], capture_output=True, text=True, cwd=ROOT, check=False)
+    out = subprocess.run([sys.executable, "-m", "bench.transcript", "--child", model, how, str(var_dir),
+                          *map(str, wavs)], capture_output=True, text=True, cwd=ROOT, check=False)
     if out.returncode != 0:
         return {"error": (out.stderr.strip().splitlines() or ["failed"])[-1]}
     return json.loads(out.stdout.strip().splitlines()[-1])
