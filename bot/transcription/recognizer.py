@@ -2,7 +2,9 @@
 
 `Recognizer` holds one loaded model; `TranscriptionWorker` keeps one in a separate process so that a long
 recognition never blocks the event loop nor competes with it for the GIL, and the model loads once for
-the life of that process. Weights come only from the verified local folder of `bot.transcription.models`.
+the life of that process. It reads a recording block by block in bounded pieces (`bot.transcription.chunks`),
+so its memory does not grow with the recording's length. Weights come only from the verified local folder of
+`bot.transcription.models`.
 """
 from __future__ import annotations
 
