@@ -17,7 +17,7 @@ from bot.transcription import recognizer as rec
 from bot.transcription.chunks import (
     CHUNK_SECONDS,
     SUBSAMPLE_LIMIT,
-    Level,
+    LevelMeter,
     chunks,
     measure_level,
     quietest_cut,
@@ -76,16 +76,18 @@ def test_a_whole_piece_is_the_same_samples_from_a_bounded_level_sample():
     """CHUNK_SECONDS (4.8M samples) is past the subsample's limit, so it is thinned to every 2nd sample as
     normalise_level takes them for this length; a piece of exactly CHUNK_SECONDS is not cut."""
     x = speechlike(CHUNK_SECONDS)
-    level = measure_level(split(x, [10_000]))
-    assert level.kept <= SUBSAMPLE_LIMIT and level.stride == len(x) // 2_000_000 == 2
-    np.testing.assert_array_equal(np.concatenate(level.parts), np.abs(x[::2]))
-    (_, piece), = chunks(split(x, [10_000]), level.gain)
+    meter = LevelMeter()
+    for block in split(x, [10_000]):
+        meter.add(block)
+    assert meter.kept <= SUBSAMPLE_LIMIT and meter.stride == len(x) // 2_000_000 == 2
+    np.testing.assert_array_equal(np.concatenate(meter.parts), np.abs(x[::2]))
+    (_, piece), = chunks(split(x, [10_000]), meter.level().gain)
     np.testing.assert_array_equal(piece, normalise_level(x))
 
 
 def test_silence_is_refused_by_the_level_pass():
     with pytest.raises(MediaError) as caught:
-        _ = measure_level([np.zeros(SR, np.float32)] * 5).gain
+        measure_level([np.zeros(SR, np.float32)] * 5)
     assert caught.value.code == "silent"
 
 
@@ -155,16 +157,20 @@ def test_the_worker_recognizes_a_file_in_bounded_pieces(tmp_path: Path, monkeypa
     assert out.language == "en" and out.duration == pytest.approx(150.0, abs=0.01)
 
 
-def test_bad_media_is_refused_before_the_model_is_asked_for(tmp_path: Path):
-    notes = tmp_path / "notes.wav"
-    notes.write_text("not a recording\n" * 100)
+@pytest.mark.parametrize("kind", ["not_audio", "silent", "too_long"])
+def test_bad_media_is_refused_before_the_model_is_asked_for(tmp_path: Path, kind: str):
+    if kind == "not_audio":
+        media = tmp_path / "notes.wav"
+        media.write_text("not a recording\n" * 100)
+    else:
+        media = encode(tmp_path / "meeting.wav", np.zeros(20 * SR, np.float32) if kind == "silent" else speechlike(20))
     asked = []
-    with pytest.raises(MediaError):
-        rec.transcribe_file(lambda: asked.append(1), notes, 3600.0)
-    assert not asked
+    with pytest.raises(MediaError) as caught:
+        rec.transcribe_file(lambda: asked.append(1), media, 10.0 if kind == "too_long" else 3600.0)
+    assert not asked and (kind == "not_audio" or caught.value.code == kind)
 
 
 def test_levels_are_kept_in_float32_like_the_whole_path():
-    level = Level()
-    level.add(np.array([0.5, -0.25], np.float64))
-    assert level.parts[0].dtype == np.float32 and level.peak == 0.5
+    meter = LevelMeter()
+    meter.add(np.array([0.5, -0.25], np.float64))
+    assert meter.parts[0].dtype == np.float32 and meter.peak == 0.5

@@ -28,8 +28,20 @@ FRAME_SECONDS = 0.05
 SUBSAMPLE_LIMIT = 4_000_000
 
 
-@dataclass
+@dataclass(frozen=True)
 class Level:
+    """What the level pass found: the recording's length in samples and normalise_level's gain for it."""
+
+    count: int
+    gain: float
+
+    @property
+    def duration(self) -> float:
+        return self.count / SAMPLE_RATE
+
+
+@dataclass
+class LevelMeter:
     """The level pass: sample count, peak and an evenly strided subsample of |x| (at most SUBSAMPLE_LIMIT)."""
 
     count: int = 0
@@ -50,24 +62,20 @@ class Level:
             kept = np.concatenate(self.parts)[::2].copy()  # global indices that are multiples of the doubled stride
             self.parts, self.kept, self.stride = [kept], len(kept), self.stride * 2
 
-    @property
-    def duration(self) -> float:
-        return self.count / SAMPLE_RATE
-
-    @property
-    def gain(self) -> float:
+    def level(self) -> Level:
         """normalise_level's gain for these samples; a silent recording is refused as it refuses it."""
         check_not_silent(self.peak)
         loud = float(np.percentile(np.concatenate(self.parts), 99.5))
-        return min(MAX_GAIN, TARGET_LEVEL / max(loud, 1e-9))
+        return Level(self.count, min(MAX_GAIN, TARGET_LEVEL / max(loud, 1e-9)))
 
 
 def measure_level(blocks: Iterable[np.ndarray]) -> Level:
-    """One pass over the stream; decoding errors (damaged, too long) surface here, before any model loads."""
-    level = Level()
+    """One pass over the stream; decoding errors (damaged, too long) and silence surface here, before any
+    model loads. Only two numbers are kept from it."""
+    meter = LevelMeter()
     for block in blocks:
-        level.add(block)
-    return level
+        meter.add(block)
+    return meter.level()
 
 
 def normalised(block: np.ndarray, gain: float) -> np.ndarray:
