@@ -65,7 +65,7 @@ def recognize_child(model: str, how: str, wavs: list[str], var_dir: str) -> dict
 
     t = time.perf_counter()
     recognizer = Recognizer(model, Path(var_dir), "en")
-    if how not in (WHOLE, STREAMED):
+    if how not in (WHOLE, WHOLE_PREFIX, STREAMED):
         recognizer.chunk_seconds = float(how)
     load_s = time.perf_counter() - t
     words, audio_s, busy_s = [], 0.0, 0.0

@@ -9,7 +9,10 @@ so its memory does not grow with the recording's length. Weights come only from 
 from __future__ import annotations
 
 import asyncio
+import ctypes
+import functools
 import os
+import sys
 from collections.abc import Callable, Iterable
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
@@ -117,6 +120,8 @@ class Recognizer:
                       for w in segment.words or [] if w.word.strip()]
             if report:
                 report(segment.end)
+        del segments  # the piece's VAD input and features
+        release_free_memory()
         return words, info.language
 
     def transcribe(self, samples: np.ndarray, progress: Progress | None = None) -> Transcription:
@@ -130,6 +135,25 @@ class Recognizer:
         level = level or measure_level(blocks())
         pieces = chunks(blocks(), level.gain, self.chunk_seconds)
         return recognize_pieces(self.recognize, pieces, level.duration, self.language, progress)
+
+
+def release_free_memory() -> None:
+    """Hands the C allocator's free pages back to the system after each piece. A piece's arrays are freed into
+    glibc's heaps in holes that the next piece's sizes do not fit exactly: untrimmed, the recognizer's memory
+    crept up by about 5 MB a piece on a 4-hour recording (250 MB of free pages held after 2½ hours)."""
+    trim = _malloc_trim()
+    if trim is not None:
+        trim(0)
+
+
+@functools.cache
+def _malloc_trim():
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        return ctypes.CDLL(None).malloc_trim
+    except AttributeError:  # a C library without it (musl)
+        return None
 
 
 # ---- worker process side -------------------------------------------------------------------------------
