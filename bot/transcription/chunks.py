@@ -17,8 +17,8 @@ import numpy as np
 
 from bot.speech.audio import MAX_GAIN, SAMPLE_RATE, TARGET_LEVEL, check_not_silent
 
-# Whisper's VAD and log-mel features take about 50 MB per minute of speech at once (the recognizer's peak
-# was 840 MB for 10 min in one piece, 3 GB and more for 4 h): 5-min pieces keep it near 600 MB for any length.
+# Whisper's VAD and log-mel features take about 50 MB per minute of speech at once (the recognizer's peak was
+# 840 MB for 10 min in one piece, 14 GB for 4 h): with 5-min pieces it was 759 MB for 4 h (bench.transcript).
 CHUNK_SECONDS = 300.0
 SEARCH_SECONDS = 30.0
 QUIET_SECONDS = 0.5  # the length of the quiet stretch a cut is centred in
