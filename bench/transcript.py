@@ -1,19 +1,21 @@
-"""Transcript benchmark: `python -m bench.transcript [--meetings N] [--minutes M] [--latency-minutes L]`.
+"""Transcript benchmark: `python -m bench.transcript [--meetings N] [--minutes M] [--latency-minutes L]
+[--long-hours H [--long-whole]]` (0 skips a part).
 
 - Word-level speaker attribution on simulated Libri meetings (bench.meetings, fixed seeds): the share of
   recognised words whose speaker matches the reference (the reader whose reference turn holds the word's
   midpoint, or the nearest turn; in an overlap either reader counts). "mapped" scores our diarization
   speakers after the best one-to-one mapping onto readers; "named" scores the names the summary would show
-  (enrolled readers by label, everyone else "unknown"). Baseline row: the same words attributed with the
-  reference turns themselves, the ceiling that recognition timing allows.
+  (enrolled readers by label, everyone else "unknown"). Ceiling column: the same words attributed with the
+  reference turns themselves, the best that recognition timing allows.
 - Recognition RTF, model load time and peak RSS per model, each in a fresh child process over the same
   meetings; the word disagreement of each model with base (no reference text ships with the data). Base is
   run three ways: the whole file at once (the path before recognition streamed: baseline row), streamed as
   the worker runs it (meetings shorter than a piece are one piece), and streamed in 60 s pieces so that the
   cuts are exercised on the scored meetings.
 - The recognizer process's peak RSS on one long recording (4 h by default: the tuning part's meetings back
-  to back with pauses, written to the temporary folder only), the whole file at once (baseline) and as the
-  worker streams it, each in a fresh process; with the streamed words' disagreement with the whole file's.
+  to back with pauses, written to the temporary folder only), the whole file at once (baseline: through its
+  first 10 min of words, where its peak is already reached, unless --long-whole) and as the worker streams it
+  (the whole run), each in a fresh process.
 - Upload→summary and upload→transcript on one long recording (10 min by default) with warm workers:
   the summary-only path (identify alone) as the baseline row, then identify and recognition started
   together as the bot runs them (the summary does not wait for recognition).
