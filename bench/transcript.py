@@ -1,13 +1,21 @@
-"""Transcript benchmark: `python -m bench.transcript [--meetings N] [--minutes M] [--latency-minutes L]`.
+"""Transcript benchmark: `python -m bench.transcript [--meetings N] [--minutes M] [--latency-minutes L]
+[--long-hours H [--long-whole]]` (0 skips a part).
 
 - Word-level speaker attribution on simulated Libri meetings (bench.meetings, fixed seeds): the share of
   recognised words whose speaker matches the reference (the reader whose reference turn holds the word's
   midpoint, or the nearest turn; in an overlap either reader counts). "mapped" scores our diarization
   speakers after the best one-to-one mapping onto readers; "named" scores the names the summary would show
-  (enrolled readers by label, everyone else "unknown"). Baseline row: the same words attributed with the
-  reference turns themselves, the ceiling that recognition timing allows.
+  (enrolled readers by label, everyone else "unknown"). Ceiling column: the same words attributed with the
+  reference turns themselves, the best that recognition timing allows.
 - Recognition RTF, model load time and peak RSS per model, each in a fresh child process over the same
-  meetings; the word disagreement of each model with base (no reference text ships with the data).
+  meetings; the word disagreement of each model with base (no reference text ships with the data). Base is
+  run three ways: the whole file at once (the path before recognition streamed: baseline row), streamed as
+  the worker runs it (meetings shorter than a piece are one piece), and streamed in 60 s pieces so that the
+  cuts are exercised on the scored meetings.
+- The recognizer process's peak RSS on one long recording (4 h by default: the tuning part's meetings back
+  to back with pauses, written to the temporary folder only), the whole file at once (baseline: through its
+  first 10 min of words, where its peak is already reached, unless --long-whole) and as the worker streams it
+  (the whole run), each in a fresh process.
 - Upload→summary and upload→transcript on one long recording (10 min by default) with warm workers:
   the summary-only path (identify alone) as the baseline row, then identify and recognition started
   together as the bot runs them (the summary does not wait for recognition).
@@ -38,25 +46,51 @@ ROOT = Path(__file__).resolve().parents[1]
 # ---- child: one model, fresh process -------------------------------------------------------------------
 
 
-def recognize_child(model: str, wavs: list[str], var_dir: str) -> dict:
-    from bot.transcription.recognizer import Recognizer
+WHOLE = "whole"  # the path before streaming: decode it all, normalise it all, recognise it in one call
+WHOLE_PREFIX = "whole-prefix"  # the same, stopped after PREFIX_SECONDS of the recording's words (see long_report)
+PREFIX_SECONDS = 600.0
+STREAMED = "streamed"  # the worker's path (`transcribe_file`); a number: the same in pieces of that many seconds
+
+
+class _Enough(Exception):
+    pass
+
+
+def _stop_after_prefix(end: float) -> None:
+    if end >= PREFIX_SECONDS:
+        raise _Enough
+
+
+def recognize_child(model: str, how: str, wavs: list[str], var_dir: str) -> dict:
+    from bot.speech.audio import decode, normalise_level
+    from bot.transcription.recognizer import Recognizer, transcribe_file
 
     t = time.perf_counter()
     recognizer = Recognizer(model, Path(var_dir), "en")
+    if how not in (WHOLE, WHOLE_PREFIX, STREAMED):
+        recognizer.chunk_seconds = float(how)
     load_s = time.perf_counter() - t
     words, audio_s, busy_s = [], 0.0, 0.0
     for wav in wavs:
-        x = M.read(Path(wav))
         t = time.perf_counter()
-        result = recognizer.transcribe(x)
+        if how == WHOLE_PREFIX:
+            try:
+                recognizer.recognize(normalise_level(decode(Path(wav)).samples), "en", _stop_after_prefix)
+            except _Enough:
+                pass
+            return {"load_s": load_s, "rtf": float("nan"), "rss_mb": peak_rss_mb(), "words": [[]]}
+        if how == WHOLE:
+            result = recognizer.transcribe(normalise_level(decode(Path(wav)).samples))
+        else:
+            result = transcribe_file(lambda: recognizer, Path(wav), None)
         busy_s += time.perf_counter() - t
-        audio_s += len(x) / M.SR
+        audio_s += result.duration
         words.append([[w.start, w.end, w.text] for w in result.words])
     return {"load_s": load_s, "rtf": busy_s / audio_s, "rss_mb": peak_rss_mb(), "words": words}
 
 
-def run_child(model: str, wavs: list[Path], var_dir: Path) -> dict:
-    out = subprocess.run([sys.executable, "-m", "bench.transcript", "--child", model, str(var_dir),
+def run_child(model: str, how: str, wavs: list[Path], var_dir: Path) -> dict:
+    out = subprocess.run([sys.executable, "-m", "bench.transcript", "--child", model, how, str(var_dir),
                           *map(str, wavs)], capture_output=True, text=True, cwd=ROOT, check=False)
     if out.returncode != 0:
         return {"error": (out.stderr.strip().splitlines() or ["failed"])[-1]}
@@ -141,16 +175,21 @@ def pct(parts: list[tuple[int, int]]) -> str:
 
 
 def disagreement(a: list[list], b: list[list]) -> float:
-    """Word edit distance of `a` against `b`, over b's length (case and punctuation ignored)."""
+    """Word edit distance of `a` against `b`, over b's length (case and punctuation ignored). One numpy row at a
+    time (insertions by a running minimum), so 4 hours of words take seconds."""
     def norm(ws):
         return ["".join(c for c in w[2].lower() if c.isalnum() or c == "'") for w in ws]
     x, y = norm(a), norm(b)
-    d = list(range(len(y) + 1))
-    for i in range(1, len(x) + 1):
-        prev, d[0] = d[0], i
-        for j in range(1, len(y) + 1):
-            prev, d[j] = d[j], min(d[j] + 1, d[j - 1] + 1, prev + (x[i - 1] != y[j - 1]))
-    return d[len(y)] / max(1, len(y))
+    ids = {w: i for i, w in enumerate(set(x) | set(y))}
+    ys = np.array([ids[w] for w in y], np.int64)
+    offsets = np.arange(len(y) + 1)
+    d = offsets.copy()
+    for i, w in enumerate(x, 1):
+        row = np.empty_like(d)
+        row[0] = i
+        row[1:] = np.minimum(d[1:] + 1, d[:-1] + (ys != ids[w]))
+        d = np.minimum.accumulate(row - offsets) + offsets
+    return int(d[-1]) / max(1, len(y))
 
 
 # ---- latency -------------------------------------------------------------------------------------------
@@ -211,18 +250,114 @@ def table(head: list[str], body: list[list[str]]) -> str:
     return "\n".join([fmt(head), "|" + "|".join("-" * (w + 2) for w in widths) + "|", *map(fmt, body)])
 
 
+def variants(models: list[str]) -> list[tuple[str, str, str]]:
+    """(row name, model, how) for the accuracy table: base whole (baseline) first when base is asked for."""
+    rows = []
+    for model in models:
+        if model == "base":
+            rows += [("base, whole file (before, baseline)", model, WHOLE), ("base, streamed", model, STREAMED),
+                     ("base, streamed in 60 s pieces", model, "60")]
+        else:
+            rows.append((f"{model}, streamed", model, STREAMED))
+    return rows
+
+
+def accuracy_report(args, tmp: Path) -> None:
+    print(f"building {args.meetings} meetings of {args.minutes:g} min ...", file=sys.stderr)
+    meetings = [M.libri_meeting(seed, args.minutes) for seed in range(args.meetings)]
+    wavs = [M.write_wav(tmp / f"{m.name}.wav", m.samples) for m in meetings]
+    results = {}
+    for name, model, how in variants(args.models):
+        print(f"{name}: recognition in a fresh process ...", file=sys.stderr)
+        results[name] = run_child(model, how, wavs, tmp / "var")
+    print("diarizing and identifying ...", file=sys.stderr)
+    from bot.speech.windows import SpeakerModels
+
+    models = SpeakerModels()
+    outputs = [identify(models, m) for m in meetings]
+    base = next(iter(results.values()))
+    body = []
+    for name, r in results.items():
+        if "error" in r:
+            body.append([name, *["-"] * 8, r["error"]])
+            continue
+        scores = [score_meeting(m, o, w) for m, o, w in zip(meetings, outputs, r["words"])]
+        agree = ("-" if r is base or "error" in base else
+                 f"{100 * np.mean([disagreement(a, b) for a, b in zip(r['words'], base['words'])]):.1f}")
+        body.append([name, pct([s['mapped'] for s in scores]), pct([s['named'] for s in scores]),
+                     pct([s['oracle'] for s in scores]), str(sum(len(w) for w in r["words"])),
+                     f"{r['rtf']:.3f}", f"{r['load_s']:.1f}", f"{r['rss_mb']:.0f}", agree])
+    print(table(["recognition", "words right % (mapped)", "named %", "with reference turns % (ceiling)", "words",
+                 "RTF", "load s", "peak RSS MB", f"word diff vs {next(iter(results))} %"], body))
+    print(f"({len(meetings)} meetings × {args.minutes:g} min, int8, {os.cpu_count()} cores)")
+
+
+def long_recording(path: Path, hours: float, seed: int = 100) -> Path:
+    """The tuning part's 5-min meetings back to back with 5–40 s pauses between them, written block by block
+    (real speech; a temporary file, never in the repository)."""
+    import random
+
+    import soundfile as sf
+
+    rng, total, written, i = random.Random(seed), int(hours * 3600 * M.SR), 0, 0
+    with sf.SoundFile(str(path), "w", M.SR, 1, "PCM_16") as f:
+        while written < total:
+            pause = np.zeros(int(rng.uniform(5, 40) * M.SR), np.float32)
+            for part in (M.meeting(M.TUNING, seed + i, 5.0).samples, pause):
+                part = part[: total - written]
+                f.write(part)
+                written += len(part)
+            i += 1
+    return path
+
+
+def long_report(args, tmp: Path) -> None:
+    """The recognizer process's peak RSS on one long recording, whole file (baseline) and streamed.
+
+    The whole-file baseline is run through its first PREFIX_SECONDS of words only (unless --long-whole): it
+    holds the whole recording, its VAD and its features from the start of recognition to the end, so its peak
+    is reached by then (the figure is a lower bound), and the two full runs would take hours on a shared
+    2-core machine. The streamed row is the full run."""
+    model = args.models[0]
+    print(f"writing a {args.long_hours:g} h recording ...", file=sys.stderr)
+    wav = long_recording(tmp / "long-recording.wav", args.long_hours)
+    rows = {}
+    whole = ((f"whole file at once (before, baseline; first {PREFIX_SECONDS / 60:g} min of words)", WHOLE_PREFIX)
+             if not args.long_whole else ("whole file at once (before, baseline)", WHOLE))
+    for name, how in (whole, ("streamed as the worker runs it", STREAMED)):
+        print(f"{args.long_hours:g} h, {name} ...", file=sys.stderr)
+        t = time.perf_counter()
+        rows[name] = {**run_child(model, how, [wav], tmp / "var"), "wall_s": time.perf_counter() - t}
+    whole, body = next(iter(rows.values())), []
+    for name, r in rows.items():
+        if "error" in r:
+            body.append([name, "-", "-", "-", "-", r["error"]])
+            continue
+        diff = ("-" if r is whole or "error" in whole or not whole["words"][0] else
+                f"{100 * disagreement(r['words'][0], whole['words'][0]):.2f}")
+        body.append([name, f"{r['rss_mb']:.0f}", "-" if np.isnan(r["rtf"]) else f"{r['rtf']:.3f}",
+                     f"{r['wall_s'] / 60:.1f}", str(len(r["words"][0]) or "-"), diff])
+    print(table([f"recognizer process ({args.long_hours:g} h recording, {model})", "peak RSS MB", "RTF",
+                 "wall min", "words", "word diff vs whole file %"], body))
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.transcript", description=__doc__.splitlines()[0])
-    parser.add_argument("--meetings", type=int, default=2, help="simulated Libri meetings (default 2)")
+    parser.add_argument("--meetings", type=int, default=2, help="simulated Libri meetings (default 2; 0 skips)")
     parser.add_argument("--minutes", type=float, default=3.0, help="length of each meeting (default 3)")
     parser.add_argument("--latency-minutes", type=float, default=10.0,
                         help="length of the upload→transcript recording (default 10; 0 skips it)")
+    parser.add_argument("--long-hours", type=float, default=4.0,
+                        help="length of the recording for the recognizer's peak RSS (default 4, about 20 min "
+                             "on 2 idle cores; 0 skips it)")
+    parser.add_argument("--long-whole", action="store_true",
+                        help="run the long recording's whole-file baseline to its end (hours on 2 cores)")
     parser.add_argument("--models", nargs="+", default=list(MODELS), choices=MODELS)
     parser.add_argument("--child", nargs="+", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     warnings.filterwarnings("ignore")
     if args.child:
-        print(json.dumps(recognize_child(args.child[0], args.child[2:], args.child[1])))
+        print(json.dumps(recognize_child(args.child[0], args.child[1], args.child[3:], args.child[2])))
         return 0
     if not M.data_available():
         print(f"The speech data is missing ({M.DATA}); nothing to benchmark.", file=sys.stderr)
@@ -230,32 +365,8 @@ def main(argv: list[str] | None = None) -> int:
     load = os.getloadavg()[0]
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
-        print(f"building {args.meetings} meetings of {args.minutes:g} min ...", file=sys.stderr)
-        meetings = [M.libri_meeting(seed, args.minutes) for seed in range(args.meetings)]
-        wavs = [M.write_wav(tmp / f"{m.name}.wav", m.samples) for m in meetings]
-        results = {}
-        for model in args.models:
-            print(f"{model}: recognition in a fresh process ...", file=sys.stderr)
-            results[model] = run_child(model, wavs, tmp / "var")
-        print("diarizing and identifying ...", file=sys.stderr)
-        from bot.speech.windows import SpeakerModels
-
-        models = SpeakerModels()
-        outputs = [identify(models, m) for m in meetings]
-        body = []
-        for model, r in results.items():
-            if "error" in r:
-                body.append([model, *["-"] * 7, r["error"]])
-                continue
-            scores = [score_meeting(m, o, w) for m, o, w in zip(meetings, outputs, r["words"])]
-            agree = ("-" if model == "base" or "base" not in results or "error" in results["base"] else
-                     f"{100 * np.mean([disagreement(a, b) for a, b in zip(r['words'], results['base']['words'])]):.1f}")
-            body.append([model, pct([s['mapped'] for s in scores]), pct([s['named'] for s in scores]),
-                         pct([s['oracle'] for s in scores]), str(sum(len(w) for w in r["words"])),
-                         f"{r['rtf']:.3f}", f"{r['load_s']:.1f}", f"{r['rss_mb']:.0f}", agree])
-        print(table(["model", "words right % (mapped)", "named %", "with reference turns % (baseline)", "words",
-                     "RTF", "load s", "peak RSS MB", "word diff vs base %"], body))
-        print(f"({len(meetings)} meetings × {args.minutes:g} min, int8, {os.cpu_count()} cores)")
+        if args.meetings > 0:
+            accuracy_report(args, tmp)
         if args.latency_minutes > 0:
             model = args.models[0]
             print(f"latency on {args.latency_minutes:g} min ...", file=sys.stderr)
@@ -264,6 +375,8 @@ def main(argv: list[str] | None = None) -> int:
             print(table([f"path ({args.latency_minutes:g} min recording, warm workers)", "upload→summary s",
                          "upload→transcript s"],
                         [[p, f"{s:.1f}", "-" if t is None else f"{t:.1f}"] for p, s, t in rows]))
+        if args.long_hours > 0:
+            long_report(args, tmp)
     print(f"load average at start {load:.1f}, at end {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores "
           "(other work on the machine inflates RTF and every time)")
     return 0

@@ -74,3 +74,35 @@ def test_transcribe_command_puts_each_readers_words_on_that_reader(tmp_path: Pat
     assert [t["speaker"] for t in turns][:3] == ["Alice", other.pop(), "Alice"]
     assert "stomach" in turns[0]["text"].lower()
     assert out["exclusiveDiarization"] and out["language"] == "en"
+
+
+def test_a_recording_recognized_in_pieces_keeps_its_words_at_their_times(tmp_path: Path):
+    """Three utterances cut into pieces of at most 10 s (so cuts fall between words inside an utterance, in
+    its quietest half second), against the same recording in one piece: no word lost or doubled at a cut,
+    every word back at its time (an offset gone wrong moves words by seconds). Whisper's own variation
+    between two framings of the same speech allows a word or two and a few hundred milliseconds."""
+    from difflib import SequenceMatcher
+
+    from bot.speech.audio import decode, normalise_level
+    from bot.transcription.recognizer import Recognizer, transcribe_file
+
+    gap = np.zeros(int(0.6 * SR), np.float32)
+    media = _write(tmp_path / "meeting.wav", np.concatenate(
+        [x for u in (utterance("1998", 4), utterance("2033", 1), utterance("1998", 2)) for x in (u, gap)]))
+    recognizer = Recognizer("base", tmp_path / "var", "en", chunk_seconds=10.0)
+    whole = recognizer.transcribe(normalise_level(decode(media).samples)).words
+    given: list[int] = []
+    one_piece = recognizer.recognize
+    recognizer.recognize = lambda samples, *rest: (given.append(len(samples)), one_piece(samples, *rest))[1]
+    cut = transcribe_file(lambda: recognizer, media, None).words
+
+    assert len(given) == 3 and max(given) <= 10 * SR
+    assert [w.start for w in cut] == sorted(w.start for w in cut)
+
+    def norm(words):
+        return ["".join(c for c in w.text.lower() if c.isalnum()) for w in words]
+    matcher = SequenceMatcher(None, norm(whole), norm(cut), autojunk=False)
+    assert abs(len(cut) - len(whole)) <= 3 and matcher.ratio() >= 0.9, (norm(whole), norm(cut))
+    for a, b, n in matcher.get_matching_blocks():
+        for x, y in zip(whole[a:a + n], cut[b:b + n]):
+            assert abs((x.start + x.end) / 2 - (y.start + y.end) / 2) <= 0.5, (x, y)

@@ -33,7 +33,7 @@ def main(args: argparse.Namespace) -> int:
     from bot.commands.identify import _models, _read_request
     from bot.config import load_settings
     from bot.errors import EngineError
-    from bot.speech.audio import decode, normalise_level
+    from bot.speech.audio import block_stream, decode
     from bot.transcription.attribution import transcribed_output
     from bot.transcription.models import ModelFilesError
     from bot.transcription.recognizer import Recognizer, check_language
@@ -50,7 +50,7 @@ def main(args: argparse.Namespace) -> int:
         audio = decode(args.media, settings.max_recording_hours * 3600)
         output = _identify(_models(settings), audio, request)
         recognizer = Recognizer(model, settings.var_dir, language)
-        transcription = recognizer.transcribe(normalise_level(audio.samples))
+        transcription = recognizer.transcribe_stream(lambda: block_stream(audio.samples))
     except EngineError as exc:
         return _fail(exc.message)
     except ModelFilesError as exc:
