@@ -11,7 +11,7 @@ from storage.models import utcnow
 from storage.recordings import claim_next, complete, enqueue_recording, get_recording
 from storage.retention import holds, redact, redact_recording, redact_relabels, withheld
 from storage.thread import save_transcript
-from storage.voiceprints import delete_voiceprints, upsert_voiceprint
+from storage.voiceprints import delete_voiceprints, get_voiceprint, upsert_voiceprint
 
 GONE, STAYS = "UGONE", "USTAYS"
 
@@ -101,3 +101,10 @@ async def test_a_transcript_saved_after_a_redaction_does_not_bring_the_name_back
     assert not holds(stored, GONE) and stored["wordLevelTranscription"] == words
     assert await redact_recording(db, rec.id, GONE) is None, "nothing left to take out"
     assert not await save_transcript(db, rec.id, "someone-else", stored), "only under the lease"
+
+
+async def test_the_consent_text_is_kept_with_the_voiceprint_and_replaced_with_it(db: Database):
+    for text in ("I agree, first wording", "I agree, second wording"):
+        await upsert_voiceprint(db, team_id="T1", user_id=GONE, engine="local", model_id="m", voiceprint="vp",
+                                consent_at=utcnow(), clip_duration=5.0, consent_text=text)
+        assert (await get_voiceprint(db, "T1", GONE)).consent_text == text

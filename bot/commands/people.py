@@ -40,13 +40,15 @@ def main(args: argparse.Namespace) -> int:
     settings = load_settings()
     configure_logging(settings.log_level, secret_values(settings))
     keys = data_keys(settings)
-    run = _export if args.action == "export" else _delete
-    report = asyncio.run(run(settings, keys, args.team, args.user, slack=not args.no_slack))
+    if args.action == "export":
+        report = asyncio.run(_export(settings, keys, args.team, args.user))
+    else:
+        report = asyncio.run(_delete(settings, keys, args.team, args.user, slack=not args.no_slack))
     print(json.dumps(report, indent=2, ensure_ascii=False, default=str))
     return 0
 
 
-async def _export(settings: Settings, keys: list[str], team_id: str, user_id: str, *, slack: bool) -> dict:
+async def _export(settings: Settings, keys: list[str], team_id: str, user_id: str) -> dict:
     from bot.services.people import export_person
     from storage.database import Database
     from storage.migrate import upgrade
