@@ -280,7 +280,8 @@ async def test_worker_process_posts_the_summary_and_stops_on_sigterm(world, tmp_
 
     env = {k: v for k, v in os.environ.items() if not k.startswith(("SLACK_", "DATABASE_", "ENGINE"))}
     env |= {"SLACK_BOT_TOKEN": fake.token, "SLACK_API_URL": fake.api_url, "DATABASE_URL": world[2].settings.effective_database_url,
-            "ENGINE": "local", "JOB_POLL_SECONDS": "0.5", "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+            "ENGINE": "local", "JOB_POLL_SECONDS": "0.5",
+            "DATA_ENCRYPTION_KEYS": world[2].settings.data_encryption_keys.get_secret_value(), "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
     log_path = tmp_path / "worker.log"
     with log_path.open("w") as log:  # a file, not a pipe: a chatty worker must never block on output
         worker = await asyncio.create_subprocess_exec(sys.executable, "-m", "bot", "worker", cwd=tmp_path, env=env,
