@@ -7,6 +7,7 @@ on another interface needs `ALLOW_INSECURE_HTTP=true`.
 from __future__ import annotations
 
 import argparse
+import logging
 import ssl
 import sys
 
@@ -94,7 +95,7 @@ def main(args: argparse.Namespace) -> int:
             yield
 
     scheme = "https" if context else "http"
-    print(f"Engine server on {scheme}://{args.host}:{args.port} with {settings.engine_workers} worker(s), data in "
-          f"{data_dir}", file=sys.stderr)
+    logging.getLogger("bot.engine_server").info("Engine server on %s://%s:%s with %d worker(s), data in %s", scheme,
+                                                 args.host, args.port, settings.engine_workers, data_dir)
     web.run_app(app_factory(), host=args.host, port=args.port, ssl_context=context, print=None)
     return 0

@@ -115,6 +115,7 @@ class Enrollments:
                 return
             log.warning("enrollment %s: the answer could not be sent: %s", job.id, exc.response.get("error"))
         await finish_enrollment(self.services.db, job.id, self.owner)
+        log.info("enrollment %s: answered", job.id)
 
     async def enroll_from_slack(self, client: AsyncWebClient, job) -> str:
         """The person's clip from Slack (their own upload only: Slack's file input offers only one's own
