@@ -259,6 +259,31 @@ async def test_json_log_lines_parse_carry_the_job_and_hold_no_secret(world: Worl
         assert secret not in text, f"{secret[:6]}… leaked into the log"
 
 
+async def test_a_worker_serves_its_own_counters_without_the_cluster_gauges(world: World):
+    w = world
+    port = free_port()
+    worker = start(["worker"], child_env(
+        w.tmp / "serve", SLACK_BOT_TOKEN=w.fake.token, SLACK_API_URL=w.fake.api_url, DATABASE_URL=w.pg.url("voiceid"),
+        DATA_ENCRYPTION_KEYS=w.key, ENGINE="server", ENGINE_URL=w.engine_url, METRICS_PORT=str(port),
+        METRICS_TOKEN=METRICS_TOKEN, LOG_FORMAT="json"), w.tmp / "serve" / "worker.log")
+    url = f"http://127.0.0.1:{port}"
+    try:
+        async def ready():
+            assert worker.poll() is None, (w.tmp / "serve" / "worker.log").read_text()[-3000:]
+            try:
+                return (await get(f"{url}/readyz"))[0] == 200
+            except aiohttp.ClientError:
+                return False
+
+        await until(ready, "the worker's metrics listener", timeout=120)
+        samples = await scrape(url)
+        assert value(samples, "voiceid_lease_takeovers_total", job="recording") == 0
+        assert value(samples, "voiceid_recordings", state="posted") is None  # cluster-wide: serve's to report
+        assert value(samples, "voiceid_database_up") is None
+    finally:
+        stop(worker)
+
+
 async def test_readyz_fails_while_postgresql_is_down_and_the_engine_is_gone(world: World):
     w = world
 
