@@ -355,6 +355,16 @@ async def queue_position(db: Database, recording_id: int) -> int | None:
         return (await s.exec(ahead)).one()
 
 
+async def recording_stats(db: Database) -> list[tuple[str, str, int, datetime | None]]:
+    """(team, status, recordings, the earliest `queued_at` among them) for each team and status present: one
+    aggregate query, read at each metrics scrape."""
+    stmt = (select(Recording.team_id, Recording.status, func.count(), func.min(Recording.queued_at))
+            .group_by(Recording.team_id, Recording.status))
+    async with db.session() as s:
+        rows = (await s.exec(stmt)).all()
+    return [(team, RecordingStatus(status).value, n, first) for team, status, n, first in rows]
+
+
 async def count_by_status(db: Database) -> dict[str, int]:
     """Recordings per status (every status present, zero included), for health checks and metrics."""
     async with db.session() as s:

@@ -14,7 +14,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from datetime import datetime
 
-from sqlalchemy import delete
+from sqlalchemy import delete, func
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import IntegrityError
@@ -170,3 +170,10 @@ async def voiceprints_for_users(db: Database, team_id: str, user_ids: Iterable[s
                                             Voiceprint.user_id.in_(wanted[i:i + _IN_CHUNK]))
             found.update((v.user_id, v) for v in (await s.exec(stmt)).all())
     return [found[u] for u in wanted if u in found][:limit]
+
+
+async def count_voiceprints(db: Database) -> dict[str, int]:
+    """Voiceprints stored per engine (a count, never their content), for the metrics."""
+    async with db.session() as s:
+        rows = (await s.exec(select(Voiceprint.engine, func.count()).group_by(Voiceprint.engine))).all()
+    return dict(rows)

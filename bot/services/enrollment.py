@@ -12,6 +12,7 @@ from pathlib import Path
 from bot.engines.factory import engine_name
 from bot.errors import EngineError
 from bot.failures import reason_logged
+from bot.metrics import ENROLLMENTS
 from bot.schema import utcnow
 from bot.services.context import Services
 from bot.services.voiceprints import voiceprint_from_path
@@ -109,6 +110,7 @@ async def enroll(services: Services, *, team_id: str, user_id: str, clip: Path, 
     except EngineError as exc:
         if exc.transient:
             raise
+        ENROLLMENTS.labels("refused").inc()
         return not_enrolled(exc.code, exc.message, user_id)
     try:
         _, replaced = await upsert_voiceprint(
@@ -116,9 +118,11 @@ async def enroll(services: Services, *, team_id: str, user_id: str, clip: Path, 
             voiceprint=new.voiceprint, consent_at=consent_at, clip_duration=new.clip_duration, generation=generation,
             consent_text=consent_text)
     except EnrollmentCancelled:
+        ENROLLMENTS.labels("cancelled").inc()
         return (":warning: Your voice was not enrolled: you deleted your voiceprint with `/enroll delete` while "
                 "this enrollment was running, so it was cancelled. Type `/enroll` to enroll again.")
     verb = "replaced" if replaced else "saved"
+    ENROLLMENTS.labels(verb).inc()
     return (f":white_check_mark: Your voiceprint is {verb}. From now on Voice ID can name you in recordings "
             "shared to your channels. `/enroll delete` removes it at any time.")
 
