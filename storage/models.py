@@ -240,6 +240,12 @@ class Recording(SQLModel, table=True):
     updated_at: datetime = _when(default=True)
     finished_at: datetime | None = _when(nullable=True, index=True)
     not_before: datetime | None = _when(nullable=True)  # a queued retry waits until then (backoff)
+    # Intake (see `storage.thread.claim_announcement`): false while a Slack Connect file waits for files.info to
+    # say what it is; the progress reply's posting tries, and the time until which one poster holds it.
+    file_checked: bool = Field(default=True, sa_column=sa.Column(sa.Boolean(), nullable=False,
+                                                                 server_default=sa.true()))
+    announce_tries: int = Field(default=0, sa_column=sa.Column(sa.Integer(), nullable=False, server_default="0"))
+    announce_until: datetime | None = _when(nullable=True)
 
     @property
     def state(self) -> RecordingStatus:
