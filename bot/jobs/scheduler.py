@@ -128,8 +128,13 @@ class JobRunner:
     async def _scheduled(self, work: Callable[[], Coroutine]) -> None:
         """What the scheduler runs: the pass as a task of ours, so shutting the scheduler down cancels only
         this wait and `stop` waits for the pass itself."""
-        if not self._stopping:
+        if self._stopping:
+            return
+        try:
             await asyncio.shield(self._pass(work()))
+        except asyncio.CancelledError:
+            if not self._stopping:
+                raise
 
     async def reap_dead_local_owners(self) -> None:
         """A worker starting after a crash on this host ends the dead process's leases now (not at expiry)."""
