@@ -32,6 +32,11 @@ stored inside `result` (so retention and uninstall clear them), `transcript_star
 lease right before the one upload of the `.md`/`.vtt` files (a takeover never uploads a second one), then
 `transcript_file_id`/`transcript_url` or `transcript_error` (a ref for the log) record how it ended.
 
+Intake: the listener stores the row before Slack's event is acknowledged; the progress reply is posted by the
+job runner (`announce_tries`, `announce_until`: one poster at a time, at most once via the reply's metadata).
+A Slack Connect file is stored with `file_checked` false until `files.info` says it is audio or video (else
+its row is deleted unshown).
+
 Nobody enrolled: the job runs a diarize-only engine job and sets `diarize_only` (speakers are numbered).
 "Identify again" (`requeue_identify`) sends a `posted` (or re-run `failed`) recording whose result is still
 retained back to `queued` with its attempts reset, keeping `reply_ts`/`posted_ts` and the chart, so the same
