@@ -120,7 +120,7 @@ class JobRunner:
 
     def _pass(self, work: Coroutine) -> asyncio.Task:
         """A pass of this runner's own, awaited by `stop` (never cut off mid-transaction)."""
-        task = asyncio.get_running_loop().create_task(work, name="claim")
+        task = asyncio.get_running_loop().create_task(work, name=work.__qualname__)
         self._passes.add(task)
         task.add_done_callback(self._passes.discard)
         return task
