@@ -211,10 +211,13 @@ async def test_restart_in_the_middle_of_a_job_posts_one_summary(world, local_eng
     await first.event(event, event_id="EvRestart")
 
     async def running():
+        """The engine job is under way and reading the file: the engine here is shared by both instances (a
+        real restart would take the job with it), and the file is the first instance's temporary copy, which
+        its stop deletes; an engine that had not opened it yet would fail the resumed job ("does not exist")."""
         rec = await recording_for(db, f.id)
-        return rec if rec and rec.engine_job_id else None
+        return rec if rec and rec.engine_job_id and rec.progress > 0 else None
 
-    await fake.wait_for(running, timeout=120, what="the first instance to start the engine job")
+    await fake.wait_for(running, timeout=120, what="the first instance's engine job to be under way")
     await first.stop()  # crash-like: the pipeline is cancelled with its lease held
     second = await BotUnderTest(fake, bot.settings, db, local_engine).start()
     world_state["bot"] = second
@@ -223,7 +226,7 @@ async def test_restart_in_the_middle_of_a_job_posts_one_summary(world, local_eng
         assert rec.state.value == "posted", rec.error_message
         assert rec.attempts >= 2 or (await get_recording(db, rec.id)).attempts >= 2
         [reply] = thread_messages(fake, event["ts"])
-        assert "Unknown speaker" in str(reply.blocks) or "<@" in str(reply.blocks)
+        assert reply.text.startswith("Speakers in planning.wav")  # the summary (numbered speakers when run alone)
         world_state["planning"] = (f.id, reply.ts)
         posts = [c for c in fake.calls_to("chat.postMessage") if c.params.get("thread_ts") == event["ts"]]
         assert len(posts) == 1
