@@ -68,6 +68,7 @@ async def announce(services: Services, rec) -> None:
     `storage.thread.claim_announcement`. At most once: the reply carries the recording's metadata, so a later
     try (after a crash or a failure) or the job showing its outcome finds and edits it; of two replies that
     raced, the one stored first stays. A failure is logged; the next try comes when the hold runs out."""
+    from storage.recordings import RecordingNotFound
     from storage.thread import set_reply_ts
 
     try:
@@ -82,7 +83,12 @@ async def announce(services: Services, rec) -> None:
         ts = await show_reply(client, recording_id=rec.id, channel=rec.channel_id,
                               thread_ts=rec.thread_ts or rec.message_ts, msg=render_progress(rec.file_name),
                               look_first=rec.announce_tries > 1)
-        await keep_stored(client, rec.channel_id, ts, await set_reply_ts(services.db, rec.id, ts), None)
+        try:
+            stored = await set_reply_ts(services.db, rec.id, ts)
+        except RecordingNotFound:  # deleted meanwhile (an uninstall): the reply has nothing to report
+            await client.chat_delete(channel=rec.channel_id, ts=ts)
+            return
+        await keep_stored(client, rec.channel_id, ts, stored, None)
     except (SlackApiError, aiohttp.ClientError, TimeoutError, NotInstalled) as exc:
         detail = exc.response.get("error") if isinstance(exc, SlackApiError) else f"{type(exc).__name__}: {exc}"
         log.warning("recording %s: progress reply not posted (try %d: %s); will try again [ref %s]", rec.id,
