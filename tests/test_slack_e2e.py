@@ -215,7 +215,7 @@ async def test_restart_in_the_middle_of_a_job_posts_one_summary(world, local_eng
         real restart would take the job with it), and the file is the first instance's temporary copy, which
         its stop deletes; an engine that had not opened it yet would fail the resumed job ("does not exist")."""
         rec = await recording_for(db, f.id)
-        return rec if rec and rec.engine_job_id and rec.progress > 0 else None
+        return rec if rec and rec.engine_job_id and rec.progress > 0.05 else None  # past the engine's opening 5 %
 
     await fake.wait_for(running, timeout=120, what="the first instance's engine job to be under way")
     await first.stop()  # crash-like: the pipeline is cancelled with its lease held
