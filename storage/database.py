@@ -11,12 +11,13 @@ and truncates it, since the `-wal` file keeps the older page images, deleted row
 """
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 import os
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Sequence
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 from sqlalchemy import event
 from sqlalchemy.engine import URL, make_url
@@ -81,6 +82,29 @@ def parse_database_url(url: str) -> URL:
 def safe_url(url: str | URL) -> str:
     """The URL with any password hidden, fit for logs and messages."""
     return (url if isinstance(url, URL) else make_url(url)).render_as_string(hide_password=True)
+
+
+T = TypeVar("T")
+
+
+async def whole(transaction: Awaitable[T]) -> T:
+    """Runs one transaction to its end even when the caller is cancelled meanwhile, then passes the cancellation
+    on: a task is cancelled between transactions, never inside one. A SQLite statement cut off by a
+    cancellation (say, while it waits for the write lock) leaves its connection invalidated but still holding
+    the lock, and every other writer then fails with "database is locked" (measured: a heartbeat cancelled
+    while it waited kept the file locked past a 40 s probe)."""
+    task = asyncio.ensure_future(transaction)
+    cancelled: asyncio.CancelledError | None = None
+    while not task.done():
+        try:
+            await asyncio.wait({task})
+        except asyncio.CancelledError as exc:
+            cancelled = exc
+    if cancelled is not None:
+        if not task.cancelled():
+            task.exception()  # retrieved: the caller is stopping, the outcome is moot
+        raise cancelled
+    return task.result()
 
 
 class Database:

@@ -17,7 +17,7 @@ from sqlalchemy import or_, update
 from sqlalchemy.exc import OperationalError
 from sqlmodel import select
 
-from storage.database import Database
+from storage.database import Database, whole
 from storage.models import utcnow
 
 T = TypeVar("T")
@@ -26,10 +26,11 @@ NO_SYNC = {"synchronize_session": False}
 
 
 async def retry_locked(db: Database, attempt: Callable[[], Awaitable[T]]) -> T:
-    """Runs `attempt`, retrying when SQLite stayed locked past its busy timeout (a lost race, not an error)."""
+    """Runs `attempt` (one transaction, run whole: see `storage.database.whole`), retrying when SQLite stayed
+    locked past its busy timeout (a lost race, not an error)."""
     for n in range(_LOCK_RETRIES):
         try:
-            return await attempt()
+            return await whole(attempt())
         except OperationalError as exc:
             if db.dialect != "sqlite" or "locked" not in str(exc) or n == _LOCK_RETRIES - 1:
                 raise

@@ -32,6 +32,11 @@ stored inside `result` (so retention and uninstall clear them), `transcript_star
 lease right before the one upload of the `.md`/`.vtt` files (a takeover never uploads a second one), then
 `transcript_file_id`/`transcript_url` or `transcript_error` (a ref for the log) record how it ended.
 
+Intake: the listener stores the row before Slack's event is acknowledged; the progress reply is posted by the
+job runner (`announce_tries`, `announce_until`: one poster at a time, at most once via the reply's metadata).
+A Slack Connect file is stored with `file_checked` false until `files.info` says it is audio or video (else
+its row is deleted unshown).
+
 Nobody enrolled: the job runs a diarize-only engine job and sets `diarize_only` (speakers are numbered).
 "Identify again" (`requeue_identify`) sends a `posted` (or re-run `failed`) recording whose result is still
 retained back to `queued` with its attempts reset and a new `queued_at` (behind the recordings already
@@ -252,6 +257,12 @@ class Recording(SQLModel, table=True):
     # Its place in the queue: when it was shared, and again at each "Identify again" (a re-run waits its turn).
     queued_at: datetime = _when(default=True)
     reidentified_at: datetime | None = _when(nullable=True)  # the last accepted "Identify again" (its cooldown)
+    # Intake (see `storage.thread.claim_announcement`): false while a Slack Connect file waits for files.info to
+    # say what it is; the progress reply's posting tries, and the time until which one poster holds it.
+    file_checked: bool = Field(default=True, sa_column=sa.Column(sa.Boolean(), nullable=False,
+                                                                 server_default=sa.true()))
+    announce_tries: int = Field(default=0, sa_column=sa.Column(sa.Integer(), nullable=False, server_default="0"))
+    announce_until: datetime | None = _when(nullable=True)
 
     @property
     def state(self) -> RecordingStatus:

@@ -48,13 +48,15 @@ def _required(**ids: str | None) -> None:
 async def enqueue_recording(db: Database, *, team_id: str, channel_id: str, file_id: str, file_name: str,
                             uploader_id: str | None,
                             message_ts: str | None, thread_ts: str | None = None,
-                            engine: str) -> tuple[Recording, bool]:
-    """Queues a Slack file once per (team, file): a retried event returns the existing row and False."""
+                            engine: str, checked: bool = True) -> tuple[Recording, bool]:
+    """Queues a Slack file once per (team, file): a retried event returns the existing row and False.
+    `checked=False`: a Slack Connect file whose type Slack has not told yet (`storage.thread.mark_checked`)."""
     _required(team_id=team_id, channel_id=channel_id, file_id=file_id, engine=engine)
     name = file_name or file_id
     row = Recording(team_id=team_id, channel_id=channel_id, file_id=file_id,
                     file_name=name if len(name) <= 500 else name[:499] + "…",
-                    uploader_id=uploader_id, message_ts=message_ts, thread_ts=thread_ts, engine=engine)
+                    uploader_id=uploader_id, message_ts=message_ts, thread_ts=thread_ts, engine=engine,
+                    file_checked=checked)
     values = row.model_dump(exclude={"id"})
     insert = sqlite_insert if db.dialect == "sqlite" else pg_insert
     stmt = (insert(Recording).values(**values)

@@ -6,17 +6,19 @@ from __future__ import annotations
 from collections.abc import Callable
 from datetime import timedelta
 
-from sqlalchemy import or_, update
+from sqlalchemy import and_, delete, or_, update
 from sqlmodel import select
 
 from storage import audit
 from storage.database import Database
 from storage.leases import NO_SYNC as _NO_SYNC
+from storage.leases import claim, execute
 from storage.leases import retry_locked as _retry_locked
 from storage.models import AuditAction, Recording, RecordingStatus, utcnow
 from storage.recordings import RecordingNotFound, update_recording, update_where
 
 SUCCEEDED = RecordingStatus.succeeded.value
+ANNOUNCE_TRIES = 5  # then only the job's outcome is posted (it looks for a reply an earlier try left first)
 
 
 class RelabelRefused(Exception):
@@ -150,3 +152,37 @@ async def set_reply_ts(db: Database, recording_id: int, reply_ts: str) -> str:
             return stored
 
     return await _retry_locked(db, attempt)
+
+
+# -- intake: the progress reply of a stored recording ----------------------------------------------------------
+
+def _unannounced(now, row=Recording):
+    """Stored, not shown in its thread yet, tries left, and nobody posting it now (or their hold ran out)."""
+    return and_(row.reply_ts.is_(None),
+                row.status.in_((RecordingStatus.queued.value, RecordingStatus.running.value)),
+                row.announce_tries < ANNOUNCE_TRIES,
+                or_(row.announce_until.is_(None), row.announce_until < now))
+
+
+async def claim_announcement(db: Database, hold_seconds: float) -> Recording | None:
+    """The oldest recording whose progress reply is still to be posted, held for `hold_seconds` by the caller (a
+    try counted), or None. A poster that crashes or fails leaves it to the next try once the hold runs out."""
+    now = utcnow()
+    pick = select(Recording.id).where(_unannounced(now)).order_by(Recording.created_at, Recording.id).limit(1)
+    if db.dialect == "postgresql":
+        pick = pick.with_for_update(skip_locked=True)
+    return await claim(db, Recording, pick.scalar_subquery(), _unannounced(now), {
+        "announce_tries": Recording.announce_tries + 1, "announce_until": now + timedelta(seconds=hold_seconds)})
+
+
+async def mark_checked(db: Database, recording_id: int, file_name: str) -> bool:
+    """Slack said the stored Slack Connect file is audio or video, and what it is called."""
+    name = file_name if len(file_name) <= 500 else file_name[:499] + "…"
+    return await update_where(db, recording_id, Recording.file_checked.is_(False), file_checked=True,
+                               file_name=name)
+
+
+async def drop_unchecked(db: Database, recording_id: int) -> bool:
+    """Slack said the stored Slack Connect file is not a recording (or is gone): the row goes, unshown."""
+    stmt = delete(Recording).where(Recording.id == recording_id, Recording.file_checked.is_(False))
+    return await execute(db, [stmt]) > 0

@@ -21,7 +21,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlmodel import select
 
 from storage import audit
-from storage.database import Database
+from storage.database import Database, whole
 from storage.models import AuditAction, DeletionGeneration, Voiceprint, utcnow
 
 _IN_CHUNK = 500
@@ -87,8 +87,8 @@ async def upsert_voiceprint(db: Database, *, team_id: str, user_id: str, engine:
     consent = (consent_at, consent_text)
     for attempt in range(2):
         try:
-            return await _upsert(db, team_id, user_id, engine, model_id, voiceprint, consent, clip_duration,
-                                 generation)
+            return await whole(_upsert(db, team_id, user_id, engine, model_id, voiceprint, consent, clip_duration,
+                                       generation))  # an enrollment job may be cancelled
         except IntegrityError:
             if attempt:  # a concurrent first enrolment won the insert; the second pass replaces it
                 raise

@@ -60,6 +60,7 @@ class FakeFile:
     data: bytes
     user: str = "U0"
     serve_html: bool = False  # answer the download with an HTML login page, as Slack does for a bad token
+    duration_ms: int | None = None  # the length Slack states for audio and video files, when it does
     stall: bool = False  # send half the bytes, then hold the download open until `FakeSlack.unstall` is set
     url: str | None = None  # where files.info says to download it (default: this fake's own download route)
 
@@ -105,6 +106,8 @@ class FakeSlack:
         self.acks: dict[str, dict] = {}  # envelope_id → the bot's acknowledgement
         self.unstall = asyncio.Event()
         self.server_errors: dict[str, int] = {}  # method → answer 500 this many times, without doing the call
+        self.matched_errors: list[list] = []  # [method, match(params), times]: see `fail`
+        self.downloads: list[str] = []  # ids of the files whose bytes were fetched
         self.lost_answers: dict[str, int] = {}  # method → do the call, then answer 500 this many times
         self.gates: dict[str, Gate] = {}  # see `gate`
         self.chaos = 0.0  # probability of a random 429, 500-before or 500-after-doing for any Web API call
@@ -145,6 +148,17 @@ class FakeSlack:
         self.files[f.id] = f
         return f
 
+    def fail(self, method: str, match: Callable[[dict], bool], times: int) -> None:
+        """Answer 500, without doing the call, to the next `times` calls of `method` whose params `match`."""
+        self.matched_errors.append([method, match, times])
+
+    def _matched_error(self, method: str, params: dict) -> bool:
+        for fault in self.matched_errors:
+            if fault[0] == method and fault[2] > 0 and fault[1](params):
+                fault[2] -= 1
+                return True
+        return False
+
     def gate(self, method: str, match: Callable[[dict], bool] = lambda params: True) -> Gate:
         """Holds calls of `method` (a Web API method; "download": a file download, after half its bytes;
         "upload": the bytes of an external upload) whose params `match` until the gate is opened."""
@@ -167,6 +181,7 @@ class FakeSlack:
         """The file as it appears in events and `files.info`."""
         return {"id": f.id, "name": f.name, "title": f.name, "mimetype": f.mimetype, "filetype": f.filetype,
                 "size": len(f.data), "user": f.user, "mode": "hosted",
+                **({"duration_ms": f.duration_ms} if f.duration_ms is not None else {}),
                 "permalink": f"https://fake.slack.com/files/{f.user}/{f.id}/{quote(f.name, safe='')}",
                 "url_private": f.url or f"{self.base}/files/{f.id}/{quote(f.name, safe='')}",
                 "url_private_download": f.url or f"{self.base}/files/{f.id}/{quote(f.name, safe='')}"}
@@ -226,7 +241,7 @@ class FakeSlack:
             self.rate_limit[method] = max(0, self.rate_limit.get(method, 0) - 1)
             return web.json_response({"ok": False, "error": "ratelimited"}, status=429,
                                      headers={"Retry-After": str(self.retry_after)})
-        if self.server_errors.get(method, 0) > 0 or fault == "500":
+        if self.server_errors.get(method, 0) > 0 or fault == "500" or self._matched_error(method, params):
             self.server_errors[method] = max(0, self.server_errors.get(method, 0) - 1)
             return web.json_response({"ok": False, "error": "internal_error"}, status=500)
         accepted = {APP_TOKEN} if method == "apps.connections.open" else self.tokens
@@ -248,6 +263,7 @@ class FakeSlack:
         f = self.files.get(request.match_info["id"])
         if f is None:
             return web.Response(status=404, text="not found")
+        self.downloads.append(f.id)
         if f.serve_html or request.headers.get("Authorization", "")[len("Bearer "):] not in self.tokens:
             return web.Response(text="<!DOCTYPE html><html><body>Sign in to Slack</body></html>",
                                 content_type="text/html")

@@ -109,18 +109,21 @@ class World:
         return bot_settings(self.fake, self.db_url, **values)
 
     async def share(self, name: str = "standup.wav") -> tuple[dict, object]:
-        """A recording shared in the channel, accepted by the real listener code; returns (event, row)."""
+        """A recording shared in the channel: stored by the real listener code, its progress reply posted by the
+        real job-side code (as a runner's pass does); returns (event, row)."""
         from bot.services.context import Services
-        from bot.services.recordings import accept_recordings
-        from bot.slack_api.client import make_client
+        from bot.services.recordings import announce, store_shared_files
         from storage.recordings import find_recording
+        from storage.thread import claim_announcement
 
         f = self.fake.add_file(name, "audio/wav", wav())
         ts = f"{int(time.time())}.{next(_names):06d}"
         event = {"type": "message", "subtype": "file_share", "channel": CHANNEL, "user": "U0", "ts": ts,
                  "files": [self.fake.file_object(f)]}
         services = Services(settings=self.settings(), db=self.db, engine=ScriptedEngine())
-        await accept_recordings(services, event, TEAM_ID, make_client(services.settings, self.fake.token), BOT_USER_ID)
+        await store_shared_files(services, event, TEAM_ID, BOT_USER_ID)
+        while (rec := await claim_announcement(self.db, 30)) is not None:
+            await announce(services, rec)
         return event, await find_recording(self.db, TEAM_ID, f.id)
 
     def replies(self, event: dict) -> list:

@@ -39,8 +39,7 @@ pytestmark = [
 async def test_engine_server_restart_mid_job_ends_with_one_summary(pg_url, tmp_path):
     from bot.engines.factory import make_engine
     from bot.services.context import Services
-    from bot.services.recordings import accept_recordings
-    from bot.slack_api.client import make_client
+    from bot.services.recordings import store_shared_files
     from storage.crypto import new_key
     from storage.recordings import find_recording
 
@@ -67,7 +66,7 @@ async def test_engine_server_restart_mid_job_ends_with_one_summary(pg_url, tmp_p
                           wav_bytes(concat([(r, i) for i in (3,) for r in READERS.values()], pause=0.5)))
         event = {"type": "message", "subtype": "file_share", "channel": CHANNEL, "user": "U0",
                  "ts": f"{int(time.time())}.000200", "files": [fake.file_object(f)]}
-        await accept_recordings(services, event, TEAM_ID, make_client(settings, fake.token), BOT_USER_ID)
+        await store_shared_files(services, event, TEAM_ID, BOT_USER_ID)
         worker = start_worker(fake, pg_url, tmp_path / "worker.log", key, ENGINE="server", ENGINE_URL=url,
                               JOB_RETRY_BASE_SECONDS="2")
         procs.append(worker)

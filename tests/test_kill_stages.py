@@ -114,8 +114,7 @@ async def wait_gate(gate: Gate, stage: str, tmp_path: Path, timeout: float = 180
 async def test_kill_9_in_each_stage_is_taken_over_within_a_minute(engine: Engine, stage: str, tmp_path: Path):
     from bot.engines.factory import make_engine
     from bot.services.context import Services
-    from bot.services.recordings import accept_recordings
-    from bot.slack_api.client import make_client
+    from bot.services.recordings import store_shared_files
     from storage.recordings import find_recording
 
     db = engine.db
@@ -134,7 +133,7 @@ async def test_kill_9_in_each_stage_is_taken_over_within_a_minute(engine: Engine
                           wav_bytes(concat([(r, 3) for r in READERS.values()], pause=0.5)))
         event = {"type": "message", "subtype": "file_share", "channel": CHANNEL, "user": "U0",
                  "ts": f"{int(time.time())}.000100", "files": [fake.file_object(f)]}
-        await accept_recordings(services, event, TEAM_ID, make_client(settings, fake.token), BOT_USER_ID)
+        await store_shared_files(services, event, TEAM_ID, BOT_USER_ID)
         workers = [start_worker(fake, engine.db_url, tmp_path / f"worker-{i}.log", engine.key, ENGINE="server",
                                 ENGINE_URL=proxy.url) for i in range(2)]
 

@@ -30,8 +30,7 @@ pytestmark = [
 
 async def test_kill_9_while_waiting_is_taken_over_within_a_minute(pg_url, local_engine, tmp_path):
     from bot.services.context import Services
-    from bot.services.recordings import accept_recordings
-    from bot.slack_api.client import make_client
+    from bot.services.recordings import store_shared_files
     from storage.recordings import find_recording
 
     fake = FakeSlack()
@@ -48,7 +47,7 @@ async def test_kill_9_while_waiting_is_taken_over_within_a_minute(pg_url, local_
                           wav_bytes(concat([(r, i) for i in (3, 4, 5) for r in READERS.values()], pause=0.5)))
         event = {"type": "message", "subtype": "file_share", "channel": CHANNEL, "user": "U0",
                  "ts": f"{int(time.time())}.000100", "files": [fake.file_object(f)]}
-        await accept_recordings(services, event, TEAM_ID, make_client(services.settings, fake.token), BOT_USER_ID)
+        await store_shared_files(services, event, TEAM_ID, BOT_USER_ID)
         workers = [start_worker(fake, pg_url, tmp_path / f"worker-{i}.log", key, ENGINE="local") for i in range(2)]
 
         deadline = time.monotonic() + 240

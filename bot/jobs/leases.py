@@ -58,4 +58,5 @@ class LeaseKeeper:
             task.uncancel()
             log.info("%s: lease lost, another worker continues", what)
         finally:
-            beat.cancel()
+            beat.cancel()  # a renewal in flight runs whole (`storage.database.whole`), then the keeper ends
+            await asyncio.wait({beat})

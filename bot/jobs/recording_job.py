@@ -29,12 +29,12 @@ from bot.metrics import JOB_FAILURES, JOB_RETRIES, UPLOAD_TO_SUMMARY, engine_job
 from bot.schema import DiarizeRequest, IdentifyRequest, Job, JobStatus, Matching, VoiceprintInput
 from bot.services.charts import redraw_chart, send_timeline, timeline
 from bot.services.context import NotInstalled, Services
-from bot.services.recordings import enrolled_among
+from bot.services.recordings import checked_file, enrolled_among
 from bot.services.summaries import summary_message, transcript_pending
 from bot.slack_api.files import download
 from bot.slack_api.lookups import channel_members, file_info
 from bot.slack_api.replies import keep_stored, show_reply
-from bot.speech.audio import stated_duration
+from bot.speech.audio import stated_duration, too_long
 from bot.summary.blocks import SlackMessage
 from bot.summary.stats import Summary, summary_of
 from bot.summary.status import (
@@ -48,6 +48,10 @@ log = logging.getLogger(__name__)
 
 # Consecutive transient polling errors tolerated before the attempt is given up (and retried later).
 MAX_POLL_ERRORS = 10
+
+
+class NotARecording(Exception):
+    """The stored file turned out not to be audio or video (`checked_file` dropped its row)."""
 
 
 class RecordingJob(TranscriptStep):
@@ -113,6 +117,8 @@ class RecordingJob(TranscriptStep):
             await self.post(client, await self._get(rec.id))
         except LeaseLost:
             log.info("recording %s: lease lost, another worker continues", rec.id)
+        except NotARecording:
+            pass  # a Slack Connect file that is not audio or video: its row is gone, nothing to show
         except EngineError as exc:
             await self._fail(client, rec, exc.code, exc.message, retry=exc.transient,
                              drop_engine_job=isinstance(exc, EngineJobEnded))
@@ -138,6 +144,10 @@ class RecordingJob(TranscriptStep):
             except JobNotFound:
                 log.info("recording %s: engine lost job %s, resubmitting", rec.id, rec.engine_job_id)
         info = await file_info(client, rec.file_id)
+        if not rec.file_checked and (rec := await checked_file(self.services, rec, info)) is None:
+            raise NotARecording()
+        slack_ms = info.get("duration_ms")
+        self.within_limit(slack_ms / 1000 if isinstance(slack_ms, int | float) else None)  # Slack's word, if any
         voiceprints = await self.voiceprints(client, rec)
         if not voiceprints and not engine.offers_diarize:
             raise MediaError("Nobody in this channel has enrolled their voice yet, so nobody can be named.",
@@ -147,7 +157,9 @@ class RecordingJob(TranscriptStep):
             path = await download(info, client.token, Path(tmp), api_url=client.base_url,
                                   max_bytes=self.services.max_file_bytes)
             await self._beat(rec)
-            deadline = self.deadline_for(await asyncio.to_thread(stated_duration, path))
+            # The header's word, read in the CPU pool (a hostile file is parsed away from the event loop's
+            # process): refused here, before any engine sees (or bills) it; the decoder checks again as it goes.
+            deadline = self.deadline_for(self.within_limit(await self.services.run_cpu(stated_duration, path)))
             url = await engine.upload(path, key=f"{rec.team_id}-{rec.file_id}")
             submitted = time.monotonic()
             try:
@@ -164,6 +176,13 @@ class RecordingJob(TranscriptStep):
                 return job
             finally:
                 await engine.release(url)
+
+    def within_limit(self, seconds: float | None) -> float | None:
+        """Refuses a recording longer than MAX_RECORDING_HOURS (with a second's grace, as the decoder allows)."""
+        limit = self.services.settings.max_recording_hours * 3600
+        if seconds is not None and seconds > limit + 1:
+            raise too_long(seconds, limit)
+        return seconds
 
     async def voiceprints(self, client: AsyncWebClient, rec) -> list[VoiceprintInput]:
         """The channel members who enrolled with the active engine, at most 50 (none: a diarize-only job)."""

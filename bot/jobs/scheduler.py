@@ -1,12 +1,15 @@
 """The job scheduler (APScheduler `AsyncIOScheduler`): claim queued recordings and enrollment jobs and run
-them, requeue expired leases, purge expired results, refresh rotating OAuth tokens."""
+them, post the progress replies of newly stored recordings, requeue expired leases, purge expired results,
+refresh rotating OAuth tokens."""
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import os
 import socket
 import uuid
+from collections.abc import Callable, Coroutine
 from datetime import UTC, datetime
 
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
@@ -21,6 +24,7 @@ log = logging.getLogger(__name__)
 
 PURGE_EVERY_SECONDS = 3600
 REFRESH_EVERY_SECONDS = 1800
+MAX_ANNOUNCING = 8  # progress replies being posted at once
 
 
 def worker_name() -> str:
@@ -47,8 +51,13 @@ def job_tables() -> list:
 
 
 class JobRunner:
-    """Runs up to `capacity` recordings (and as many enrollments) at once in this process; several processes
-    may share a database."""
+    """Runs up to `capacity` recordings (and as many enrollments) at once in this process, and posts the
+    progress replies of recordings the listener stored; several processes may share a database.
+
+    Stopping: `stop` raises a flag that every claim pass checks before each claim, waits for the passes in
+    flight (the scheduler's shutdown cancels only their wrappers), then cancels and awaits every job until
+    none is left, and only then releases the leases. Database writes run whole (`storage.database.whole`),
+    so a cancelled job never leaves a transaction open."""
 
     def __init__(self, services: Services, *, owner: str | None = None, capacity: int | None = None):
         self.services = services
@@ -57,6 +66,9 @@ class JobRunner:
         self.recording_job = RecordingJob(services, self.owner)
         self.enrollments = Enrollments(services, self.owner)
         self.active: set[asyncio.Task] = set()
+        self.announcing: set[asyncio.Task] = set()
+        self._passes: set[asyncio.Task] = set()  # claim passes, purges, token refreshes in flight
+        self._stopping = False
         self._lock = asyncio.Lock()
         self._scheduler: AsyncIOScheduler | None = None
 
@@ -69,13 +81,15 @@ class JobRunner:
         logging.getLogger("apscheduler.scheduler").setLevel(logging.ERROR)
         self._scheduler = AsyncIOScheduler(timezone="UTC")
         common = {"max_instances": 1, "coalesce": True, "misfire_grace_time": None}
-        self._scheduler.add_job(self.tick, "interval", seconds=settings.job_poll_seconds, id="claim", **common)
-        self._scheduler.add_job(self.purge, "interval", seconds=PURGE_EVERY_SECONDS, id="purge",
-                                next_run_time=datetime.now(UTC), **common)
+        self._scheduler.add_job(self._scheduled, "interval", args=[self.tick], seconds=settings.job_poll_seconds,
+                                id="claim", **common)
+        self._scheduler.add_job(self._scheduled, "interval", args=[self.purge], seconds=PURGE_EVERY_SECONDS,
+                                id="purge", next_run_time=datetime.now(UTC), **common)
         if self.services.oauth:
             # At start too: a process started shortly before a token expires must not wait a whole interval.
-            self._scheduler.add_job(self.refresh_tokens, "interval", seconds=REFRESH_EVERY_SECONDS, id="refresh",
-                                    next_run_time=datetime.now(UTC), **common)
+            self._scheduler.add_job(self._scheduled, "interval", args=[self.refresh_tokens],
+                                    seconds=REFRESH_EVERY_SECONDS, id="refresh", next_run_time=datetime.now(UTC),
+                                    **common)
         self._scheduler.start()
         self.services.runner = self
         self.kick()
@@ -86,17 +100,16 @@ class JobRunner:
         from storage.enrollments import release_enrollments
         from storage.recordings import release
 
+        self._stopping = True  # no pass starts now, and a pass in flight claims nothing more
         self.services.runner = None
-        # A claim pass in flight finishes first: shutting the scheduler down cancels its running job, and a
-        # pass cut off mid-transaction can leave SQLite locked past the release below.
-        async with self._lock:
-            if self._scheduler is not None:
-                self._scheduler.shutdown(wait=False)
-                self._scheduler = None
-        running = self.active | self.enrollments.active
-        for task in running:
-            task.cancel()
-        await asyncio.gather(*running, return_exceptions=True)
+        if self._scheduler is not None:
+            self._scheduler.shutdown(wait=False)
+            self._scheduler = None
+        await asyncio.gather(*self._passes, return_exceptions=True)
+        while running := {t for t in self.active | self.enrollments.active | self.announcing if not t.done()}:
+            for task in running:
+                task.cancel()
+            await asyncio.gather(*running, return_exceptions=True)
         try:
             released = await release(self.services.db, self.owner)
             released += await release_enrollments(self.services.db, self.owner)
@@ -105,6 +118,24 @@ class JobRunner:
         else:
             if released:
                 log.info("released %d job(s) for other workers", released)
+
+    def _pass(self, work: Coroutine) -> asyncio.Task:
+        """A pass of this runner's own, awaited by `stop` (never cut off mid-transaction)."""
+        task = asyncio.get_running_loop().create_task(work, name=work.__qualname__)
+        self._passes.add(task)
+        task.add_done_callback(self._passes.discard)
+        return task
+
+    async def _scheduled(self, work: Callable[[], Coroutine]) -> None:
+        """What the scheduler runs: the pass as a task of ours, so shutting the scheduler down cancels only
+        this wait and `stop` waits for the pass itself."""
+        if self._stopping:
+            return
+        try:
+            await asyncio.shield(self._pass(work()))
+        except asyncio.CancelledError:
+            if not self._stopping:
+                raise
 
     async def reap_dead_local_owners(self) -> None:
         """A worker starting after a crash on this host ends the dead process's leases now (not at expiry)."""
@@ -125,13 +156,14 @@ class JobRunner:
 
     def kick(self) -> None:
         """Look for work now rather than at the next interval."""
-        self.services.spawn(self.tick(), name="claim")
+        if not self._stopping:
+            self._pass(self.tick())
 
     async def tick(self) -> None:
         from storage.enrollments import claim_enrollment, requeue_expired_enrollments
         from storage.recordings import claim_next, requeue_expired
 
-        if self._lock.locked():
+        if self._lock.locked() or self._stopping:
             return
         async with self._lock:
             settings = self.services.settings
@@ -139,27 +171,44 @@ class JobRunner:
                 LEASE_TAKEOVERS.labels("recording").inc(await requeue_expired(self.services.db,
                                                                              settings.job_max_attempts))
                 LEASE_TAKEOVERS.labels("enrollment").inc(await requeue_expired_enrollments(self.services.db))
-                while len(self.enrollments.active) < self.capacity:
+                while len(self.enrollments.active) < self.capacity and not self._stopping:
                     job = await claim_enrollment(self.services.db, self.owner, settings.job_lease_seconds)
                     if job is None:
                         break
                     self.enrollments.start(job)
-                while len(self.active) < self.capacity:
+                while len(self.active) < self.capacity and not self._stopping:
                     rec = await claim_next(self.services.db, self.owner, settings.job_lease_seconds)
                     if rec is None:
                         break
-                    task = asyncio.get_running_loop().create_task(self.recording_job.run(rec), name=f"recording {rec.id}")
-                    self.active.add(task)
-                    task.add_done_callback(self._finished)
+                    self._start(self.active, self.recording_job.run(rec), f"recording {rec.id}")
+                await self.announce()
             except Exception:
                 log.exception("claiming jobs failed; will retry")
 
-    def _finished(self, task: asyncio.Task) -> None:
-        self.active.discard(task)
+    async def announce(self) -> None:
+        """Posts the progress replies of stored recordings (each on its own, so one file's trouble with Slack
+        never holds up another's), at most MAX_ANNOUNCING at a time; a failed one is tried again later."""
+        from bot.services.recordings import announce
+        from storage.thread import claim_announcement
+
+        hold = self.services.settings.job_lease_seconds
+        while len(self.announcing) < MAX_ANNOUNCING and not self._stopping:
+            rec = await claim_announcement(self.services.db, hold)
+            if rec is None:
+                break
+            self._start(self.announcing, announce(self.services, rec), f"announce {rec.id}")
+
+    def _start(self, tasks: set[asyncio.Task], work: Coroutine, name: str) -> None:
+        task = asyncio.get_running_loop().create_task(work, name=name)
+        tasks.add(task)
+        task.add_done_callback(functools.partial(self._finished, tasks))
+
+    def _finished(self, tasks: set[asyncio.Task], task: asyncio.Task) -> None:
+        tasks.discard(task)
         if not task.cancelled() and task.exception() is not None:
-            log.error("a recording job crashed", exc_info=task.exception())
-        if self._scheduler is not None:
-            self.kick()
+            log.error("%s crashed", task.get_name(), exc_info=task.exception())
+        if tasks is self.active and not self._stopping:
+            self.kick()  # a slot is free
 
     async def purge(self) -> None:
         from storage.retention import purge_expired

@@ -1,16 +1,19 @@
-"""Recordings: accepted from a file share (one job per file, a progress reply in its thread at once), the
-voiceprints a recording is identified against, and "Identify again"."""
+"""Recordings: stored from a file share (one row per file, before Slack's event is acknowledged), their progress
+reply posted by the job side, the voiceprints a recording is identified against, and "Identify again"."""
 from __future__ import annotations
 
 import logging
 from datetime import timedelta
 
+import aiohttp
+from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.errors import MediaError
+from bot.failures import new_ref
 from bot.schema import VoiceprintInput, utcnow
 from bot.services.access import Outsider, require_member, too_soon
-from bot.services.context import Services
+from bot.services.context import NotInstalled, Services
 from bot.slack_api.files import is_media
 from bot.slack_api.lookups import file_info
 from bot.slack_api.replies import keep_stored, show_reply
@@ -23,37 +26,75 @@ MAX_VOICEPRINTS = 50
 
 
 def media_files(event: dict, bot_user_id: str | None) -> list[dict]:
-    """The audio/video files of a file_share message, or none when the bot itself shared them."""
+    """The audio/video files of a file_share message (and Slack Connect stubs, which only files.info can tell
+    about), or none when the bot itself shared them."""
     if event.get("bot_id") or (bot_user_id and event.get("user") == bot_user_id):
         return []
     return [f for f in event.get("files") or [] if is_media(f) or f.get("mode") == "file_access"]
 
 
-async def accept_recordings(services: Services, event: dict, team_id: str, client: AsyncWebClient,
-                            bot_user_id: str | None) -> int:
-    """Queue each new recording and reply in its thread; returns how many jobs were created."""
+async def store_shared_files(services: Services, event: dict, team_id: str, bot_user_id: str | None) -> int:
+    """Stores one recording row per shared file, each on its own (a retried event finds its rows and adds none):
+    only the local database, nothing that can fail slowly, so it is done before Slack's event is acknowledged
+    and a restart right after loses nothing. A Slack Connect stub is stored unchecked (`announce` asks Slack
+    what it is). The progress reply is the job side's (`announce`). Returns how many rows are new."""
     from storage.recordings import enqueue_recording
-    from storage.thread import set_reply_ts
 
     created_count = 0
     for f in media_files(event, bot_user_id):
-        if f.get("mode") == "file_access":  # Slack Connect stub: the real object needs files.info
-            f = (await client.files_info(file=f["id"]))["file"]
-            if not is_media(f):
-                continue
-        rec, created = await enqueue_recording(
+        stub = f.get("mode") == "file_access"
+        _rec, created = await enqueue_recording(
             services.db, team_id=team_id, channel_id=event["channel"], file_id=f["id"],
-            file_name=f.get("name") or f["id"], uploader_id=event.get("user"), message_ts=event["ts"], thread_ts=event.get("thread_ts"),
-            engine=services.engine.engine_id)
-        if not created:
-            continue
-        created_count += 1
-        progress = render_progress(rec.file_name)
-        ts = await show_reply(client, recording_id=rec.id, channel=event["channel"],
-                              thread_ts=event.get("thread_ts") or event["ts"], msg=progress, look_first=False)
-        await keep_stored(client, event["channel"], ts, await set_reply_ts(services.db, rec.id, ts), None)
-        services.kick()
+            file_name=f.get("name") or f["id"], uploader_id=event.get("user"), message_ts=event["ts"],
+            thread_ts=event.get("thread_ts"), engine=services.engine.engine_id, checked=not stub)
+        created_count += created
     return created_count
+
+
+async def checked_file(services: Services, rec, info: dict):
+    """A Slack Connect file's row once Slack has said what the file is: named, or dropped (None) when it is not
+    audio or video — as a non-media file shared anywhere else, it gets no reply."""
+    from storage.recordings import get_recording
+    from storage.thread import drop_unchecked, mark_checked
+
+    if not is_media(info):
+        await drop_unchecked(services.db, rec.id)
+        log.info("recording %s: file %s is not audio or video; dropped", rec.id, rec.file_id)
+        return None
+    await mark_checked(services.db, rec.id, info.get("name") or rec.file_id)
+    return await get_recording(services.db, rec.id)
+
+
+async def announce(services: Services, rec) -> None:
+    """Posts a stored recording's progress reply in its thread, for a try claimed with
+    `storage.thread.claim_announcement`. At most once: the reply carries the recording's metadata, so a later
+    try (after a crash or a failure) or the job showing its outcome finds and edits it; of two replies that
+    raced, the one stored first stays. A failure is logged; the next try comes when the hold runs out."""
+    from storage.recordings import RecordingNotFound
+    from storage.thread import set_reply_ts
+
+    try:
+        client = await services.client_for(rec.team_id)
+        if not rec.file_checked:
+            try:
+                info = await file_info(client, rec.file_id)
+            except MediaError:  # deleted before anyone looked
+                info = {}
+            if (rec := await checked_file(services, rec, info)) is None:
+                return
+        ts = await show_reply(client, recording_id=rec.id, channel=rec.channel_id,
+                              thread_ts=rec.thread_ts or rec.message_ts, msg=render_progress(rec.file_name),
+                              look_first=rec.announce_tries > 1)
+        try:
+            stored = await set_reply_ts(services.db, rec.id, ts)
+        except RecordingNotFound:  # deleted meanwhile (an uninstall): the reply has nothing to report
+            await client.chat_delete(channel=rec.channel_id, ts=ts)
+            return
+        await keep_stored(client, rec.channel_id, ts, stored, None)
+    except (SlackApiError, aiohttp.ClientError, TimeoutError, NotInstalled) as exc:
+        detail = exc.response.get("error") if isinstance(exc, SlackApiError) else f"{type(exc).__name__}: {exc}"
+        log.warning("recording %s: progress reply not posted (try %d: %s); will try again [ref %s]", rec.id,
+                    rec.announce_tries, detail, new_ref())
 
 
 async def enrolled_among(services: Services, team_id: str, members: list[str]) -> list[VoiceprintInput]:

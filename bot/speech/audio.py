@@ -91,12 +91,13 @@ def _header_duration(container, stream) -> float | None:
 
 
 def stated_duration(path: Path) -> float | None:
-    """The duration a media file's header states, without decoding; None when it says none or is unreadable."""
+    """The duration a media file's header states, without decoding (the bot's length check before any engine
+    sees the file, and the engine job's deadline); None when it says none or is unreadable."""
     try:
         with _open(path, Path(path).name) as container:
             streams = container.streams.audio
             return _header_duration(container, streams[0]) if streams else None
-    except Exception:  # noqa: BLE001 — a guess for a deadline; decoding reports the real problem later
+    except Exception:  # noqa: BLE001 — decoding reports the real problem (and checks the length) later
         return None
 
 

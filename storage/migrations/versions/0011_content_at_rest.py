@@ -15,7 +15,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision: str = "0011_content_at_rest"
-down_revision: str | None = "0009_reidentify_cooldown"
+down_revision: str | None = "0010_intake"
 branch_labels: str | None = None
 depends_on: str | None = None
 
