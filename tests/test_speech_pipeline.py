@@ -165,3 +165,62 @@ def test_to_segments_fills_short_gaps_and_drops_short_turns():
     assert len(turns) == 1
     assert abs(turns[0][1] - reconstruction.frame_time(10)) <= FRAME_STEP
     assert abs(turns[0][2] - reconstruction.frame_time(99)) <= FRAME_STEP
+
+
+# ---- v3 (bot.speech.v3): the stages after the streaming pass -------------------------------------------
+
+
+def test_v3_speech_where_silence_is_unlikely_enough_even_when_most_likely():
+    from bot.speech.v3 import frames
+
+    probs = np.zeros((1, 3, 7), np.float32)
+    probs[0, 0] = [0.55, 0.3, 0.05, 0.0, 0.1, 0.0, 0.0]  # silence most likely, but 1 − P(silence) = 0.45
+    probs[0, 1] = [0.8, 0.1, 0.1, 0.0, 0.0, 0.0, 0.0]  # 0.2: silence
+    probs[0, 2] = [0.1, 0.2, 0.0, 0.0, 0.7, 0.0, 0.0]  # speakers 1 and 2 together
+    assert frames.local_activity(probs, 0.4, 0.5)[0].tolist() == [[1, 0, 0], [0, 0, 0], [1, 1, 0]]
+    assert frames.local_activity(probs, 0.5, 0.5)[0].tolist() == [[0, 0, 0], [0, 0, 0], [1, 1, 0]]
+    assert frames.local_activity(probs, 0.4, 0.1)[0].tolist() == [[1, 1, 0], [0, 0, 0], [1, 1, 0]]  # P(two) 0.1
+
+
+def test_v3_count_is_averaged_over_the_windows_covering_a_frame():
+    from bot.speech.v3 import frames
+
+    grid = frames.Frames(10.0, 2)
+    two = np.zeros((FRAMES, 3), np.uint8)
+    two[:, :2] = 1
+    one = two.copy()
+    one[:, 1] = 0
+    for local in (two, two, one):  # averaged: 5/3 speakers
+        grid.add_count(0.0, local)
+    assert grid.count(0.5, 1.5)[:FRAMES].tolist() == [2] * FRAMES
+    assert grid.count(0.5, 1.8)[:FRAMES].tolist() == [1] * FRAMES
+    assert grid.count(0.5, 1.5)[FRAMES + 5] == 0  # not covered: silence
+
+
+def test_v3_frames_of_a_local_speaker_go_to_its_nearest_run():
+    from bot.speech.v3 import frames
+
+    runs = np.zeros((1, 100, 3), np.uint8)
+    runs[0, 10:20, 0] = runs[0, 60:80, 1] = runs[0, 30:40, 2] = 1
+    parents = np.array([[0, 0, 1]])
+    local = np.zeros((1, 100, 3), np.uint8)
+    local[0, 5:25, 0] = local[0, 45:85, 0] = local[0, 30:40, 1] = 1
+    slots = frames.slot_activity(local, runs, parents)
+    assert slots[0, 5:25, 0].all() and slots[0, 45:85, 1].all() and slots[0, 30:40, 2].all()
+    assert slots.sum() == local.sum()
+
+
+def test_v3_a_run_too_short_to_embed_takes_the_speaker_heard_around_it_but_not_one_held_in_its_window():
+    from bot.speech.v3 import frames
+
+    grid = frames.Frames(20.0, 3)
+    grid.activity[100:200, 1] = 3  # speaker 1 all around, speaker 2 a little
+    grid.activity[100:200, 2] = 1
+    grid.covered[:] = 3
+    slots = np.zeros((1, FRAMES, 3), np.uint8)
+    slots[0, 140:150, 0] = slots[0, 100:200, 1] = 1
+    starts = np.array([0.0])
+    mapping = np.array([[-1, 1, -1]])
+    assert frames.fill(starts, slots, mapping, np.array([[0, 1, -1]]), grid, 20).tolist() == [[2, 1, -1]]
+    mapping = np.array([[-1, 0, -1]])  # the other local speaker is speaker 0: the short run joins speaker 1
+    assert frames.fill(starts, slots, mapping, np.array([[0, 1, -1]]), grid, 20).tolist() == [[1, 0, -1]]

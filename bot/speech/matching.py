@@ -28,7 +28,8 @@ class Calibration:
     threshold: float  # the recommended `matching.threshold`
 
 
-CALIBRATIONS = {"v1": Calibration(0.75, 0.042, 60.0), "v2": Calibration(0.761, 0.0335, 75.0)}
+CALIBRATIONS = {"v1": Calibration(0.75, 0.042, 60.0), "v2": Calibration(0.761, 0.0335, 75.0),
+                "v3": Calibration(0.761, 0.0335, 75.0)}
 # The embedded engine's default pipeline; v1 stays runnable as the benchmark's baseline.
 DEFAULT_DIARIZATION = "v2"
 CAL_MIDPOINT = CALIBRATIONS[DEFAULT_DIARIZATION].midpoint

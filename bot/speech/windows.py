@@ -169,7 +169,7 @@ def segments_from_windows(wins: list[tuple[float, float]], labels: np.ndarray
     return [(lab, s, e) for lab, s, e in segs if e - s >= MIN_SEGMENT]
 
 
-DIARIZATION_VERSIONS = ("v2", "v1")
+DIARIZATION_VERSIONS = ("v2", "v1", "v3")
 
 
 class SpeakerModels:
@@ -203,10 +203,11 @@ class SpeakerModels:
             self.campp = torch.jit.optimize_for_inference(torch.jit.freeze(traced.eval()))
         self.embed(np.zeros(3 * SAMPLE_RATE, np.float32), [(0.0, WINDOW), (1.0, 2.5)])  # warm up
         self.v2 = None
-        if diarization == "v2":
+        if diarization in ("v2", "v3"):  # `v2`: the segmentation pipeline, v2's or v3's
             from bot.speech.diarization import SpeakerDiarization
+            from bot.speech.v3.pipeline import SpeakerDiarizationV3
 
-            self.v2 = SpeakerDiarization(threads=self.threads)
+            self.v2 = (SpeakerDiarizationV3 if diarization == "v3" else SpeakerDiarization)(threads=self.threads)
             self.v2(np.zeros(12 * SAMPLE_RATE, np.float32) + np.float32(1e-3))  # warm up
 
     def speech_probabilities(self, samples: np.ndarray, progress: Progress | None = None,
