@@ -22,8 +22,8 @@ from bot.speech.segmentation import FRAME_STEP
 
 @dataclass(frozen=True)
 class AnchorParams:
-    merge: float = 0.7  # cosine of a speaker's centroid to a voiceprint: two speakers both this close are one
-    claim: float = 0.6  # cosine of a run to a voiceprint for it to count as that person's
+    merge: float = 0.75  # cosine of a speaker's centroid to a voiceprint: two speakers both this close are one
+    claim: float = 0.55  # cosine of a run to a voiceprint for it to count as that person's
     margin: float = 0.05  # ... and at least this much closer to it than to any other voiceprint
     share: float = 0.25  # a split needs each of two voiceprints to claim this share of a speaker's training speech
     min_seconds: float = 8.0  # ... and this much speech each

@@ -2,7 +2,7 @@
 
 - Only runs long enough to trust shape the clusters (CAM++ separates people well on 2 s pieces, weakly on 0.5 s);
   shorter ones are assigned to the nearest speaker afterwards.
-- A cluster is a speaker only if it holds enough speech; a smaller one's runs go to their nearest speaker.
+- A cluster is a speaker only if it holds enough runs; a smaller one's runs go to their nearest speaker.
 - Speakers whose centroids are close are merged, unless segmentation heard them as two different local speakers
   of one window often enough: then they are two people however alike they sound.
 - Two runs of different local speakers of one window are two people (assignment under that constraint).
@@ -24,9 +24,9 @@ class CountingParams:
     train_seconds: float = 1.0  # runs with less speech than this do not shape the clusters
     threshold: float = 0.675  # centroid-linkage distance (euclidean, L2-normalised) where merging stops
     min_cluster_size: int = 6  # training runs; fewer make no speaker of their own
-    min_speech: float = 0.0  # seconds of training speech; less makes no speaker of their own
-    merge: float = 1.0  # cosine between speaker centroids at which they are one (1.0: never)
-    conflict: float = 0.1  # ... unless this share of the smaller one's windows holds both as two local speakers
+    merge: float = 0.7  # cosine between speaker centroids at which they are one (1.0: never) ...
+    conflict: float = 0.3  # ... unless this share of the smaller one's windows holds both as two local speakers
+    same: float = 0.85  # cosine at which they are one all the same (one voice that segmentation split in two)
     refine: int = 2  # rounds of: centroids from the assigned runs, then assign again
 
 
@@ -41,8 +41,8 @@ def speakers(local: LocalResult, p: CountingParams, num: int | None = None, min_
         train = embedded
     cents = clustering.cluster(flat[train], p.threshold, p.min_cluster_size, num, min_n, max_n)
     mapping = clustering.assign(local.embeddings, cents, local.parents)
-    if p.min_speech > 0 or p.merge < 1.0:
-        cents, mapping = _settle(local, flat, frames, train, cents, mapping, p, num, min_n, max_n)
+    if p.merge < 1.0:
+        cents, mapping = _merge(local, flat, train, cents, mapping, p, num, min_n, max_n)
     for _ in range(p.refine):
         cents = clustering.refined(flat, train, mapping.reshape(-1), cents)
         mapping = clustering.assign(local.embeddings, cents, local.parents)
@@ -64,28 +64,27 @@ def conflicts(mapping: np.ndarray, parents: np.ndarray, k: int) -> tuple[np.ndar
     return both, held
 
 
-def _settle(local, flat, frames, train, cents, mapping, p: CountingParams, num, min_n, max_n):
-    """Drop speakers with too little speech, then merge close ones that never talk as two local speakers."""
+def _merge(local, flat, train, cents, mapping, p: CountingParams, num, min_n, max_n):
+    """Merge the closest pair of speakers while their centroids are at least `merge` alike and segmentation did
+    not hear them as two local speakers of one window (in more than `conflict` of the windows of the rarer one),
+    or at least `same` alike whatever it heard; always while there are more than `max_n`."""
     lo = num or min_n or 1
     hi = num or max_n or len(cents)
     while len(cents) > lo:
         labels = mapping.reshape(-1)
-        speech = np.array([frames[train & (labels == k)].sum() * FRAME_STEP for k in range(len(cents))])
+        cents = clustering.refined(flat, train, labels, cents)
         sims = cents @ cents.T
         np.fill_diagonal(sims, -np.inf)
-        if speech.min() < p.min_speech:
-            keep = np.delete(np.arange(len(cents)), int(np.argmin(speech)))
-        else:
+        if len(cents) <= hi:
             both, held = conflicts(mapping, local.parents, len(cents))
             share = both / np.maximum(np.minimum.outer(held, held), 1)
-            sims[share > p.conflict] = -np.inf
-            a, b = np.unravel_index(int(np.argmax(sims)), sims.shape)
-            if sims[a, b] < p.merge and len(cents) <= hi:
-                break
-            members = train & ((labels == a) | (labels == b))
-            cents = cents.copy()
-            cents[a] = l2(flat[members].mean(0)) if members.any() else cents[a]
-            keep = np.delete(np.arange(len(cents)), b)
-        cents = cents[keep]
+            sims[(share > p.conflict) & (sims < p.same)] = -np.inf
+        a, b = np.unravel_index(int(np.argmax(sims)), sims.shape)
+        if sims[a, b] < p.merge and len(cents) <= hi:
+            break
+        members = train & ((labels == a) | (labels == b))
+        cents = cents.copy()
+        cents[a] = l2(flat[members].mean(0)) if members.any() else cents[a]
+        cents = np.delete(cents, b, axis=0)
         mapping = clustering.assign(local.embeddings, cents, local.parents)
     return cents, mapping
