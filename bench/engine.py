@@ -121,16 +121,42 @@ class VoiceIdV1(VoiceId):
 
 
 class VoiceIdV3(VoiceId):
-    """v3; its variants (without anchors, with the count hint) share one loaded model and each file's streaming
-    pass, which is the same for all of them (only the stages after it differ)."""
+    """v3; its variants (without anchors, with the count hint) and v2 share one loaded model, each file's
+    streaming pass and each clip's voiceprint, which are the same for all of them (v2's streaming pass is v3's,
+    bit for bit, less the probabilities v3 also keeps; only the stages after it differ)."""
 
     _shared: tuple | None = None
 
     def __init__(self):
         if VoiceIdV3._shared is None:
             super().__init__("v3")
-            VoiceIdV3._shared = (self.models, memo_local(self.models.v2))
+            VoiceIdV3._shared = (self.models, memo_local(self.models.v2), {})
         self.models = VoiceIdV3._shared[0]
+
+    def voiceprint(self, clip: np.ndarray) -> np.ndarray:
+        import hashlib
+
+        kept = VoiceIdV3._shared[2]
+        key = hashlib.sha1(np.ascontiguousarray(clip).tobytes()).hexdigest()
+        if key not in kept:
+            kept[key] = super().voiceprint(clip)
+        return kept[key]
+
+
+class VoiceIdV2(VoiceIdV3):
+    """v2 on the shared streaming pass: v2's clustering and reconstruction, v2's models' view."""
+
+    def __init__(self):
+        import copy
+
+        from bot.speech.diarization import DiarizationParams, SpeakerDiarization
+
+        super().__init__()
+        pipeline = SpeakerDiarization.__new__(SpeakerDiarization)
+        pipeline.__dict__.update(self.models.v2.__dict__)  # the memoised `local` included
+        pipeline.params = DiarizationParams()
+        self.models = copy.copy(self.models)
+        self.models.v2, self.models.diarization = pipeline, "v2"
 
 
 def memo_local(pipeline):
@@ -225,7 +251,7 @@ class RawSenko:
 
 
 SYSTEMS = {"senko": ("raw senko 0.2.2 (baseline)", RawSenko), "v1": ("voiceid v1 (VAD windows)", VoiceIdV1),
-           "v2": ("voiceid v2 (segmentation)", VoiceId), "v3": ("voiceid v3", VoiceIdV3),
+           "v2": ("voiceid v2 (segmentation)", VoiceIdV2), "v3": ("voiceid v3", VoiceIdV3),
            "v3-noanchors": ("v3 without anchors", VoiceIdV3NoAnchors),
            "v3-hint": ("v3 told the true count", VoiceIdV3Hint)}
 
@@ -339,8 +365,8 @@ def recordings(system, part: M.Part, result: Result) -> None:
 def speed_child(system_name: str, wav: str, clip: str) -> dict:
     from bot.speech.audio import decode
 
-    # v3 without its accuracy runs' memo, which would hold the whole recording
-    system = VoiceId("v3") if system_name == "v3" else SYSTEMS[system_name][1]()
+    # v2 and v3 on their own, without the accuracy runs' memo, which would hold the whole recording
+    system = VoiceId(system_name) if system_name in ("v2", "v3") else SYSTEMS[system_name][1]()
     import soundfile as sf
 
     clip_samples = decode(Path(clip)).samples
