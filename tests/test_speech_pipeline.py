@@ -257,7 +257,7 @@ def test_v3_one_voice_split_in_two_clusters_is_merged_but_two_people_heard_toget
     from bot.speech.v3 import counting
 
     rng = np.random.default_rng(3)
-    voices, runs = _voices(rng, 2)
+    _, runs = _voices(rng, 2)
     # Voice 0 in two groups (windows 0-9 and 10-19) that clustering kept apart; voice 1 beside it in every window.
     emb = np.full((20, 3, 192), np.nan)
     emb[:, 0], emb[:, 1] = runs(0, 20), runs(1, 20)
@@ -295,3 +295,19 @@ def test_v3_anchors_split_a_speaker_whose_runs_two_voiceprints_claim_and_merge_t
     halves = np.stack([l2(emb[:15, 1].mean(0)), l2(emb[15:, 1].mean(0)), l2(emb[:, 0].mean(0))])
     split = clustering.assign(local.embeddings, halves, np.tile([1, 0], (30, 1)))
     assert len(anchored(local, halves, split, train, voices[[2]], p)[0]) == 2
+
+
+def test_v3_counting_honours_the_speaker_count_hints():
+    from bot.speech.v3 import counting
+
+    rng = np.random.default_rng(5)
+    _, runs = _voices(rng, 3, spread=0.1)
+    emb = np.full((30, 3, 192), np.nan)
+    for k in range(3):
+        emb[:, k] = runs(k, 30)
+    local = _local(emb, np.tile([0, 1, 2], (30, 1)))
+    p = counting.CountingParams()
+    assert len(counting.speakers(local, p)[0]) == 3
+    assert len(counting.speakers(local, p, num=2)[0]) == 2
+    assert len(counting.speakers(local, p, max_n=2)[0]) == 2
+    assert len(counting.speakers(local, p, min_n=4)[0]) == 4

@@ -30,8 +30,8 @@ class Calibration:
 
 CALIBRATIONS = {"v1": Calibration(0.75, 0.042, 60.0), "v2": Calibration(0.761, 0.0335, 75.0),
                 "v3": Calibration(0.761, 0.0335, 75.0)}
-# The embedded engine's default pipeline; v1 stays runnable as the benchmark's baseline.
-DEFAULT_DIARIZATION = "v2"
+# The embedded engine's default pipeline; v1 and v2 stay runnable as the benchmark's baselines.
+DEFAULT_DIARIZATION = "v3"
 CAL_MIDPOINT = CALIBRATIONS[DEFAULT_DIARIZATION].midpoint
 RECOMMENDED_THRESHOLD = CALIBRATIONS[DEFAULT_DIARIZATION].threshold
 
