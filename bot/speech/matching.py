@@ -10,7 +10,8 @@ i.e. a logistic regression of "same person" on `s` with balanced classes: 50 mea
 equally likely. The recommended threshold is the middle (rounded to 5) of the range that makes the fewest
 errors on those pairs, never under 50. Each diarization pipeline has its own constants, since their speaker
 centroids differ: v2 (a centroid made as voiceprints are, from 1.5 s windows of the speaker's own speech; 20
-tuning meetings) midpoint 0.761, scale 0.0335, threshold 75 (cos 0.798); v1 (the earlier fit) midpoint 0.75,
+tuning meetings) midpoint 0.761, scale 0.0335, threshold 75 (cos 0.798); v3 matches by the same kind of
+centroid and keeps v2's constants; v1 (the earlier fit) midpoint 0.75,
 scale 0.042, threshold 60 (cos 0.767). With these constants the report part names no absent person
 (bench.engine, report table).
 """
