@@ -24,6 +24,7 @@ DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 LIBRI = DATA / "librispeech"
 AMI = DATA / "ami"
 SPEAKERS = DATA / "speakers"
+CALLS = DATA / "calls"
 READERS = ["1688", "1998", "2033", "2414", "2609"]
 OVERLAP_TURNS = 0.45  # share of turns that start before the previous one ends
 OVERLAP_SECONDS = (1.0, 3.5)  # how far such a turn reaches back into the previous one
@@ -40,18 +41,24 @@ class Part:
     people: tuple[str, ...]
     ami_files: tuple[str, ...]
     ami_enrolled: str
+    calls: tuple[str, ...] = ()  # real phone calls in `calls/` (`<name>.flac` with `<name>.rttm`)
 
 
 TUNING = Part("tuning", ("1688", "1998", "vctk_p225", "vctk_p226", "vctk_p227", "vctk_p228", "vctk_p229",
                          "vctk_p232", "vctk_p287"),
-              ("sample", "trn01", "trn02", "trn03", "trn04", "trn05"), "trn05")
+              ("sample", "trn01", "trn02", "trn03", "trn04", "trn05"), "trn05", ("aws_lca_autorepairs_40",))
 REPORT = Part("report", ("2033", "2414", "2609", "arctic_bdl", "arctic_clb", "arctic_slt", "ljspeech_LJ"),
               ("trn06", "trn07", "trn08", "trn09"), "trn06")
 PARTS = {p.name: p for p in (TUNING, REPORT)}
 
 
 def data_available() -> bool:
-    return LIBRI.is_dir() and AMI.is_dir() and SPEAKERS.is_dir()
+    return LIBRI.is_dir() and AMI.is_dir() and SPEAKERS.is_dir() and CALLS.is_dir()
+
+
+def call(name: str) -> tuple[np.ndarray, list[tuple[str, float, float]]]:
+    """A phone call's samples and its (derived) reference."""
+    return read(CALLS / f"{name}.flac"), load_rttm(CALLS / f"{name}.rttm")[name]
 
 
 @lru_cache(maxsize=512)
@@ -133,13 +140,14 @@ def ami_speaker_clip(file_id: str = "trn06", max_seconds: float = 20.0) -> tuple
     return who, x[alone][: int(max_seconds * SR)]
 
 
-def meeting(part: Part, seed: int, minutes: float = 2.5) -> Meeting:
-    """One simulated meeting of `part`'s people (see the module docstring)."""
-    rng = random.Random(f"{part.name}-{seed}")
+def meeting(part: Part, seed: int, minutes: float = 2.5, people: int = 4) -> Meeting:
+    """One simulated meeting of `part`'s people (see the module docstring); `people` present (4 by default; the
+    last of them not enrolled), named `<part>-<seed>` for four, `<part>-<people>p-<seed>` otherwise."""
+    rng = random.Random(f"{part.name}-{seed}" if people == 4 else f"{part.name}-{people}p-{seed}")
     order = list(part.people)
     rng.shuffle(order)
-    present, absent_person = order[:4], order[4]
-    unknown = present[3]
+    present, absent_person = order[:people], order[people]
+    unknown = present[-1]
     enrollment: dict[str, np.ndarray] = {}
     pool: dict[str, list[tuple[np.ndarray, str | None]]] = {}
     for person in present + [absent_person]:
@@ -176,7 +184,8 @@ def meeting(part: Part, seed: int, minutes: float = 2.5) -> Meeting:
         turns.append((person, piece))
         total += len(piece) + int(0.6 * SR)
         last, last_sentence = person, said
-    return _mix(f"{part.name}-{seed}", rng, turns, enrollment, present, [unknown],
+    return _mix(f"{part.name}-{seed}" if people == 4 else f"{part.name}-{people}p-{seed}", rng, turns, enrollment,
+                present, [unknown],
                 [absent_person, f"AMI-{ami_label}"])
 
 

@@ -36,10 +36,10 @@ async def test_an_engine_without_diarize_refuses_it_as_a_bad_request():
 
 @pytest_asyncio.fixture(scope="module", loop_scope="module")
 async def local_engine():
-    """The embedded engine with the overlap-aware v2 pipeline (the default, v1, has no overlap to find)."""
+    """The embedded engine with its default, overlap-aware pipeline (v3)."""
     from bot.engines.local import LocalEngine
 
-    engine = LocalEngine(workers=1, diarization="v2")
+    engine = LocalEngine(workers=1)
     yield engine
     await engine.close()
 

@@ -165,3 +165,149 @@ def test_to_segments_fills_short_gaps_and_drops_short_turns():
     assert len(turns) == 1
     assert abs(turns[0][1] - reconstruction.frame_time(10)) <= FRAME_STEP
     assert abs(turns[0][2] - reconstruction.frame_time(99)) <= FRAME_STEP
+
+
+# ---- v3 (bot.speech.v3): the stages after the streaming pass -------------------------------------------
+
+
+def test_v3_speech_where_silence_is_unlikely_enough_even_when_most_likely():
+    from bot.speech.v3 import frames
+
+    probs = np.zeros((1, 3, 7), np.float32)
+    probs[0, 0] = [0.55, 0.3, 0.05, 0.0, 0.1, 0.0, 0.0]  # silence most likely, but 1 − P(silence) = 0.45
+    probs[0, 1] = [0.8, 0.1, 0.1, 0.0, 0.0, 0.0, 0.0]  # 0.2: silence
+    probs[0, 2] = [0.1, 0.2, 0.0, 0.0, 0.7, 0.0, 0.0]  # speakers 1 and 2 together
+    assert frames.local_activity(probs, 0.4, 0.5)[0].tolist() == [[1, 0, 0], [0, 0, 0], [1, 1, 0]]
+    assert frames.local_activity(probs, 0.5, 0.5)[0].tolist() == [[0, 0, 0], [0, 0, 0], [1, 1, 0]]
+    assert frames.local_activity(probs, 0.4, 0.1)[0].tolist() == [[1, 1, 0], [0, 0, 0], [1, 1, 0]]  # P(two) 0.1
+
+
+def test_v3_count_is_averaged_over_the_windows_covering_a_frame():
+    from bot.speech.v3 import frames
+
+    grid = frames.Frames(10.0, 2)
+    two = np.zeros((FRAMES, 3), np.uint8)
+    two[:, :2] = 1
+    one = two.copy()
+    one[:, 1] = 0
+    for local in (two, two, one):  # averaged: 5/3 speakers
+        grid.add_count(0.0, local)
+    assert grid.count(0.5, 1.5)[:FRAMES].tolist() == [2] * FRAMES
+    assert grid.count(0.5, 1.8)[:FRAMES].tolist() == [1] * FRAMES
+    assert grid.count(0.5, 1.5)[FRAMES + 5] == 0  # not covered: silence
+
+
+def test_v3_frames_of_a_local_speaker_go_to_its_nearest_run():
+    from bot.speech.v3 import frames
+
+    runs = np.zeros((1, 100, 3), np.uint8)
+    runs[0, 10:20, 0] = runs[0, 60:80, 1] = runs[0, 30:40, 2] = 1
+    parents = np.array([[0, 0, 1]])
+    local = np.zeros((1, 100, 3), np.uint8)
+    local[0, 5:25, 0] = local[0, 45:85, 0] = local[0, 30:40, 1] = 1
+    slots = frames.slot_activity(local, runs, parents)
+    assert slots[0, 5:25, 0].all() and slots[0, 45:85, 1].all() and slots[0, 30:40, 2].all()
+    assert slots.sum() == local.sum()
+
+
+def test_v3_a_run_too_short_to_embed_takes_the_speaker_heard_around_it_but_not_one_held_in_its_window():
+    from bot.speech.v3 import frames
+
+    grid = frames.Frames(20.0, 3)
+    grid.activity[100:200, 1] = 3  # speaker 1 all around, speaker 2 a little
+    grid.activity[100:200, 2] = 1
+    grid.covered[:] = 3
+    slots = np.zeros((1, FRAMES, 3), np.uint8)
+    slots[0, 140:150, 0] = slots[0, 100:200, 1] = 1
+    starts = np.array([0.0])
+    mapping = np.array([[-1, 1, -1]])
+    assert frames.fill(starts, slots, mapping, np.array([[0, 1, -1]]), grid, 20).tolist() == [[2, 1, -1]]
+    mapping = np.array([[-1, 0, -1]])  # the other local speaker is speaker 0: the short run joins speaker 1
+    assert frames.fill(starts, slots, mapping, np.array([[0, 1, -1]]), grid, 20).tolist() == [[1, 0, -1]]
+
+
+def _local(embeddings: np.ndarray, parents: np.ndarray, seconds: float = 3.0):
+    """A LocalResult holding only what counting and anchors read: embeddings, parents, speech per run."""
+    from bot.speech.diarization import LocalResult
+
+    w, s = parents.shape
+    return LocalResult(starts=np.arange(w) * 2.5, activity=np.zeros((w, FRAMES, s), np.uint8),
+                       embeddings=embeddings.astype(np.float32),
+                       speech_frames=np.where(parents >= 0, round(seconds / FRAME_STEP), 0),
+                       parents=parents.astype(np.int8), duration=w * 2.5 + 7.5, peak=0.5)
+
+
+def _voices(rng, n: int, dim: int = 192, spread: float = 0.3):
+    """n voices and a sampler of noisy runs of each (cosine about 0.9 to their voice)."""
+    v = l2(rng.normal(size=(n, dim)))
+    return v, lambda k, m: l2(v[k] + spread * rng.normal(size=(m, dim)) / np.sqrt(dim) * 3)
+
+
+def test_v3_conflicts_count_windows_where_two_speakers_are_two_local_speakers():
+    from bot.speech.v3.counting import conflicts
+
+    mapping = np.array([[0, 1, -1], [0, 0, 2], [1, 2, -1]])
+    parents = np.array([[0, 1, -1], [0, 0, 1], [0, 0, -1]])  # window 2: speakers 1 and 2 are one local speaker
+    both, held = conflicts(mapping, parents, 3)
+    assert held.tolist() == [2, 2, 2]
+    assert both[0, 1] == 1 and both[0, 2] == 1 and both[1, 2] == 0 and both[1, 0] == 1
+
+
+def test_v3_one_voice_split_in_two_clusters_is_merged_but_two_people_heard_together_are_not():
+    from bot.speech.v3 import counting
+
+    rng = np.random.default_rng(3)
+    _, runs = _voices(rng, 2)
+    # Voice 0 in two groups (windows 0-9 and 10-19) that clustering kept apart; voice 1 beside it in every window.
+    emb = np.full((20, 3, 192), np.nan)
+    emb[:, 0], emb[:, 1] = runs(0, 20), runs(1, 20)
+    parents = np.tile([0, 1, -1], (20, 1))
+    local = _local(emb, parents)
+    cents = np.stack([l2(emb[:10, 0].mean(0)), l2(emb[10:, 0].mean(0)), l2(emb[:, 1].mean(0))])
+    mapping = clustering.assign(local.embeddings, cents, local.parents)
+    p = counting.CountingParams()
+    flat, train = emb.reshape(-1, 192), np.isfinite(emb.reshape(-1, 192)[:, 0])
+    merged, _ = counting._merge(local, flat, train, cents, mapping, p, None, None, None)
+    assert len(merged) == 2
+    assert len(counting._merge(local, flat, train, cents, mapping, p, 3, None, None)[0]) == 3  # numSpeakers=3
+
+
+def test_v3_anchors_split_a_speaker_whose_runs_two_voiceprints_claim_and_merge_two_that_one_claims():
+    from bot.speech.v3.anchors import AnchorParams, anchored
+
+    rng = np.random.default_rng(4)
+    voices, runs = _voices(rng, 4)
+    emb = np.full((30, 2, 192), np.nan)
+    emb[:15, 0], emb[15:, 0] = runs(0, 15), runs(1, 15)  # people 0 and 1 take turns: one local speaker each time
+    emb[:, 1] = runs(2, 30)
+    parents = np.tile([0, 1], (30, 1))
+    local = _local(emb, parents)
+    train = np.isfinite(emb.reshape(-1, 192)[:, 0])
+    cents = np.stack([l2(emb[:, 0].mean(0)), l2(emb[:, 1].mean(0))])  # 0 and 1 clustered as one speaker
+    mapping = clustering.assign(local.embeddings, cents, local.parents)
+    p = AnchorParams()
+    new, m = anchored(local, cents, mapping, train, voices[[0, 1]], p)
+    assert len(new) == 3 and len({*m[:15, 0]}) == 1 and m[0, 0] != m[20, 0]
+    # An absent person's voiceprint (voice 3) changes nothing; nor does a max speakers of 2.
+    assert len(anchored(local, cents, mapping, train, voices[[3]], p)[0]) == 2
+    assert len(anchored(local, cents, mapping, train, voices[[0, 1]], p, max_n=2)[0]) == 2
+    # Person 2 split into two speakers that both match their voiceprint: one again.
+    halves = np.stack([l2(emb[:15, 1].mean(0)), l2(emb[15:, 1].mean(0)), l2(emb[:, 0].mean(0))])
+    split = clustering.assign(local.embeddings, halves, np.tile([1, 0], (30, 1)))
+    assert len(anchored(local, halves, split, train, voices[[2]], p)[0]) == 2
+
+
+def test_v3_counting_honours_the_speaker_count_hints():
+    from bot.speech.v3 import counting
+
+    rng = np.random.default_rng(5)
+    _, runs = _voices(rng, 3, spread=0.1)
+    emb = np.full((30, 3, 192), np.nan)
+    for k in range(3):
+        emb[:, k] = runs(k, 30)
+    local = _local(emb, np.tile([0, 1, 2], (30, 1)))
+    p = counting.CountingParams()
+    assert len(counting.speakers(local, p)[0]) == 3
+    assert len(counting.speakers(local, p, num=2)[0]) == 2
+    assert len(counting.speakers(local, p, max_n=2)[0]) == 2
+    assert len(counting.speakers(local, p, min_n=4)[0]) == 4

@@ -59,6 +59,7 @@ class LocalResult:
     parents: np.ndarray  # (windows, slots) int8: the run's local speaker, -1 for an empty slot
     duration: float
     peak: float
+    probabilities: np.ndarray | None = None  # (windows, FRAMES, 7) float16 powerset probabilities, when kept
 
 
 @dataclass
@@ -92,6 +93,7 @@ class SpeakerDiarization:
         self.segmentation = segmentation or SegmentationModel()
         self.embedder = embedder or Embedder()
         self.threads = max(1, threads)
+        self.keep_probabilities = False  # v3 reconstructs from them
         self._pool = None
         if self.threads > 1:
             from concurrent.futures import ThreadPoolExecutor
@@ -101,12 +103,13 @@ class SpeakerDiarization:
                 self.embedder.map = self._pool.map
 
     def __call__(self, audio, num: int | None = None, min_n: int | None = None, max_n: int | None = None,
-                 progress: Progress | None = None, total_samples: int | None = None) -> DiarizationResult:
+                 progress: Progress | None = None, total_samples: int | None = None,
+                 anchors: np.ndarray | None = None) -> DiarizationResult:
         if total_samples is None and isinstance(audio, np.ndarray):
             total_samples = len(audio)
         report = progress or (lambda f: None)
         local = self.local(audio, lambda f: report(0.9 * f), total_samples)
-        out = self.cluster(local, num, min_n, max_n)
+        out = self.cluster(local, num, min_n, max_n, anchors)
         report(1.0)
         return out
 
@@ -132,7 +135,7 @@ class SpeakerDiarization:
         p = self.params
         step = int(p.step * SAMPLE_RATE)
         expected = max(1, (total_samples or 0) // step + 1)
-        starts, acts, embs, used, parents = [], [], [], [], []
+        starts, acts, embs, used, parents, probs = [], [], [], [], [], []
         batch: list[tuple[int, np.ndarray]] = []
         peak, total = 0.0, 0
 
@@ -146,7 +149,10 @@ class SpeakerDiarization:
 
         def flush():
             windows = np.stack([w for _, w in batch])
-            local = powerset_to_multilabel(self._segment(windows))
+            logp = self._segment(windows)
+            if self.keep_probabilities:
+                probs.extend(np.exp(logp).astype(np.float16))
+            local = powerset_to_multilabel(logp)
             runs = [speaker_runs(act, int(p.run_pause / FRAME_STEP), p.slots) for act in local]
             activity = np.stack([r for r, _ in runs])
             min_clean = int(p.clean_seconds / FRAME_STEP)
@@ -181,11 +187,13 @@ class SpeakerDiarization:
             embeddings=np.stack(embs) if embs else np.zeros((0, p.slots, DIM), np.float32),
             speech_frames=np.stack(used) if used else np.zeros((0, p.slots), int),
             parents=np.stack(parents) if parents else np.zeros((0, p.slots), np.int8),
-            duration=total / SAMPLE_RATE, peak=peak)
+            duration=total / SAMPLE_RATE, peak=peak,
+            probabilities=np.stack(probs) if probs else None)
 
     def cluster(self, local: LocalResult, num: int | None = None, min_n: int | None = None,
-                max_n: int | None = None) -> DiarizationResult:
-        """Global clustering and reconstruction (no audio needed: cheap to re-run with other parameters)."""
+                max_n: int | None = None, anchors: np.ndarray | None = None) -> DiarizationResult:
+        """Global clustering and reconstruction (no audio needed: cheap to re-run with other parameters).
+        v2 does not use `anchors` (the enrolled voices; v3 does)."""
         p = self.params
         flat = local.embeddings.reshape(-1, DIM)
         frames = local.speech_frames.reshape(-1)
@@ -203,27 +211,37 @@ class SpeakerDiarization:
         for start, act, m in zip(local.starts, local.activity, mapping):
             agg.add(start, act, m)
         count = agg.count()
-        binary = reconstruction.top_speakers(agg.activity, count)
-        exclusive = reconstruction.top_speakers(agg.activity, np.minimum(count, 1))
-        turns = reconstruction.to_segments(binary, local.duration, p.min_duration_off, p.min_duration_on)
-        only = reconstruction.to_segments(exclusive, local.duration, p.min_duration_off, p.min_duration_on)
-        talk: dict[int, float] = {}
-        for k, s, e in turns:
-            talk[k] = talk.get(k, 0.0) + e - s
-        order = sorted(talk, key=lambda k: -talk[k])
-        names = {k: f"SPEAKER_{i:02d}" for i, k in enumerate(order)}
-        flat_map = mapping.reshape(-1)
-        centroids = {}
-        for k in order:
-            members = (flat_map == k) & train
-            if not members.any():
-                members = (flat_map == k) & embedded
-            centroids[names[k]] = l2(flat[members].mean(0)) if members.any() else cents[k]
-        layers = binary.sum(1)
-        return DiarizationResult(
-            segments=[(names[k], s, e) for k, s, e in turns if k in names],
-            exclusive=[(names[k], s, e) for k, s, e in only if k in names],
-            centroids=centroids,
-            speech=float(np.count_nonzero(layers >= 1) * FRAME_STEP),
-            overlap=float(np.count_nonzero(layers >= 2) * FRAME_STEP),
-            duration=local.duration, peak=local.peak)
+        return result(local, agg.activity, count, mapping, cents, train, p.min_duration_off, p.min_duration_on)
+
+
+def result(local: LocalResult, activity: np.ndarray, count: np.ndarray, mapping: np.ndarray, cents: np.ndarray,
+           train: np.ndarray, min_off: float = 0.0, min_on: float = 0.0) -> DiarizationResult:
+    """Global frame activity (frames × speakers) and count → turns, exclusive turns, centroids, named by talk time.
+
+    A speaker's centroid is the mean of its training pairs' embeddings (of any pair assigned when it has none)."""
+    binary = reconstruction.top_speakers(activity, count)
+    exclusive = reconstruction.top_speakers(activity, np.minimum(count, 1))
+    turns = reconstruction.to_segments(binary, local.duration, min_off, min_on)
+    only = reconstruction.to_segments(exclusive, local.duration, min_off, min_on)
+    talk: dict[int, float] = {}
+    for k, s, e in turns:
+        talk[k] = talk.get(k, 0.0) + e - s
+    order = sorted(talk, key=lambda k: -talk[k])
+    names = {k: f"SPEAKER_{i:02d}" for i, k in enumerate(order)}
+    flat = local.embeddings.reshape(-1, DIM)
+    embedded = np.isfinite(flat[:, 0]) if len(flat) else np.zeros(0, bool)
+    flat_map = mapping.reshape(-1)
+    centroids = {}
+    for k in order:
+        members = (flat_map == k) & train
+        if not members.any():
+            members = (flat_map == k) & embedded
+        centroids[names[k]] = l2(flat[members].mean(0)) if members.any() else cents[k]
+    layers = binary.sum(1)
+    return DiarizationResult(
+        segments=[(names[k], s, e) for k, s, e in turns if k in names],
+        exclusive=[(names[k], s, e) for k, s, e in only if k in names],
+        centroids=centroids,
+        speech=float(np.count_nonzero(layers >= 1) * FRAME_STEP),
+        overlap=float(np.count_nonzero(layers >= 2) * FRAME_STEP),
+        duration=local.duration, peak=local.peak)

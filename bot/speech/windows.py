@@ -170,7 +170,7 @@ def segments_from_windows(wins: list[tuple[float, float]], labels: np.ndarray
     return [(lab, s, e) for lab, s, e in segs if e - s >= MIN_SEGMENT]
 
 
-DIARIZATION_VERSIONS = ("v2", "v1")
+DIARIZATION_VERSIONS = ("v2", "v1", "v3")
 
 
 class SpeakerModels:
@@ -208,15 +208,17 @@ class SpeakerModels:
 
     @property
     def v2(self):
-        """The segmentation pipeline (None under v1), sharing our CAM++; loaded at first use."""
-        if self.diarization != "v2":
+        """The segmentation pipeline, v2's or v3's (None under v1), sharing our CAM++; loaded at first use."""
+        if self.diarization not in ("v2", "v3"):
             return None
         if self._v2 is None:
             from bot.speech.diarization import SpeakerDiarization
             from bot.speech.segmentation import SegmentationModel
+            from bot.speech.v3.pipeline import SpeakerDiarizationV3
 
-            self._v2 = SpeakerDiarization(segmentation=SegmentationModel(cache=self.cache),
-                                          embedder=self.embedder, threads=self.threads)
+            pipeline = SpeakerDiarizationV3 if self.diarization == "v3" else SpeakerDiarization
+            self._v2 = pipeline(segmentation=SegmentationModel(cache=self.cache), embedder=self.embedder,
+                                threads=self.threads)
         return self._v2
 
     def speech_probabilities(self, samples: np.ndarray, progress: Progress | None = None,
