@@ -309,8 +309,8 @@ class RecordingJob(TranscriptStep):
     async def _complete(self, rec, job: Job) -> None:
         from storage.recordings import complete
 
-        output = job.identify_output()
         result = with_provenance(self.services.engine, job.output or {}, self.services.threshold)
+        output = job.model_copy(update={"output": result}).identify_output()  # the engine's report, made safe
         if not await complete(self.db, rec.id, self.owner, result, output.duration):
             raise LeaseLost()
 
