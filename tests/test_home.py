@@ -207,3 +207,13 @@ async def test_home_lists_the_latest_twenty_within_slacks_block_limit(world):
     assert "23 meeting results Voice ID keeps name you; the latest 20 are listed" in json.dumps(view)
     assert [b["value"] for b in buttons(view, HOME_NOT_ME)] == [button_value(i, "SPEAKER_00")
                                                                 for i in reversed(ids[-20:])], "newest first"
+
+
+@pytest.mark.parametrize("manifest", ["manifest.yml", "manifest.socket-mode.yml"])
+async def test_both_manifests_enable_the_home_tab_and_subscribe_to_its_event(manifest):
+    from pathlib import Path
+
+    text = (Path(__file__).resolve().parents[1] / manifest).read_text()
+    assert "\n    home_tab_enabled: true" in text
+    events = text.split("bot_events:")[1].split("interactivity:")[0]
+    assert "\n      - app_home_opened\n" in events
