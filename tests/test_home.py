@@ -117,7 +117,7 @@ async def test_home_shows_their_enrollment_their_recordings_and_the_retention_sc
     assert "<#C0001>" in text and "91% match" in text and "This is me" in text
     # The consent text they agreed to, as stored, inert.
     assert "&lt;!channel&gt;" in text and "<!channel>" not in text and "<https://evil" not in text
-    assert "local engine" in text and "Enrolled " in text
+    assert "local engine" in text and "Enrolled " in text and "standup.wav" not in text, "no meeting title shown"
     s = bot.settings
     assert views.retention_text(s.result_retention_days, s.audit_retention_days) in text, "the schedule of /enroll help"
     assert views.explanation(s.result_retention_days, s.engine) in shown(view), "the notice the enrollment modal gives"
