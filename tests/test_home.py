@@ -217,3 +217,18 @@ async def test_both_manifests_enable_the_home_tab_and_subscribe_to_its_event(man
     assert "\n    home_tab_enabled: true" in text
     events = text.split("bot_events:")[1].split("interactivity:")[0]
     assert "\n      - app_home_opened\n" in events
+
+
+async def test_the_view_is_cut_to_slacks_100_blocks_saying_so():
+    from types import SimpleNamespace
+
+    from bot.summary.home import MAX_HOME_BLOCKS, home_view
+
+    claims = [{"speaker": f"SPEAKER_{i:02d}", "talk_time_seconds": 3.0} for i in range(6)]
+    entry = {"recording_id": 1, "channel_id": "C0001", "shared_at": "2025-01-02T10:00:00+00:00",
+             "result_deleted_after": "2025-02-01T10:00:00+00:00", "identified_by_voiceprint": [],
+             "claimed_with_this_is_me": claims}
+    log = SimpleNamespace(voiceprints=[], enrolling=[], recordings=[entry] * 20, named_in=20)
+    view = home_view(log, active_engine="local", notice_text="notice", kept="kept", answer="done")
+    assert len(view["blocks"]) == MAX_HOME_BLOCKS
+    assert "More are not shown here" in shown(view) and shown(view).endswith("`/enroll help` lists the commands.")
