@@ -147,6 +147,19 @@ class TranscriptionSegment(_Wire):
     text: str
 
 
+class Provenance(_Wire):
+    """Which engine made a result, with which models, at which threshold: our field, not pyannoteAI's (its
+    outputs carry none). The embedded engine (also inside our engine server) reports `pipeline`, `models` and
+    the `threshold` it applied; the bot adds `engine` and `name` and, for an engine that reports none, the
+    threshold it sent (`bot.engines.base.with_provenance`)."""
+
+    engine: str | None = None  # the engine id: local, pyannoteai, server
+    name: str | None = None  # the engine's name for people
+    pipeline: str | None = None  # the embedded engine's diarization pipeline (v1, v2, v3)
+    models: str | None = None  # e.g. "segmentation-3.0 + CAM++", or the model pyannoteAI reports
+    threshold: float | None = None  # the matching threshold (None: nobody was compared, a diarize-only job)
+
+
 class DiarizeOutput(_Wire):
     diarization: list[DiarizationSegment] = Field(default_factory=list)
     # One speaker at a time (for aligning a transcript), when the request asks `exclusive`, as pyannoteAI does.
@@ -155,6 +168,7 @@ class DiarizeOutput(_Wire):
     duration: float | None = None
     turn_level_transcription: list[TranscriptionSegment] | None = Field(default=None, alias="turnLevelTranscription")
     word_level_transcription: list[TranscriptionSegment] | None = Field(default=None, alias="wordLevelTranscription")
+    provenance: Provenance | None = None
 
 
 class IdentifyOutput(DiarizeOutput):

@@ -21,6 +21,7 @@ import re
 
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069]+")
 _USER_ID = re.compile(r"[UW][A-Z0-9_]+")  # Slack user ids (tests add "_"): nothing Slack parses
+_CHANNEL_ID = re.compile(r"[CGD][A-Z0-9_]+")  # Slack channel ids
 _MARKUP = str.maketrans({"*": "\u2217", "_": "\u02cd", "~": "\u223c", "`": "\u02cb"})
 WORD_JOINER = "\u2060"
 _JOIN = re.compile(r"(?<=[:@#])|(?i:(?<=\bwww)(?=\.))")  # after : @ # and inside "www."
@@ -36,3 +37,9 @@ def escape(text: object) -> str:
 def mention(user_id: str) -> str:
     """`<@U…>` for a Slack user id; anything else (e.g. a label an engine made up) as inert text."""
     return f"<@{user_id}>" if _USER_ID.fullmatch(user_id) else escape(user_id)
+
+
+def channel_mention(channel_id: str) -> str:
+    """`<#C…>` for a Slack channel id (Slack shows a private channel the reader cannot see as such, without its
+    name); anything else as inert text."""
+    return f"<#{channel_id}>" if _CHANNEL_ID.fullmatch(channel_id) else escape(channel_id)

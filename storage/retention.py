@@ -160,13 +160,8 @@ async def stored_about(db: Database, team_id: str, user_id: str) -> dict[str, An
     """Every row about the person apart from meeting results: voiceprints (without the voiceprint), enrollments
     not answered yet, recordings they shared, how often they deleted, their last "Identify again", whether they
     installed the app, and the audit rows naming them (as actor, target, or the person a claim was about)."""
+    voiceprints, jobs = await enrollment_of(db, team_id, user_id)
     async with db.session() as s:
-        voiceprints = (await s.exec(select(Voiceprint).where(Voiceprint.team_id == team_id,
-                                                             Voiceprint.user_id == user_id)
-                                    .order_by(Voiceprint.created_at))).all()
-        jobs = (await s.exec(select(EnrollmentJob).where(EnrollmentJob.team_id == team_id,
-                                                         EnrollmentJob.user_id == user_id)
-                             .order_by(EnrollmentJob.created_at))).all()
         shared = (await s.exec(select(Recording).where(Recording.team_id == team_id, Recording.uploader_id == user_id)
                                .order_by(Recording.created_at))).all()
         generation = (await s.exec(select(DeletionGeneration).where(DeletionGeneration.team_id == team_id,
@@ -180,9 +175,22 @@ async def stored_about(db: Database, team_id: str, user_id: str) -> dict[str, An
             or_(AuditEvent.actor_id == user_id, AuditEvent.target_id == user_id,
                 AuditEvent.action.in_((AuditAction.claim, AuditAction.unclaim))))  # a claim's detail names them
             .order_by(AuditEvent.created_at, AuditEvent.id))).all()
-    return {"voiceprints": list(voiceprints), "enrollment_jobs": list(jobs), "shared": list(shared),
+    return {"voiceprints": voiceprints, "enrollment_jobs": jobs, "shared": list(shared),
             "deletions": generation.generation if generation else 0, "identify_again_pressed_at": press,
             "installed_at": list(installs), "audit": [e for e in events if about(e, user_id)]}
+
+
+async def enrollment_of(db: Database, team_id: str, user_id: str) -> tuple[list[Voiceprint], list[EnrollmentJob]]:
+    """The person's voiceprints (every engine's, the voiceprint itself included: callers show only the rest)
+    and their enrollments not answered yet, oldest first."""
+    async with db.session() as s:
+        voiceprints = (await s.exec(select(Voiceprint).where(Voiceprint.team_id == team_id,
+                                                             Voiceprint.user_id == user_id)
+                                    .order_by(Voiceprint.created_at))).all()
+        jobs = (await s.exec(select(EnrollmentJob).where(EnrollmentJob.team_id == team_id,
+                                                         EnrollmentJob.user_id == user_id)
+                             .order_by(EnrollmentJob.created_at))).all()
+    return list(voiceprints), list(jobs)
 
 
 def about(event: AuditEvent, user_id: str) -> bool:

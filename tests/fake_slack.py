@@ -110,6 +110,7 @@ class FakeSlack:
         self.downloads: list[str] = []  # ids of the files whose bytes were fetched
         self.lost_answers: dict[str, int] = {}  # method → do the call, then answer 500 this many times
         self.gates: dict[str, Gate] = {}  # see `gate`
+        self.homes: dict[str, dict] = {}  # user id → the Home view last published to them (views.publish)
         self.chaos = 0.0  # probability of a random 429, 500-before or 500-after-doing for any Web API call
         self.chaos_rng = random.Random(0)
         self._ids = itertools.count(first_id)  # file ids: fakes sharing one database need distinct ranges
@@ -371,6 +372,16 @@ class FakeSlack:
     _m_views_update = _m_views_open
     _m_views_push = _m_views_open
 
+    def _m_views_publish(self, p: dict) -> dict:
+        """A user's Home tab, as Slack checks it: a `home` view of at most 100 blocks, to a user."""
+        view, user = p.get("view") or {}, p.get("user_id") or ""
+        if not user.startswith(("U", "W")):
+            return {"ok": False, "error": "invalid_arguments"}
+        if view.get("type") != "home" or not 0 < len(view.get("blocks") or []) <= 100:
+            return {"ok": False, "error": "invalid_arguments"}
+        self.homes[user] = view
+        return {"ok": True, "view": {**view, "id": f"V{next(self._ids):06d}"}}
+
     def _m_files_info(self, p: dict) -> dict:
         f = self.files.get(p.get("file", ""))
         if f is None:
@@ -525,6 +536,22 @@ class BotUnderTest:
             "user": {"id": user, "team_id": TEAM_ID}, "api_app_id": "A0001", "trigger_id": f"trig-{user}",
             "container": {"type": "message", "message_ts": message_ts, "channel_id": channel},
             "channel": {"id": channel}, "message": {"ts": message_ts},
+            "actions": [{"action_id": action_id, "block_id": "b", "value": value, "type": "button",
+                         "action_ts": str(time.time())}]})
+
+    async def home_opened(self, user: str, *, tab: str = "home", event_id: str | None = None):
+        """`app_home_opened`: the person opened the app's Home tab (or its Messages tab)."""
+        return await self.event({"type": "app_home_opened", "user": user, "channel": f"D{user}", "tab": tab,
+                                 "event_ts": f"{time.time():.6f}"},
+                                event_id=event_id or f"EvHome{next(self.fake._ids)}")
+
+    async def press_home(self, user: str, action_id: str, value: str):
+        """A button in the person's Home tab (a `home` view's block_actions: no channel, no message)."""
+        return await self.interaction({
+            "type": "block_actions", "team": {"id": TEAM_ID, "domain": "fake"},
+            "user": {"id": user, "team_id": TEAM_ID}, "api_app_id": "A0001", "trigger_id": f"trig-{user}",
+            "container": {"type": "view", "view_id": f"VHOME{user}"},
+            "view": {"id": f"VHOME{user}", "type": "home", "team_id": TEAM_ID, "blocks": [], "state": {"values": {}}},
             "actions": [{"action_id": action_id, "block_id": "b", "value": value, "type": "button",
                          "action_ts": str(time.time())}]})
 

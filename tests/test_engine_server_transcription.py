@@ -105,6 +105,7 @@ async def test_identify_with_transcription_puts_the_enrolled_readers_words_on_he
     ident = job.identify_output()
     assert any(m.match == "Alice" for m in ident.voiceprints), "the enrolled reader must be identified"
     assert out["language"] == "en" and out["exclusiveDiarization"]
+    assert out["provenance"]["threshold"] == RECOMMENDED_THRESHOLD, "the engine's report survives recognition"
 
     # Each word's speaker is the identify output's: Alice's label where she was matched, else the diarization label.
     names = {m.speaker: m.match or m.speaker for m in ident.voiceprints}

@@ -86,7 +86,12 @@ async def test_round_trip_over_http_equals_the_local_engine(client, local_engine
 
     client_out = await _identify(client, meeting, over_http)
     local_out = await _identify(local_engine, meeting, in_process)
-    assert client_out.wire() == local_out.wire()
+    # The same result, each with the threshold it was asked for: the server reports what its engine applied.
+    assert client_out.provenance.threshold == client.recommended_threshold
+    assert local_out.provenance.threshold == local_engine.recommended_threshold
+    assert client_out.provenance.pipeline == local_out.provenance.pipeline == local_engine.diarization
+    unstamped = {"provenance": None}
+    assert client_out.model_copy(update=unstamped).wire() == local_out.model_copy(update=unstamped).wire()
     assert {s.match for s in client_out.voiceprints} == {"Alice", "Bob"}
     data_dir = server.app[ENGINE_SERVER].store.media_dir
     assert [p.name for p in data_dir.iterdir()] == [], "media must be deleted once their jobs end"

@@ -8,6 +8,7 @@ from datetime import timedelta
 import pytest
 import pytest_asyncio
 
+from bot.engines.local import PIPELINE_MODELS
 from tests.fake_slack import TEAM_ID, FakeSlack
 from tests.slack_e2e_support import (
     concat,
@@ -72,6 +73,8 @@ async def test_nobody_enrolled_gets_a_numbered_summary_with_an_invitation_and_a_
     assert "talk time" in text and "turns" in text and "This is me" in text and "<@" not in text
     assert "`/enroll`" in text and "Identify again" in text
     assert "Nobody in this channel has enrolled" not in reply.text
+    pipeline = f"diarization pipeline {bot.engine.diarization} ({PIPELINE_MODELS[bot.engine.diarization]})"
+    assert f"Engine: local · {pipeline} · no voiceprints compared" in text, "provenance: nobody was compared"
     [upload] = fake.calls_to("files.completeUploadExternal")
     assert upload.params["thread_ts"] == event["ts"]
     assert fake.files[rec.chart_file_id].data.startswith(b"\x89PNG")
@@ -118,6 +121,9 @@ async def test_identify_again_names_the_enrolled_speaker_in_the_same_summary(wor
     text = str(summary_blocks(fake))
     assert "<@U1688>" in text and f"<@{ABSENT}>" not in text and "<@U1998>" not in text
     assert "Unknown speaker 1" in text and "Nobody in this channel had enrolled" not in text
+    pipeline = f"diarization pipeline {bot.engine.diarization} ({PIPELINE_MODELS[bot.engine.diarization]})"
+    assert f"Engine: local · {pipeline} · match threshold {bot.services.threshold:g}" in text, "the new provenance"
+    assert rec.result["provenance"]["threshold"] == bot.services.threshold
     # One summary message, edited in place; one chart per run: the redraw replaced the first chart.
     assert len(fake.thread(CHANNEL, state["thread_ts"])) == 1 and len(thread_posts(fake)) == 1
     assert len(chart_uploads(fake)) == 2

@@ -14,7 +14,7 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 from bot.errors import EngineError, EngineJobEnded, JobNotFound, RequestError
-from bot.schema import DiarizeRequest, IdentifyRequest, Job, VoiceprintRequest
+from bot.schema import DiarizeRequest, IdentifyRequest, Job, Provenance, VoiceprintRequest
 
 log = logging.getLogger(__name__)
 ProgressCallback = Callable[[float], None]
@@ -70,6 +70,25 @@ class Engine(ABC):
         """Until the job is final (`follow` without the extras); for the CLI, enrollment and tests."""
         return await follow(self, job_id, interval=poll,
                             deadline=None if timeout is None else time.monotonic() + timeout)
+
+
+def with_provenance(engine: Engine, output: dict, threshold: float) -> dict:
+    """A succeeded job's output with the provenance the bot stores (`bot.schema.Provenance`): the engine that
+    ran it (id and name), the pipeline and models it reports (ours report them; pyannoteAI's `model` when its
+    output has one) and the threshold: the one the engine says it applied, else `threshold`, the one the bot
+    sent; none for a diarize-only output (nobody was compared). Malformed reports are left out, not guessed."""
+    reported = output.get("provenance") if isinstance(output.get("provenance"), dict) else {}
+
+    def text(value) -> str | None:
+        return value[:100] if isinstance(value, str) and value.strip() else None
+
+    said = reported.get("threshold")
+    compared = "voiceprints" in output or "identification" in output
+    provenance = Provenance(
+        engine=engine.engine_id, name=engine.name, pipeline=text(reported.get("pipeline")),
+        models=text(reported.get("models")) or text(output.get("model")),
+        threshold=(said if isinstance(said, int | float) and 0 <= said <= 100 else threshold) if compared else None)
+    return {**output, "provenance": provenance.wire()}
 
 
 JobUpdate = Callable[[Job], Awaitable[None]]

@@ -27,6 +27,7 @@ from bot.schema import (
     IdentifyRequest,
     Job,
     JobStatus,
+    Provenance,
     VoiceprintRequest,
     utcnow,
 )
@@ -35,6 +36,8 @@ from bot.speech.matching import CALIBRATIONS, DEFAULT_DIARIZATION
 log = logging.getLogger(__name__)
 
 JOB_RETENTION = timedelta(hours=24)  # finished jobs are forgotten after this, as pyannoteAI does
+# The models each diarization pipeline runs, as a result's provenance names them (`bot.schema.Provenance`).
+PIPELINE_MODELS = {"v1": "Silero VAD + CAM++", "v2": "segmentation-3.0 + CAM++", "v3": "segmentation-3.0 + CAM++"}
 
 # ---- worker process side -------------------------------------------------------------------------------
 
@@ -245,8 +248,14 @@ class LocalEngine(Engine):
             if job.status.final and job.updated_at < cutoff:
                 del self._jobs[job_id]
 
-    def _spawn(self, job: Job, fn, *args) -> None:
-        task = asyncio.get_running_loop().create_task(self._execute(job.job_id, fn, *args))
+    def job_provenance(self, threshold: float | None) -> dict:
+        """What a job's output says made it: the pipeline, its models and the threshold applied (None: a
+        diarize-only job compared nobody)."""
+        return Provenance(pipeline=self.diarization, models=PIPELINE_MODELS.get(self.diarization, "CAM++"),
+                          threshold=threshold).wire()
+
+    def _spawn(self, job: Job, fn, *args, provenance: dict | None = None) -> None:
+        task = asyncio.get_running_loop().create_task(self._execute(job.job_id, fn, *args, provenance=provenance))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
@@ -254,7 +263,7 @@ class LocalEngine(Engine):
         """Call `progress(fraction)` on this event loop at each progress report of the job, until it ends."""
         self._callbacks[job_id] = (asyncio.get_running_loop(), progress)
 
-    async def _execute(self, job_id: str, fn, *args) -> None:
+    async def _execute(self, job_id: str, fn, *args, provenance: dict | None = None) -> None:
         self._set(job_id, status=JobStatus.running)
         try:
             output = await self._run(fn, job_id, *args)
@@ -266,6 +275,8 @@ class LocalEngine(Engine):
         finally:
             self._callbacks.pop(job_id, None)
         failed = "error" in output
+        if provenance is not None and not failed:
+            output = {**output, "provenance": provenance}
         self._set(job_id, status=JobStatus.failed if failed else JobStatus.succeeded, output=output,
                   progress=None if failed else 1.0)
 
@@ -283,13 +294,15 @@ class LocalEngine(Engine):
     async def submit_identify(self, request: IdentifyRequest) -> Job:
         path = self.resolve(request.url)
         job = self._new_job()
-        self._spawn(job, _work_identify, str(path), request.model_dump(by_alias=True), self.max_duration_s)
+        self._spawn(job, _work_identify, str(path), request.model_dump(by_alias=True), self.max_duration_s,
+                    provenance=self.job_provenance(request.matching.threshold))
         return job
 
     async def submit_diarize(self, request: DiarizeRequest) -> Job:
         path = self.resolve(request.url)
         job = self._new_job()
-        self._spawn(job, _work_diarize, str(path), request.model_dump(by_alias=True), self.max_duration_s)
+        self._spawn(job, _work_diarize, str(path), request.model_dump(by_alias=True), self.max_duration_s,
+                    provenance=self.job_provenance(None))
         return job
 
     async def get_job(self, job_id: str) -> Job:

@@ -19,7 +19,7 @@ from pathlib import Path
 from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
-from bot.engines.base import follow
+from bot.engines.base import follow, with_provenance
 from bot.errors import EngineError, EngineJobEnded, JobNotFound, MediaError, error_from
 from bot.failures import new_ref
 from bot.jobs.leases import LeaseKeeper, LeaseLost
@@ -328,8 +328,9 @@ class RecordingJob(TranscriptStep):
     async def _complete(self, rec, job: Job) -> None:
         from storage.recordings import complete
 
-        output = job.identify_output()
-        if not await complete(self.db, rec.id, self.owner, job.output or {}, output.duration):
+        result = with_provenance(self.services.engine, job.output or {}, self.services.threshold)
+        output = job.model_copy(update={"output": result}).identify_output()  # the engine's report, made safe
+        if not await complete(self.db, rec.id, self.owner, result, output.duration):
             raise LeaseLost()
 
     async def _show_progress(self, client: AsyncWebClient, rec, progress: float) -> None:

@@ -4,7 +4,7 @@ chart redrawn.
 "This is me" is a claim, shown as "claimed by" and reversible by the claimant and the recording's uploader;
 it never makes or changes a voiceprint (only a person's own clip through `/enroll` does). "Not me" is for
 the person a voiceprint match named, and only them. Each of them only while they are members of the
-recording's channel (`bot.services.access`).
+recording's channel (`bot.services.access`), except "Not me" in the person's own Home (see `correct`).
 """
 from __future__ import annotations
 
@@ -26,6 +26,7 @@ CLAIMED = ("Thanks: this speaker is now shown to everyone as *claimed by you*; y
 NOT_ME_DONE = "Thanks: that speaker is now shown as unknown for everyone."
 UNDONE = "The claim is undone: that speaker is shown as unknown again for everyone."
 GONE = "This summary is no longer available (results expire)."
+NOT_NAMED_YOU = "No voiceprint named you in this recording, so there is nothing for you to correct."
 
 
 def not_me_refusal(rec, speaker: str, user: str) -> str | None:
@@ -36,6 +37,13 @@ def not_me_refusal(rec, speaker: str, user: str) -> str | None:
     if stats.user_id != user:
         return f"Only {mention(stats.user_id)} can say that this speaker is not them."
     return None
+
+
+def own_not_me_refusal(rec, speaker: str, user: str) -> str | None:
+    """"Not me" in the person's own Home: as `not_me_refusal`, but the refusal names nobody. Home asks no
+    channel membership, and a button's value can be made to point at any recording of the workspace: the
+    answer must not tell who a voiceprint named there."""
+    return NOT_NAMED_YOU if not_me_refusal(rec, speaker, user) is not None else None
 
 
 def claim_refusal(rec, speaker: str, user: str) -> str | None:
@@ -78,9 +86,13 @@ Refusal = Callable[[Any, str, str], str | None]  # (recording, speaker, clicker)
 
 
 async def correct(services: Services, client: AsyncWebClient, *, rec_id: int, speaker: str, team_id: str | None,
-                  clicker: str, user_id: str | None, refusal: Refusal, done: str) -> str:
+                  clicker: str, user_id: str | None, refusal: Refusal, done: str, members_only: bool = True) -> str:
     """Apply a correction (`user_id` as the speaker's claimant, or None for unknown) if the clicker is a member
-    of the recording's channel and `refusal` allows it on the locked row; returns the private answer for them."""
+    of the recording's channel and `refusal` allows it on the locked row; returns the private answer for them.
+    `members_only=False` is for "Not me" in the person's own Home (`bot.slack.home`): a voiceprint named them,
+    so saying it was not them stays their right after they left the channel (as `/enroll delete` takes their
+    name out of every channel's results), and `own_not_me_refusal` still lets nobody else press it. The
+    refusal is asked before the re-run check, so a refused press learns nothing of the recording."""
     from storage.recordings import get_recording
     from storage.thread import RelabelRefused, set_relabel
 
@@ -88,14 +100,15 @@ async def correct(services: Services, client: AsyncWebClient, *, rec_id: int, sp
     if rec is None or (team_id and rec.team_id != team_id):
         return GONE
     try:
-        await require_member(client, rec, clicker)
+        if members_only:
+            await require_member(client, rec, clicker)
     except Outsider as exc:
         return exc.reason
     if rec.result is None:
         return GONE
     try:
         rec = await set_relabel(services.db, rec.id, speaker, user_id, actor_id=clicker,
-                                check=lambda locked: rerun_refusal(locked) or refusal(locked, speaker, clicker))
+                                check=lambda locked: refusal(locked, speaker, clicker) or rerun_refusal(locked))
     except RelabelRefused as exc:
         return exc.reason
     await refresh_summary(client, rec, transcript_on=services.settings.transcript)

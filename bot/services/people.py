@@ -44,6 +44,7 @@ ENGINE_COPIES = {
 }
 NOT_INCLUDED = ("The voiceprint itself is never exported: it is biometric data that only the engine can use. "
                 "Meeting results whose retention ended are deleted and cannot be shown.")
+NO_CONSENT_TEXT = "(not stored: enrolled before Voice ID kept the consent text)"
 ADMIN_ONLY = ("Only workspace admins and owners can delete someone else's Voice ID data, so nothing was changed. "
               "`/enroll delete` on its own deletes yours.")
 CANNOT_CHECK = "Voice ID could not ask Slack whether you are a workspace admin (ref {ref}), so nothing was changed."
@@ -232,11 +233,7 @@ async def export_person(db, team_id: str, user_id: str, *, result_days: int, aud
              if (entry := recording_entry(rec, user_id, result_days)) is not None]
     return {
         "workspace": team_id, "person": user_id, "exported_at": _when(utcnow()), "not_included": NOT_INCLUDED,
-        "voiceprints": [{
-            "engine": engine_name(vp.engine), "model": vp.model_id, "enrolled_at": _when(vp.created_at),
-            "last_replaced_at": _when(vp.updated_at), "consent_given_at": _when(vp.consent_at),
-            "consent_text": vp.consent_text or "(not stored: enrolled before Voice ID kept the consent text)",
-            "clip_length_seconds": round(vp.clip_duration, 1)} for vp in rows["voiceprints"]],
+        "voiceprints": [voiceprint_entry(vp) for vp in rows["voiceprints"]],
         "enrollments_not_finished": [{
             "submitted_at": _when(job.created_at), "consent_given_at": _when(job.consent_at),
             "consent_text": job.consent_text, "state": str(getattr(job.status, "value", job.status)),
@@ -258,14 +255,23 @@ async def export_person(db, team_id: str, user_id: str, *, result_days: int, aud
     }
 
 
+def voiceprint_entry(vp) -> dict:
+    """One voiceprint as the person may see it (the export and their Home): everything but the voiceprint."""
+    return {
+        "engine": engine_name(vp.engine), "model": vp.model_id, "enrolled_at": _when(vp.created_at),
+        "last_replaced_at": _when(vp.updated_at), "consent_given_at": _when(vp.consent_at),
+        "consent_text": vp.consent_text or NO_CONSENT_TEXT, "clip_length_seconds": round(vp.clip_duration, 1)}
+
+
 def recording_entry(rec, user_id: str, result_days: int) -> dict | None:
     """How one stored result names the person (matched by voiceprint, claimed, or compared only), or None."""
     from datetime import timedelta
 
     from storage.retention import claimed_speakers, holds, matched_speakers
 
-    if not (holds(rec.result, user_id) or holds(rec.relabels, user_id)):
-        return None
+    matched, claimed = matched_speakers(rec.result, user_id), claimed_speakers(rec.relabels, user_id)
+    if not (matched or claimed or holds(rec.result, user_id) or holds(rec.relabels, user_id)):
+        return None  # (`holds` walks every word of a transcript: asked only when nothing names them directly)
     summary = summary_of(rec)
     talk = {s.speaker: round(s.talk_time, 1) for s in summary.speakers}
     confidence = {m.get("speaker"): (m.get("confidence") or {}).get(user_id)
@@ -278,9 +284,48 @@ def recording_entry(rec, user_id: str, result_days: int) -> dict | None:
         "identified_by_voiceprint": [{
             "speaker": sp, "confidence": confidence.get(sp), "talk_time_seconds": talk.get(sp),
             "they_said_not_me": sp in relabels and relabels[sp] is None}
-            for sp in matched_speakers(rec.result, user_id)],
-        "claimed_with_this_is_me": [{"speaker": sp, "talk_time_seconds": talk.get(sp)}
-                                    for sp in claimed_speakers(rec.relabels, user_id)],
+            for sp in matched],
+        "claimed_with_this_is_me": [{"speaker": sp, "talk_time_seconds": talk.get(sp)} for sp in claimed],
         "voiceprint_compared": any(user_id in (m.get("confidence") or {})
                                    for m in (rec.result or {}).get("voiceprints") or []),
     }
+
+
+# -- the person's own log (their App Home) -----------------------------------------------------------------------
+
+HOME_RECORDINGS = 20  # the latest recordings naming them that their Home lists (it says how many there are)
+
+
+@dataclass
+class PersonLog:
+    """What the person's Home shows them: their voiceprints and enrollments not answered yet (as the export
+    has them) and the recordings whose stored result names them (`recording_entry`): the latest `limit`,
+    newest first, and how many there are in all."""
+
+    voiceprints: list[dict]
+    enrolling: list[dict]
+    recordings: list[dict]
+    named_in: int
+
+
+async def person_log(db, team_id: str, user_id: str, *, result_days: int, limit: int = HOME_RECORDINGS
+                     ) -> PersonLog:
+    """The person's own log, read the way the export reads it, at a lower cost per result, since a Home is
+    opened far more often than an export is made: small batches (each result is decrypted on the event loop),
+    a result is looked at only where matches and claims are (never every word of its transcript), and only the
+    listed ones are summarised."""
+    from collections import deque
+
+    from storage.retention import claimed_speakers, enrollment_of, matched_speakers, recordings_with_content
+
+    voiceprints, jobs = await enrollment_of(db, team_id, user_id)
+    latest: deque = deque(maxlen=limit)
+    named_in = 0
+    async for rec in recordings_with_content(db, team_id, batch=10):
+        if matched_speakers(rec.result, user_id) or claimed_speakers(rec.relabels, user_id):
+            named_in += 1
+            latest.append(rec)
+    return PersonLog(voiceprints=[voiceprint_entry(vp) for vp in voiceprints],
+                     enrolling=[{"submitted_at": _when(job.created_at)} for job in jobs],
+                     recordings=[recording_entry(rec, user_id, result_days) for rec in reversed(latest)],
+                     named_in=named_in)

@@ -7,6 +7,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from pydantic import ValidationError
+
+from bot.schema import Provenance
 from bot.summary.stats import SpeakerStats, Summary, clock, overview
 from bot.text import escape, mention
 
@@ -152,12 +155,32 @@ def context(text: str) -> dict:
     return {"type": "context", "elements": [mrkdwn(text)]}
 
 
+def provenance_line(provenance: dict | None) -> str | None:
+    """Which engine named whom (`bot.schema.Provenance`): the engine, its pipeline and models, the threshold.
+    None for a result stored without one (before Voice ID kept it): nothing is guessed. Every part is escaped:
+    an engine server reports its own."""
+    if not isinstance(provenance, dict):
+        return None
+    try:
+        p = Provenance.model_validate(provenance)
+    except ValidationError:
+        return None
+    parts = [f"Engine: {escape(p.name or p.engine or 'unknown')}"]
+    if p.pipeline:
+        parts.append(f"diarization pipeline {escape(p.pipeline)}" + (f" ({escape(p.models)})" if p.models else ""))
+    elif p.models:
+        parts.append(f"model {escape(p.models)}")
+    parts.append(f"match threshold {p.threshold:g}" if p.threshold is not None else "no voiceprints compared")
+    return " · ".join(parts)
+
+
 def render_summary(summary: Summary, *, file_name: str, recording_id: int,
-                   transcript: str | None = None, note: str | None = None) -> SlackMessage:
+                   transcript: str | None = None, note: str | None = None,
+                   provenance: dict | None = None) -> SlackMessage:
     """The summary message: header, one section (with a button) per speaker, overview, the /enroll
     invitation (diarize-only), the `transcript` line (mrkdwn, see `bot.summary.status.transcript_line`)
     and a `note` (mrkdwn, e.g. why "Identify again" failed) when given, "Identify again" while some speaker
-    is unnamed, footer.
+    is unnamed, the `provenance` line (which engine, models and threshold; see `provenance_line`), footer.
 
     The file name goes raw into the plain_text header (Slack shows it as is, emoji codes too, as text) and
     escaped into the fallback text.
@@ -190,6 +213,8 @@ def render_summary(summary: Summary, *, file_name: str, recording_id: int,
             if line]
     if offers_identify_again(summary):
         tail.append(identify_again_block(recording_id))
+    if (made_by := provenance_line(provenance)) is not None:
+        tail.append(context(made_by))
     tail.append(footer)
     room = MAX_BLOCKS - len(blocks) - len(tail)
     blocks += [section(t) for t in extra[:room]]
