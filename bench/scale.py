@@ -93,7 +93,7 @@ def haproxy_config(slack_port: int, engine_port: int, serves: list[int], engines
 
 
 def find_haproxy() -> str:
-    found = shutil.which("haproxy") or next((p for p in ("/usr/sbin/haproxy",) if os.path.exists(p)), None)
+    found = shutil.which("haproxy") or shutil.which("haproxy", path="/usr/sbin:/usr/local/sbin")
     if found is None:
         raise SystemExit("bench.scale needs HAProxy from the OS packages as its load balancer: "
                          "`apt-get install -y haproxy` (Debian/Ubuntu, as root), then run it again.")
