@@ -3,7 +3,7 @@
 
 Scale-out: a PostgreSQL, 2 `python -m bot serve --no-jobs` (Slack requests only), 3 `python -m bot worker`
 (ENGINE=server) and 2 `python -m bot engine-server` (one model worker each), all on 127.0.0.1, behind one HAProxy
-(the OS package, started here with `HAPROXY_CONFIG` below): its `slack` listener balances the serve processes
+(the OS package, started here with `bench/haproxy.cfg.template`): its `slack` listener balances the serve processes
 round robin, its `engine` listener the engine servers with a cookie, so each worker keeps to one engine server (a
 server holds the media, jobs and upload slots it issued; each server's PUBLIC_BASE_URL is its own address, so an
 upload URL reaches it directly). Baseline: one `python -m bot serve` with the job runner and the local engine (2
@@ -50,43 +50,11 @@ READERS = ("1688", "1998", "2033")
 ENGINE_API_KEY = "bench-scale-engine-key-5b0c6e2f"
 WARM_UP = 2
 
-HAPROXY_CONFIG = """\
-global
-    maxconn 2048
-
-defaults
-    mode http
-    timeout connect 5s
-    timeout client 300s
-    timeout server 300s
-    option redispatch
-    default-server check inter 2s fall 3 rise 2
-
-frontend slack
-    bind {slack_bind}
-    default_backend serve
-
-backend serve
-    balance roundrobin
-    option httpchk
-    http-check send meth GET uri /readyz
-{serve_servers}
-
-frontend engine
-    bind {engine_bind}
-    default_backend engines
-
-backend engines
-    balance roundrobin
-    cookie VOICEID_ENGINE insert indirect nocache httponly
-    option httpchk
-    http-check send meth GET uri /readyz
-{engine_servers}
-"""
+HAPROXY_TEMPLATE = Path(__file__).with_name("haproxy.cfg.template")  # README *Scale-out layout* shows it
 
 
 def haproxy_config(slack_port: int, engine_port: int, serves: list[int], engines: list[int]) -> str:
-    return HAPROXY_CONFIG.format(
+    return HAPROXY_TEMPLATE.read_text().format(
         slack_bind=f"127.0.0.1:{slack_port}", engine_bind=f"127.0.0.1:{engine_port}",
         serve_servers="\n".join(f"    server serve{i} 127.0.0.1:{p}" for i, p in enumerate(serves, 1)),
         engine_servers="\n".join(f"    server engine{i} 127.0.0.1:{p} cookie engine{i}" for i, p in enumerate(engines, 1)))
@@ -164,6 +132,14 @@ def peak_mb(pid: int) -> float:
     return 0.0
 
 
+def cpu_s(pid: int) -> float:
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime, stime
+
+
 @dataclass
 class Role:
     name: str
@@ -205,6 +181,10 @@ class Layout:
             r.own.append(peak_mb(pid))
             r.tree.append(sum(peak_mb(p) for p in tree(pid)))
         return list(roles.values())
+
+    def cpu(self) -> float:
+        """CPU seconds (user + system) the layout's processes and their children have used so far."""
+        return sum(cpu_s(p) for _, root in [(n, p.pid) for n, p in self.procs] + self.extra for p in tree(root))
 
     def stop(self) -> None:
         for _, proc in reversed(self.procs):
@@ -310,6 +290,8 @@ class Result:
     failed: int = 0
     memory: list[Role] = field(default_factory=list)
     engine_jobs: list[int] = field(default_factory=list)  # identify jobs run by each engine server
+    cpu_s: float = 0.0  # CPU time the layout's processes spent on the N recordings
+    load: float = 0.0  # the machine's 1-minute load average when they were done
 
 
 async def identify_jobs(url: str) -> int:
@@ -362,7 +344,9 @@ async def run_layout(name: str, files: list[tuple[str, bytes]], start_layout, wo
         await enroll(bot, fake)
         await share(bot, fake, [(f"warm-up-{i}.wav", recording(100 + i)) for i in range(WARM_UP)], timeout)
         print(f"[{name}] sharing {len(files)} recordings", flush=True)
+        cpu = layout.cpu()
         result.seconds, result.latencies, result.failed = await share(bot, fake, files, timeout)
+        result.cpu_s, result.load = layout.cpu() - cpu, os.getloadavg()[0]
         result.memory = layout.memory()
         result.engine_jobs = [await identify_jobs(url) for url in layout.engine_metrics]
     finally:
@@ -371,48 +355,51 @@ async def run_layout(name: str, files: list[tuple[str, bytes]], start_layout, wo
     return result
 
 
+LAYOUTS = {"baseline": "1 serve: Slack, jobs, local engine with 2 model workers",
+           "scale-out": "2 serve --no-jobs, 3 workers, 2 engine servers (1 model worker each), HAProxy"}
+
+
 def report(results: list[Result], audio_s: float) -> None:
-    print(f"\n{results[0].n} recordings ({audio_s / results[0].n:.0f} s each, 3 readers, 2 enrolled) shared at once; "
-          f"{os.cpu_count()} cores\n")
-    print("| layout | wall s | recordings/min | upload→summary p50 s | p95 s | failed |")
-    print("|---|---|---|---|---|---|")
+    n = results[0].n
+    print(f"\n{n} recordings ({audio_s / n:.0f} s each, 3 readers, 2 enrolled) shared at once; {os.cpu_count()} cores; "
+          "runs in this order\n" + "".join(f"\n- {name}: {what}" for name, what in LAYOUTS.items()) + "\n")
+    print("| layout | wall s | recordings/min | upload→summary p50 s | p95 s | failed | CPU s per recording "
+          "| load average |\n|---|---|---|---|---|---|---|---|")
     for r in results:
         lat = np.array(r.latencies) if r.latencies else np.array([float("nan")])
         print(f"| {r.name} | {r.seconds:.1f} | {60 * r.n / r.seconds:.2f} | {np.percentile(lat, 50):.1f} | "
-              f"{np.percentile(lat, 95):.1f} | {r.failed} |")
+              f"{np.percentile(lat, 95):.1f} | {r.failed} | {r.cpu_s / r.n:.1f} | {r.load:.1f} |")
     print("\n| layout | process | count | peak RSS each, own (MB) | with its children (MB) | all of them (MB) |")
     print("|---|---|---|---|---|---|")
-    for r in results:
+    for r in {r.name: r for r in results}.values():  # each layout's last run
         for role in r.memory:
             print(f"| {r.name} | {role.name} | {len(role.pids)} | {statistics.mean(role.own):.0f} | "
                   f"{max(role.tree):.0f} | {sum(role.tree):.0f} |")
         print(f"| {r.name} | **total** | {sum(len(x.pids) for x in r.memory)} | | | "
               f"{sum(sum(x.tree) for x in r.memory):.0f} |")
-    for r in results:
-        if r.engine_jobs:
-            print(f"\n{r.name}: identify jobs per engine server (warm-up included): "
-                  f"{', '.join(map(str, r.engine_jobs))}")
+    jobs = [", ".join(map(str, r.engine_jobs)) for r in results if r.engine_jobs]
+    print(f"\nidentify jobs per engine server, warm-up included: {'; '.join(jobs)}")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("-n", type=int, default=12, help="recordings per layout (default 12)")
+    parser.add_argument("-n", type=int, default=12, help="recordings per run (default 12)")
+    parser.add_argument("--rounds", type=int, default=2,
+                        help="runs of each layout, alternating A B B A … so a neighbour's load falls on both (default 2)")
     parser.add_argument("--timeout", type=float, default=1800, help="seconds to wait for every summary")
-    parser.add_argument("--only", choices=("baseline", "scale-out"), help="run one layout")
+    parser.add_argument("--only", choices=tuple(LAYOUTS), help="run one layout")
     args = parser.parse_args()
     haproxy = find_haproxy()
     if not DATA.is_dir():
         raise SystemExit(f"real speech not found at {DATA} (see its README)")
+    starts = {"baseline": baseline, "scale-out": lambda lay, fake, key: scale_out(lay, fake, key, haproxy)}
+    pair = [args.only] if args.only else list(LAYOUTS)
+    order = [name for r in range(args.rounds) for name in (pair if r % 2 == 0 else pair[::-1])]
+    files = [(f"meeting-{i:02d}.wav", recording(i)) for i in range(args.n)]
     with tempfile.TemporaryDirectory(prefix="voiceid-scale-") as work:
         var_dir = Path(work) / "var"  # shared: the ONNX models are exported once, each process has its own tmp/
-        layouts = [("1 serve: Slack + jobs + local engine (baseline)", baseline),
-                   ("2 serve --no-jobs + 3 workers + 2 engine servers, HAProxy",
-                    lambda lay, fake, key: scale_out(lay, fake, key, haproxy))]
-        if args.only:
-            layouts = [layouts[args.only == "scale-out"]]
-        files = [(f"meeting-{i:02d}.wav", recording(i)) for i in range(args.n)]
-        results = [asyncio.run(run_layout(name, files, start, Path(work), var_dir, args.timeout))
-                   for name, start in layouts]
+        results = [asyncio.run(run_layout(name, files, starts[name], Path(work), var_dir, args.timeout))
+                   for name in order]
     report(results, sum(len(data) for _, data in files) / 32000)  # 16-bit mono at 16 kHz
 
 
