@@ -10,9 +10,11 @@ upload URL reaches it directly). Baseline: one `python -m bot serve` with the jo
 model workers, the scale-out's total), on a PostgreSQL of its own.
 
 Each layout: 2 readers enroll through `/enroll` (the real modal flow), 2 warm-up recordings, then N recordings
-(3 readers, 2 enrolled, ~40 s of LibriSpeech each) are shared at once as signed file_share events to the Slack
+(3 readers, 2 enrolled, ~45 s of LibriSpeech each) are shared at once as signed file_share events to the Slack
 listener. Upload→summary runs from the event's post to the fake Slack's chat.update that carries the summary;
-throughput is N over the time from the first post to the last summary. Peak RSS is each process's VmHWM
+throughput is N over the time from the first post to the last summary. The machine is shared, so each layout
+runs `--rounds` times in A B B A order, and each run also reports the CPU seconds its processes (children
+included) spent per recording, which a neighbour's load hardly moves, and the load average. Peak RSS is each process's VmHWM
 (/proc/<pid>/status) read just before it stops: "own", and "tree" = the sum of its and its descendants' peaks
 (model workers are child processes; peaks of different processes need not coincide, so the sum is an upper bound).
 The transcript is off in both layouts (summary latency only; with it on, the worker also runs Whisper).
