@@ -61,6 +61,7 @@ bench: install
 	$(BIN)/python -m bench.slack
 	$(BIN)/python -m bench.claims
 	$(BIN)/python -m bench.chaos
+	$(BIN)/python -m bench.scale
 
 clean:
 	rm -rf $(VENV) var .pytest_cache

@@ -150,15 +150,20 @@ def application(settings: Settings, *, slack: bool = True, run_jobs: bool = True
     return app
 
 
-async def serve(settings: Settings, host: str, port: int, *,
+async def serve(settings: Settings, host: str, port: int, *, run_jobs: bool = True,
                 stopped: Callable[[], Awaitable[object]] | None = None) -> None:
-    """`python -m bot serve` until `stopped()` completes (default: SIGTERM or SIGINT)."""
-    runner = web.AppRunner(application(settings), access_log=None)
+    """`python -m bot serve` until `stopped()` completes (default: SIGTERM or SIGINT); without `run_jobs`
+    (`--no-jobs`) it queues what Slack asks for and leaves every job to the workers."""
+    if not run_jobs and settings.engine_webhook_secret is not None:
+        log.warning("ENGINE_WEBHOOK_SECRET is set, but this serve runs no jobs: it does not answer engine webhooks "
+                    "(the workers poll their engine jobs every JOB_POLL_SECONDS)")
+    runner = web.AppRunner(application(settings, run_jobs=run_jobs), access_log=None)
     await runner.setup()
     try:
         await web.TCPSite(runner, host, port).start()
         where = "/healthz (Socket Mode)" if settings.socket_mode else "/slack/events"
-        log.info("Voice ID listening on http://%s:%s%s", host, port, where)
+        log.info("Voice ID listening on http://%s:%s%s%s", host, port, where,
+                 "" if run_jobs else "; jobs are left to the workers (--no-jobs)")
         await (stopped or until_stopped)()
     finally:
         await runner.cleanup()

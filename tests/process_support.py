@@ -17,7 +17,7 @@ import aiohttp
 from aiohttp import web
 
 from storage.database import Database
-from tests.fake_slack import TEAM_ID, FakeSlack, Gate
+from tests.fake_slack import TEAM_ID, BotUnderTest, FakeSlack, Gate
 
 ROOT = Path(__file__).resolve().parents[1]
 ENGINE_API_KEY = "fault-injection-engine-key"
@@ -163,3 +163,17 @@ class EngineProxy:
             return web.Response(status=up.status, body=await up.read(),
                                 headers={k: v for k, v in up.headers.items()
                                          if k.lower() in ("content-type", "retry-after", "location")})
+
+
+class RemoteBot(BotUnderTest):
+    """`BotUnderTest`'s signed Slack requests, sent to a `python -m bot serve` process (or a balancer before it)."""
+
+    def __init__(self, fake: FakeSlack, base: str):
+        super().__init__(fake, None, None, None)
+        self.base = base
+
+    async def post(self, body: str, headers: dict):
+        url = f"{self.base}/slack/events"
+        async with aiohttp.ClientSession() as http, http.post(url, data=body.encode(), headers=headers) as resp:
+            await resp.read()  # kept for .json() after the session closes
+            return resp

@@ -23,8 +23,16 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from storage.crypto import new_key
 from storage.database import Database
-from tests.fake_slack import BOT_USER_ID, SIGNING_SECRET, TEAM_ID, BotUnderTest, FakeSlack
-from tests.process_support import ENGINE_API_KEY, child_env, free_port, start, stop, wait_engine_ready
+from tests.fake_slack import BOT_USER_ID, SIGNING_SECRET, TEAM_ID, FakeSlack
+from tests.process_support import (
+    ENGINE_API_KEY,
+    RemoteBot,
+    child_env,
+    free_port,
+    start,
+    stop,
+    wait_engine_ready,
+)
 from tests.slack_e2e_support import (
     DATA,
     concat,
@@ -44,20 +52,6 @@ pytestmark = [
     pytest.mark.speech,
     pytest.mark.skipif(not DATA.is_dir(), reason=f"real speech not found at {DATA} (see its README)"),
 ]
-
-
-class RemoteBot(BotUnderTest):
-    """`BotUnderTest`'s signed Slack requests, sent to a `python -m bot serve` process."""
-
-    def __init__(self, fake: FakeSlack, base: str):
-        super().__init__(fake, None, None, None)
-        self.base = base
-
-    async def post(self, body: str, headers: dict):
-        url = f"{self.base}/slack/events"
-        async with aiohttp.ClientSession() as http, http.post(url, data=body.encode(), headers=headers) as resp:
-            await resp.read()  # kept for .json() after the session closes
-            return resp
 
 
 @dataclass

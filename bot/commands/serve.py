@@ -1,4 +1,5 @@
-"""`python -m bot serve`: the Slack app over HTTP (or Socket Mode) with the job runner in one process."""
+"""`python -m bot serve`: the Slack app over HTTP (or Socket Mode) with the job runner in one process, or with
+`--no-jobs` the Slack app alone, for a layout where `python -m bot worker` processes run every job."""
 from __future__ import annotations
 
 import argparse
@@ -11,6 +12,9 @@ from bot.config import SLACK_SETUP_HELP, load_settings
 def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--host", help="interface to listen on (default: $HOST or 0.0.0.0)")
     parser.add_argument("--port", type=int, help="port to listen on (default: $PORT or 3000)")
+    parser.add_argument("--no-jobs", action="store_true",
+                        help="take Slack requests and queue their jobs, but run none: workers (python -m bot worker) "
+                             "sharing the database run them")
 
 
 def main(args: argparse.Namespace) -> int:
@@ -22,5 +26,5 @@ def main(args: argparse.Namespace) -> int:
     from bot.runtime import prepare_process, serve
 
     prepare_process(settings)
-    asyncio.run(serve(settings, args.host or settings.host, args.port or settings.port))
+    asyncio.run(serve(settings, args.host or settings.host, args.port or settings.port, run_jobs=not args.no_jobs))
     return 0

@@ -4,6 +4,11 @@ Transient failures (429, 5xx, network) are retried with bounded, jittered backof
 the typed errors of `bot.engines.base` with a message a person can act on. Calls never follow a redirect (it
 would re-send the key, voiceprints or audio to wherever it points) and go only to https:// or this machine
 unless the operator allows plain HTTP (`ALLOW_INSECURE_HTTP`); a private CA is trusted with `ENGINE_CA_FILE`.
+
+Several engine servers can sit behind a load balancer that keeps each client on one server with a cookie (a
+server holds the media, jobs and upload slots it issued): the client keeps that cookie, also for an engine URL
+given as an IP address, and its first call goes alone, so calls made at once before any answer cannot be
+spread over two servers.
 """
 from __future__ import annotations
 
@@ -140,6 +145,8 @@ class HTTPEngine(Engine):
         self._timeout = aiohttp.ClientTimeout(total=None, sock_connect=10, sock_read=timeout_s)
         self._session = session
         self._owns_session = session is None
+        self._first_call = asyncio.Lock()  # held by the calls made before any answer came (see the docstring)
+        self._answered = False
         self._sleep = sleep
         self.deletes = deletes  # DELETE for media and jobs (our engine server; pyannoteAI documents none)
 
@@ -152,13 +159,22 @@ class HTTPEngine(Engine):
 
     def _client(self) -> aiohttp.ClientSession:
         if self._session is None or self._session.closed:
-            self._session = aiohttp.ClientSession(timeout=self._timeout)
+            # unsafe=True: aiohttp's default jar drops cookies from IP-address hosts, a balancer's affinity too
+            self._session = aiohttp.ClientSession(timeout=self._timeout, cookie_jar=aiohttp.CookieJar(unsafe=True))
             self._owns_session = True
         return self._session
 
-    async def _call(self, method: str, url: str, *, path: str, auth: bool = True, json: dict | None = None,
-                    body: Callable[[], object] | None = None, ok: tuple[int, ...] = (200, 201),
-                    retry: RetryPolicy | None = None) -> dict:
+    async def _call(self, method: str, url: str, **kwargs) -> dict:
+        """One API call with retries (see `_attempts`); until some call has had an answer, one at a time."""
+        if not self._answered:
+            async with self._first_call:
+                if not self._answered:
+                    return await self._attempts(method, url, **kwargs)
+        return await self._attempts(method, url, **kwargs)
+
+    async def _attempts(self, method: str, url: str, *, path: str, auth: bool = True, json: dict | None = None,
+                        body: Callable[[], object] | None = None, ok: tuple[int, ...] = (200, 201),
+                        retry: RetryPolicy | None = None) -> dict:
         """One API call with retries; `body()` makes a fresh request body per attempt (a file stream)."""
         policy = retry or self.retry
         headers = {"Authorization": f"Bearer {self._api_key}"} if auth else {}
@@ -169,6 +185,7 @@ class HTTPEngine(Engine):
             try:
                 async with self._client().request(method, url, json=json, data=data, headers=headers,
                                                   allow_redirects=False, ssl=self._ssl) as resp:
+                    self._answered = True  # a balancer's affinity cookie, if any, is in the jar now
                     text = await resp.text()
                     if resp.status in ok:
                         return _payload(text)
