@@ -31,6 +31,7 @@ from bot.services.charts import redraw_chart, send_timeline, timeline
 from bot.services.context import NotInstalled, Services
 from bot.services.recordings import enrolled_among
 from bot.services.summaries import summary_message, transcript_pending
+from bot.services.voiceprints import named_by_person
 from bot.slack_api.files import download
 from bot.slack_api.lookups import channel_members, file_info
 from bot.slack_api.replies import keep_stored, show_reply
@@ -166,7 +167,7 @@ class RecordingJob(TranscriptStep):
                 await engine.release(url)
 
     async def voiceprints(self, client: AsyncWebClient, rec) -> list[VoiceprintInput]:
-        """The channel members who enrolled with the active engine, at most 50 (none: a diarize-only job)."""
+        """The voiceprints of the channel members who enrolled with the active engine (none: a diarize-only job)."""
         return await enrolled_among(self.services, rec.team_id, await channel_members(client, rec.channel_id))
 
     async def poll(self, client: AsyncWebClient, rec, job: Job, deadline: datetime) -> Job:
@@ -310,7 +311,8 @@ class RecordingJob(TranscriptStep):
         from storage.recordings import complete
 
         output = job.identify_output()
-        if not await complete(self.db, rec.id, self.owner, job.output or {}, output.duration):
+        per_person = await named_by_person(self.services, rec.team_id, job.output or {})  # labels → people
+        if not await complete(self.db, rec.id, self.owner, per_person, output.duration):
             raise LeaseLost()
 
     async def _show_progress(self, client: AsyncWebClient, rec, progress: float) -> None:

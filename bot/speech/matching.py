@@ -61,22 +61,31 @@ def assign(conf: np.ndarray, threshold: float = 0.0, exclusive: bool = True) -> 
     Exclusive: an optimal one-to-one assignment (Hungarian, maximising total confidence), then pairs under
     `threshold` are dropped — so a voiceprint names at most one speaker. Not exclusive: each speaker takes
     its best voiceprint if that reaches `threshold`. A match needs confidence ≥ threshold (0 always matches,
-    as in pyannoteAI).
+    as in pyannoteAI); a NaN (no score for that pair) never matches.
     """
     n_spk = conf.shape[0] if conf.ndim == 2 else 0
     matches: list[int | None] = [None] * n_spk
     if n_spk == 0 or conf.shape[1] == 0:
         return Assignment(matches)
+    known = ~np.isnan(conf)
+    scores = np.where(known, conf, -1.0)  # below any confidence: chosen only when nothing else is left
     if exclusive:
         from scipy.optimize import linear_sum_assignment
 
-        rows, cols = linear_sum_assignment(conf, maximize=True)
-        for r, c in zip(rows, cols):
-            if conf[r, c] >= threshold:
-                matches[int(r)] = int(c)
+        pairs = zip(*linear_sum_assignment(scores, maximize=True))
     else:
-        best = np.argmax(conf, axis=1)
-        for r, c in enumerate(best):
-            if conf[r, c] >= threshold:
-                matches[r] = int(c)
+        pairs = enumerate(np.argmax(scores, axis=1))
+    for r, c in pairs:
+        if known[r, c] and conf[r, c] >= threshold:
+            matches[int(r)] = int(c)
     return Assignment(matches)
+
+
+def best_per_group(conf: np.ndarray, groups: list[int], n_groups: int) -> np.ndarray:
+    """speakers × groups from speakers × voiceprints: a speaker's confidence for a group (one person's
+    voiceprints) is its best over the group's columns, NaN where it has none. `assign` on the result matches
+    people, not voiceprints: a person with several voiceprints still names at most one speaker."""
+    out = np.full((conf.shape[0] if conf.ndim == 2 else 0, n_groups), np.nan)
+    for column, group in enumerate(groups):
+        out[:, group] = np.fmax(out[:, group], conf[:, column])
+    return out
