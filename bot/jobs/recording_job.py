@@ -20,6 +20,7 @@ from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.engines.base import follow
+from bot.engines.batches import part_ids
 from bot.errors import EngineError, EngineJobEnded, JobNotFound, MediaError, error_from
 from bot.failures import new_ref
 from bot.jobs.leases import LeaseKeeper, LeaseLost
@@ -194,13 +195,16 @@ class RecordingJob(TranscriptStep):
 
         if job.status.final:
             return job
-        wake = self._wakeups.setdefault(job.job_id, asyncio.Event())
+        wake = asyncio.Event()
+        keys = [job.job_id, *(part_ids(job.job_id) or [])]  # a batched job wakes on any part's webhook
+        self._wakeups.update(dict.fromkeys(keys, wake))
         try:
             return await follow(self.services.engine, job.job_id, interval=self.services.settings.job_poll_seconds,
                                 deadline=time.monotonic() + (deadline - utcnow()).total_seconds(), wake=wake,
                                 on_update=update, max_errors=MAX_POLL_ERRORS)
         finally:
-            self._wakeups.pop(job.job_id, None)
+            for key in keys:
+                self._wakeups.pop(key, None)
 
     @property
     def transcript_on(self) -> bool:
