@@ -128,3 +128,14 @@ def test_batches_cover_every_voiceprint_exactly_once(limit: int):
     items = [f"vp{i}" for i in range(7)]
     parts = batches(items, limit)
     assert all(len(p) <= limit for p in parts) and [x for p in parts for x in p] == items
+
+
+@pytest.mark.parametrize(("engine", "setting", "per_job"), [("pyannoteai", 1000, 50), ("pyannoteai", 2, 2),
+                                                            ("server", 200, 200), ("server", 50, 50)])
+def test_each_http_engine_splits_at_its_limit(engine: str, setting: int, per_job: int):
+    from bot.config import Settings
+    from bot.engines.factory import make_engine
+
+    settings = Settings(_env_file=None, engine=engine, pyannoteai_api_key="key", engine_url="https://engine.example",
+                        engine_api_key="key", engine_max_voiceprints=setting)
+    assert make_engine(settings).max_voiceprints == per_job, "pyannoteAI takes 50 per job whatever the setting"

@@ -233,7 +233,7 @@ async def export_person(db, team_id: str, user_id: str, *, result_days: int, aud
     return {
         "workspace": team_id, "person": user_id, "exported_at": _when(utcnow()), "not_included": NOT_INCLUDED,
         "voiceprints": [{
-            "engine": engine_name(vp.engine), "model": vp.model_id, "enrolled_at": _when(vp.created_at),
+            "name": vp.name, "engine": engine_name(vp.engine), "model": vp.model_id, "enrolled_at": _when(vp.created_at),
             "last_replaced_at": _when(vp.updated_at), "consent_given_at": _when(vp.consent_at),
             "consent_text": vp.consent_text or "(not stored: enrolled before Voice ID kept the consent text)",
             "clip_length_seconds": round(vp.clip_duration, 1)} for vp in rows["voiceprints"]],
