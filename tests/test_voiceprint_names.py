@@ -189,3 +189,16 @@ async def test_a_person_with_two_voiceprints_is_named_once_under_labels_that_do_
         assert rec.result["voiceprints"] == [
             {"speaker": "SPEAKER_00", "match": USER, "confidence": {USER: 92.0}},
             {"speaker": "SPEAKER_01", "match": None, "confidence": {USER: 81.0}}], "best of their two, named once"
+
+
+async def test_an_admins_delete_takes_all_of_a_persons_voiceprints(db: Database):
+    person = "UMANY"  # a Slack-shaped id: mentions carry only those
+    async with world(db) as (fake, _, bot):
+        fake.admins.add("UADMIN")
+        await enroll(bot, fake, person, clip(1))
+        await enroll(bot, fake, person, clip(2), voiceprint="phone")
+        n = len(fake.responses)
+        assert (await bot.command("UADMIN", f"delete <@{person}|many>")).status == 200
+        [answer] = await fake.wait_for(lambda: fake.responses[n:], what="the admin's answer")
+        assert f"Done for <@{person}>" in answer["text"], answer
+        assert await list_voiceprints(db, TEAM_ID, person) == []
