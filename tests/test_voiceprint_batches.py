@@ -148,3 +148,25 @@ async def test_the_engine_server_refuses_more_voiceprints_than_its_limit(tmp_pat
                 await unsplit.submit_identify(request)
         finally:
             await unsplit.close()
+
+
+async def test_a_batch_the_server_cannot_take_whole_leaves_no_part_behind(tmp_path):
+    from bot.engine_server.app import ENGINE_SERVER
+    from bot.errors import RateLimited
+    from tests.engine_http_support import GatedEngine
+
+    held = GatedEngine(FakeEngine())  # its jobs stay unfinished: the server's one worker and queue of one fill up
+    async with engine_server(held, tmp_path / "engine", limits=ServerLimits(max_voiceprints=1, queue_size=1)) as srv:
+        client = client_for(srv, attempts=1)
+        client.max_voiceprints = 1
+        media = tmp_path / "standup.wav"
+        media.write_bytes(b"RIFF a recording")
+        request = IdentifyRequest(url=await client.upload(media), voiceprints=[
+            VoiceprintInput(label=f"vp{i}", voiceprint="x") for i in range(3)])
+        try:
+            with pytest.raises(RateLimited):  # two parts admitted, the third refused (429)
+                await client.submit_identify(request)
+            assert srv.app[ENGINE_SERVER].store.jobs == {}, "the admitted parts were deleted again"
+        finally:
+            held.gate.set()
+            await client.close()
