@@ -58,6 +58,20 @@ def test_nobody_is_named_under_the_threshold_or_by_a_voiceprint_deleted_since():
     assert result["voiceprints"][0]["confidence"] == {"UANN": 74.9}
 
 
+def test_a_speaker_that_fits_two_people_is_a_guess_and_named_as_nobody():
+    owners = {**OWNERS, "vpC1": "UCID"}  # Cid is enrolled in the channel and not in this recording
+    # Through a phone line: Ann's phone print and Cid's both fit speaker 0; Bea's fits speaker 1 alone.
+    conf = {"SPEAKER_00": {"vpA2": 98.7, "vpC1": 97.5, "vpB1": 20.0}, "SPEAKER_01": {"vpB1": 95.0, "vpA2": 30.0}}
+    assert named(by_person(output(conf), owners, 75)) == {"SPEAKER_00": None, "SPEAKER_01": "UBEA",
+                                                          "SPEAKER_02": None}
+    # A person who fits too but has a speaker of their own is no rival: Cid speaks, as speaker 1.
+    conf = {"SPEAKER_00": {"vpA1": 99.0, "vpC1": 80.0}, "SPEAKER_01": {"vpC1": 96.0, "vpA1": 10.0}}
+    assert named(by_person(output(conf), owners, 75)) == {"SPEAKER_00": "UANN", "SPEAKER_01": "UCID",
+                                                          "SPEAKER_02": None}
+    assert named(by_person(output({"SPEAKER_00": {"vpA1": 60.0, "vpC1": 50.0}}), owners, 0))["SPEAKER_00"] == "UANN", \
+        "threshold 0 matches always, as in pyannoteAI"
+
+
 def test_an_engine_without_confidence_maps_keeps_its_matches_once_per_person():
     engine = output({}, {"SPEAKER_00": "vpA1", "SPEAKER_01": "vpA2"})
     engine["voiceprints"] = []

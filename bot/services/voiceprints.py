@@ -5,7 +5,7 @@ Engines see a voiceprint only under its random label (`storage.voiceprints.new_l
 id or name, and each of a person's voiceprints is its own label. The answer comes back per label; `by_person`
 turns it into the answer per person before anything is stored or shown: a speaker's confidence for a person is
 its best over that person's voiceprints, and matching is exclusive by person, so a person with a headset and a
-phone voiceprint is still named at most once per recording.
+phone voiceprint is still named at most once per recording; a speaker that fits two people is named as nobody.
 """
 from __future__ import annotations
 
@@ -119,7 +119,9 @@ TRANSCRIPTS = ("turnLevelTranscription", "wordLevelTranscription")
 def by_person(output: dict, owners: dict[str, str], threshold: float) -> dict:
     """An identify output keyed by voiceprint labels → the same output keyed by people (`owners`: label →
     user id). A speaker's confidence for a person is its best over that person's voiceprints; matching is
-    exclusive by person (an optimal one-to-one assignment, then `threshold`), so nobody is named twice. A label
+    exclusive by person (an optimal one-to-one assignment, then `threshold`), so nobody is named twice, and a
+    speaker whose voice also matches another person left without a speaker is named as nobody (a guess between
+    them: `matching.unambiguous`). A label
     with no owner (a voiceprint deleted since the job began) counts for nobody. An engine's own transcript
     segments are left out: they are keyed by labels, and Voice ID makes its own transcript. A diarize-only
     output passes unchanged."""
@@ -143,7 +145,7 @@ def by_person(output: dict, owners: dict[str, str], threshold: float) -> dict:
         for j, label in enumerate(labels):
             per_label[i, j] = scores.get(speaker, {}).get(label, np.nan)
     best = matching.best_per_group(per_label, [people.index(owners[label]) for label in labels], len(people))
-    chosen = matching.assign(best, threshold, exclusive=True).matches
+    chosen = matching.unambiguous(best, matching.assign(best, threshold, exclusive=True).matches, threshold)
     named = {speaker: people[c] if c is not None else None for speaker, c in zip(speakers, chosen)}
     result = {k: v for k, v in output.items() if k not in TRANSCRIPTS}
     result["voiceprints"] = [SpeakerMatch(speaker=speaker, match=named[speaker], confidence={

@@ -89,3 +89,22 @@ def best_per_group(conf: np.ndarray, groups: list[int], n_groups: int) -> np.nda
     for column, group in enumerate(groups):
         out[:, group] = np.fmax(out[:, group], conf[:, column])
     return out
+
+
+def unambiguous(best: np.ndarray, chosen: list[int | None], threshold: float) -> list[int | None]:
+    """`chosen` (speaker → person, from `assign` on `best`) without the guesses: a speaker keeps its person only
+    when no other person it also matches at or above `threshold` is left without a speaker of their own. Two
+    people whose voices both fit one speaker are a guess between them, however the scores rank them: through a
+    phone line, whose sound every voiceprint made there shares, different people's confidences crowd at the top
+    (bench.voiceprints). A threshold of 0 (match always, as in pyannoteAI) keeps `chosen` as it is."""
+    if threshold <= 0:
+        return list(chosen)
+    out = list(chosen)
+    for speaker, person in enumerate(chosen):
+        if person is None:
+            continue
+        taken = {p for other, p in enumerate(chosen) if other != speaker and p is not None}
+        rivals = [q for q in range(best.shape[1]) if q != person and q not in taken]
+        if any(best[speaker, q] >= threshold for q in rivals if not np.isnan(best[speaker, q])):
+            out[speaker] = None
+    return out
