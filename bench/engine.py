@@ -594,6 +594,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, default=None, help="torch threads per system (default: all cores)")
     parser.add_argument("--memory", action="store_true",
                         help="only the v2 pipeline's memory on 2 h and 4 h with stand-in models")
+    parser.add_argument("--two-voiceprints", action="store_true",
+                        help="only the several-voiceprints case: clean and phone-copy voiceprints (bench.voiceprints)")
     parser.add_argument("--memory-child", help=argparse.SUPPRESS)
     parser.add_argument("--speed-child", nargs=3, metavar=("SYSTEM", "WAV", "CLIP"), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -609,6 +611,10 @@ def main(argv: list[str] | None = None) -> int:
     if args.memory:
         print(memory_proxy([2.0, 4.0]))
         return 0
+    if args.two_voiceprints:
+        from bench import voiceprints
+
+        return voiceprints.main(args.meetings or (4 if args.quick else 20))
     if not M.data_available():
         print(f"The speech data is missing ({M.DATA}); nothing to benchmark.", file=sys.stderr)
         return 2

@@ -56,6 +56,8 @@ class Settings(BaseSettings):
     engine_data_dir: Path | None = None  # engine server: jobs and media; default VAR_DIR/engine
     engine_queue_size: int = Field(default=16, ge=1)  # engine server: waiting jobs before 429
     engine_media_ttl_hours: float = Field(default=24.0, gt=0)  # engine server: unused uploads deleted after
+    # Voiceprints per identify job: the engine server refuses more, the bot splits more into several jobs (pyannoteAI: 50)
+    engine_max_voiceprints: int = Field(default=50, ge=1, le=1000)
     public_base_url: str | None = None
     # Engine link: TLS and plain HTTP (see SECURITY.md). Keys, voiceprints and audio cross it.
     allow_insecure_http: bool = False  # accept plain http:// URLs to other machines (and a bare engine server)

@@ -9,7 +9,15 @@ from datetime import UTC, datetime
 from enum import Enum
 from typing import Annotated
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 
 class _Wire(BaseModel):
@@ -89,9 +97,24 @@ class DiarizeRequest(_Wire):
         return d
 
 
+# pyannoteAI takes at most this many voiceprints in one identify job; our engine server as many as
+# ENGINE_MAX_VOICEPRINTS says (this by default). The request itself has no upper bound: the embedded engine takes
+# any number, and the HTTP client splits larger sets into several jobs (`bot.engines.batches`).
+MAX_VOICEPRINTS_PER_JOB = 50
+
+
 class IdentifyRequest(DiarizeRequest):
-    voiceprints: list[VoiceprintInput] = Field(min_length=1, max_length=50)
+    voiceprints: list[VoiceprintInput] = Field(min_length=1)
     matching: Matching = Field(default_factory=Matching)
+
+    @field_validator("voiceprints")
+    @classmethod
+    def _at_most(cls, v: list[VoiceprintInput], info: ValidationInfo) -> list[VoiceprintInput]:
+        """A server's own limit, given as validation context (the engine server's ENGINE_MAX_VOICEPRINTS)."""
+        most = (info.context or {}).get("max_voiceprints")
+        if most is not None and len(v) > most:
+            raise ValueError(f"at most {most} voiceprints per identify job: split them into several jobs")
+        return v
 
     @model_validator(mode="after")
     def _check(self) -> IdentifyRequest:

@@ -63,6 +63,8 @@ from sqlmodel import Field, SQLModel
 
 from storage.crypto import Sealed, SealedJSON, SealedString
 
+VOICEPRINT_NAME_MAX = 24  # characters of the name a person gives a voiceprint
+
 
 def utcnow() -> datetime:
     return datetime.now(UTC)
@@ -169,14 +171,22 @@ class OAuthState(SQLModel, table=True):
 
 
 class Voiceprint(SQLModel, table=True):
-    """One person's voiceprint for one engine. Biometric data: encrypted at rest, only deleted for real."""
+    """One of a person's voiceprints for one engine (at most `storage.voiceprints.MAX_PER_PERSON`, each under a
+    name the person gives it: "headset", "phone"). Biometric data: encrypted at rest, only deleted for real. `label` is what engines
+    see instead of the person: random, never reused, mapped back to `user_id` by Voice ID alone."""
 
-    __table_args__ = (sa.UniqueConstraint("team_id", "user_id", "engine", name="uq_voiceprint_team_user_engine"),)
+    __table_args__ = (
+        sa.UniqueConstraint("team_id", "user_id", "engine", "name", name="uq_voiceprint_team_user_engine_name"),
+        sa.UniqueConstraint("label", name="uq_voiceprint_label"),
+    )
 
     id: int | None = Field(default=None, primary_key=True)
     team_id: str = Field(max_length=32)
     user_id: str = Field(max_length=32)
     engine: str = Field(max_length=32)
+    name: str = Field(default="default", sa_column=sa.Column(sa.String(VOICEPRINT_NAME_MAX), nullable=False,
+                                                             server_default="default"))
+    label: str = Field(max_length=32)
     model_id: str = Field(max_length=200)
     voiceprint: str = Field(sa_column=sa.Column(Sealed(), nullable=False), repr=False)
     consent_at: datetime = _when()
@@ -224,7 +234,8 @@ class Recording(SQLModel, table=True):
     status: RecordingStatus = Field(default=RecordingStatus.queued,
                                     sa_column=_enum_column(RecordingStatus, "recordingstatus"))
     engine: str = Field(max_length=32)
-    engine_job_id: str | None = Field(default=None, max_length=200)
+    # One engine job, or several joined (an identify split into batches of voiceprints: `bot.engines.batches`).
+    engine_job_id: str | None = Field(default=None, sa_column=sa.Column(sa.Text(), nullable=True))
     attempts: int = Field(default=0)
     lease_owner: str | None = Field(default=None, max_length=200)
     lease_expires_at: datetime | None = _when(nullable=True)
@@ -302,6 +313,8 @@ class EnrollmentJob(SQLModel, table=True):
     team_id: str = Field(max_length=32)
     user_id: str = Field(max_length=32, index=True)
     file_id: str = Field(max_length=32)
+    name: str = Field(default="default", sa_column=sa.Column(sa.String(VOICEPRINT_NAME_MAX), nullable=False,
+                                                             server_default="default"))  # the voiceprint's
     view_id: str | None = Field(default=None, max_length=64)
     consent_at: datetime = _when()
     consent_text: str | None = Field(default=None, sa_column=sa.Column(sa.Text(), nullable=True))

@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import itertools
+import json
+import re
 from pathlib import Path
 
 import numpy as np
@@ -15,6 +17,18 @@ from bot.schema import IdentifyRequest, Job, JobStatus, VoiceprintRequest
 from bot.speech import voiceprint
 
 MODEL = "fake-model"
+_SLACK_ID = re.compile(r'"([UW][A-Z0-9_]+)"')
+
+
+def answer_with_labels(output: dict, request: IdentifyRequest) -> dict:
+    """What an engine answers: the labels it was sent, never people. A canned output names people by Slack id
+    (the test's readable way to write it); the fake puts in their place the labels of the request's voiceprints,
+    people in the order they first appear standing for the voiceprints in the request's order (these tests
+    enroll one voiceprint per person). Voice ID maps the labels back to the people."""
+    text = json.dumps(output)
+    people = list(dict.fromkeys(_SLACK_ID.findall(text)))
+    labels = dict(zip(people, (v.label for v in request.voiceprints)))
+    return json.loads(_SLACK_ID.sub(lambda m: json.dumps(labels.get(m.group(1), m.group(1))), text))
 
 
 class FakeEngine(Engine):
@@ -56,7 +70,7 @@ class FakeEngine(Engine):
 
     async def submit_identify(self, request: IdentifyRequest) -> Job:
         self.identify_requests.append(request)
-        return self._job(dict(self.identify_output))
+        return self._job(answer_with_labels(self.identify_output, request))
 
     async def get_job(self, job_id: str) -> Job:
         if job_id not in self.jobs:

@@ -22,6 +22,7 @@ from bot.engines.base import Engine
 from bot.errors import JobNotFound
 from bot.schema import IdentifyRequest, Job, JobStatus, VoiceprintRequest
 from storage.database import Database
+from tests.fake_engine import answer_with_labels
 from tests.fake_slack import BOT_USER_ID, TEAM_ID, FakeSlack, bot_settings
 
 CHANNEL = "C0001"
@@ -52,6 +53,7 @@ class ScriptedEngine(Engine):
         self.polls = polls
         self.script = list(script or [])
         self.jobs: dict[str, tuple[str, int]] = {}
+        self.outputs: dict[str, dict] = {}
         self.submitted: list[str] = []
         self.upload_delay = 0.0
 
@@ -69,6 +71,7 @@ class ScriptedEngine(Engine):
     async def submit_identify(self, request: IdentifyRequest) -> Job:
         job_id = uuid.uuid4().hex
         self.jobs[job_id] = (self.script.pop(0) if self.script else "ok", 0)
+        self.outputs[job_id] = answer_with_labels(OUTPUT, request)
         self.submitted.append(job_id)
         return Job(job_id=job_id, status=JobStatus.running, progress=0.0)
 
@@ -85,7 +88,7 @@ class ScriptedEngine(Engine):
         if outcome == "fail":
             return Job(job_id=job_id, status=JobStatus.failed,
                        output={"error": {"code": "internal", "message": "The engine ran out of memory."}})
-        return Job(job_id=job_id, status=JobStatus.succeeded, output=OUTPUT, progress=1.0)
+        return Job(job_id=job_id, status=JobStatus.succeeded, output=self.outputs.get(job_id, OUTPUT), progress=1.0)
 
 
 def wav(seconds: float = 3.0) -> bytes:

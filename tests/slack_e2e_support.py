@@ -111,8 +111,9 @@ def dms(fake: FakeSlack, user: str) -> list[str]:
 
 async def submit_enrollment(bot: BotUnderTest, fake: FakeSlack, user: str, data: bytes, *, name: str = "me.wav",
                             mimetype: str = "audio/wav", replace: bool = False, consent: bool = True,
-                            **file_kw) -> dict:
-    """/enroll → modal → view submission with the clip (consent ticked unless told); returns the JSON answer."""
+                            voiceprint: str | None = None, **file_kw) -> dict:
+    """/enroll → modal → view submission with the clip (consent ticked unless told) under the voiceprint name
+    `voiceprint` (untold: what the modal's name field holds, else "default"); returns the JSON answer."""
     modals = lambda: [c for c in fake.calls_to("views.open") if c.params.get("trigger_id") == f"trig-{user}"]
     n = len(modals())
     assert (await bot.command(user)).status == 200
@@ -123,6 +124,9 @@ async def submit_enrollment(bot: BotUnderTest, fake: FakeSlack, user: str, data:
                                       "selected_options": [{"value": "yes"}] if consent else []}}}
     if replace:
         values["replace"] = {"replace": {"type": "checkboxes", "selected_options": [{"value": "yes"}]}}
+    [field] = [b["element"] for b in view["blocks"] if b.get("block_id") == "name"]
+    values["name"] = {"name": {"type": "plain_text_input",
+                               "value": voiceprint if voiceprint is not None else field.get("initial_value", "default")}}
     resp = await bot.submit_view(user, view, values)
     assert resp.status == 200
     return await resp.json()

@@ -131,7 +131,8 @@ async def test_a_claim_never_makes_a_voiceprint_and_enrolling_from_the_recording
 
         # The next recording is identified against enrolled voiceprints only: Bob's claim adds nothing.
         await share(m.bot, m.fake, db, "retro.wav")
-        assert [v.label for v in m.engine.identify_requests[-1].voiceprints] == [ANN]
+        ann = await get_voiceprint(db, TEAM_ID, ANN)
+        assert [v.label for v in m.engine.identify_requests[-1].voiceprints] == [ann.label]
 
 
 async def test_simultaneous_claims_cannot_both_win(db: Database):

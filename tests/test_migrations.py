@@ -86,3 +86,48 @@ async def test_concurrent_starts_migrate_once(empty_url: str):
     reports = await asyncio.gather(*(upgrade(empty_url) for _ in range(3)))
     assert sorted(r.before or "" for r in reports) == ["", head_revision(), head_revision()]
     assert {r.after for r in reports} == {head_revision()}
+
+
+def _migrate(connection, revision: str, down: bool = False) -> None:
+    cfg = alembic_config()
+    cfg.attributes["connection"] = connection
+    (command.downgrade if down else command.upgrade)(cfg, revision)
+
+
+async def test_existing_voiceprints_become_the_persons_default_each_with_a_label_of_its_own(empty_url: str):
+    from datetime import UTC, datetime, timedelta
+
+    from sqlalchemy import text
+    from sqlalchemy.exc import IntegrityError
+
+    insert = text("INSERT INTO voiceprint (team_id, user_id, engine, model_id, voiceprint, consent_at, clip_duration, "
+                  "created_at, updated_at{name}) VALUES ('T1', :user, :engine, 'm', 'v', :at, 5.0, :at, :at{value})")
+    now = datetime.now(UTC)
+    db = Database(empty_url)
+    try:
+        async with db.engine.begin() as conn:
+            await conn.run_sync(_migrate, "0012_people")
+            for user, engine in (("U1", "local"), ("U1", "pyannoteai"), ("U2", "local")):
+                await conn.execute(text(insert.text.format(name="", value="")), {"user": user, "engine": engine,
+                                                                                 "at": now})
+            await conn.run_sync(_migrate, "head")
+        async with db.engine.connect() as conn:
+            rows = (await conn.execute(text("SELECT user_id, engine, name, label FROM voiceprint ORDER BY id"))).all()
+        assert [tuple(r[:3]) for r in rows] == [("U1", "local", "default"), ("U1", "pyannoteai", "default"),
+                                                ("U2", "local", "default")]
+        assert len({r[3] for r in rows}) == 3 and all(r[3].startswith("vp") and len(r[3]) == 26 for r in rows)
+        named = text(insert.text.format(name=", name, label", value=", :name, :label"))
+        async with db.engine.begin() as conn:  # a second voiceprint under another name now fits
+            await conn.execute(named, {"user": "U1", "engine": "local", "at": now + timedelta(hours=1),
+                                       "name": "phone", "label": "vp-phone"})
+        with pytest.raises(IntegrityError):  # the same name twice does not
+            async with db.engine.begin() as conn:
+                await conn.execute(named, {"user": "U1", "engine": "local", "at": now, "name": "phone",
+                                           "label": "vp-other"})
+        async with db.engine.begin() as conn:  # down again: one per person and engine, the newest
+            await conn.run_sync(_migrate, "0012_people", True)
+        async with db.engine.connect() as conn:
+            kept = (await conn.execute(text("SELECT user_id, engine, updated_at FROM voiceprint ORDER BY id"))).all()
+        assert [(u, e) for u, e, _ in kept] == [("U1", "pyannoteai"), ("U2", "local"), ("U1", "local")]
+    finally:
+        await db.dispose()

@@ -68,6 +68,7 @@ async def test_export_then_delete_then_export_through_the_real_command(db_url: s
         [vp] = exported["voiceprints"]
         assert vp["consent_text"] == CONSENT and vp["consent_given_at"] and vp["enrolled_at"]
         assert vp["engine"] == "local" and vp["clip_length_seconds"] == 5.0 and "voiceprint" not in vp
+        assert vp["name"] == "default" and "label" not in vp
         [named] = exported["recordings_naming_them"]
         assert named["recording_id"] == rec_id and named["file_name"] == "standup.wav"
         assert named["identified_by_voiceprint"] == [{"speaker": "SPEAKER_00", "confidence": 91.0,

@@ -43,7 +43,7 @@ async def test_a_failure_without_a_channel_is_told_by_dm(world, monkeypatch):
 
     import bot.slack.enroll as listeners
 
-    monkeypatch.setattr(listeners, "has_voiceprint", broken)
+    monkeypatch.setattr(listeners, "voiceprint_names", broken)
     view = {"type": "modal", "callback_id": MODAL_CALLBACK, "private_metadata": ""}
     dms_before = len(fake.calls_to("chat.postMessage"))
     await bot.submit_view("U2", view, {})

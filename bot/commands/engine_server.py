@@ -60,7 +60,8 @@ def main(args: argparse.Namespace) -> int:
     sweep_scratch(settings.var_dir)
     data_dir = settings.engine_data_dir or settings.var_dir / "engine"
     limits = ServerLimits(queue_size=settings.engine_queue_size,
-                          media_ttl_s=settings.engine_media_ttl_hours * 3600)
+                          media_ttl_s=settings.engine_media_ttl_hours * 3600,
+                          max_voiceprints=settings.engine_max_voiceprints)
     secret = settings.engine_webhook_secret.get_secret_value() if settings.engine_webhook_secret else None
     transcription = TranscriptionSettings(model=settings.transcript_model.value, language=settings.transcript_language,
                                           var_dir=settings.var_dir, max_duration_s=settings.max_recording_hours * 3600)

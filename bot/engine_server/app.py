@@ -49,6 +49,7 @@ class ServerLimits:
     max_attempts: int = 3
     sweep_every_s: float = 60
     webhook_retry_delays_s: tuple[float, ...] = DEFAULT_RETRY_DELAYS_S
+    max_voiceprints: int = 50  # per identify job (ENGINE_MAX_VOICEPRINTS)
 
 
 def error_response(status: int, message: str, errors: list[dict] | None = None,
@@ -225,7 +226,7 @@ class EngineServer:
         if isinstance(body, web.Response):
             return body
         try:
-            parsed = model.model_validate(body)
+            parsed = model.model_validate(body, context={"max_voiceprints": self.limits.max_voiceprints})
         except ValidationError as exc:
             return error_response(400, "invalid request", field_errors(exc))
         problem = _media_url_problem(parsed.url)

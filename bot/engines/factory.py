@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from bot.config import EngineKind, Settings
 from bot.engines.base import Engine
+from bot.schema import MAX_VOICEPRINTS_PER_JOB
 
 # pyannoteAI's docs suggest about 50–70 for strict matching; the product default sits at the lower end.
 PYANNOTEAI_THRESHOLD = 50.0
@@ -40,7 +41,8 @@ def make_engine(settings: Settings) -> Engine:
                           recommended_threshold=PYANNOTEAI_THRESHOLD,
                           webhook_url=webhook_url(settings), key_setting="PYANNOTEAI_API_KEY",
                           deletes=False, url_setting="PYANNOTEAI_API_URL",
-                          allow_insecure_http=settings.allow_insecure_http)
+                          allow_insecure_http=settings.allow_insecure_http,
+                          max_voiceprints=min(settings.engine_max_voiceprints, MAX_VOICEPRINTS_PER_JOB))
     if settings.engine is EngineKind.server:
         import ssl
 
@@ -53,7 +55,8 @@ def make_engine(settings: Settings) -> Engine:
                               recommended_threshold=RECOMMENDED_THRESHOLD,
                               webhook_url=webhook_url(settings), key_setting="ENGINE_API_KEY",
                               url_setting="ENGINE_URL", ca_file=settings.engine_ca_file,
-                              allow_insecure_http=settings.allow_insecure_http)
+                              allow_insecure_http=settings.allow_insecure_http,
+                              max_voiceprints=settings.engine_max_voiceprints)
         except ssl.SSLError:
             raise EngineSettingsMissing("ENGINE_CA_FILE holds no PEM certificate to trust") from None
     return make_local_engine(settings)

@@ -26,6 +26,7 @@ from pathlib import Path
 import aiohttp
 
 from bot.config import url_problem
+from bot.engines import batches
 from bot.engines.base import Engine
 from bot.errors import (
     AuthError,
@@ -37,7 +38,14 @@ from bot.errors import (
     RateLimited,
     RequestError,
 )
-from bot.schema import DiarizeRequest, IdentifyRequest, Job, VoiceprintRequest
+from bot.schema import (
+    MAX_VOICEPRINTS_PER_JOB,
+    DiarizeRequest,
+    IdentifyRequest,
+    Job,
+    JobStatus,
+    VoiceprintRequest,
+)
 
 log = logging.getLogger(__name__)
 
@@ -127,7 +135,7 @@ class HTTPEngine(Engine):
                  key_setting: str = "the API key", retry: RetryPolicy | None = None,
                  timeout_s: float = 60.0, sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
                  deletes: bool = True, url_setting: str = "the engine URL", ca_file: Path | None = None,
-                 allow_insecure_http: bool = False):
+                 allow_insecure_http: bool = False, max_voiceprints: int = MAX_VOICEPRINTS_PER_JOB):
         problem = url_problem(url_setting, base_url, allow_insecure=allow_insecure_http)
         if problem:
             raise ValueError(problem)
@@ -149,6 +157,7 @@ class HTTPEngine(Engine):
         self._answered = False
         self._sleep = sleep
         self.deletes = deletes  # DELETE for media and jobs (our engine server; pyannoteAI documents none)
+        self.max_voiceprints = max_voiceprints  # per identify job; more are split (`bot.engines.batches`)
 
     def __repr__(self) -> str:  # never show the key
         return f"HTTPEngine(name={self.name!r}, base_url={self.base_url!r})"
@@ -257,9 +266,11 @@ class HTTPEngine(Engine):
             await self._delete("/v1/media/" + url[len("media://"):], url)
 
     async def forget(self, job_id: str) -> None:
-        """Delete a finished job and its output from the server (it keeps them 24 h otherwise)."""
+        """Delete a finished job (every part of a batched one) and its output from the server (it keeps them 24 h
+        otherwise)."""
         if self.deletes:
-            await self._delete(f"/v1/jobs/{job_id}", f"job {job_id}")
+            for part in batches.part_ids(job_id) or [job_id]:
+                await self._delete(f"/v1/jobs/{part}", f"job {part}")
 
     async def _delete(self, path: str, what: str) -> None:
         try:
@@ -279,13 +290,37 @@ class HTTPEngine(Engine):
         return Job.model_validate(await self._api("POST", "/v1/voiceprint", self._with_webhook(request)))
 
     async def submit_identify(self, request: IdentifyRequest) -> Job:
+        """One identify job, or with more voiceprints than `max_voiceprints` one per batch of them, submitted
+        together (so our engine server, which deletes media when its last job ends, still has it for every part)
+        and followed as one job (`bot.engines.batches`). If a part cannot be submitted, those already submitted
+        are deleted (where the engine has DELETE) and the error is raised as for a single job."""
+        if len(request.voiceprints) <= self.max_voiceprints:
+            return await self._submit_identify(request)
+        parts = batches.batches(request.voiceprints, self.max_voiceprints)
+        answers = await asyncio.gather(*(self._submit_identify(request.model_copy(update={"voiceprints": part}))
+                                         for part in parts), return_exceptions=True)
+        submitted = [a.job_id for a in answers if isinstance(a, Job)]
+        failure = next((a for a in answers if isinstance(a, BaseException)), None)
+        if failure is not None:
+            for job_id in submitted:
+                await self.forget(job_id)
+            raise failure
+        log.info("%s: %d voiceprints in %d identify jobs of at most %d", self.name, len(request.voiceprints),
+                 len(parts), self.max_voiceprints)
+        return Job(job_id=batches.joined_id(submitted), status=JobStatus.created, progress=0.0)
+
+    async def _submit_identify(self, request: IdentifyRequest) -> Job:
         return Job.model_validate(await self._api("POST", "/v1/identify", self._with_webhook(request)))
 
     async def submit_diarize(self, request: DiarizeRequest) -> Job:
         return Job.model_validate(await self._api("POST", "/v1/diarize", self._with_webhook(request)))
 
     async def get_job(self, job_id: str) -> Job:
-        return Job.model_validate(await self._api("GET", f"/v1/jobs/{job_id}"))
+        """A job, or a batched job's parts read as one (`batches.merged_job`; one part lost is JobNotFound)."""
+        parts = batches.part_ids(job_id)
+        if parts is None:
+            return Job.model_validate(await self._api("GET", f"/v1/jobs/{job_id}"))
+        return batches.merged_job(job_id, list(await asyncio.gather(*(self.get_job(p) for p in parts))))
 
     async def close(self) -> None:
         if self._session is not None and self._owns_session and not self._session.closed:

@@ -131,7 +131,7 @@ class Enrollments:
                 clip = await download(info, client.token, Path(tmp), api_url=client.base_url, max_bytes=CLIP_MAX_BYTES)
                 return await enroll(self.services, team_id=job.team_id, user_id=job.user_id, clip=clip,
                                     consent_at=job.consent_at, generation=job.generation,
-                                    consent_text=job.consent_text)
+                                    consent_text=job.consent_text, name=job.name)
         except EngineError as exc:
             if exc.transient:
                 raise

@@ -20,6 +20,7 @@ from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.engines.base import follow, with_provenance
+from bot.engines.batches import part_ids
 from bot.errors import EngineError, EngineJobEnded, JobNotFound, MediaError, error_from
 from bot.failures import new_ref
 from bot.jobs.leases import LeaseKeeper, LeaseLost
@@ -31,6 +32,7 @@ from bot.services.charts import redraw_chart, send_timeline, timeline
 from bot.services.context import NotInstalled, Services
 from bot.services.recordings import checked_file, enrolled_among
 from bot.services.summaries import summary_message, transcript_pending
+from bot.services.voiceprints import named_by_person
 from bot.slack_api.files import download
 from bot.slack_api.lookups import channel_members, file_info
 from bot.slack_api.replies import keep_stored, show_reply
@@ -185,7 +187,7 @@ class RecordingJob(TranscriptStep):
         return seconds
 
     async def voiceprints(self, client: AsyncWebClient, rec) -> list[VoiceprintInput]:
-        """The channel members who enrolled with the active engine, at most 50 (none: a diarize-only job)."""
+        """The voiceprints of the channel members who enrolled with the active engine (none: a diarize-only job)."""
         return await enrolled_among(self.services, rec.team_id, await channel_members(client, rec.channel_id))
 
     async def poll(self, client: AsyncWebClient, rec, job: Job, deadline: datetime) -> Job:
@@ -212,13 +214,16 @@ class RecordingJob(TranscriptStep):
 
         if job.status.final:
             return job
-        wake = self._wakeups.setdefault(job.job_id, asyncio.Event())
+        wake = asyncio.Event()
+        keys = [job.job_id, *(part_ids(job.job_id) or [])]  # a batched job wakes on any part's webhook
+        self._wakeups.update(dict.fromkeys(keys, wake))
         try:
             return await follow(self.services.engine, job.job_id, interval=self.services.settings.job_poll_seconds,
                                 deadline=time.monotonic() + (deadline - utcnow()).total_seconds(), wake=wake,
                                 on_update=update, max_errors=MAX_POLL_ERRORS)
         finally:
-            self._wakeups.pop(job.job_id, None)
+            for key in keys:
+                self._wakeups.pop(key, None)
 
     @property
     def transcript_on(self) -> bool:
@@ -328,7 +333,8 @@ class RecordingJob(TranscriptStep):
     async def _complete(self, rec, job: Job) -> None:
         from storage.recordings import complete
 
-        result = with_provenance(self.services.engine, job.output or {}, self.services.threshold)
+        per_person = await named_by_person(self.services, rec.team_id, job.output or {})  # labels → people
+        result = with_provenance(self.services.engine, per_person or {}, self.services.threshold)
         output = job.model_copy(update={"output": result}).identify_output()  # the engine's report, made safe
         if not await complete(self.db, rec.id, self.owner, result, output.duration):
             raise LeaseLost()

@@ -258,7 +258,7 @@ async def export_person(db, team_id: str, user_id: str, *, result_days: int, aud
 def voiceprint_entry(vp) -> dict:
     """One voiceprint as the person may see it (the export and their Home): everything but the voiceprint."""
     return {
-        "engine": engine_name(vp.engine), "model": vp.model_id, "enrolled_at": _when(vp.created_at),
+        "name": vp.name, "engine": engine_name(vp.engine), "model": vp.model_id, "enrolled_at": _when(vp.created_at),
         "last_replaced_at": _when(vp.updated_at), "consent_given_at": _when(vp.consent_at),
         "consent_text": vp.consent_text or NO_CONSENT_TEXT, "clip_length_seconds": round(vp.clip_duration, 1)}
 

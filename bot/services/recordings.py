@@ -14,6 +14,7 @@ from bot.failures import new_ref
 from bot.schema import VoiceprintInput, utcnow
 from bot.services.access import Outsider, require_member, too_soon
 from bot.services.context import NotInstalled, Services
+from bot.services.voiceprints import channel_voiceprints
 from bot.slack_api.files import is_media
 from bot.slack_api.lookups import file_info
 from bot.slack_api.replies import keep_stored, show_reply
@@ -21,9 +22,6 @@ from bot.summary.status import render_progress
 from bot.text import escape
 
 log = logging.getLogger(__name__)
-
-MAX_VOICEPRINTS = 50
-
 
 def media_files(event: dict, bot_user_id: str | None) -> list[dict]:
     """The audio/video files of a file_share message (and Slack Connect stubs, which only files.info can tell
@@ -98,12 +96,8 @@ async def announce(services: Services, rec) -> None:
 
 
 async def enrolled_among(services: Services, team_id: str, members: list[str]) -> list[VoiceprintInput]:
-    """The voiceprints of these people made with the active engine, at most 50 (an identify job's limit)."""
-    from storage.voiceprints import voiceprints_for_users
-
-    rows = await voiceprints_for_users(services.db, team_id, members, services.engine.engine_id,
-                                       limit=MAX_VOICEPRINTS)
-    return [VoiceprintInput(label=r.user_id, voiceprint=r.voiceprint) for r in rows]
+    """The voiceprints of these people made with the active engine, under their labels (`services.voiceprints`)."""
+    return await channel_voiceprints(services, team_id, members)
 
 
 NOBODY_ENROLLED = ("Nobody in this channel has enrolled their voice yet, so identifying again could still name "

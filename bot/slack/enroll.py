@@ -1,5 +1,6 @@
-"""`/enroll`: the consent modal, the view submission, and `status` / `delete` / `delete @person` / `help` —
-parse, call the enrollment and people services (`bot.services.enrollment`, `bot.services.people`), render."""
+"""`/enroll`: the consent modal, the view submission, and `status` / `delete [NAME|all]` / `delete @person` /
+`help` — parse, call the enrollment and people services (`bot.services.enrollment`, `bot.services.people`),
+render."""
 from __future__ import annotations
 
 import re
@@ -11,13 +12,18 @@ from slack_sdk.web.async_client import AsyncWebClient
 from bot.errors import EngineError
 from bot.services.context import Services
 from bot.services.enrollment import (
+    ALL,
     CLIP_MAX_BYTES,
+    MAX_PER_PERSON,
     delete_voice,
+    deleted_one_text,
     deleted_text,
-    enrolled_since,
     enrollment_status,
-    has_voiceprint,
+    quoted,
     submit_enrollment,
+    too_many_text,
+    voiceprint_name,
+    voiceprint_names,
 )
 from bot.services.people import (
     admin_erased_text,
@@ -43,10 +49,21 @@ def mentioned_user(text: str) -> str | None:
     return found.group(1) if found else None
 
 
+def about_someone(text: str) -> bool:
+    """`/enroll delete` names a person (a mention, or an @name Slack did not turn into one), not a voiceprint."""
+    return text.startswith(("@", "<@"))
+
+
+def command_text(text: str) -> str:
+    """A slash command's text as typed: Slack sends `&`, `<` and `>` as entities."""
+    return text.replace("&lt;", "<").replace("&gt;", ">").replace("&amp;", "&")
+
+
 def register(app: AsyncApp, services: Services) -> None:
     def help_text() -> str:
         s = services.settings
-        return views.help_text(s.engine, result_days=s.result_retention_days, audit_days=s.audit_retention_days)
+        return views.help_text(s.engine, result_days=s.result_retention_days, audit_days=s.audit_retention_days,
+                               max_voiceprints=MAX_PER_PERSON)
 
     @app.command("/enroll")
     async def on_enroll(ack, command: dict, client: AsyncWebClient, respond) -> None:
@@ -55,26 +72,37 @@ def register(app: AsyncApp, services: Services) -> None:
         team_id, user_id = command["team_id"], command["user_id"]
         if sub in ("", "me"):
             await ack()
-            existing = await enrolled_since(services, team_id, user_id)
             await client.views_open(trigger_id=command["trigger_id"], view=views.enroll_modal(
                 retention_days=services.settings.result_retention_days, engine=services.settings.engine,
-                existing=existing, channel_id=command.get("channel_id")))
+                existing=await voiceprint_names(services, team_id, user_id), channel_id=command.get("channel_id"),
+                max_voiceprints=MAX_PER_PERSON))
         elif sub == "status" and not rest:
             await ack(await enrollment_status(services, team_id, user_id))
-        elif sub == "delete" and (not rest or mentioned_user(rest) == user_id):
+        elif sub == "delete" and (not rest or rest.lower() == ALL or mentioned_user(rest) == user_id):
             voice = await delete_voice(services, team_id, user_id, actor_id=user_id)
             await ack(deleted_text(voice))
             erasure = await erase_person(services, client, team_id, user_id, actor_id=user_id, via="self",
                                          voice=voice)
             if (more := self_erased_text(erasure)) is not None:
                 await respond(more)
-        elif sub == "delete":
+        elif sub == "delete" and about_someone(rest):
             await ack()
             await respond(await delete_for_someone(client, team_id, user_id, mentioned_user(rest)))
+        elif sub == "delete":
+            await ack(await delete_named(team_id, user_id, rest))
         elif sub == "help" and not rest:
             await ack(help_text())
         else:
             await ack(f"I don't know `/enroll {escape(sub)}`.\n\n{help_text()}")
+
+    async def delete_named(team_id: str, user_id: str, typed: str) -> str:
+        """`/enroll delete NAME`: that one voiceprint of the person (every engine's of that name)."""
+        try:
+            name = voiceprint_name(command_text(typed))
+        except ValueError as exc:
+            return f"{exc} Nothing was deleted."
+        voice = await delete_voice(services, team_id, user_id, actor_id=user_id, name=name)
+        return await deleted_one_text(services, team_id, user_id, name, voice)
 
     async def delete_for_someone(client: AsyncWebClient, team_id: str, actor_id: str, target: str | None) -> str:
         """`/enroll delete @person`: a workspace admin (asked of Slack now) deletes that person's data, and
@@ -103,13 +131,28 @@ def register(app: AsyncApp, services: Services) -> None:
                 errors[views.CLIP_BLOCK] = exc.message
         team_id = (body.get("team") or {}).get("id") or context.team_id
         user_id = body["user"]["id"]
-        if not views.checked(values, views.REPLACE_BLOCK, views.REPLACE_ACTION) and await has_voiceprint(
-                services, team_id, user_id):
-            errors[views.REPLACE_BLOCK if views.REPLACE_BLOCK in values else views.CLIP_BLOCK] = (
-                "You are already enrolled: tick the box to replace your voiceprint (reopen /enroll).")
+        existing = await voiceprint_names(services, team_id, user_id)
+        name_error, name = name_problem(values, existing)
+        if name_error:
+            errors[views.NAME_BLOCK if views.NAME_BLOCK in values else views.CLIP_BLOCK] = name_error
         if errors:
             await ack(response_action="errors", errors=errors)
             return
         text = await submit_enrollment(services, team_id, user_id, files[0]["id"], body["view"].get("id"),
-                                       consent_text=views.consent_statement(services.settings.engine))
+                                       consent_text=views.consent_statement(services.settings.engine), name=name)
         await ack(response_action="update", view=views.message_view("Enroll your voice", text))
+
+
+def name_problem(values: dict, existing: dict) -> tuple[str | None, str]:
+    """(what is wrong with the voiceprint's name in the modal, or None; the name). A name the person already uses
+    needs the replace box ticked; a new one needs a free place. Checked again when the voiceprint is saved."""
+    try:
+        name = voiceprint_name(views.submitted_name(values))
+    except ValueError as exc:
+        return str(exc), ""
+    if name in existing and not views.checked(values, views.REPLACE_BLOCK, views.REPLACE_ACTION):
+        return (f"You already have a voiceprint named {quoted(name, plain=True)} (made {existing[name]:%Y-%m-%d}): tick the box "
+                "to replace it, or choose another name."), name
+    if name not in existing and len(existing) >= MAX_PER_PERSON:
+        return too_many_text(list(existing), plain=True), name
+    return None, name

@@ -4,12 +4,16 @@ from __future__ import annotations
 from datetime import datetime
 
 from bot.config import EngineKind
-from bot.summary.blocks import section
+from bot.summary.blocks import context, section
+from bot.text import escape
 
 MODAL_CALLBACK = "enroll_modal"
 CONSENT_BLOCK, CONSENT_ACTION = "consent", "consent"
 CLIP_BLOCK, CLIP_ACTION = "clip", "clip"
+NAME_BLOCK, NAME_ACTION = "name", "name"
 REPLACE_BLOCK, REPLACE_ACTION = "replace", "replace"
+DEFAULT_NAME = "default"
+NAME_MAX = 24  # characters of a voiceprint's name (storage keeps as many)
 CLIP_FILETYPES = ["m4a", "mp3", "wav", "webm", "mp4", "mov", "ogg", "flac", "aac", "opus"]
 
 # Where audio and voiceprints go under each engine: every privacy text is built from this, so what people
@@ -42,17 +46,20 @@ def consent_statement(engine: EngineKind) -> str:
 
 def retention_text(result_days: int, audit_days: int) -> str:
     """How long each kind of data is kept, as `python -m bot people export` and `/enroll help` say it."""
-    return (f"your voiceprint until you delete it or the app is removed; meeting results (who spoke when, "
+    return (f"each voiceprint until you delete it or the app is removed; meeting results (who spoke when, "
             f"transcripts, claims) {result_days} days after a recording is first processed; the audit log (who "
             f"enrolled, deleted or corrected what, and when) {audit_days} days. Expired data is purged every hour.")
 
 
-def help_text(engine: EngineKind, *, result_days: int, audit_days: int) -> str:
+def help_text(engine: EngineKind, *, result_days: int, audit_days: int, max_voiceprints: int = 3) -> str:
     return f"""\
 *Voice ID* names people in meeting recordings shared to channels, from a short sample of their voice.
-• `/enroll` — record or pick a clip of your own voice (at most 30 s, only you speaking) and agree to its use.
-• `/enroll status` — whether you are enrolled, since when, and with which engine.
-• `/enroll delete` — delete your voiceprint now and take your name out of the results Voice ID keeps.
+• `/enroll` — record or pick a clip of your own voice (at most 30 s, only you speaking), name it and agree to its \
+use. Up to {max_voiceprints} voiceprints, one per microphone you use (a headset, a laptop, a phone): a clip under a \
+name you already use replaces that voiceprint.
+• `/enroll status` — your voiceprints: their names, when they were made, with which engine.
+• `/enroll delete NAME` — delete the voiceprint with that name now (your others stay).
+• `/enroll delete` — delete all your voiceprints now and take your name out of the results Voice ID keeps.
 • `/enroll delete @person` — the same for someone else (workspace admins and owners only; they are told by DM).
 • `/enroll help` — this message.
 Share a recording (audio or video) in a channel with the bot and it replies in the thread with who spoke when.
@@ -69,11 +76,35 @@ def explanation(retention_days: int, engine: EngineKind) -> str:
         "*How is it used?* Only to name you in recordings shared to channels you are a member of.\n"
         "*How long is it kept?* Until you delete it or the app is removed from the workspace. "
         f"Meeting results are kept {retention_days} days.\n"
-        "*How do I delete it?* Type `/enroll delete` at any time.")
+        "*How do I delete it?* Type `/enroll delete` at any time (followed by its name for one voiceprint).")
 
 
-def enroll_modal(*, retention_days: int, engine: EngineKind, existing: datetime | None,
-                 channel_id: str | None = None) -> dict:
+def name_block(existing: dict[str, datetime], max_voiceprints: int) -> dict:
+    """The voiceprint's name: "default" while the person has none, else to be typed (a free one adds a voiceprint,
+    one of theirs replaces it)."""
+    element = {"type": "plain_text_input", "action_id": NAME_ACTION, "min_length": 1, "max_length": NAME_MAX,
+               "placeholder": {"type": "plain_text", "text": "headset, laptop, phone…"}}
+    if not existing:
+        element["initial_value"] = DEFAULT_NAME
+    return {"type": "input", "block_id": NAME_BLOCK, "element": element,
+            "label": {"type": "plain_text", "text": "Name of this voiceprint"},
+            "hint": {"type": "plain_text", "text": f"Which microphone this clip comes from. You can keep up to "
+                                                   f"{max_voiceprints} voiceprints, one per microphone."}}
+
+
+def existing_text(existing: dict[str, datetime], max_voiceprints: int) -> str:
+    """The person's voiceprints for this engine (names are their own text: escaped)."""
+    listed = ", ".join(f"“{escape(name)}” ({made:%Y-%m-%d})" for name, made in existing.items())
+    if len(existing) >= max_voiceprints:
+        return (f"*Your voiceprints:* {listed}. That is the most Voice ID keeps: give one of these names to replace "
+                "it (or remove one first with `/enroll delete` followed by its name).")
+    return (f"*Your voiceprints:* {listed}. A new name adds one ({max_voiceprints - len(existing)} more possible); "
+            "a name you already use replaces that voiceprint.")
+
+
+def enroll_modal(*, retention_days: int, engine: EngineKind, existing: dict[str, datetime],
+                 channel_id: str | None = None, max_voiceprints: int = 3) -> dict:
+    """`existing`: the person's voiceprints for the active engine, name → when made."""
     blocks: list[dict] = [
         {"type": "section", "text": {"type": "mrkdwn", "text": explanation(retention_days, engine)}},
         {"type": "input", "block_id": CLIP_BLOCK,
@@ -82,6 +113,7 @@ def enroll_modal(*, retention_days: int, engine: EngineKind, existing: datetime 
                                                 + SLACK_KEEPS_UPLOAD},
          "element": {"type": "file_input", "action_id": CLIP_ACTION, "filetypes": CLIP_FILETYPES,
                      "max_files": 1}},
+        name_block(existing, max_voiceprints),
         {"type": "input", "block_id": CONSENT_BLOCK,
          "label": {"type": "plain_text", "text": "Consent"},
          "element": {"type": "checkboxes", "action_id": CONSENT_ACTION, "options": [{
@@ -89,13 +121,14 @@ def enroll_modal(*, retention_days: int, engine: EngineKind, existing: datetime 
              "description": {"type": "plain_text", "text": CONSENT_USE[engine]},
              "value": "yes"}]}},
     ]
-    if existing is not None:
+    if existing:
+        blocks[2:2] = [context(existing_text(existing, max_voiceprints))]
         blocks.append({
-            "type": "input", "block_id": REPLACE_BLOCK,
-            "label": {"type": "plain_text", "text": "Replace your voiceprint"},
+            "type": "input", "block_id": REPLACE_BLOCK, "optional": True,
+            "label": {"type": "plain_text", "text": "Replace a voiceprint"},
             "element": {"type": "checkboxes", "action_id": REPLACE_ACTION, "options": [{
                 "text": {"type": "mrkdwn",
-                         "text": f"Replace the voiceprint I enrolled on {existing:%Y-%m-%d} with this clip."},
+                         "text": "If I give the name of a voiceprint I have, replace it with this clip."},
                 "value": "yes"}]}})
     return {
         "type": "modal", "callback_id": MODAL_CALLBACK, "private_metadata": channel_id or "",
@@ -114,6 +147,12 @@ def message_view(title: str, text: str) -> dict:
 
 def checked(values: dict, block: str, action: str) -> bool:
     return bool(((values.get(block) or {}).get(action) or {}).get("selected_options"))
+
+
+def submitted_name(values: dict) -> str:
+    """What the person typed as the voiceprint's name ("default" when the modal had no name field)."""
+    field = (values.get(NAME_BLOCK) or {}).get(NAME_ACTION)
+    return DEFAULT_NAME if field is None else field.get("value") or ""
 
 
 def submitted_files(values: dict) -> list[dict]:

@@ -63,22 +63,50 @@ def assign(conf: np.ndarray, threshold: float = 0.0, exclusive: bool = True) -> 
     Exclusive: an optimal one-to-one assignment (Hungarian, maximising total confidence), then pairs under
     `threshold` are dropped — so a voiceprint names at most one speaker. Not exclusive: each speaker takes
     its best voiceprint if that reaches `threshold`. A match needs confidence ≥ threshold (0 always matches,
-    as in pyannoteAI).
+    as in pyannoteAI); a NaN (no score for that pair) never matches.
     """
     n_spk = conf.shape[0] if conf.ndim == 2 else 0
     matches: list[int | None] = [None] * n_spk
     if n_spk == 0 or conf.shape[1] == 0:
         return Assignment(matches)
+    known = ~np.isnan(conf)
+    scores = np.where(known, conf, -1.0)  # below any confidence: chosen only when nothing else is left
     if exclusive:
         from scipy.optimize import linear_sum_assignment
 
-        rows, cols = linear_sum_assignment(conf, maximize=True)
-        for r, c in zip(rows, cols):
-            if conf[r, c] >= threshold:
-                matches[int(r)] = int(c)
+        pairs = zip(*linear_sum_assignment(scores, maximize=True))
     else:
-        best = np.argmax(conf, axis=1)
-        for r, c in enumerate(best):
-            if conf[r, c] >= threshold:
-                matches[r] = int(c)
+        pairs = enumerate(np.argmax(scores, axis=1))
+    for r, c in pairs:
+        if known[r, c] and conf[r, c] >= threshold:
+            matches[int(r)] = int(c)
     return Assignment(matches)
+
+
+def best_per_group(conf: np.ndarray, groups: list[int], n_groups: int) -> np.ndarray:
+    """speakers × groups from speakers × voiceprints: a speaker's confidence for a group (one person's
+    voiceprints) is its best over the group's columns, NaN where it has none. `assign` on the result matches
+    people, not voiceprints: a person with several voiceprints still names at most one speaker."""
+    out = np.full((conf.shape[0] if conf.ndim == 2 else 0, n_groups), np.nan)
+    for column, group in enumerate(groups):
+        out[:, group] = np.fmax(out[:, group], conf[:, column])
+    return out
+
+
+def unambiguous(best: np.ndarray, chosen: list[int | None], threshold: float) -> list[int | None]:
+    """`chosen` (speaker → person, from `assign` on `best`) without the guesses: a speaker keeps its person only
+    when no other person it also matches at or above `threshold` is left without a speaker of their own. Two
+    people whose voices both fit one speaker are a guess between them, however the scores rank them: through a
+    phone line, whose sound every voiceprint made there shares, different people's confidences crowd at the top
+    (bench.voiceprints). A threshold of 0 (match always, as in pyannoteAI) keeps `chosen` as it is."""
+    if threshold <= 0:
+        return list(chosen)
+    out = list(chosen)
+    for speaker, person in enumerate(chosen):
+        if person is None:
+            continue
+        taken = {p for other, p in enumerate(chosen) if other != speaker and p is not None}
+        rivals = [q for q in range(best.shape[1]) if q != person and q not in taken]
+        if any(best[speaker, q] >= threshold for q in rivals if not np.isnan(best[speaker, q])):
+            out[speaker] = None
+    return out
