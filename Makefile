@@ -53,7 +53,7 @@ test: install postgres
 	$(BIN)/python -m pytest -q -ra
 
 lint: install
-	$(BIN)/ruff check bot storage tests bench
+	$(BIN)/ruff check bot storage tests bench testbed
 
 bench: install
 	$(BIN)/python -m bench.engine

@@ -1,6 +1,6 @@
 """Shared fixtures: real databases and the real embedded engine for every test that needs them.
 
-- `postgres_server` (session): a real PostgreSQL server started for this test session (see tests/postgres.py);
+- `postgres_server` (session): a real PostgreSQL server started for this test session (see testbed/postgres.py);
   tests using it skip with the reason when no PostgreSQL binaries exist — except under CI (CI=true), where
   they must run and fail instead.
 - tests marked `speech` skip the same way without the speech data beside the checkout, and fail under CI.
@@ -23,10 +23,10 @@ from typing import Any, TypeVar
 import pytest
 import pytest_asyncio
 from ci import in_ci, missing_speech
-from postgres import PostgresServer, PostgresUnavailable
 
 from storage.database import Database
 from storage.migrate import upgrade
+from testbed.postgres import PostgresServer, PostgresUnavailable
 
 T = TypeVar("T")
 _names = itertools.count(1)

@@ -17,7 +17,7 @@ import aiohttp
 from aiohttp import web
 
 from storage.database import Database
-from tests.fake_slack import TEAM_ID, FakeSlack, Gate
+from testbed.fake_slack import TEAM_ID, FakeSlack, Gate
 
 ROOT = Path(__file__).resolve().parents[1]
 ENGINE_API_KEY = "fault-injection-engine-key"

@@ -22,19 +22,10 @@ from bot.engines.base import Engine
 from bot.errors import JobNotFound
 from bot.schema import IdentifyRequest, Job, JobStatus, VoiceprintRequest
 from storage.database import Database
-from tests.fake_slack import BOT_USER_ID, TEAM_ID, FakeSlack, bot_settings
+from testbed.fake_slack import BOT_USER_ID, TEAM_ID, FakeSlack, bot_settings
+from testbed.outputs import OUTPUT
 
 CHANNEL = "C0001"
-OUTPUT = {
-    "diarization": [{"speaker": "SPEAKER_00", "start": 0.0, "end": 2.0},
-                    {"speaker": "SPEAKER_01", "start": 2.0, "end": 3.0}],
-    "identification": [{"speaker": "U1", "start": 0.0, "end": 2.0, "diarizationSpeaker": "SPEAKER_00", "match": "U1"},
-                       {"speaker": "SPEAKER_01", "start": 2.0, "end": 3.0, "diarizationSpeaker": "SPEAKER_01",
-                        "match": None}],
-    "voiceprints": [{"speaker": "SPEAKER_00", "match": "U1", "confidence": {"U1": 91.0}},
-                    {"speaker": "SPEAKER_01", "match": None, "confidence": {"U1": 12.0}}],
-    "duration": 3.0,
-}
 _names = itertools.count(1)
 
 

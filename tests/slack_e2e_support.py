@@ -10,7 +10,7 @@ import numpy as np
 
 from storage.database import Database
 from storage.migrate import upgrade
-from tests.fake_slack import TEAM_ID, BotUnderTest, FakeSlack, bot_settings
+from testbed.fake_slack import TEAM_ID, BotUnderTest, FakeSlack, bot_settings
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "librispeech"
 SR = 16000

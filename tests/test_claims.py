@@ -11,8 +11,8 @@ from sqlmodel import select
 from storage.database import Database
 from storage.models import AuditEvent
 from storage.voiceprints import get_voiceprint
+from testbed.fake_slack import TEAM_ID, BotUnderTest, FakeSlack, bot_settings
 from tests.fake_engine import FakeEngine
-from tests.fake_slack import TEAM_ID, BotUnderTest, FakeSlack, bot_settings
 from tests.slack_e2e_support import dms, enroll, wait_status
 
 CHANNEL = "C0001"

@@ -20,8 +20,8 @@ from storage.enrollments import claim_enrollment, enrollment_jobs, requeue_expir
 from storage.leases import retry_delay
 from storage.models import EnrollmentStatus, utcnow
 from storage.voiceprints import get_voiceprint
+from testbed.fake_slack import TEAM_ID, BotUnderTest, FakeSlack, bot_settings
 from tests.fake_engine import FakeEngine
-from tests.fake_slack import TEAM_ID, BotUnderTest, FakeSlack, bot_settings
 from tests.reliability_support import (  # noqa: F401 — fixtures
     Crash,
     ScriptedEngine,

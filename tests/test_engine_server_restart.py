@@ -13,7 +13,7 @@ import pytest
 
 from storage.database import Database
 from storage.migrate import upgrade
-from tests.fake_slack import BOT_USER_ID, TEAM_ID, FakeSlack, bot_settings
+from testbed.fake_slack import BOT_USER_ID, TEAM_ID, FakeSlack, bot_settings
 from tests.process_support import (
     ENGINE_API_KEY,
     child_env,

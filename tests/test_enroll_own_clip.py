@@ -6,8 +6,8 @@ from __future__ import annotations
 
 from storage.database import Database
 from storage.voiceprints import get_voiceprint
+from testbed.fake_slack import TEAM_ID, BotUnderTest, FakeSlack, bot_settings
 from tests.fake_engine import FakeEngine
-from tests.fake_slack import TEAM_ID, BotUnderTest, FakeSlack, bot_settings
 from tests.slack_e2e_support import dms
 
 VICTIM, ATTACKER = "U_VICTIM", "U_ATTACKER"

@@ -23,7 +23,7 @@ import pytest_asyncio
 from storage.crypto import new_key
 from storage.database import Database
 from storage.migrate import upgrade
-from tests.fake_slack import BOT_USER_ID, TEAM_ID, FakeSlack, Gate, bot_settings
+from testbed.fake_slack import BOT_USER_ID, TEAM_ID, FakeSlack, Gate, bot_settings
 from tests.process_support import (
     ENGINE_API_KEY,
     EngineProxy,

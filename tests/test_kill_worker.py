@@ -13,7 +13,7 @@ import pytest
 from storage.crypto import new_key
 from storage.database import Database
 from storage.migrate import upgrade
-from tests.fake_slack import BOT_USER_ID, TEAM_ID, FakeSlack, bot_settings
+from testbed.fake_slack import BOT_USER_ID, TEAM_ID, FakeSlack, bot_settings
 from tests.process_support import kill_9, lease_holder, logs, start_worker, stop, wait_takeover
 from tests.slack_e2e_support import DATA, concat, enroll_readers, wait_status, wav_bytes
 

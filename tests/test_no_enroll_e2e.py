@@ -8,7 +8,7 @@ from datetime import timedelta
 import pytest
 import pytest_asyncio
 
-from tests.fake_slack import TEAM_ID, FakeSlack
+from testbed.fake_slack import TEAM_ID, FakeSlack
 from tests.slack_e2e_support import (
     concat,
     enroll,

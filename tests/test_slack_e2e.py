@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import pytest_asyncio
 
-from tests.fake_slack import BotUnderTest, FakeSlack
+from testbed.fake_slack import BotUnderTest, FakeSlack
 from tests.slack_e2e_support import (
     SR,
     concat,

@@ -18,7 +18,7 @@ import pytest_asyncio
 from bot.schema import utcnow
 from storage.database import Database
 from storage.migrate import upgrade
-from tests.fake_slack import APP_TOKEN, TEAM_ID, BotUnderTest, FakeSlack, bot_settings, signed_headers
+from testbed.fake_slack import APP_TOKEN, TEAM_ID, BotUnderTest, FakeSlack, bot_settings, signed_headers
 
 VICTIM = "UVICTIM"
 ATTACKER = "UATTACK"

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.fake_slack import BOT_USER_ID
+from testbed.fake_slack import BOT_USER_ID
 from tests.slack_e2e_support import (
     DATA,
     concat,
