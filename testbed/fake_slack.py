@@ -102,6 +102,7 @@ class FakeSlack:
         self.acks: dict[str, dict] = {}  # envelope_id → the bot's acknowledgement
         self.unstall = asyncio.Event()
         self.server_errors: dict[str, int] = {}  # method → answer 500 this many times, without doing the call
+        self.downloads: list[str] = []  # ids of the files whose bytes were fetched
         self.lost_answers: dict[str, int] = {}  # method → do the call, then answer 500 this many times
         self.gates: dict[str, Gate] = {}  # see `gate`
         self.chaos = 0.0  # probability of a random 429, 500-before or 500-after-doing for any Web API call
@@ -244,6 +245,7 @@ class FakeSlack:
         f = self.files.get(request.match_info["id"])
         if f is None:
             return web.Response(status=404, text="not found")
+        self.downloads.append(f.id)
         if f.serve_html or request.headers.get("Authorization", "")[len("Bearer "):] not in self.tokens:
             return web.Response(text="<!DOCTYPE html><html><body>Sign in to Slack</body></html>",
                                 content_type="text/html")
