@@ -22,7 +22,7 @@ from typing import Any, TypeVar
 
 import pytest
 import pytest_asyncio
-from ci import in_ci, missing_speech
+from ci import missing_speech, skip_or_fail
 
 from storage.database import Database
 from storage.migrate import upgrade
@@ -49,9 +49,7 @@ def pytest_runtest_setup(item: pytest.Item) -> None:
         return
     reason = missing_speech()
     if reason is not None:
-        if in_ci():
-            pytest.fail(f"CI must run the speech tests, but {reason}", pytrace=False)
-        pytest.skip(reason)
+        skip_or_fail(reason)
 
 
 @pytest.fixture(scope="session")
@@ -59,9 +57,7 @@ def postgres_server() -> Iterator[PostgresServer]:
     try:
         server = PostgresServer().start()
     except PostgresUnavailable as exc:
-        if in_ci():
-            pytest.fail(f"CI must run the PostgreSQL tests, but: {exc}", pytrace=False)
-        pytest.skip(f"PostgreSQL tests skipped: {exc}")
+        skip_or_fail(f"PostgreSQL tests skipped: {exc}")
     try:
         yield server
     finally:

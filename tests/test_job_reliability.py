@@ -273,11 +273,12 @@ def own_postgres():
     """A PostgreSQL server of this module's own, so restarting it disturbs no other test; durable settings,
     since an immediate stop of the fast test server (synchronous_commit off) loses recent commits."""
     from testbed.postgres import PostgresServer, PostgresUnavailable
+    from tests.ci import skip_or_fail
 
     try:
         server = PostgresServer(fast=False).start()
     except PostgresUnavailable as exc:
-        pytest.skip(f"PostgreSQL tests skipped: {exc}")
+        skip_or_fail(f"PostgreSQL tests skipped: {exc}")
     yield server
     server.stop()
 
