@@ -45,12 +45,14 @@ class ScriptedEngine(Engine):
         self.jobs: dict[str, tuple[str, int]] = {}
         self.submitted: list[str] = []
         self.upload_delay = 0.0
+        self.uploading = asyncio.Event()  # set when an upload starts
 
     @property
     def recommended_threshold(self) -> float:
         return 60.0
 
     async def upload(self, path: Path, key: str | None = None) -> str:
+        self.uploading.set()
         await asyncio.sleep(self.upload_delay)
         return f"media://{key}"
 

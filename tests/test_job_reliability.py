@@ -55,7 +55,7 @@ async def test_a_lost_lease_stops_the_job_at_once_and_quietly(world: World):
     first = Proc(world, job_lease_seconds=1)
     first.engine.upload_delay = 10
     job = asyncio.create_task(first.claim_and_run())
-    await asyncio.sleep(0.2)
+    await asyncio.wait_for(first.engine.uploading.wait(), 30)  # the first worker holds it, inside the slow upload
     await world.expire_leases()  # the first worker looked dead to the others
     second = Proc(world)
     assert (await second.claim()).id == rec.id
