@@ -9,12 +9,15 @@
 - `db_url` / `db`: a fresh database migrated to head, once per backend (`[sqlite]`, `[postgresql]`);
   `db` is an open `storage.database.Database`. `sqlite_db` is the SQLite one alone.
 - `local_engine` (module): the embedded speaker engine, shared by a module's tests.
+- one ONNX model cache for the whole run (tests/shared_models.py), made when the run starts.
 """
 from __future__ import annotations
 
 import asyncio
 import itertools
+import os
 import shutil
+import tempfile
 from collections.abc import AsyncIterator, Coroutine, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -23,6 +26,7 @@ from typing import Any, TypeVar
 import pytest
 import pytest_asyncio
 from ci import missing_speech, skip_or_fail
+from shared_models import ENV, model_cache
 
 from storage.database import Database
 from storage.migrate import upgrade
@@ -40,6 +44,13 @@ def run_async(coro: Coroutine[Any, Any, T]) -> T:
 
 def sqlite_file_url(path: Path) -> str:
     return f"sqlite+aiosqlite:///{path}"
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """The run's ONNX model cache (tests/shared_models.py), unless a parent process made it already."""
+    if ENV not in os.environ:
+        os.environ[ENV] = folder = tempfile.mkdtemp(prefix="voiceid-test-models-")
+        config.add_cleanup(lambda: shutil.rmtree(folder, ignore_errors=True))
 
 
 @pytest.hookimpl(tryfirst=True)
@@ -117,9 +128,10 @@ async def sqlite_db(tmp_path: Path, _sqlite_head: Path) -> AsyncIterator[Databas
 
 @pytest_asyncio.fixture(scope="module", loop_scope="module")
 async def local_engine():
-    """The embedded engine, one per test module (its worker process loads the models once), closed after."""
+    """The embedded engine, one per test module (its worker process loads the models once, from the run's
+    ONNX cache), closed after."""
     from bot.engines.local import LocalEngine
 
-    engine = LocalEngine(workers=1)
+    engine = LocalEngine(workers=1, model_cache=model_cache())
     yield engine
     await engine.close()

@@ -18,6 +18,7 @@ from aiohttp import web
 
 from storage.database import Database
 from testbed.fake_slack import TEAM_ID, FakeSlack, Gate
+from tests.shared_models import share_model_cache
 
 ROOT = Path(__file__).resolve().parents[1]
 ENGINE_API_KEY = "fault-injection-engine-key"
@@ -33,7 +34,8 @@ def child_env(tmp: Path, **extra: str) -> dict[str, str]:
     """The test's environment without any bot setting of its own, plus `extra`; temporary files (a killed
     worker's audio included) and var/ in `tmp`, not in the shared tmp."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("SLACK_", "DATABASE_", "ENGINE", "JOB_"))}
-    return env | {"PYTHONPATH": str(ROOT), "TMPDIR": str(tmp), "VAR_DIR": str(tmp), "ENGINE_API_KEY": ENGINE_API_KEY,
+    var_dir = share_model_cache(tmp)  # the run's exported models, not an export per child
+    return env | {"PYTHONPATH": str(ROOT), "TMPDIR": str(tmp), "VAR_DIR": str(var_dir), "ENGINE_API_KEY": ENGINE_API_KEY,
                   "TRANSCRIPT": "off"} | extra  # transcript off: one upload to count, the chart
 
 
