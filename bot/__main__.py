@@ -15,6 +15,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "transcribe": ("bot.commands.transcribe", "transcribe a recording with a speaker for every word (offline, CPU)"),
     "engine-server": ("bot.commands.engine_server", "serve the local engine over the pyannoteAI HTTP protocol"),
     "rotate-keys": ("bot.commands.rotate_keys", "re-encrypt voiceprints and tokens with the first key of DATA_ENCRYPTION_KEYS"),
+    "people": ("bot.commands.people", "a person's data-protection request: export or delete what is stored about them"),
 }
 
 

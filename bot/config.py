@@ -86,6 +86,12 @@ class Settings(BaseSettings):
     result_retention_days: int = Field(default=30, ge=1)
     audit_retention_days: int = Field(default=365, ge=1)
     log_level: str = "INFO"
+    log_format: Literal["text", "json"] = "text"  # json: one object per line (time, level, logger, message, ids)
+
+    # Monitoring: each process's own /metrics (and /healthz, /readyz) on a port apart from the Slack listener
+    metrics_port: int | None = Field(default=None, ge=1, le=65535)  # unset: no metrics listener
+    metrics_host: str = "127.0.0.1"
+    metrics_token: SecretStr | None = None  # when set, a scrape sends it as `Authorization: Bearer …`
 
     @field_validator("transcript_language")
     @classmethod
@@ -116,6 +122,13 @@ class Settings(BaseSettings):
             ("ENGINE_CA_FILE", self.engine_ca_file)) if path is not None and not path.is_file()]
         if problems:
             raise ValueError("; ".join(problems))
+        return self
+
+    @model_validator(mode="after")
+    def _metrics_exposure(self) -> Settings:
+        if self.metrics_port and not is_loopback(self.metrics_host) and not self.metrics_token:
+            raise ValueError("METRICS_HOST beyond this machine needs METRICS_TOKEN: the metrics name workspaces and "
+                             "show the queue to whoever can reach the port")
         return self
 
     @property

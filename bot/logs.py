@@ -2,13 +2,21 @@
 
 slack_sdk logs whole request and response bodies at DEBUG, OAuth access and refresh tokens included, and
 an exception text can quote a header: every record is scrubbed before any handler writes it.
+
+`LOG_FORMAT=json` writes each record as one JSON object per line (time, level, logger, message, and where known
+the recording or enrollment id and team a job set with `log_context`, and the ref of a `[ref %s]` line),
+after the same redaction; text stays the default.
 """
 from __future__ import annotations
 
+import contextlib
+import contextvars
+import json
 import logging
 import re
 import traceback
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from datetime import UTC, datetime
 
 from pydantic import SecretStr
 
@@ -31,6 +39,32 @@ _PATTERNS = (
                r"['\"]?\s*[:=]\s*['\"]?)[^'\"\s&,}]+"),
     re.compile(r"(?i)(\b[a-z][a-z0-9+.-]*://[^/\s:@'\"]*:)[^@\s/'\"]+(?=@)"),  # a URL's password (DATABASE_URL)
 )
+
+
+# What a job is working on, added to its JSON log lines: set by `log_context` in the job's own task (asyncio
+# copies it into the tasks the job starts).
+CONTEXT: contextvars.ContextVar[dict | None] = contextvars.ContextVar("voiceid_log_context", default=None)
+REF_SLOT = "[ref %s]"  # how a line names the ref a person was shown (bot.failures)
+_PLACEHOLDER = re.compile(r"%[-#0 +]*(?:\*|\d+)?(?:\.(?:\*|\d+))?[diouxXeEfFgGcrsa]")
+
+
+@contextlib.contextmanager
+def log_context(**fields: object) -> Iterator[None]:
+    """Adds `fields` (those not None) to every log line written in this task and the tasks it starts."""
+    token = CONTEXT.set({**(CONTEXT.get() or {}), **{k: v for k, v in fields.items() if v is not None}})
+    try:
+        yield
+    finally:
+        CONTEXT.reset(token)
+
+
+def _ref_of(record: logging.LogRecord) -> str | None:
+    """The argument in a record's `[ref %s]` slot: taken from the call, so no text in a message can forge it."""
+    msg, args = record.msg, record.args
+    if not (isinstance(msg, str) and REF_SLOT in msg and isinstance(args, tuple)):
+        return None
+    index = len(_PLACEHOLDER.findall(msg.split(REF_SLOT)[0].replace("%%", "")))
+    return str(args[index]) if index < len(args) else None
 
 
 def escape_controls(text: str) -> str:
@@ -77,6 +111,9 @@ class Redactor(logging.Filter):
         return text
 
     def filter(self, record: logging.LogRecord) -> bool:
+        ref = _ref_of(record)
+        if ref:
+            record.ref = escape_controls(self.redact(ref))
         try:
             message = record.getMessage()
         except (TypeError, ValueError):  # a bad format string: the handler reports it
@@ -101,8 +138,29 @@ def secret_values(settings) -> list[str]:
     return [v for v in values if v]
 
 
-def configure_logging(level: str = "INFO", secrets: Iterable[str] = ()) -> None:
-    """Root logging at `level` to stderr, every root handler behind one `Redactor`; safe to call again."""
+class JsonFormatter(logging.Formatter):
+    """One JSON object per line (ASCII only, so no character in it can break the line): time (UTC), level,
+    logger, message, the job's `log_context` fields, `ref`, and the exception or stack when there is one."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        entry = {"time": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds")
+                 .replace("+00:00", "Z"), "level": record.levelname, "logger": record.name,
+                 "message": record.getMessage()}
+        entry.update(CONTEXT.get() or {})
+        if getattr(record, "ref", None):
+            entry["ref"] = record.ref
+        if record.exc_info and not record.exc_text:
+            record.exc_text = format_exception(record.exc_info)
+        if record.exc_text:
+            entry["exception"] = record.exc_text
+        if record.stack_info:
+            entry["stack"] = record.stack_info
+        return json.dumps(entry, ensure_ascii=True, default=str)
+
+
+def configure_logging(level: str = "INFO", secrets: Iterable[str] = (), fmt: str = "text") -> None:
+    """Root logging at `level` to stderr, every root handler behind one `Redactor`, as text or (`fmt="json"`)
+    one JSON object per line; safe to call again."""
     logging.basicConfig(level=level.upper(), format=FORMAT)
     root = logging.getLogger()
     root.setLevel(level.upper())
@@ -111,3 +169,5 @@ def configure_logging(level: str = "INFO", secrets: Iterable[str] = ()) -> None:
         for old in [f for f in handler.filters if isinstance(f, Redactor)]:
             handler.removeFilter(old)
         handler.addFilter(redactor)
+        handler.setFormatter(JsonFormatter() if fmt == "json" else logging.Formatter(FORMAT))
+    logging.captureWarnings(fmt == "json")  # a library's warning becomes a line like any other

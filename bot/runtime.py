@@ -2,8 +2,10 @@
 
 `serve` (Slack over HTTP or Socket Mode, with the job runner) and `worker` (the job runner alone) are each one
 aiohttp application whose cleanup contexts open and close one resource apiece, as aiohttp's own examples do:
-database → engine → services (CPU pool, recognizer, background tasks) → job runner → Slack (bolt, Socket Mode).
-They are unwound in the opposite order, so the runner releases its jobs before the engine and database close.
+database → engine → services (CPU pool, recognizer, background tasks) → metrics listener (with `METRICS_PORT`)
+→ job runner → Slack (bolt, Socket Mode). They are unwound in the opposite order, so the runner releases its
+jobs before the engine and database close. `serve` answers `/healthz` and `/readyz` on its listener; every
+process answers them on its metrics listener too.
 """
 from __future__ import annotations
 
@@ -36,7 +38,7 @@ def prepare_process(settings: Settings) -> None:
     from bot.logs import configure_logging, secret_values
     from bot.scratch import sweep_scratch
 
-    configure_logging(settings.log_level, secret_values(settings))
+    configure_logging(settings.log_level, secret_values(settings), settings.log_format)
     data_keys(settings)
     sweep_scratch(settings.var_dir)
 
@@ -80,6 +82,23 @@ async def services(app: web.Application) -> AsyncIterator[None]:
     await close_services(app[SERVICES])
 
 
+def metrics(cluster_gauges: bool) -> Callable[[web.Application], AsyncIterator[None]]:
+    """This process's `/metrics`, `/healthz` and `/readyz` on METRICS_HOST:METRICS_PORT; the database's
+    cluster-wide gauges only where `cluster_gauges` (serve), so a scrape of every worker does not repeat them."""
+    from bot.metrics import metrics_listener, nothing_more
+    from bot.services.monitoring import database_gauges, readiness
+
+    async def context(app: web.Application) -> AsyncIterator[None]:
+        s, services = app[SETTINGS], app[SERVICES]
+        collect = (lambda: database_gauges(services)) if cluster_gauges else nothing_more
+        token = s.metrics_token.get_secret_value() if s.metrics_token else None
+        async with metrics_listener(s.metrics_host, s.metrics_port, token=token, collect=collect,
+                                    ready=lambda: readiness(services)):
+            yield
+
+    return context
+
+
 async def jobs(app: web.Application) -> AsyncIterator[None]:
     runner = JobRunner(app[SERVICES], capacity=app.get(CAPACITY))
     await runner.start()
@@ -109,12 +128,17 @@ def application(settings: Settings, *, slack: bool = True, run_jobs: bool = True
     else:
         app[SERVICES] = given
     app.cleanup_ctx.append(services)
+    if settings.metrics_port:
+        app.cleanup_ctx.append(metrics(cluster_gauges=slack))
     if run_jobs:
         app.cleanup_ctx.append(jobs)
     if slack:
+        from bot.metrics import probe_routes
+        from bot.services.monitoring import readiness
         from bot.slack.app import add_slack
 
         add_slack(app, settings)
+        app.add_routes(probe_routes(lambda: readiness(app[SERVICES])))
     if run_jobs and settings.engine_webhook_secret is not None:
         from bot.engines.factory import WEBHOOK_PATH
         from bot.engines.webhooks import webhook_routes

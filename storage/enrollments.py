@@ -26,11 +26,12 @@ QUEUED, RUNNING = EnrollmentStatus.queued.value, EnrollmentStatus.running.value
 
 async def enqueue_enrollment(db: Database, *, team_id: str, user_id: str, file_id: str, consent_at: datetime,
                              generation: int, view_id: str | None, owner: str | None = None,
-                             lease_seconds: float = 0) -> EnrollmentJob:
+                             lease_seconds: float = 0, consent_text: str | None = None) -> EnrollmentJob:
     """Stores a submitted enrollment; with `owner` it is stored already claimed by that worker (one attempt)."""
     now = utcnow()
     job = EnrollmentJob(team_id=team_id, user_id=user_id, file_id=file_id, consent_at=consent_at,
-                        generation=generation, view_id=view_id, created_at=now, updated_at=now)
+                        consent_text=consent_text, generation=generation, view_id=view_id, created_at=now,
+                        updated_at=now)
     if owner:
         job.status, job.attempts = EnrollmentStatus.running, 1
         job.lease_owner, job.lease_expires_at = owner, lease_until(lease_seconds)

@@ -56,6 +56,12 @@ def _current(connection: Connection) -> str | None:
     return MigrationContext.configure(connection).get_current_revision()
 
 
+async def current_revision(db: Database) -> str | None:
+    """The revision the database is at (None: never migrated); for readiness checks."""
+    async with db.engine.connect() as conn:
+        return await conn.run_sync(_current)
+
+
 def _upgrade(connection: Connection, revision: str) -> None:
     cfg = alembic_config()
     cfg.attributes["connection"] = connection

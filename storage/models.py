@@ -115,6 +115,7 @@ class AuditAction(str, Enum):
     purge = "purge"
     reidentify = "reidentify"
     uninstall = "uninstall"
+    erase = "erase"  # a person's data deleted on request (`/enroll delete`, an admin, `python -m bot people delete`)
 
 
 def _enum_column(enum: type[Enum], name: str, *, index: bool = False) -> sa.Column:
@@ -174,6 +175,8 @@ class Voiceprint(SQLModel, table=True):
     model_id: str = Field(max_length=200)
     voiceprint: str = Field(sa_column=sa.Column(Sealed(), nullable=False), repr=False)
     consent_at: datetime = _when()
+    # What the person ticked, as the modal showed it (None: enrolled before the text was stored).
+    consent_text: str | None = Field(default=None, sa_column=sa.Column(sa.Text(), nullable=True))
     clip_duration: float
     created_at: datetime = _when(default=True)
     updated_at: datetime = _when(default=True)
@@ -290,6 +293,7 @@ class EnrollmentJob(SQLModel, table=True):
     file_id: str = Field(max_length=32)
     view_id: str | None = Field(default=None, max_length=64)
     consent_at: datetime = _when()
+    consent_text: str | None = Field(default=None, sa_column=sa.Column(sa.Text(), nullable=True))
     generation: int  # the person's deletion generation at submission: a delete since then wins
     status: EnrollmentStatus = Field(default=EnrollmentStatus.queued,
                                      sa_column=_enum_column(EnrollmentStatus, "enrollmentstatus"))

@@ -138,7 +138,9 @@ async def complete(db: Database, recording_id: int, owner: str, result: dict, du
     """`running` → `succeeded` with the engine output; the worker keeps its lease to post the summary.
     A run after "Identify again" (the summary was posted before) replaces the old result: the relabels
     named speakers of that result, so they are cleared, and `relabel_seq` rises so the chart is redrawn.
-    `finished_at` keeps the first run's time (retention counts from it)."""
+    `finished_at` keeps the first run's time (retention counts from it). Nobody who deleted their voiceprint
+    since the job was queued is named in it (`storage.retention.withheld`)."""
+    from storage.retention import withheld
 
     async def attempt() -> bool:
         async with db.session(immediate=True) as s:
@@ -149,7 +151,8 @@ async def complete(db: Database, recording_id: int, owner: str, result: dict, du
             if rec.posted_ts is not None:
                 rec.relabels = None
                 rec.relabel_seq += 1
-            rec.status, rec.result, rec.duration, rec.progress = RecordingStatus.succeeded, result, duration, 1.0
+            stored = await withheld(s, rec.team_id, result, rec.queued_at)
+            rec.status, rec.result, rec.duration, rec.progress = RecordingStatus.succeeded, stored, duration, 1.0
             rec.error_code = rec.error_message = None
             rec.finished_at = rec.finished_at or now
             rec.updated_at = now
@@ -350,6 +353,16 @@ async def queue_position(db: Database, recording_id: int) -> int | None:
             or_(Recording.queued_at < rec.queued_at,
                 and_(Recording.queued_at == rec.queued_at, Recording.id < rec.id)))
         return (await s.exec(ahead)).one()
+
+
+async def recording_stats(db: Database) -> list[tuple[str, str, int, datetime | None]]:
+    """(team, status, recordings, the earliest `queued_at` among them) for each team and status present: one
+    aggregate query, read at each metrics scrape."""
+    stmt = (select(Recording.team_id, Recording.status, func.count(), func.min(Recording.queued_at))
+            .group_by(Recording.team_id, Recording.status))
+    async with db.session() as s:
+        rows = (await s.exec(stmt)).all()
+    return [(team, RecordingStatus(status).value, n, first) for team, status, n, first in rows]
 
 
 async def count_by_status(db: Database) -> dict[str, int]:

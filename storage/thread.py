@@ -32,8 +32,23 @@ async def start_chart(db: Database, recording_id: int, owner: str) -> bool:
                                Recording.chart_started_at.is_(None), chart_started_at=utcnow())
 
 async def save_transcript(db: Database, recording_id: int, owner: str, result: dict) -> bool:
-    """Stores the result with the recognised words in it (a takeover then skips recognition)."""
-    return await update_recording(db, recording_id, owner, (SUCCEEDED,), {"result": result})
+    """Stores the recognised words of `result` into the stored result (a takeover then skips recognition).
+    Only the words are taken: the rest of `result` was read before recognition, and a person's data deleted
+    meanwhile (`storage.retention.redact`) must not come back with it."""
+    from storage.retention import TRANSCRIPTS
+
+    words = {key: result[key] for key in TRANSCRIPTS if key in result}
+
+    async def attempt() -> bool:
+        async with db.session(immediate=True) as s:
+            rec = (await s.exec(select(Recording).where(Recording.id == recording_id).with_for_update())).first()
+            if rec is None or rec.lease_owner != owner or rec.state is not RecordingStatus.succeeded:
+                return False
+            rec.result = {**(rec.result or {}), **words}
+            await s.commit()
+            return True
+
+    return await _retry_locked(db, attempt)
 
 
 async def start_transcript(db: Database, recording_id: int, owner: str) -> bool:

@@ -14,7 +14,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from datetime import datetime
 
-from sqlalchemy import delete
+from sqlalchemy import delete, func
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import IntegrityError
@@ -76,15 +76,18 @@ def _generation_row(db: Database, team_id: str, user_id: str, *, bump: bool):
 
 async def upsert_voiceprint(db: Database, *, team_id: str, user_id: str, engine: str, model_id: str,
                             voiceprint: str, consent_at: datetime, clip_duration: float,
-                            generation: int | None = None) -> tuple[Voiceprint, bool]:
-    """Stores the person's voiceprint for `engine`; True when it replaced an earlier one. Audited (enroll/replace).
+                            generation: int | None = None, consent_text: str | None = None
+                            ) -> tuple[Voiceprint, bool]:
+    """Stores the person's voiceprint for `engine` with their consent (its time and the text they ticked);
+    True when it replaced an earlier one. Audited (enroll/replace).
 
     With `generation` (from `deletion_generation` when the enrollment started) it raises EnrollmentCancelled
     instead when the person deleted their voiceprints since."""
     _check(team_id, user_id, engine, model_id, voiceprint, consent_at, clip_duration)
+    consent = (consent_at, consent_text)
     for attempt in range(2):
         try:
-            return await _upsert(db, team_id, user_id, engine, model_id, voiceprint, consent_at, clip_duration,
+            return await _upsert(db, team_id, user_id, engine, model_id, voiceprint, consent, clip_duration,
                                  generation)
         except IntegrityError:
             if attempt:  # a concurrent first enrolment won the insert; the second pass replaces it
@@ -93,7 +96,9 @@ async def upsert_voiceprint(db: Database, *, team_id: str, user_id: str, engine:
 
 
 async def _upsert(db: Database, team_id: str, user_id: str, engine: str, model_id: str, voiceprint: str,
-                  consent_at: datetime, clip_duration: float, generation: int | None) -> tuple[Voiceprint, bool]:
+                  consent: tuple[datetime, str | None], clip_duration: float, generation: int | None
+                  ) -> tuple[Voiceprint, bool]:
+    consent_at, consent_text = consent
     async with db.session(immediate=True) as s:
         if generation is not None:
             for who in (user_id, WORKSPACE):
@@ -108,11 +113,12 @@ async def _upsert(db: Database, team_id: str, user_id: str, engine: str, model_i
         replaced = row is not None
         if row is None:
             row = Voiceprint(team_id=team_id, user_id=user_id, engine=engine, model_id=model_id,
-                             voiceprint=voiceprint, consent_at=consent_at, clip_duration=clip_duration,
-                             created_at=now, updated_at=now)
+                             voiceprint=voiceprint, consent_at=consent_at, consent_text=consent_text,
+                             clip_duration=clip_duration, created_at=now, updated_at=now)
             s.add(row)
         else:
             row.model_id, row.voiceprint, row.consent_at = model_id, voiceprint, consent_at
+            row.consent_text = consent_text
             row.clip_duration, row.updated_at = clip_duration, now
         await s.flush()
         await audit.record(s, team_id=team_id, actor_id=user_id,
@@ -164,3 +170,10 @@ async def voiceprints_for_users(db: Database, team_id: str, user_ids: Iterable[s
                                             Voiceprint.user_id.in_(wanted[i:i + _IN_CHUNK]))
             found.update((v.user_id, v) for v in (await s.exec(stmt)).all())
     return [found[u] for u in wanted if u in found][:limit]
+
+
+async def count_voiceprints(db: Database) -> dict[str, int]:
+    """Voiceprints stored per engine (a count, never their content), for the metrics."""
+    async with db.session() as s:
+        rows = (await s.exec(select(Voiceprint.engine, func.count()).group_by(Voiceprint.engine))).all()
+    return dict(rows)

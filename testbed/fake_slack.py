@@ -90,6 +90,9 @@ class FakeSlack:
         self.files: dict[str, FakeFile] = {}
         self.members: dict[str, list[str]] = {}
         self.users: dict[str, str] = {}
+        self.admins: set[str] = set()  # users.info says is_admin (workspace admins) …
+        self.owners: set[str] = set()  # … or is_owner (workspace owners)
+        self.responses: list[dict] = []  # what the bot sent to a slash command's response_url
         self.messages: dict[tuple[str, str], Message] = {}
         self.uploads: dict[str, bytes] = {}
         self.rate_limit: dict[str, int] = {}
@@ -117,7 +120,8 @@ class FakeSlack:
         app = web.Application(client_max_size=64 * 1024**2)
         app.add_routes([web.route("*", "/api/{method}", self._api),
                         web.get("/files/{id}/{name}", self._download),
-                        web.post("/upload/{id}", self._upload), web.get("/socket", self._socket)])
+                        web.post("/upload/{id}", self._upload), web.get("/socket", self._socket),
+                        web.post("/respond", self._respond)])
         app.on_shutdown.append(self._close_sockets)
         self._runner = web.AppRunner(app, access_log=None)
         await self._runner.setup()
@@ -269,6 +273,11 @@ class FakeSlack:
         self.uploads[request.match_info["id"]] = data
         return web.Response(text="OK - " + str(len(self.uploads[request.match_info["id"]])))
 
+    async def _respond(self, request: web.Request) -> web.Response:
+        """A slash command's `response_url` (bolt's `respond`)."""
+        self.responses.append(await request.json())
+        return web.Response(text="ok")
+
     # -- Socket Mode ----------------------------------------------------------------------------------
     async def _socket(self, request: web.Request) -> web.WebSocketResponse:
         ws = web.WebSocketResponse()
@@ -386,7 +395,9 @@ class FakeSlack:
     def _m_users_info(self, p: dict) -> dict:
         uid = p.get("user", "")
         name = self.users.get(uid, uid)
-        return {"ok": True, "user": {"id": uid, "name": name.lower(), "real_name": name,
+        return {"ok": True, "user": {"id": uid, "team_id": self.team_id, "name": name.lower(), "real_name": name,
+                                     "is_admin": uid in self.admins or uid in self.owners,
+                                     "is_owner": uid in self.owners, "deleted": False,
                                      "profile": {"display_name": name, "real_name": name}}}
 
     def _m_oauth_v2_access(self, p: dict) -> dict:

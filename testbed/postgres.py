@@ -117,11 +117,18 @@ class PostgresServer:
         self._run(str(self.bin_dir / "pg_ctl"), "-D", str(self.data_dir), "-l", str(self.log_file),
                   "-w", "-t", "60", "-o", " ".join(options), "start")
 
+    def crash(self) -> None:
+        """Stops the server abruptly, as a crash would (`start_again` brings it back on the same port and data)."""
+        self._run(str(self.bin_dir / "pg_ctl"), "-D", str(self.data_dir), "-m", "immediate", "-w", "stop")
+
+    def start_again(self) -> None:
+        self._pg_ctl_start()
+
     def restart(self, down_seconds: float = 0.0) -> None:
         """Stops the server abruptly, as a crash would, and starts it again on the same port and data."""
-        self._run(str(self.bin_dir / "pg_ctl"), "-D", str(self.data_dir), "-m", "immediate", "-w", "stop")
+        self.crash()
         time.sleep(down_seconds)
-        self._pg_ctl_start()
+        self.start_again()
 
     def stop(self) -> None:
         if self.running:

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
+from storage.crypto import new_key
 from storage.database import Database
 from storage.migrate import upgrade
 from testbed.fake_slack import TEAM_ID, BotUnderTest, FakeSlack, bot_settings
@@ -20,12 +21,14 @@ SR = 16000
 async def slack_world(engine, tmp: Path, *, run_jobs: bool = True,
                       **settings) -> AsyncIterator[tuple[FakeSlack, Database, BotUnderTest]]:
     """One workspace: fake Slack, a migrated SQLite file in `tmp` and the bot serving on a real socket
-    (without its job runner when the test drives the recordings itself)."""
+    (without its job runner when the test drives the recordings itself). The data is encrypted at rest as in
+    production, with a key in the settings, so a `python -m bot worker` given the same settings reads it."""
     fake = FakeSlack()
     await fake.start()
     url = f"sqlite+aiosqlite:///{tmp / 'voiceid.db'}"
     await upgrade(url)
-    db = Database(url)
+    settings.setdefault("data_encryption_keys", new_key())
+    db = Database(url, keys=[settings["data_encryption_keys"]])
     settings.setdefault("var_dir", tmp / "var")
     bot = await BotUnderTest(fake, bot_settings(fake, url, **settings), db, engine, run_jobs=run_jobs).start()
     try:

@@ -13,7 +13,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 LAYERS = [
     ("foundation", {"bot.config", "bot.errors", "bot.schema", "bot.failures", "bot.text", "bot.logs", "bot.scratch",
-                    "bot.pools"}),
+                    "bot.pools", "bot.metrics"}),
     ("computation", {"bot.speech", "bot.transcription", "bot.summary"}),
     ("adapters", {"bot.slack_api", "bot.engines", "bot.engine_server", "storage"}),
     ("services", {"bot.services"}),

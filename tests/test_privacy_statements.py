@@ -23,7 +23,7 @@ def modal_texts(view: dict) -> str:
 @pytest.mark.parametrize("engine", list(EngineKind))
 def test_each_text_names_where_this_engine_sends_voice(engine: EngineKind):
     others = [s for k, s in EXPECTED.items() if k is not engine]
-    for text in (views.help_text(engine), views.explanation(30, engine),
+    for text in (views.help_text(engine, result_days=30, audit_days=365), views.explanation(30, engine),
                  modal_texts(views.enroll_modal(retention_days=30, engine=engine, existing=None))):
         assert EXPECTED[engine] in text
         assert not [s for s in others if s in text], text
@@ -33,10 +33,10 @@ def test_each_text_names_where_this_engine_sends_voice(engine: EngineKind):
 def test_no_text_claims_the_uploaded_clip_is_gone(engine: EngineKind):
     """Voice ID deletes its own copy; the file uploaded through the modal stays in Slack until the person deletes it."""
     modal = modal_texts(views.enroll_modal(retention_days=30, engine=engine, existing=None))
-    for text in (views.help_text(engine), views.explanation(30, engine), modal):
+    for text in (views.help_text(engine, result_days=30, audit_days=365), views.explanation(30, engine), modal):
         assert "deleted right after" not in text
         assert "deletes its own copy" in text
-    assert SLACK_KEEPS in views.help_text(engine) and SLACK_KEEPS in modal and "Delete file" in modal
+    assert SLACK_KEEPS in views.help_text(engine, result_days=30, audit_days=365) and SLACK_KEEPS in modal and "Delete file" in modal
 
 
 @pytest.mark.parametrize("engine", list(EngineKind))

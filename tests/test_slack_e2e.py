@@ -300,11 +300,9 @@ async def test_worker_process_posts_the_summary_and_stops_on_sigterm(local_engin
     import subprocess
     import sys
 
-    from storage.crypto import new_key
-    from storage.database import Database
     from tests.shared_models import share_model_cache
 
-    async with slack_world(local_engine, tmp_path, run_jobs=False) as (fake, _, web):  # no job runner here
+    async with slack_world(local_engine, tmp_path, run_jobs=False) as (fake, db, web):  # no job runner here
         fake.members[CHANNEL] = [*READERS, UNKNOWN, "UBOT"]
         await enroll_readers(web.services, {"U1688": "1688", "U1998": "1998"}, tmp_path)
         f = fake.add_file("sync.wav", "audio/wav", wav_bytes(concat([(r, i) for i in (8, 9) for r in ("1688", "1998")],
@@ -314,19 +312,18 @@ async def test_worker_process_posts_the_summary_and_stops_on_sigterm(local_engin
         [reply] = await fake.wait_for(lambda: fake.thread(CHANNEL, event["ts"]), what="the immediate reply")
         assert "Identifying speakers in sync.wav" in reply.text
 
-        key = new_key()  # the worker stores results encrypted; this test reads them with the same key
-        keyed = Database(web.settings.effective_database_url, keys=[key])
         env = {k: v for k, v in os.environ.items() if not k.startswith(("SLACK_", "DATABASE_", "ENGINE"))}
         env |= {"SLACK_BOT_TOKEN": fake.token, "SLACK_API_URL": fake.api_url,
                 "DATABASE_URL": web.settings.effective_database_url, "ENGINE": "local", "JOB_POLL_SECONDS": "0.5",
                 "PYTHONPATH": str(Path(__file__).resolve().parents[1]),
-                "VAR_DIR": str(share_model_cache(tmp_path / "worker-var")), "DATA_ENCRYPTION_KEYS": key}
+                "VAR_DIR": str(share_model_cache(tmp_path / "worker-var")),
+                "DATA_ENCRYPTION_KEYS": web.settings.data_encryption_keys.get_secret_value()}  # the world's key
         log_path = tmp_path / "worker.log"
         with log_path.open("w") as log:  # a file, not a pipe: a chatty worker must never block on output
             worker = await asyncio.create_subprocess_exec(sys.executable, "-m", "bot", "worker", cwd=tmp_path,
                                                           env=env, stdout=log, stderr=subprocess.STDOUT)
         try:
-            rec = await wait_status(fake, keyed, f.id, {"posted", "failed"}, timeout=300)
+            rec = await wait_status(fake, db, f.id, {"posted", "failed"}, timeout=300)
             assert rec.state.value == "posted", rec.error_message
             [summary] = fake.thread(CHANNEL, event["ts"])
             assert "<@U1688>" in str(summary.blocks)
@@ -340,7 +337,6 @@ async def test_worker_process_posts_the_summary_and_stops_on_sigterm(local_engin
             if worker.returncode is None:
                 worker.kill()
                 await worker.wait()
-            await keyed.dispose()
 
 
 async def test_app_uninstalled_removes_voiceprints_and_results(world, meeting_posted):

@@ -7,6 +7,7 @@ on another interface needs `ALLOW_INSECURE_HTTP=true`.
 from __future__ import annotations
 
 import argparse
+import logging
 import ssl
 import sys
 
@@ -38,7 +39,7 @@ def main(args: argparse.Namespace) -> int:
     from bot.scratch import sweep_scratch
 
     settings = load_settings()
-    configure_logging(settings.log_level, secret_values(settings))
+    configure_logging(settings.log_level, secret_values(settings), settings.log_format)
     if not settings.engine_api_key:
         print("The engine server needs ENGINE_API_KEY: set it to a long random string (e.g. `openssl rand -hex 32`)"
               " and give the bot the same value.", file=sys.stderr)
@@ -76,10 +77,25 @@ def main(args: argparse.Namespace) -> int:
             await engine.close()
 
         app.cleanup_ctx.insert(0, warm_engine)  # started first, closed last
+        if settings.metrics_port:
+            app.cleanup_ctx.append(serve_metrics)
         return app
 
+    async def serve_metrics(app: web.Application):
+        """`/metrics` (and the probes) on METRICS_PORT, apart from the API."""
+        from bot.engine_server import monitoring
+        from bot.engine_server.app import ENGINE_SERVER
+        from bot.metrics import metrics_listener
+
+        server = app[ENGINE_SERVER]
+        token = settings.metrics_token.get_secret_value() if settings.metrics_token else None
+        async with metrics_listener(settings.metrics_host, settings.metrics_port, token=token,
+                                    registry=monitoring.SERVER, collect=lambda: monitoring.collect(server),
+                                    ready=lambda: monitoring.readiness(server)):
+            yield
+
     scheme = "https" if context else "http"
-    print(f"Engine server on {scheme}://{args.host}:{args.port} with {settings.engine_workers} worker(s), data in "
-          f"{data_dir}", file=sys.stderr)
+    logging.getLogger("bot.engine_server").info("Engine server on %s://%s:%s with %d worker(s), data in %s", scheme,
+                                                 args.host, args.port, settings.engine_workers, data_dir)
     web.run_app(app_factory(), host=args.host, port=args.port, ssl_context=context, print=None)
     return 0

@@ -21,7 +21,7 @@ def main(args: argparse.Namespace) -> int:
     from bot.logs import configure_logging, secret_values
 
     settings = load_settings()
-    configure_logging(settings.log_level, secret_values(settings))
+    configure_logging(settings.log_level, secret_values(settings), settings.log_format)
     keys = data_keys(settings)
     try:
         counts = asyncio.run(_rotate(settings.effective_database_url, keys))

@@ -22,6 +22,7 @@ from pathlib import Path
 from aiohttp import ClientSession, web
 from pydantic import BaseModel, ValidationError
 
+from bot.engine_server import monitoring
 from bot.engine_server.store import MEDIA_URL, MEDIA_URL_MAX, JobRecord, ServerStore, TooLarge
 from bot.engine_server.transcripts import ServerTranscriber, TranscriptionSettings
 from bot.engines.base import Engine, follow
@@ -141,8 +142,8 @@ class EngineServer:
 
     @web.middleware
     async def auth(self, request: web.Request, handler) -> web.StreamResponse:
-        if request.method == "PUT" and request.path.startswith("/v1/media/upload/"):
-            return await handler(request)  # the one-time token in the URL is the credential
+        if request.path in monitoring.PROBES or (request.method == "PUT" and request.path.startswith("/v1/media/upload/")):
+            return await handler(request)  # a probe carries nothing; an upload URL's one-time token is its credential
         given = request.headers.get("Authorization", "")
         scheme, _, token = given.partition(" ")
         if scheme.lower() != "bearer" or not hmac.compare_digest(token.strip().encode(), self._api_key.encode()):
@@ -241,6 +242,7 @@ class EngineServer:
         if len(active) >= self.workers + self.limits.queue_size:
             waiting = len(active) - self.workers
             wait = retry_after_s(waiting, self.workers, self.mean_job_s)
+            monitoring.rejected()
             return error_response(429, f"the engine server is busy ({waiting} jobs waiting); retry in {wait} s",
                                   headers={"Retry-After": str(wait)})
         record = JobRecord(job=Job(job_id=str(uuid.uuid4()), status=JobStatus.created), kind=kind,
@@ -299,6 +301,7 @@ class EngineServer:
             if engine_url is not None:
                 await asyncio.shield(self.engine.release(engine_url))
         self.mean_job_s = 0.8 * self.mean_job_s + 0.2 * (time.time() - record.started_at)
+        monitoring.job_ended(record, status, output)
         await self._finish(record, status, output, warning)
 
     async def _follow(self, record: JobRecord, engine_job_id: str, share: float = 1.0) -> Job:
@@ -411,6 +414,6 @@ def create_app(engine: Engine, api_key: str, data_dir: Path, *, limits: ServerLi
         web.post("/v1/diarize", server.diarize),
         web.get("/v1/jobs/{job_id}", server.get_job),
         web.delete("/v1/jobs/{job_id}", server.delete_job),
-        web.delete("/v1/media/{key:.+}", server.delete_media),
+        web.delete("/v1/media/{key:.+}", server.delete_media), *monitoring.routes(server),
     ])
     return app

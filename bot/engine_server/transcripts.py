@@ -39,6 +39,7 @@ class ServerTranscriber:
     def __init__(self, settings: TranscriptionSettings):
         self.settings = settings
         self.worker: TranscriptionWorker | None = None
+        self.busy = 0  # jobs being transcribed now (the metrics' recognizer busy)
 
     def _worker(self) -> TranscriptionWorker:
         if self.worker is None:
@@ -49,10 +50,13 @@ class ServerTranscriber:
 
     async def transcribe(self, kind: str, output: dict, media: Path, progress: Callable[[float], None]) -> dict:
         """The engine's successful `output` for `media` with its transcription added."""
+        self.busy += 1
         try:
             transcription = await self._worker().transcribe(media, progress)
         except ModelFilesError as exc:  # the server's installation, not the client's request
             raise EngineError(f"The engine server cannot transcribe: {exc}") from None
+        finally:
+            self.busy -= 1
         parsed = (IdentifyOutput if kind == "identify" else DiarizeOutput).model_validate(output)
         return transcribed_output(parsed, transcription)
 

@@ -62,6 +62,10 @@ class Engine(ABC):
     async def close(self) -> None:
         """Release pools, sessions and sockets."""
 
+    async def ready(self) -> str | None:
+        """None when the engine can take jobs now, else a short reason (a readiness probe; cheap, no job)."""
+        return None
+
     async def wait(self, job_id: str, *, poll: float = 0.2, timeout: float | None = None) -> Job:
         """Until the job is final (`follow` without the extras); for the CLI, enrollment and tests."""
         return await follow(self, job_id, interval=poll,

@@ -205,6 +205,16 @@ class HTTPEngine(Engine):
         """`GET /v1/test`: checks the URL and the key."""
         return await self._api("GET", "/v1/test")
 
+    async def ready(self) -> str | None:
+        """`GET /v1/test` once, without retries: the URL answers and takes the key (busy, 429, still answers)."""
+        try:
+            await self._call("GET", self.base_url + "/v1/test", path="/v1/test", retry=RetryPolicy(attempts=1))
+        except RateLimited:
+            return None
+        except EngineError as exc:
+            return exc.code
+        return None
+
     async def upload(self, path: Path, key: str | None = None) -> str:
         """Ask for an upload URL, then PUT the file to it, streamed from disk. `key` is a readable prefix: every
         upload gets a media key of its own, so releasing one attempt's media never deletes another's."""

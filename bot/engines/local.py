@@ -179,6 +179,12 @@ class LocalEngine(Engine):
         pool = self._ensure_pool()
         await asyncio.gather(*(loop.run_in_executor(pool, _ping) for _ in range(self.workers)))
 
+    async def ready(self) -> str | None:
+        """The worker processes are alive (not yet started counts as ready: they start with the first job)."""
+        if self._closed:
+            return "closed"
+        return "worker_stopped" if self._pool is not None and getattr(self._pool, "_broken", False) else None
+
     async def _run(self, fn, *args) -> dict:
         loop = asyncio.get_running_loop()
         try:

@@ -18,6 +18,8 @@ from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.errors import EngineError
 from bot.jobs.leases import LeaseKeeper
+from bot.logs import log_context
+from bot.metrics import ENROLLMENTS, JOB_FAILURES, JOB_RETRIES
 from bot.services.context import NotInstalled, Services
 from bot.services.enrollment import CLIP_MAX_BYTES, NOT_OWN_CLIP, enroll, enrollment_task_name, not_enrolled
 from bot.slack_api import enroll_views as views
@@ -60,13 +62,15 @@ class Enrollments:
         db = self.services.db
         renew = functools.partial(renew_enrollment, db, job.id, self.owner, self.lease)
         try:
-            async with LeaseKeeper.held(renew, self.lease, f"enrollment {job.id}"):
-                await self._run(job)
+            with log_context(enrollment_id=job.id, team=job.team_id):
+                async with LeaseKeeper.held(renew, self.lease, f"enrollment {job.id}"):
+                    await self._run(job)
         except asyncio.CancelledError:
             if not await self._deleted_since(job):
                 raise  # shutting down: the runner releases the job for another worker
             asyncio.current_task().uncancel()
             await finish_enrollment(db, job.id, self.owner)
+            ENROLLMENTS.labels("cancelled").inc()
             log.info("enrollment %s: cancelled by /enroll delete", job.id)
 
     async def _deleted_since(self, job) -> bool:
@@ -88,6 +92,7 @@ class Enrollments:
         if text is None:
             if job.attempts > s.job_max_attempts:  # taken over after the last attempt's worker stopped
                 text = not_enrolled(job.error_code or "internal", job.error_message or "", job.user_id)
+                gave_up(job.error_code or "internal")
             else:
                 try:
                     text = await self.enroll_from_slack(client, job)
@@ -99,6 +104,7 @@ class Enrollments:
                         await self._retry(job, code, message)
                         return
                     text = not_enrolled(code, message, job.user_id)
+                    gave_up(code)
             if not await keep_answer(self.services.db, job.id, self.owner, text):
                 return  # another worker holds it now and answers
         try:
@@ -109,6 +115,7 @@ class Enrollments:
                 return
             log.warning("enrollment %s: the answer could not be sent: %s", job.id, exc.response.get("error"))
         await finish_enrollment(self.services.db, job.id, self.owner)
+        log.info("enrollment %s: answered", job.id)
 
     async def enroll_from_slack(self, client: AsyncWebClient, job) -> str:
         """The person's clip from Slack (their own upload only: Slack's file input offers only one's own
@@ -118,18 +125,22 @@ class Enrollments:
             if info.get("user") != job.user_id:
                 log.warning("enrollment of %s refused: clip %s was uploaded by %s", job.user_id, job.file_id,
                             info.get("user"))
+                ENROLLMENTS.labels("refused").inc()
                 return not_enrolled("not_own_clip", NOT_OWN_CLIP, job.user_id)
             with self.services.temp_dir("voiceid-clip-") as tmp:
                 clip = await download(info, client.token, Path(tmp), api_url=client.base_url, max_bytes=CLIP_MAX_BYTES)
                 return await enroll(self.services, team_id=job.team_id, user_id=job.user_id, clip=clip,
-                                    consent_at=job.consent_at, generation=job.generation)
+                                    consent_at=job.consent_at, generation=job.generation,
+                                    consent_text=job.consent_text)
         except EngineError as exc:
             if exc.transient:
                 raise
+            ENROLLMENTS.labels("refused").inc()
             return not_enrolled(exc.code, exc.message, job.user_id)
         except SlackApiError as exc:
             if slack_transient(exc):
                 raise
+            ENROLLMENTS.labels("refused").inc()
             return not_enrolled("slack_error", f"files.info answered {exc.response.get('error')}", job.user_id)
 
     async def _retry(self, job, code: str, message: str) -> None:
@@ -137,8 +148,15 @@ class Enrollments:
 
         s = self.services.settings
         log.info("enrollment %s: attempt %d failed (%s: %s); retrying later", job.id, job.attempts, code, message)
+        JOB_RETRIES.labels("enrollment", code).inc()
         await retry_enrollment(self.services.db, job, self.owner, code, message,
                                backoff=(s.job_retry_base_seconds, s.job_retry_max_seconds))
+
+
+def gave_up(code: str) -> None:
+    """The attempts are used up: the person is told it failed."""
+    ENROLLMENTS.labels("failed").inc()
+    JOB_FAILURES.labels("enrollment", code).inc()
 
 
 async def tell_user(client: AsyncWebClient, user_id: str, text: str, view_id: str | None = None) -> None:

@@ -24,6 +24,8 @@ from bot.errors import EngineError, EngineJobEnded, JobNotFound, MediaError, err
 from bot.failures import new_ref
 from bot.jobs.leases import LeaseKeeper, LeaseLost
 from bot.jobs.transcript_step import PROGRESS_EVERY_SECONDS, TranscriptStep
+from bot.logs import log_context
+from bot.metrics import JOB_FAILURES, JOB_RETRIES, UPLOAD_TO_SUMMARY, engine_job, since
 from bot.schema import DiarizeRequest, IdentifyRequest, Job, JobStatus, Matching, VoiceprintInput
 from bot.services.charts import redraw_chart, send_timeline, timeline
 from bot.services.context import NotInstalled, Services
@@ -83,8 +85,9 @@ class RecordingJob(TranscriptStep):
         from storage.recordings import heartbeat
 
         renew = functools.partial(heartbeat, self.db, rec.id, self.owner, self.lease)
-        async with LeaseKeeper.held(renew, self.lease, f"recording {rec.id}"):
-            await self._run(rec)
+        with log_context(recording_id=rec.id, team=rec.team_id):
+            async with LeaseKeeper.held(renew, self.lease, f"recording {rec.id}"):
+                await self._run(rec)
 
     async def _run(self, rec) -> None:
         from storage.models import RecordingStatus
@@ -146,6 +149,7 @@ class RecordingJob(TranscriptStep):
             await self._beat(rec)
             deadline = self.deadline_for(await asyncio.to_thread(stated_duration, path))
             url = await engine.upload(path, key=f"{rec.team_id}-{rec.file_id}")
+            submitted = time.monotonic()
             try:
                 if voiceprints:
                     job = await engine.submit_identify(IdentifyRequest(
@@ -154,7 +158,10 @@ class RecordingJob(TranscriptStep):
                     job = await engine.submit_diarize(DiarizeRequest(url=url))
                 await self._beat(rec, engine_job_id=job.job_id, engine_deadline_at=deadline,
                                  diarize_only=not voiceprints)
-                return await self.poll(client, rec, job, deadline)
+                job = await self.poll(client, rec, job, deadline)
+                kind = "identify" if voiceprints else "diarize"
+                engine_job(engine.engine_id, kind, time.monotonic() - submitted, job)
+                return job
             finally:
                 await engine.release(url)
 
@@ -208,6 +215,8 @@ class RecordingJob(TranscriptStep):
         summary = summary_of(rec)
         msg = summary_message(rec, transcript_on=self.transcript_on)
         posted_ts = await self._show(client, rec, msg)
+        if rec.posted_ts is None:  # the first summary of this recording (not Identify again's)
+            since(UPLOAD_TO_SUMMARY, rec.created_at)
         if rec.chart_started_at is None:
             if not await start_chart(self.db, rec.id, self.owner):
                 raise LeaseLost()
@@ -267,7 +276,8 @@ class RecordingJob(TranscriptStep):
                 log.warning("recording %s: could not post the failure: %s", rec.id, error)
                 if error == "ratelimited" or exc.response.status_code >= 500:
                     return
-        await mark_notified(self.db, rec.id, self.owner)
+        if await mark_notified(self.db, rec.id, self.owner):
+            JOB_FAILURES.labels("recording", rec.error_code or "failed").inc()
 
     async def upload_chart(self, client: AsyncWebClient, rec, summary: Summary, alt: str) -> str | None:
         """Draw, then renew the lease right before the one step that is not idempotent (the upload)."""
@@ -335,5 +345,7 @@ class RecordingJob(TranscriptStep):
                          max_attempts=s.job_max_attempts, backoff=(s.job_retry_base_seconds, s.job_retry_max_seconds))
         ref = new_ref()  # the failure message quotes it; this line holds the details
         log.info("recording %s: %s (%s), now %s [ref %s]", rec.id, code, message, rec.status, ref)
+        if rec.state in (RecordingStatus.queued, RecordingStatus.succeeded) and rec.lease_owner is None:
+            JOB_RETRIES.labels("recording", code[:64]).inc()
         if rec.state is RecordingStatus.failed and rec.lease_owner == self.owner:
             await self.notify(client, rec, ref)

@@ -13,6 +13,7 @@ from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
 from bot.jobs.enrollment_job import Enrollments
 from bot.jobs.recording_job import RecordingJob
+from bot.metrics import LEASE_TAKEOVERS
 from bot.scratch import pid_alive
 from bot.services.context import Services
 
@@ -135,8 +136,9 @@ class JobRunner:
         async with self._lock:
             settings = self.services.settings
             try:
-                await requeue_expired(self.services.db, settings.job_max_attempts)
-                await requeue_expired_enrollments(self.services.db)
+                LEASE_TAKEOVERS.labels("recording").inc(await requeue_expired(self.services.db,
+                                                                             settings.job_max_attempts))
+                LEASE_TAKEOVERS.labels("enrollment").inc(await requeue_expired_enrollments(self.services.db))
                 while len(self.enrollments.active) < self.capacity:
                     job = await claim_enrollment(self.services.db, self.owner, settings.job_lease_seconds)
                     if job is None:

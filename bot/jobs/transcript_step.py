@@ -12,6 +12,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 from bot.errors import EngineError
 from bot.failures import new_ref
 from bot.jobs.leases import LeaseLost
+from bot.metrics import UPLOAD_TO_TRANSCRIPT, since
 from bot.services.charts import display_names, people
 from bot.services.summaries import summary_message
 from bot.slack_api.files import download
@@ -43,6 +44,8 @@ class TranscriptStep:
             file_id, url, error = await self.make_transcript(client, rec, summary_ts)
         if not await end_transcript(self.db, rec.id, self.owner, file_id=file_id, url=url, error=error):
             raise LeaseLost()
+        if file_id:
+            since(UPLOAD_TO_TRANSCRIPT, rec.created_at)
         log.info("recording %s: transcript %s", rec.id, "posted" if error is None else f"not posted ({error})")
         return await self._get(rec.id)
 

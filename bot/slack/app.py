@@ -1,11 +1,11 @@
 """The Slack app: bolt's `AsyncApp` with our listeners, served by an aiohttp `web.Application`.
 
 Routes: `/slack/events` (events, commands, interactivity), `/slack/install` and `/slack/oauth_redirect`
-(OAuth installs), `/healthz`, and the engine webhook when a webhook secret is configured. Bolt is
-built when the application starts (`bot.runtime` composes the process).
+(OAuth installs); `bot.runtime` adds `/healthz`, `/readyz` and the engine webhook (when a webhook secret is
+configured) to the same listener. Bolt is built when the application starts.
 
 Every Slack request over HTTP must carry a valid signature. In Socket Mode, Slack's requests come over the
-WebSocket instead, so the HTTP listener serves only what needs no Slack signature (`/healthz`, the signed
+WebSocket instead, so the HTTP listener serves only what needs no Slack signature (the probes, the signed
 engine webhook): the Slack routes are not there (404) rather than open without a check.
 """
 from __future__ import annotations
@@ -18,7 +18,6 @@ from slack_bolt.adapter.aiohttp import to_aiohttp_response, to_bolt_request
 from slack_bolt.async_app import AsyncApp
 from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
-from sqlalchemy.exc import SQLAlchemyError
 
 from bot.config import Settings
 from bot.failures import new_ref
@@ -127,18 +126,7 @@ def add_slack(app: web.Application, settings: Settings) -> None:
             return web.Response(status=404, text="OAuth is not configured.")
         return await to_aiohttp_response(await bolt.oauth_flow.handle_callback(await to_bolt_request(request)))
 
-    async def health(request: web.Request) -> web.Response:
-        from storage.recordings import count_by_status
-
-        services = request.app[SERVICES]
-        try:
-            counts = await count_by_status(services.db)
-        except (SQLAlchemyError, OSError) as exc:  # the database is down: say so, with a failing status
-            return web.json_response({"ok": False, "error": type(exc).__name__}, status=503)
-        return web.json_response({"ok": True, "engine": services.engine.engine_id, "recordings": counts})
-
     app.cleanup_ctx.append(bolt_app)
-    app.add_routes([web.get("/healthz", health)])
     if not settings.socket_mode:
         app.add_routes([web.post("/slack/events", events), web.get("/slack/install", install),
                         web.get("/slack/oauth_redirect", oauth_redirect)])

@@ -4,6 +4,8 @@ connection after sending) is never repeated blindly when repeating it would dupl
 file: those go through `bot.slack_api.replies`, which looks before it posts again."""
 from __future__ import annotations
 
+import re
+
 from slack_sdk.errors import SlackApiError
 from slack_sdk.http_retry.async_handler import AsyncRetryHandler
 from slack_sdk.http_retry.builtin_async_handlers import (
@@ -13,10 +15,12 @@ from slack_sdk.http_retry.builtin_async_handlers import (
 from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.config import Settings
+from bot.metrics import SLACK_API_ERRORS
 
 # Methods whose effect is not idempotent: a repeat after an ambiguous failure could post twice.
 NOT_REPEATABLE = ("chat.postMessage", "chat.postEphemeral", "files.completeUploadExternal")
 SERVER_ERRORS = (500, 502, 503, 504)
+API_METHOD = re.compile(r"[a-z]+(?:\.[A-Za-z]+)+")  # chat.update, files.getUploadURLExternal
 
 
 def repeatable(url: str) -> bool:
@@ -30,6 +34,17 @@ class ServerErrorRetry(AsyncRetryHandler):
         return response is not None and response.status_code in SERVER_ERRORS and repeatable(request.url)
 
 
+class CountErrors(AsyncRetryHandler):
+    """Retries nothing: counts every 429 and 5xx answer (each attempt) in the metrics, by method."""
+
+    async def can_retry_async(self, *, state, request, response=None, error=None) -> bool:
+        if response is not None and (response.status_code == 429 or response.status_code >= 500):
+            method = request.url.split("?", 1)[0].rstrip("/").rsplit("/", 1)[-1]
+            method = method if API_METHOD.fullmatch(method) else "other"  # an upload URL names a file, not a method
+            SLACK_API_ERRORS.labels(method, "429" if response.status_code == 429 else "5xx").inc()
+        return False
+
+
 class ConnectionErrorRetry(AsyncConnectionErrorRetryHandler):
     """A dropped connection is retried for idempotent methods only (the request may have been processed)."""
 
@@ -40,7 +55,7 @@ class ConnectionErrorRetry(AsyncConnectionErrorRetryHandler):
 
 def retry_handlers() -> list:
     # A 429 means Slack did not process the call, so every method may wait for Retry-After and repeat it.
-    return [ConnectionErrorRetry(), AsyncRateLimitErrorRetryHandler(max_retry_count=3),
+    return [CountErrors(), ConnectionErrorRetry(), AsyncRateLimitErrorRetryHandler(max_retry_count=3),
             ServerErrorRetry(max_retry_count=2)]
 
 

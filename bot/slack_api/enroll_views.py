@@ -35,16 +35,30 @@ SLACK_KEEPS_UPLOAD = ("Slack keeps the file you upload here in your Slack files 
                       "(open the file, then More actions → Delete file).")
 
 
-def help_text(engine: EngineKind) -> str:
+def consent_statement(engine: EngineKind) -> str:
+    """The consent as the modal shows it (the box and its description): stored with the voiceprint."""
+    return f"{CONSENT_TEXT} {CONSENT_USE[engine]}"
+
+
+def retention_text(result_days: int, audit_days: int) -> str:
+    """How long each kind of data is kept, as `python -m bot people export` and `/enroll help` say it."""
+    return (f"your voiceprint until you delete it or the app is removed; meeting results (who spoke when, "
+            f"transcripts, claims) {result_days} days after a recording is first processed; the audit log (who "
+            f"enrolled, deleted or corrected what, and when) {audit_days} days. Expired data is purged every hour.")
+
+
+def help_text(engine: EngineKind, *, result_days: int, audit_days: int) -> str:
     return f"""\
 *Voice ID* names people in meeting recordings shared to channels, from a short sample of their voice.
 • `/enroll` — record or pick a clip of your own voice (at most 30 s, only you speaking) and agree to its use.
 • `/enroll status` — whether you are enrolled, since when, and with which engine.
-• `/enroll delete` — delete your voiceprint now.
+• `/enroll delete` — delete your voiceprint now and take your name out of the results Voice ID keeps.
+• `/enroll delete @person` — the same for someone else (workspace admins and owners only; they are told by DM).
 • `/enroll help` — this message.
 Share a recording (audio or video) in a channel with the bot and it replies in the thread with who spoke when.
 *Privacy:* {WHERE_IT_GOES[engine]} Voice ID deletes its own copy of your clip once the voiceprint is made. \
-{SLACK_KEEPS_UPLOAD}"""
+{SLACK_KEEPS_UPLOAD}
+*Kept:* {retention_text(result_days, audit_days)}"""
 
 
 def explanation(retention_days: int, engine: EngineKind) -> str:
