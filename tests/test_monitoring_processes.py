@@ -18,15 +18,14 @@ import aiohttp
 import pytest
 import pytest_asyncio
 from ci import in_ci
-from postgres import PostgresServer, PostgresUnavailable
 from prometheus_client.parser import text_string_to_metric_families
 
 from storage.crypto import new_key
 from storage.database import Database
 from testbed.fake_slack import BOT_USER_ID, SIGNING_SECRET, TEAM_ID, BotUnderTest, FakeSlack
+from testbed.postgres import PostgresServer, PostgresUnavailable
 from tests.process_support import ENGINE_API_KEY, child_env, free_port, start, stop, wait_engine_ready
 from tests.slack_e2e_support import (
-    DATA,
     concat,
     dms,
     enrollment_clip,
@@ -42,7 +41,6 @@ pytestmark = [
     pytest.mark.asyncio(loop_scope="module"),
     pytest.mark.postgres,
     pytest.mark.speech,
-    pytest.mark.skipif(not DATA.is_dir(), reason=f"real speech not found at {DATA} (see its README)"),
 ]
 
 
