@@ -32,7 +32,7 @@ from bot.engines.base import Engine
 from bot.errors import JobNotFound
 from bot.schema import IdentifyRequest, Job, JobStatus, VoiceprintRequest
 from storage.crypto import new_key
-from tests.reliability_support import OUTPUT  # the same canned identify result as the fault tests
+from testbed.outputs import OUTPUT  # the same canned identify result as the fault tests
 
 TEAMS = ("T_ALPHA", "T_BETA", "T_GAMMA")
 CHANNEL = "C0001"
@@ -123,7 +123,7 @@ async def share_all(fake, db, url: str, per_team: int) -> list[tuple[str, str, s
     from bot.services.recordings import store_shared_files
     from storage.models import utcnow
     from storage.voiceprints import upsert_voiceprint
-    from tests.fake_slack import BOT_USER_ID, bot_settings
+    from testbed.fake_slack import BOT_USER_ID, bot_settings
 
     services = Services(settings=bot_settings(fake, url), db=db, engine=SimulatedEngine(1))
     fake.members[CHANNEL] = ["U1", "U2", BOT_USER_ID]
@@ -198,7 +198,7 @@ async def one_run(name: str, url: str, *, workers: int, per_team: int, job_secon
                   other_hosts: bool = False) -> Run:
     from storage.database import Database
     from storage.recordings import find_recording
-    from tests.fake_slack import FakeSlack
+    from testbed.fake_slack import FakeSlack
 
     rng = random.Random(seed)
     run = Run(name, workers)
@@ -288,7 +288,7 @@ def print_table(runs: list[Run], lease: int) -> None:
 
 async def main_async(args: argparse.Namespace) -> int:
     from storage.migrate import upgrade
-    from tests.postgres import PostgresServer, PostgresUnavailable
+    from testbed.postgres import PostgresServer, PostgresUnavailable
 
     try:
         server = PostgresServer(fast=False).start()

@@ -148,7 +148,7 @@ def main(argv: list[str] | None = None) -> int:
     server = None
     pg_url = args.postgres_url
     if not pg_url:
-        from tests.postgres import PostgresServer, PostgresUnavailable
+        from testbed.postgres import PostgresServer, PostgresUnavailable
 
         try:
             server = PostgresServer(fast=False).start()

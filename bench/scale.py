@@ -40,10 +40,10 @@ import numpy as np
 from storage.crypto import new_key
 
 # What bench.scale takes from the test suite (fake Slack, throwaway PostgreSQL, signed requests): this one place.
-from tests.fake_slack import BOT_USER_ID, SIGNING_SECRET, FakeSlack
-from tests.postgres import PostgresServer, PostgresUnavailable
-from tests.process_support import RemoteBot, free_port
-from tests.slack_e2e_support import DATA, dms, submit_enrollment, utterance, wav_bytes
+from testbed.fake_slack import BOT_USER_ID, SIGNING_SECRET, FakeSlack
+from testbed.postgres import PostgresServer, PostgresUnavailable
+from testbed.slack_driver import RemoteBot, dms, free_port, submit_enrollment
+from testbed.speech import DATA, utterance, wav_bytes
 
 ROOT = Path(__file__).resolve().parents[1]
 CHANNEL = "C0001"

@@ -76,7 +76,7 @@ async def run(minutes: float, concurrency: int) -> None:
     from storage.migrate import upgrade
     from storage.recordings import find_recording
     from storage.voiceprints import upsert_voiceprint
-    from tests.fake_slack import TEAM_ID, BotUnderTest, FakeSlack, bot_settings
+    from testbed.fake_slack import TEAM_ID, BotUnderTest, FakeSlack, bot_settings
 
     fake = FakeSlack()
     await fake.start()
@@ -138,7 +138,7 @@ async def identify_directly(engine, data: bytes, tmp: Path, db) -> float:
     """The same recording straight through the engine interface: what the bot adds is the difference."""
     from bot.schema import IdentifyRequest, Matching, VoiceprintInput
     from storage.voiceprints import voiceprints_for_users
-    from tests.fake_slack import TEAM_ID
+    from testbed.fake_slack import TEAM_ID
 
     rows = await voiceprints_for_users(db, TEAM_ID, list(ENROLLED), engine.engine_id)
     path = tmp / "direct.wav"

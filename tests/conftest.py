@@ -1,6 +1,6 @@
 """Shared fixtures: real databases and the real embedded engine for every test that needs them.
 
-- `postgres_server` (session): a real PostgreSQL server started for this test session (see tests/postgres.py);
+- `postgres_server` (session): a real PostgreSQL server started for this test session (see testbed/postgres.py);
   tests using it skip with the reason when no PostgreSQL binaries exist — except under CI (CI=true), where
   they must run and fail instead.
 - tests marked `speech` skip the same way without the speech data beside the checkout, and fail under CI.
@@ -9,12 +9,15 @@
 - `db_url` / `db`: a fresh database migrated to head, once per backend (`[sqlite]`, `[postgresql]`);
   `db` is an open `storage.database.Database`. `sqlite_db` is the SQLite one alone.
 - `local_engine` (module): the embedded speaker engine, shared by a module's tests.
+- one ONNX model cache for the whole run (tests/shared_models.py), made when the run starts.
 """
 from __future__ import annotations
 
 import asyncio
 import itertools
+import os
 import shutil
+import tempfile
 from collections.abc import AsyncIterator, Coroutine, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -22,11 +25,12 @@ from typing import Any, TypeVar
 
 import pytest
 import pytest_asyncio
-from ci import in_ci, missing_speech
-from postgres import PostgresServer, PostgresUnavailable
+from ci import missing_speech, skip_or_fail
+from shared_models import ENV, model_cache
 
 from storage.database import Database
 from storage.migrate import upgrade
+from testbed.postgres import PostgresServer, PostgresUnavailable
 
 T = TypeVar("T")
 _names = itertools.count(1)
@@ -42,6 +46,13 @@ def sqlite_file_url(path: Path) -> str:
     return f"sqlite+aiosqlite:///{path}"
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    """The run's ONNX model cache (tests/shared_models.py), unless a parent process made it already."""
+    if ENV not in os.environ:
+        os.environ[ENV] = folder = tempfile.mkdtemp(prefix="voiceid-test-models-")
+        config.add_cleanup(lambda: shutil.rmtree(folder, ignore_errors=True))
+
+
 @pytest.hookimpl(tryfirst=True)
 def pytest_runtest_setup(item: pytest.Item) -> None:
     """Speech tests need ../shared/data: skip without it, but under CI fail (CI always has the data)."""
@@ -49,9 +60,7 @@ def pytest_runtest_setup(item: pytest.Item) -> None:
         return
     reason = missing_speech()
     if reason is not None:
-        if in_ci():
-            pytest.fail(f"CI must run the speech tests, but {reason}", pytrace=False)
-        pytest.skip(reason)
+        skip_or_fail(reason)
 
 
 @pytest.fixture(scope="session")
@@ -59,9 +68,7 @@ def postgres_server() -> Iterator[PostgresServer]:
     try:
         server = PostgresServer().start()
     except PostgresUnavailable as exc:
-        if in_ci():
-            pytest.fail(f"CI must run the PostgreSQL tests, but: {exc}", pytrace=False)
-        pytest.skip(f"PostgreSQL tests skipped: {exc}")
+        skip_or_fail(f"PostgreSQL tests skipped: {exc}")
     try:
         yield server
     finally:
@@ -121,9 +128,10 @@ async def sqlite_db(tmp_path: Path, _sqlite_head: Path) -> AsyncIterator[Databas
 
 @pytest_asyncio.fixture(scope="module", loop_scope="module")
 async def local_engine():
-    """The embedded engine, one per test module (its worker process loads the models once), closed after."""
+    """The embedded engine, one per test module (its worker process loads the models once, from the run's
+    ONNX cache), closed after."""
     from bot.engines.local import LocalEngine
 
-    engine = LocalEngine(workers=1)
+    engine = LocalEngine(workers=1, model_cache=model_cache())
     yield engine
     await engine.close()

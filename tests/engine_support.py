@@ -22,8 +22,9 @@ SR = 16000
 def speaker_models():
     """The warm models, loaded once for the whole test process."""
     from bot.speech.windows import SpeakerModels
+    from tests.shared_models import model_cache
 
-    return SpeakerModels()
+    return SpeakerModels(cache=model_cache())
 
 
 def utterance(reader: str, index: int) -> np.ndarray:

@@ -8,7 +8,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.schema import DiarizationSegment, IdentificationSegment, IdentifyOutput, SpeakerMatch
 from storage.database import Database
-from tests.fake_slack import TEAM_ID
+from testbed.fake_slack import TEAM_ID
 
 CHANNEL, UPLOADER = "C0001", "UUPLOADER"
 _files = itertools.count(1)

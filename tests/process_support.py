@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -17,23 +16,20 @@ import aiohttp
 from aiohttp import web
 
 from storage.database import Database
-from tests.fake_slack import TEAM_ID, BotUnderTest, FakeSlack, Gate
+from testbed.fake_slack import TEAM_ID, FakeSlack, Gate
+from testbed.slack_driver import RemoteBot, free_port  # noqa: F401 (the tests take them from here too)
+from tests.shared_models import share_model_cache
 
 ROOT = Path(__file__).resolve().parents[1]
 ENGINE_API_KEY = "fault-injection-engine-key"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def child_env(tmp: Path, **extra: str) -> dict[str, str]:
     """The test's environment without any bot setting of its own, plus `extra`; temporary files (a killed
     worker's audio included) and var/ in `tmp`, not in the shared tmp."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("SLACK_", "DATABASE_", "ENGINE", "JOB_"))}
-    return env | {"PYTHONPATH": str(ROOT), "TMPDIR": str(tmp), "VAR_DIR": str(tmp), "ENGINE_API_KEY": ENGINE_API_KEY,
+    var_dir = share_model_cache(tmp)  # the run's exported models, not an export per child
+    return env | {"PYTHONPATH": str(ROOT), "TMPDIR": str(tmp), "VAR_DIR": str(var_dir), "ENGINE_API_KEY": ENGINE_API_KEY,
                   "TRANSCRIPT": "off"} | extra  # transcript off: one upload to count, the chart
 
 
@@ -163,17 +159,3 @@ class EngineProxy:
             return web.Response(status=up.status, body=await up.read(),
                                 headers={k: v for k, v in up.headers.items()
                                          if k.lower() in ("content-type", "retry-after", "location")})
-
-
-class RemoteBot(BotUnderTest):
-    """`BotUnderTest`'s signed Slack requests, sent to a `python -m bot serve` process (or a balancer before it)."""
-
-    def __init__(self, fake: FakeSlack, base: str):
-        super().__init__(fake, None, None, None)
-        self.base = base
-
-    async def post(self, body: str, headers: dict):
-        url = f"{self.base}/slack/events"
-        async with aiohttp.ClientSession() as http, http.post(url, data=body.encode(), headers=headers) as resp:
-            await resp.read()  # kept for .json() after the session closes
-            return resp

@@ -22,20 +22,11 @@ from bot.engines.base import Engine
 from bot.errors import JobNotFound
 from bot.schema import IdentifyRequest, Job, JobStatus, VoiceprintRequest
 from storage.database import Database
+from testbed.fake_slack import BOT_USER_ID, TEAM_ID, FakeSlack, bot_settings
+from testbed.outputs import OUTPUT
 from tests.fake_engine import answer_with_labels
-from tests.fake_slack import BOT_USER_ID, TEAM_ID, FakeSlack, bot_settings
 
 CHANNEL = "C0001"
-OUTPUT = {
-    "diarization": [{"speaker": "SPEAKER_00", "start": 0.0, "end": 2.0},
-                    {"speaker": "SPEAKER_01", "start": 2.0, "end": 3.0}],
-    "identification": [{"speaker": "U1", "start": 0.0, "end": 2.0, "diarizationSpeaker": "SPEAKER_00", "match": "U1"},
-                       {"speaker": "SPEAKER_01", "start": 2.0, "end": 3.0, "diarizationSpeaker": "SPEAKER_01",
-                        "match": None}],
-    "voiceprints": [{"speaker": "SPEAKER_00", "match": "U1", "confidence": {"U1": 91.0}},
-                    {"speaker": "SPEAKER_01", "match": None, "confidence": {"U1": 12.0}}],
-    "duration": 3.0,
-}
 _names = itertools.count(1)
 
 
@@ -56,12 +47,14 @@ class ScriptedEngine(Engine):
         self.outputs: dict[str, dict] = {}
         self.submitted: list[str] = []
         self.upload_delay = 0.0
+        self.uploading = asyncio.Event()  # set when an upload starts
 
     @property
     def recommended_threshold(self) -> float:
         return 60.0
 
     async def upload(self, path: Path, key: str | None = None) -> str:
+        self.uploading.set()
         await asyncio.sleep(self.upload_delay)
         return f"media://{key}"
 

@@ -1,4 +1,5 @@
-"""Shared pieces of the Slack end-to-end tests: real speech, enrollment through the modal, waiting on jobs."""
+"""Shared pieces of the Slack end-to-end tests: real speech and enrollment through the modal (from `testbed`, which
+the benchmarks share), meetings, waiting on jobs."""
 from __future__ import annotations
 
 import asyncio
@@ -11,10 +12,9 @@ import numpy as np
 from storage.crypto import new_key
 from storage.database import Database
 from storage.migrate import upgrade
-from tests.fake_slack import TEAM_ID, BotUnderTest, FakeSlack, bot_settings
-
-DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "librispeech"
-SR = 16000
+from testbed.fake_slack import TEAM_ID, BotUnderTest, FakeSlack, bot_settings
+from testbed.slack_driver import dms, submit_enrollment
+from testbed.speech import DATA, SR, utterance, wav_bytes  # noqa: F401
 
 
 @asynccontextmanager
@@ -37,24 +37,6 @@ async def slack_world(engine, tmp: Path, *, run_jobs: bool = True,
         await bot.stop()
         await db.dispose()
         await fake.close()
-
-
-def utterance(reader: str, index: int) -> np.ndarray:
-    import soundfile as sf
-
-    samples, sr = sf.read(str(sorted((DATA / reader).glob("*.flac"))[index]), dtype="float32")
-    assert sr == SR
-    return samples
-
-
-def wav_bytes(samples: np.ndarray) -> bytes:
-    import io
-
-    import soundfile as sf
-
-    buf = io.BytesIO()
-    sf.write(buf, samples, SR, format="WAV", subtype="PCM_16")
-    return buf.getvalue()
 
 
 def concat(parts: list[tuple[str, int]], pause: float = 0.0) -> np.ndarray:
@@ -103,33 +85,6 @@ async def wait_status(fake: FakeSlack, db: Database, file_id: str, statuses: set
             rec = await recording_for(db, file_id)
             raise AssertionError(f"recording {file_id} stuck in {rec and rec.status}: {rec and rec.error_message}")
         await asyncio.sleep(0.1)
-
-
-def dms(fake: FakeSlack, user: str) -> list[str]:
-    return [c.params.get("text", "") for c in fake.calls_to("chat.postMessage") if c.params.get("channel") == user]
-
-
-async def submit_enrollment(bot: BotUnderTest, fake: FakeSlack, user: str, data: bytes, *, name: str = "me.wav",
-                            mimetype: str = "audio/wav", replace: bool = False, consent: bool = True,
-                            voiceprint: str | None = None, **file_kw) -> dict:
-    """/enroll → modal → view submission with the clip (consent ticked unless told) under the voiceprint name
-    `voiceprint` (untold: what the modal's name field holds, else "default"); returns the JSON answer."""
-    modals = lambda: [c for c in fake.calls_to("views.open") if c.params.get("trigger_id") == f"trig-{user}"]
-    n = len(modals())
-    assert (await bot.command(user)).status == 200
-    view = (await fake.wait_for(lambda: modals()[n:], what="views.open"))[0].params["view"]
-    f = fake.add_file(name, mimetype, data, user=user, **file_kw)
-    values = {"clip": {"clip": {"type": "file_input", "files": [fake.file_object(f)]}},
-              "consent": {"consent": {"type": "checkboxes",
-                                      "selected_options": [{"value": "yes"}] if consent else []}}}
-    if replace:
-        values["replace"] = {"replace": {"type": "checkboxes", "selected_options": [{"value": "yes"}]}}
-    [field] = [b["element"] for b in view["blocks"] if b.get("block_id") == "name"]
-    values["name"] = {"name": {"type": "plain_text_input",
-                               "value": voiceprint if voiceprint is not None else field.get("initial_value", "default")}}
-    resp = await bot.submit_view(user, view, values)
-    assert resp.status == 200
-    return await resp.json()
 
 
 async def enroll(bot: BotUnderTest, fake: FakeSlack, user: str, data: bytes, **kw) -> str:

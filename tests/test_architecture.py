@@ -1,6 +1,8 @@
 """The layers of ARCHITECTURE.md, checked on the code's own imports (lazy imports inside functions included):
 no package imports a layer above its own, `slack` and `jobs` never import each other, `storage` knows nothing
-of `bot`, packages form no cycle, and no folder or module outgrows its room."""
+of `bot`, packages form no cycle, and no folder or module outgrows its room. Around the product: the benchmarks
+(`bench/`) and the testbed they share with the tests (`testbed/`) import the product, never the tests, and
+the product imports none of them."""
 from __future__ import annotations
 
 import ast
@@ -36,23 +38,44 @@ def sources() -> list[Path]:
     return sorted(p for d in ("bot", "storage") for p in (ROOT / d).rglob("*.py") if "migrations" not in p.parts)
 
 
+def imported(path: Path) -> list[tuple[str, int]]:
+    """(module named, line) for every absolute import in a file, `from a import b` naming both `a` and `a.b`."""
+    found = []
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            found += [(t, node.lineno) for t in [node.module] + [f"{node.module}.{a.name}" for a in node.names]]
+        elif isinstance(node, ast.Import):
+            found += [(a.name, node.lineno) for a in node.names]
+    return found
+
+
 def imports() -> dict[tuple[str, str], list[str]]:
     """(importing unit, imported unit) → where, for every import of our own code."""
     found: dict[tuple[str, str], list[str]] = defaultdict(list)
     for path in sources():
         module = ".".join(path.relative_to(ROOT).with_suffix("").parts).removesuffix(".__init__")
-        for node in ast.walk(ast.parse(path.read_text())):
-            if isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
-                targets = [node.module] + [f"{node.module}.{a.name}" for a in node.names]
-            elif isinstance(node, ast.Import):
-                targets = [a.name for a in node.names]
-            else:
-                continue
-            for target in targets:
-                if target.split(".")[0] in ("bot", "storage") and unit_of(target) in RANK:
-                    src, dst = unit_of(module), unit_of(target)
-                    if src != dst:
-                        found[(src, dst)].append(f"{path.relative_to(ROOT)}:{node.lineno}")
+        for target, line in imported(path):
+            if target.split(".")[0] in ("bot", "storage") and unit_of(target) in RANK:
+                src, dst = unit_of(module), unit_of(target)
+                if src != dst:
+                    found[(src, dst)].append(f"{path.relative_to(ROOT)}:{line}")
+    return found
+
+
+# Our top-level packages outside the product, and which of ours each may import.
+AROUND = {"testbed": {"bot", "storage"}, "bench": {"bot", "storage", "testbed"}}
+OURS = {"bot", "storage", "tests", *AROUND}
+
+
+def imports_across(roots: list[str]) -> dict[str, set[str]]:
+    """Where each of our top-level packages is imported from files under `roots` (other than itself)."""
+    found: dict[str, set[str]] = defaultdict(set)
+    for root in roots:
+        for path in (ROOT / root).rglob("*.py"):
+            for target, line in imported(path):
+                top = target.split(".")[0]
+                if top in OURS and top != root:
+                    found[top].add(f"{path.relative_to(ROOT)}:{line}")
     return found
 
 
@@ -72,6 +95,17 @@ def test_slack_and_jobs_do_not_import_each_other_and_storage_knows_no_bot():
     for pair in (("bot.slack", "bot.jobs"), ("bot.jobs", "bot.slack")):
         assert pair not in edges, edges[pair]
     assert not [(a, b) for a, b in edges if a == "storage" and b != "storage"]
+
+
+def test_the_product_imports_no_test_benchmark_or_harness():
+    around = imports_across(["bot", "storage"])
+    assert {top: where for top, where in around.items() if top not in ("bot", "storage")} == {}
+
+
+def test_benchmarks_and_harness_import_the_product_never_the_tests():
+    for package, allowed in AROUND.items():
+        found = imports_across([package])
+        assert {top: where for top, where in found.items() if top not in allowed} == {}, package
 
 
 def test_packages_form_no_cycle():
@@ -103,3 +137,4 @@ def test_the_checks_see_a_violation():
     assert RANK["bot.slack_api"] < RANK["bot.services"] < RANK["bot.slack"] < RANK["bot.runtime"]
     assert unit_of("bot.speech.audio") == "bot.speech" and unit_of("storage.migrate") == "storage"
     assert ("bot.jobs", "bot.services") in imports() and ("bot.runtime", "bot.jobs") in imports()
+    assert "testbed" in imports_across(["bench"]) and "bench" in imports_across(["tests"])

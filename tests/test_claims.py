@@ -11,8 +11,8 @@ from sqlmodel import select
 from storage.database import Database
 from storage.models import AuditEvent
 from storage.voiceprints import get_voiceprint
+from testbed.fake_slack import TEAM_ID, BotUnderTest, FakeSlack, bot_settings
 from tests.fake_engine import FakeEngine
-from tests.fake_slack import TEAM_ID, BotUnderTest, FakeSlack, bot_settings
 from tests.slack_e2e_support import dms, enroll, wait_status
 
 CHANNEL = "C0001"
@@ -116,17 +116,30 @@ async def test_this_is_me_is_shown_as_a_claim_and_only_the_claimant_or_uploader_
 
 
 async def test_a_claim_never_makes_a_voiceprint_and_enrolling_from_the_recording_is_gone(db: Database):
+    from storage.recordings import get_recording
+
     async with summary_posted(db) as m:
         await m.press(BOB, "this_is_me", "SPEAKER_01")
-        value = f"{m.rec_id}:SPEAKER_01"
-        await m.bot.press(BOB, "enroll_from_recording", value, channel=CHANNEL, message_ts=m.ts)
-        consent = {"consent": {"consent": {"type": "checkboxes", "selected_options": [{"value": "yes"}]}}}
-        view = {"type": "modal", "callback_id": "enroll_recording_modal", "private_metadata": value,
-                "title": {"type": "plain_text", "text": "Enroll your voice"}, "blocks": []}
-        await m.bot.submit_view(BOB, view, consent)
-        await m.bot.services.drain()
         assert [c for c in m.fake.calls_to("views.open") if c.params.get("trigger_id") == f"trig-{BOB}"] == []
-        assert dms(m.fake, BOB) == []
+
+        # The old button and modal have no listener left: bolt answers Slack's requests for them as unhandled.
+        value = f"{m.rec_id}:SPEAKER_01"
+        consent = {"consent": {"consent": {"type": "checkboxes", "selected_options": [{"value": "yes"}]}}}
+        old_view = {"type": "modal", "callback_id": "enroll_recording_modal", "private_metadata": value,
+                    "title": {"type": "plain_text", "text": "Enroll your voice"}, "blocks": []}
+        assert (await m.bot.press(BOB, "enroll_from_recording", value, channel=CHANNEL, message_ts=m.ts)).status == 404
+        assert (await m.bot.submit_view(BOB, old_view, consent)).status == 404
+
+        # The real /enroll modal, submitted with the recording as the clip: not a file Bob uploaded, refused.
+        assert (await m.bot.command(BOB)).status == 200
+        opened = await m.fake.wait_for(
+            lambda: [c for c in m.fake.calls_to("views.open") if c.params.get("trigger_id") == f"trig-{BOB}"],
+            what="the /enroll modal")
+        recording = m.fake.files[(await get_recording(db, m.rec_id)).file_id]
+        clip = {"clip": {"clip": {"type": "file_input", "files": [m.fake.file_object(recording)]}}}
+        assert (await m.bot.submit_view(BOB, opened[0].params["view"], clip | consent)).status == 200
+        [refused] = await m.fake.wait_for(lambda: dms(m.fake, BOB), what="the answer to Bob's submission")
+        assert refused.startswith(":warning: Your voice was not enrolled: the clip must be a file you uploaded"), refused
         assert await get_voiceprint(db, TEAM_ID, BOB) is None
 
         # The next recording is identified against enrolled voiceprints only: Bob's claim adds nothing.

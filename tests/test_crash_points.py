@@ -12,7 +12,7 @@ import storage.recordings
 import storage.thread
 from storage.models import RecordingStatus
 from storage.recordings import enqueue_recording, get_recording
-from tests.fake_slack import TEAM_ID
+from testbed.fake_slack import TEAM_ID
 from tests.reliability_support import (  # noqa: F401 — fixtures
     CHANNEL,
     Crash,

@@ -20,8 +20,8 @@ from storage.enrollments import claim_enrollment, enrollment_jobs, requeue_expir
 from storage.leases import retry_delay
 from storage.models import EnrollmentStatus, utcnow
 from storage.voiceprints import get_voiceprint
+from testbed.fake_slack import TEAM_ID, BotUnderTest, FakeSlack, bot_settings
 from tests.fake_engine import FakeEngine
-from tests.fake_slack import TEAM_ID, BotUnderTest, FakeSlack, bot_settings
 from tests.reliability_support import (  # noqa: F401 — fixtures
     Crash,
     ScriptedEngine,
@@ -254,8 +254,10 @@ async def test_delete_cancels_a_job_running_in_the_deleting_process_without_a_se
     await fake.start()
     engine = FakeEngine()
     engine.gate = asyncio.Event()
-    bot = await BotUnderTest(fake, bot_settings(fake, db.url.render_as_string(hide_password=False)), db,
-                             engine).start()
+    # A lease far longer than the test: under load a 5 s lease could expire while the job waits at the gate,
+    # and the runner would requeue it before the delete (nothing here is about leases).
+    settings = bot_settings(fake, db.url.render_as_string(hide_password=False), job_lease_seconds=300)
+    bot = await BotUnderTest(fake, settings, db, engine).start()
     try:
         answer = await submit_enrollment(bot, fake, USER, CLIP)
         assert answer.get("response_action") == "update", answer

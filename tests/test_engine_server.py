@@ -6,6 +6,7 @@ import time
 
 import pytest
 from aiohttp import ClientSession
+from yarl import URL
 
 from bot.engine_server.app import ENGINE_SERVER, ServerLimits, field_errors, retry_after_s
 from bot.engine_server.store import JobRecord, ServerStore
@@ -66,10 +67,25 @@ async def test_auth_upload_url_and_media_key_rules(local_engine, tmp_path):
         auth = {"Authorization": f"Bearer {API_KEY}"}
         async with http.get(srv.make_url("/v1/test"), headers=auth) as resp:
             assert resp.status == 200
-        async with http.post(srv.make_url("/v1/media/input"), json={"url": "media://../etc passwd"},
+        for traversal in ("media://../etc/passwd", "media://a/../../etc/passwd", "media:///etc/passwd",
+                          "media://./x", "media://a//b"):  # each refused for its path segments, not a character
+            async with http.post(srv.make_url("/v1/media/input"), json={"url": traversal}, headers=auth) as resp:
+                assert resp.status == 400, traversal
+                [error] = (await resp.json())["errors"]
+                assert error["field"] == "url" and "'..'" in error["message"], (traversal, error)
+        for encoded in ("media://%2e%2e/etc/passwd", "media://..%2fetc%2fpasswd"):  # never decoded: refused as is
+            async with http.post(srv.make_url("/v1/media/input"), json={"url": encoded}, headers=auth) as resp:
+                assert resp.status == 400 and (await resp.json())["errors"][0]["field"] == "url", encoded
+        for encoded in ("..%2Fetc%2Fpasswd", "%2E%2E%2Fetc%2Fpasswd", "a%2F..%2F..%2Fetc%2Fpasswd"):
+            # aiohttp decodes the path parameter: the key the server checks is the traversal itself
+            async with http.delete(URL(f"{srv.make_url('/v1/media')}/{encoded}", encoded=True),
+                                   headers=auth) as resp:
+                assert resp.status == 400, encoded
+                [error] = (await resp.json())["errors"]
+                assert error["field"] == "key" and "'..'" in error["message"], (encoded, error)
+        async with http.post(srv.make_url("/v1/media/input"), json={"url": "media://etc/passwd"},
                              headers=auth) as resp:
-            assert resp.status == 400
-            assert (await resp.json())["errors"][0]["field"] == "url"
+            assert resp.status == 201, "the same characters without the traversal are a key like any other"
         async with http.post(srv.make_url("/v1/media/input"), data=b"{not json", headers=auth) as resp:
             assert resp.status == 400
         async with http.post(srv.make_url("/v1/media/input"), json={"url": "media://a/b.wav"},

@@ -150,6 +150,7 @@ async def test_release_deletes_media_after_a_failed_submit_and_delete_answers_as
         auth = {"Authorization": f"Bearer {API_KEY}"}
         used = await client.upload(clip)
         running = await client.submit_identify(_identify(used))
+        await _until(lambda: engine.identify_requests)  # the runner is inside the job, its inner job submitted
         key = used[len("media://"):]
         async with http.delete(srv.make_url(f"/v1/media/{key}"), headers=auth) as resp:
             assert resp.status == 409, "media of an unfinished job stays until the job ends"
@@ -166,7 +167,11 @@ async def test_release_deletes_media_after_a_failed_submit_and_delete_answers_as
         with pytest.raises(JobNotFound):
             await client.get_job(running.job_id)
         engine.gate.set()
-        await asyncio.sleep(0.3)  # the runner finishes the inner job; its result is discarded
+        # The server runs one job at a time: once a job submitted after it has ended, the runner has finished
+        # the deleted job's inner job too (and discarded its result).
+        after = await client.wait((await client.submit_voiceprint(VoiceprintRequest(url=await client.upload(clip))))
+                                  .job_id, timeout=10)
+        assert after.status is JobStatus.succeeded and "inner-0" in engine.forgotten
         assert running.job_id not in store.jobs and _files(data) == []
         await client.close()
 

@@ -13,7 +13,7 @@ import pytest
 
 from storage.database import Database
 from storage.migrate import upgrade
-from tests.fake_slack import BOT_USER_ID, TEAM_ID, FakeSlack, bot_settings
+from testbed.fake_slack import BOT_USER_ID, TEAM_ID, FakeSlack, bot_settings
 from tests.process_support import (
     ENGINE_API_KEY,
     child_env,
@@ -23,7 +23,7 @@ from tests.process_support import (
     stop,
     wait_engine_ready,
 )
-from tests.slack_e2e_support import DATA, concat, enroll_readers, wait_status, wav_bytes
+from tests.slack_e2e_support import concat, enroll_readers, wait_status, wav_bytes
 
 CHANNEL = "C0001"
 READERS = {"U1688": "1688", "U1998": "1998"}
@@ -32,7 +32,6 @@ pytestmark = [
     pytest.mark.asyncio(loop_scope="module"),
     pytest.mark.postgres,
     pytest.mark.speech,
-    pytest.mark.skipif(not DATA.is_dir(), reason=f"real speech not found at {DATA} (see its README)"),
 ]
 
 

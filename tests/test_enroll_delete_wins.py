@@ -15,8 +15,8 @@ from storage.voiceprints import (
     get_voiceprint,
     upsert_voiceprint,
 )
+from testbed.fake_slack import TEAM_ID, BotUnderTest, FakeSlack, bot_settings
 from tests.fake_engine import FakeEngine
-from tests.fake_slack import TEAM_ID, BotUnderTest, FakeSlack, bot_settings
 from tests.slack_e2e_support import dms, enroll, submit_enrollment
 
 USER = "U_ENROLLING"

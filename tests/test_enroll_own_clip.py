@@ -6,16 +6,16 @@ from __future__ import annotations
 
 from storage.database import Database
 from storage.voiceprints import get_voiceprint
+from testbed.fake_slack import TEAM_ID, BotUnderTest, FakeSlack, bot_settings
 from tests.fake_engine import FakeEngine
-from tests.fake_slack import TEAM_ID, BotUnderTest, FakeSlack, bot_settings
 from tests.slack_e2e_support import dms
 
 VICTIM, ATTACKER = "U_VICTIM", "U_ATTACKER"
 CLIP = b"RIFF the victim's own voice"
 
 
-async def submit_with_file(bot: BotUnderTest, fake: FakeSlack, user: str, owner: str) -> str:
-    """/enroll → modal → submission whose clip is a file `owner` uploaded; returns the DM `user` gets."""
+async def submit_with_file(bot: BotUnderTest, fake: FakeSlack, user: str, owner: str) -> tuple[str, str]:
+    """/enroll → modal → submission whose clip is a file `owner` uploaded; returns (the DM `user` gets, the file)."""
     assert (await bot.command(user)).status == 200
     opened = lambda: [c for c in fake.calls_to("views.open") if c.params.get("trigger_id") == f"trig-{user}"]
     view = (await fake.wait_for(opened, what="views.open"))[-1].params["view"]
@@ -25,7 +25,7 @@ async def submit_with_file(bot: BotUnderTest, fake: FakeSlack, user: str, owner:
     before = len(dms(fake, user))
     answer = await bot.submit_view(user, view, values)
     assert answer.status == 200
-    return (await fake.wait_for(lambda: dms(fake, user)[before:], what=f"DM to {user}"))[0]
+    return (await fake.wait_for(lambda: dms(fake, user)[before:], what=f"DM to {user}"))[0], f.id
 
 
 async def test_a_clip_someone_else_uploaded_makes_no_voiceprint(db: Database):
@@ -35,14 +35,17 @@ async def test_a_clip_someone_else_uploaded_makes_no_voiceprint(db: Database):
     bot = await BotUnderTest(fake, bot_settings(fake, db.url.render_as_string(hide_password=False)), db,
                              engine).start()
     try:
-        refused = await submit_with_file(bot, fake, ATTACKER, owner=VICTIM)
-        downloads_after_refusal = len(engine.media)
-        own = await submit_with_file(bot, fake, VICTIM, owner=VICTIM)
+        refused, _ = await submit_with_file(bot, fake, ATTACKER, owner=VICTIM)
+        downloads_after_refusal = list(fake.downloads)
+        uploads_after_refusal = len(engine.media)
+        own, own_file = await submit_with_file(bot, fake, VICTIM, owner=VICTIM)
     finally:
         await bot.stop()
         await fake.close()
     assert refused.startswith(":warning: Your voice was not enrolled: the clip must be a file you uploaded"), refused
-    assert downloads_after_refusal == 0
+    assert downloads_after_refusal == [], "the victim's file was fetched before the owner check"
+    assert uploads_after_refusal == 0
     assert await get_voiceprint(db, TEAM_ID, ATTACKER) is None
     assert own.startswith(":white_check_mark: Your voiceprint is saved"), own
+    assert own_file in fake.downloads  # the check sees downloads: the accepted clip was fetched
     assert await get_voiceprint(db, TEAM_ID, VICTIM) is not None

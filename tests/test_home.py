@@ -17,8 +17,8 @@ from bot.slack_api import enroll_views as views
 from bot.summary.blocks import button_value
 from bot.summary.home import HOME_DELETE, HOME_NOT_ME, NOT_ENROLLED
 from storage.retention import holds
+from testbed.fake_slack import TEAM_ID
 from tests import people_support as support
-from tests.fake_slack import TEAM_ID
 from tests.slack_e2e_support import slack_world
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")

@@ -12,7 +12,7 @@ from bot.schema import DiarizeRequest, Job, JobStatus
 from storage.models import AuditAction, AuditEvent, RecordingStatus
 from storage.recordings import IdentifyRefused, get_recording, requeue_identify
 from storage.thread import set_relabel
-from tests.fake_slack import BOT_USER_ID
+from testbed.fake_slack import BOT_USER_ID
 from tests.reliability_support import (  # noqa: F401 — fixtures
     CHANNEL,
     OUTPUT,

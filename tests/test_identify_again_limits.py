@@ -24,8 +24,8 @@ from storage.recordings import (
     queue_position,
     requeue_identify,
 )
+from testbed.fake_slack import TEAM_ID, FakeFile
 from tests.fake_engine import FakeEngine
-from tests.fake_slack import TEAM_ID, FakeFile
 from tests.slack_e2e_support import press, slack_world
 
 RESULT = {"diarization": [{"speaker": "SPEAKER_00", "start": 0.0, "end": 2.0}],

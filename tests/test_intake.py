@@ -17,7 +17,7 @@ import pytest_asyncio
 from storage.crypto import new_key
 from storage.database import Database
 from storage.migrate import upgrade
-from tests.fake_slack import BOT_USER_ID, TEAM_ID, BotUnderTest, FakeSlack, bot_settings, signed_headers
+from testbed.fake_slack import BOT_USER_ID, TEAM_ID, BotUnderTest, FakeSlack, bot_settings, signed_headers
 from tests.process_support import child_env, free_port, kill_9, logs, start
 from tests.slack_e2e_support import concat, recording_for, slack_world, wav_bytes
 

@@ -14,7 +14,7 @@ import storage.recordings
 from bot.jobs.scheduler import JobRunner, dead_local_owners
 from storage.models import RecordingStatus, utcnow
 from storage.recordings import claim_next, enqueue_recording, get_recording, requeue_expired
-from tests.fake_slack import TEAM_ID
+from testbed.fake_slack import TEAM_ID
 from tests.reliability_support import (  # noqa: F401 — fixtures
     CHANNEL,
     Crash,
@@ -55,7 +55,7 @@ async def test_a_lost_lease_stops_the_job_at_once_and_quietly(world: World):
     first = Proc(world, job_lease_seconds=1)
     first.engine.upload_delay = 10
     job = asyncio.create_task(first.claim_and_run())
-    await asyncio.sleep(0.2)
+    await asyncio.wait_for(first.engine.uploading.wait(), 30)  # the first worker holds it, inside the slow upload
     await world.expire_leases()  # the first worker looked dead to the others
     second = Proc(world)
     assert (await second.claim()).id == rec.id
@@ -272,12 +272,13 @@ async def test_random_429_and_500_from_slack_end_with_one_reply_per_recording(wo
 def own_postgres():
     """A PostgreSQL server of this module's own, so restarting it disturbs no other test; durable settings,
     since an immediate stop of the fast test server (synchronous_commit off) loses recent commits."""
-    from tests.postgres import PostgresServer, PostgresUnavailable
+    from testbed.postgres import PostgresServer, PostgresUnavailable
+    from tests.ci import skip_or_fail
 
     try:
         server = PostgresServer(fast=False).start()
     except PostgresUnavailable as exc:
-        pytest.skip(f"PostgreSQL tests skipped: {exc}")
+        skip_or_fail(f"PostgreSQL tests skipped: {exc}")
     yield server
     server.stop()
 
@@ -286,7 +287,7 @@ def own_postgres():
 async def test_postgres_restarted_while_the_engine_works(own_postgres, cpu_pool):
     from storage.database import Database
     from storage.migrate import upgrade
-    from tests.fake_slack import BOT_USER_ID, FakeSlack
+    from testbed.fake_slack import BOT_USER_ID, FakeSlack
 
     url = own_postgres.create_database("restart")
     await upgrade(url)

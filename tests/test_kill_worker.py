@@ -13,9 +13,9 @@ import pytest
 from storage.crypto import new_key
 from storage.database import Database
 from storage.migrate import upgrade
-from tests.fake_slack import BOT_USER_ID, TEAM_ID, FakeSlack, bot_settings
+from testbed.fake_slack import BOT_USER_ID, TEAM_ID, FakeSlack, bot_settings
 from tests.process_support import kill_9, lease_holder, logs, start_worker, stop, wait_takeover
-from tests.slack_e2e_support import DATA, concat, enroll_readers, wait_status, wav_bytes
+from tests.slack_e2e_support import concat, enroll_readers, wait_status, wav_bytes
 
 CHANNEL = "C0001"
 READERS = {"U1688": "1688", "U1998": "1998"}
@@ -24,7 +24,6 @@ pytestmark = [
     pytest.mark.asyncio(loop_scope="module"),
     pytest.mark.postgres,
     pytest.mark.speech,
-    pytest.mark.skipif(not DATA.is_dir(), reason=f"real speech not found at {DATA} (see its README)"),
 ]
 
 

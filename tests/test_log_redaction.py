@@ -19,7 +19,7 @@ from sqlalchemy import text
 
 from bot.logs import REDACTED, Redactor
 from storage.database import Database
-from tests.fake_slack import SIGNING_SECRET, FakeSlack
+from testbed.fake_slack import SIGNING_SECRET, FakeSlack
 
 ROOT = Path(__file__).resolve().parents[1]
 CLIENT_SECRET = "client-secret-0123456789"

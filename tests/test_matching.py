@@ -14,8 +14,12 @@ def test_confidence_is_calibrated_and_monotone():
     assert confidence(0.5) < 5 and confidence(0.9) > 95
 
 
-def test_recommended_threshold_is_a_confidence():
-    assert 0 < RECOMMENDED_THRESHOLD < 100
+def test_the_recommended_threshold_names_a_near_voice_and_leaves_a_far_one_unknown():
+    """At the engine's recommended threshold, a speaker as similar to a voiceprint as the same person's voice
+    (0.9) is named, one as similar as another person's (0.5) is not; at 50 the calibration midpoint decides."""
+    assert assign(confidence(np.array([[0.9], [0.5]])), RECOMMENDED_THRESHOLD, exclusive=False).matches == [0, None]
+    near_midpoint = confidence(np.array([[CAL_MIDPOINT + 0.01], [CAL_MIDPOINT - 0.01]]))
+    assert assign(near_midpoint, threshold=50, exclusive=False).matches == [0, None]
 
 
 def test_similarity_of_normalised_rows():

@@ -18,8 +18,8 @@ from pydantic import ValidationError
 
 from bot.metrics import BOT
 from storage.database import Database
+from testbed.fake_slack import TEAM_ID, FakeSlack, bot_settings
 from tests.fake_engine import FakeEngine
-from tests.fake_slack import TEAM_ID, FakeSlack, bot_settings
 from tests.process_support import free_port
 
 KEY = "engine-server-test-key-0123"

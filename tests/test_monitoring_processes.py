@@ -18,12 +18,12 @@ import aiohttp
 import pytest
 import pytest_asyncio
 from ci import in_ci
-from postgres import PostgresServer, PostgresUnavailable
 from prometheus_client.parser import text_string_to_metric_families
 
 from storage.crypto import new_key
 from storage.database import Database
-from tests.fake_slack import BOT_USER_ID, SIGNING_SECRET, TEAM_ID, FakeSlack
+from testbed.fake_slack import BOT_USER_ID, SIGNING_SECRET, TEAM_ID, FakeSlack
+from testbed.postgres import PostgresServer, PostgresUnavailable
 from tests.process_support import (
     ENGINE_API_KEY,
     RemoteBot,
@@ -34,7 +34,6 @@ from tests.process_support import (
     wait_engine_ready,
 )
 from tests.slack_e2e_support import (
-    DATA,
     concat,
     dms,
     enrollment_clip,
@@ -50,7 +49,6 @@ pytestmark = [
     pytest.mark.asyncio(loop_scope="module"),
     pytest.mark.postgres,
     pytest.mark.speech,
-    pytest.mark.skipif(not DATA.is_dir(), reason=f"real speech not found at {DATA} (see its README)"),
 ]
 
 

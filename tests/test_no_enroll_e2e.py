@@ -9,7 +9,7 @@ import pytest
 import pytest_asyncio
 
 from bot.engines.local import PIPELINE_MODELS
-from tests.fake_slack import TEAM_ID, FakeSlack
+from testbed.fake_slack import TEAM_ID, FakeSlack
 from tests.slack_e2e_support import (
     concat,
     enroll,

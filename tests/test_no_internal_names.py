@@ -17,8 +17,8 @@ from bot.schema import IdentifyRequest, Job, JobStatus, VoiceprintInput, Voicepr
 from bot.summary.status import render_failure
 from storage.database import Database
 from storage.migrate import upgrade
+from testbed.fake_slack import BotUnderTest, FakeSlack, bot_settings
 from tests.engine_http_support import client_for, engine_server, utterance
-from tests.fake_slack import BotUnderTest, FakeSlack, bot_settings
 from tests.slack_e2e_support import enroll
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")

@@ -15,8 +15,8 @@ from slack_sdk.web.async_client import AsyncWebClient
 
 from storage.database import Database
 from storage.retention import holds
+from testbed.fake_slack import TEAM_ID, FakeSlack
 from tests import people_support as support
-from tests.fake_slack import TEAM_ID, FakeSlack
 from tests.process_support import ROOT, child_env
 
 PERSON, OTHER = "UPERSON", "UOTHER"

@@ -14,8 +14,8 @@ from bot.services.people import ADMIN_ONLY
 from bot.slack.enroll import NAME_SOMEONE
 from bot.slack_api import enroll_views as views
 from storage.retention import holds
+from testbed.fake_slack import TEAM_ID
 from tests import people_support as support
-from tests.fake_slack import TEAM_ID
 from tests.slack_e2e_support import dms, slack_world, submit_enrollment
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")

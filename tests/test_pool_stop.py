@@ -6,35 +6,44 @@ import asyncio
 import multiprocessing
 import time
 from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
 
 import pytest
 
 from bot.pools import ended, stop_pool
 
 
-async def _started(pool: ProcessPoolExecutor) -> list:
-    deadline = time.monotonic() + 60
-    while not pool._processes and time.monotonic() < deadline:
+def _mark_and_sleep(marker: str, seconds: float) -> None:
+    """The work in flight: says it has started, then takes long."""
+    Path(marker).touch()
+    time.sleep(seconds)
+
+
+async def _started(pool: ProcessPoolExecutor, marker: Path) -> list:
+    """The pool's processes once its worker is inside the job (not still starting or loading models)."""
+    deadline = time.monotonic() + 120
+    while not marker.exists():
+        assert time.monotonic() < deadline, "the worker never started the job"
         await asyncio.sleep(0.05)
-    await asyncio.sleep(1.0)  # the worker has taken the job
     return list(pool._processes.values())
 
 
-async def test_stop_pool_ends_running_work_at_once():
+async def test_stop_pool_ends_running_work_at_once(tmp_path: Path):
     pool = ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn"))
-    running = asyncio.get_running_loop().run_in_executor(pool, time.sleep, 600)
-    processes = await _started(pool)
+    running = asyncio.get_running_loop().run_in_executor(pool, _mark_and_sleep, str(tmp_path / "started"), 600)
+    processes = await _started(pool, tmp_path / "started")
     await asyncio.wait_for(asyncio.to_thread(stop_pool, pool), 60)
     assert processes and ended(processes)
     running.cancel()
 
 
-async def test_local_engine_close_does_not_wait_for_a_running_job():
+async def test_local_engine_close_does_not_wait_for_a_running_job(tmp_path: Path):
     from bot.engines.local import LocalEngine
+    from tests.shared_models import model_cache
 
-    engine = LocalEngine(workers=1)
-    running = asyncio.ensure_future(engine._run(time.sleep, 600))
-    processes = await _started(engine._ensure_pool())
+    engine = LocalEngine(workers=1, model_cache=model_cache())
+    running = asyncio.ensure_future(engine._run(_mark_and_sleep, str(tmp_path / "started"), 600))
+    processes = await _started(engine._ensure_pool(), tmp_path / "started")
     await asyncio.wait_for(engine.close(), 120)
     assert processes and ended(processes)
     running.cancel()
@@ -43,6 +52,7 @@ async def test_local_engine_close_does_not_wait_for_a_running_job():
 PARENT = """
 import multiprocessing, sys, time
 from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
 from bot.pools import exit_with_parent
 
 if __name__ == "__main__":

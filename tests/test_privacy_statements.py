@@ -6,7 +6,7 @@ import pytest
 
 from bot.config import EngineKind
 from bot.slack_api import enroll_views as views
-from tests.fake_slack import BotUnderTest, FakeSlack, bot_settings
+from testbed.fake_slack import BotUnderTest, FakeSlack, bot_settings
 
 THIRD_PARTY = "pyannoteAI, a third-party service"
 OWN_SERVER = "this Voice ID's own engine server"

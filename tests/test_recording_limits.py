@@ -12,8 +12,8 @@ import pytest_asyncio
 
 from bot.config import Settings
 from bot.engines.factory import make_engine
+from testbed.fake_slack import BOT_USER_ID, FakeSlack
 from tests.engine_http_support import API_KEY, engine_server
-from tests.fake_slack import BOT_USER_ID, FakeSlack
 from tests.process_support import EngineProxy
 from tests.slack_e2e_support import recording_for, slack_world, wait_status
 

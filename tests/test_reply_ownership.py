@@ -11,8 +11,8 @@ from bot.slack_api.replies import REPLY_EVENT, posted_by
 from storage.database import Database
 from storage.migrate import upgrade
 from storage.voiceprints import upsert_voiceprint
+from testbed.fake_slack import BOT_ID, BOT_USER_ID, TEAM_ID, BotUnderTest, FakeSlack, Message, bot_settings
 from tests.fake_engine import FakeEngine
-from tests.fake_slack import BOT_ID, BOT_USER_ID, TEAM_ID, BotUnderTest, FakeSlack, Message, bot_settings
 from tests.slack_e2e_support import wait_status
 
 CHANNEL = "C0001"

@@ -14,8 +14,8 @@ from sqlalchemy import event
 from bot.jobs.scheduler import JobRunner
 from bot.services.context import Services
 from storage.database import Database
+from testbed.fake_slack import TEAM_ID, FakeSlack, bot_settings
 from tests.fake_engine import FakeEngine
-from tests.fake_slack import TEAM_ID, FakeSlack, bot_settings
 
 
 @pytest.fixture

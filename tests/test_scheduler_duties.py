@@ -18,7 +18,7 @@ from bot.services.context import Services
 from bot.slack_api.client import make_client
 from storage.database import Database
 from storage.models import Recording
-from tests.fake_slack import TEAM_ID, FakeSlack, bot_settings
+from testbed.fake_slack import TEAM_ID, FakeSlack, bot_settings
 
 RESULT = {"diarization": [{"speaker": "SPEAKER_00", "start": 0.0, "end": 2.5}],
           "identification": [{"speaker": "U1", "start": 0.0, "end": 2.5, "diarizationSpeaker": "SPEAKER_00",

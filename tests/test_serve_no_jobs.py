@@ -12,7 +12,7 @@ import pytest
 
 from storage.crypto import new_key
 from storage.database import Database
-from tests.fake_slack import BOT_USER_ID, SIGNING_SECRET, TEAM_ID, FakeSlack
+from testbed.fake_slack import BOT_USER_ID, SIGNING_SECRET, TEAM_ID, FakeSlack
 from tests.process_support import RemoteBot, child_env, free_port, logs, start, start_worker, stop
 
 pytestmark = [pytest.mark.asyncio, pytest.mark.postgres]

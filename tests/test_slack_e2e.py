@@ -1,5 +1,7 @@
 """The Slack bot end to end: signed requests to the real aiohttp endpoint, the fake Slack Web API, a real
-SQLite database, the real local engine and real speech. Tests run in order and share one workspace."""
+SQLite database, the real local engine and real speech. The tests share one workspace and what its fixtures make
+once (the readers' voiceprints, the meeting's summary); each also runs alone. The crash and the worker process
+have workspaces of their own, since they need the workspace's job runner gone."""
 from __future__ import annotations
 
 import asyncio
@@ -9,11 +11,12 @@ import numpy as np
 import pytest
 import pytest_asyncio
 
-from tests.fake_slack import BotUnderTest, FakeSlack
+from testbed.fake_slack import BotUnderTest, FakeSlack
 from tests.slack_e2e_support import (
     SR,
     concat,
     enroll,
+    enroll_readers,
     enrollment_clip,
     meeting,
     press,
@@ -47,12 +50,35 @@ async def world(local_engine, tmp_path_factory):
         yield fake, db, bot
 
 
+@pytest_asyncio.fixture(scope="module", loop_scope="module")
+async def enrolled(world) -> dict[str, str]:
+    """The three readers enrolled through the modal: the DM each got."""
+    fake, _, bot = world
+    return {user: await enroll(bot, fake, user, enrollment_clip(parts)) for user, parts in ENROLL_CLIPS.items()}
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="module")
+async def meeting_posted(world, enrolled):
+    """The meeting shared in the channel once its readers enrolled, and its job ended: (file, event, row)."""
+    fake, db, bot = world
+    f = fake.add_file("standup.wav", "audio/wav", wav_bytes(meeting()))
+    event = bot.share_event(f)
+    assert (await bot.event(event, event_id="EvMeeting")).status == 200
+    return f, event, await wait_status(fake, db, f.id, {"posted", "failed"})
+
+
+async def failure_shown(fake: FakeSlack, ts: str, text: str):
+    """The thread's one message once it shows `text`: a failed state is stored before its reply is edited."""
+    await fake.wait_for(lambda: any(text in m.text for m in thread_messages(fake, ts)), what=f"reply saying {text!r}")
+    [reply] = thread_messages(fake, ts)
+    return reply
+
+
 # -- enrollment -------------------------------------------------------------------------------------
 
-async def test_enroll_three_readers(world):
-    fake, db, bot = world
-    for user, parts in ENROLL_CLIPS.items():
-        reply = await enroll(bot, fake, user, enrollment_clip(parts))
+async def test_enroll_three_readers(world, enrolled):
+    _, db, bot = world
+    for reply in enrolled.values():
         assert "voiceprint is saved" in reply, reply
     from storage.voiceprints import get_voiceprint
 
@@ -62,7 +88,7 @@ async def test_enroll_three_readers(world):
     assert "You are enrolled since" in await resp.text()
 
 
-async def test_re_enrolling_asks_for_confirmation_then_replaces(world):
+async def test_re_enrolling_asks_for_confirmation_then_replaces(world, enrolled):
     fake, db, bot = world
     from storage.voiceprints import get_voiceprint
 
@@ -100,12 +126,9 @@ def thread_messages(fake: FakeSlack, ts: str):
     return fake.thread(CHANNEL, ts)
 
 
-async def test_meeting_summary_names_three_and_uploads_chart(world):
-    fake, db, bot = world
-    f = fake.add_file("standup.wav", "audio/wav", wav_bytes(meeting()))
-    event = bot.share_event(f)
-    assert (await bot.event(event, event_id="EvMeeting")).status == 200
-    rec = await wait_status(fake, db, f.id, {"posted", "failed"})
+async def test_meeting_summary_names_three_and_uploads_chart(world, meeting_posted):
+    fake, _, _ = world
+    _, event, rec = meeting_posted
     assert rec.state.value == "posted", rec.error_message
     [reply] = thread_messages(fake, event["ts"])
     text = str(reply.blocks)
@@ -119,10 +142,6 @@ async def test_meeting_summary_names_three_and_uploads_chart(world):
     assert upload.params["thread_ts"] == event["ts"] and upload.params["channel_id"] == CHANNEL
     png = fake.files[rec.chart_file_id].data
     assert png.startswith(b"\x89PNG") and len(png) > 5000
-    world_state["meeting"] = (rec.id, event["ts"], reply.ts)
-
-
-world_state: dict = {}
 
 
 async def test_same_event_three_times_makes_one_job_and_one_reply(world):
@@ -137,8 +156,8 @@ async def test_same_event_three_times_makes_one_job_and_one_reply(world):
     assert [r.status for r in responses] == [200, 200, 200]
     rec = await wait_status(fake, db, g.id, {"failed", "posted"})
     assert rec.state.value == "failed" and rec.error_code == "silent"
-    [reply] = thread_messages(fake, event["ts"])
-    assert "Could not identify speakers in silence.wav" in reply.text and "silent" in reply.text
+    reply = await failure_shown(fake, event["ts"], "Could not identify speakers in silence.wav")
+    assert "silent" in reply.text
     assert thread_messages(fake, ignored["ts"]) == []
     assert await recording_for(db, f.id) is None
 
@@ -150,8 +169,7 @@ async def test_corrupt_recording_gets_clear_message(world):
     await bot.event(event, event_id="EvCorrupt")
     rec = await wait_status(fake, db, f.id, {"failed", "posted"})
     assert rec.state.value == "failed"
-    [reply] = thread_messages(fake, event["ts"])
-    assert "Could not identify speakers in broken.m4a" in reply.text
+    await failure_shown(fake, event["ts"], "Could not identify speakers in broken.m4a")
     assert rec.error_code in ("corrupt", "not_audio", "no_audio_track", "empty"), rec.error_code
 
 
@@ -162,17 +180,19 @@ async def test_html_page_instead_of_the_recording(world):
     await bot.event(event, event_id="EvHtml")
     rec = await wait_status(fake, db, f.id, {"failed", "posted"})
     assert rec.state.value == "failed" and rec.error_code == "html_page"
-    [reply] = thread_messages(fake, event["ts"])
-    assert "web page instead of review.m4a" in reply.text and "reinstall" in str(reply.blocks)
+    reply = await failure_shown(fake, event["ts"], "web page instead of review.m4a")
+    assert "reinstall" in str(reply.blocks)
 
 
 # -- feedback ---------------------------------------------------------------------------------------
 
-async def test_this_is_me_and_not_me(world):
+async def test_this_is_me_and_not_me(world, meeting_posted):
     fake, db, bot = world
     from storage.recordings import get_recording
 
-    rec_id, _, msg_ts = world_state["meeting"]
+    _, event, rec = meeting_posted
+    rec_id, [reply] = rec.id, thread_messages(fake, event["ts"])
+    msg_ts = reply.ts
     summary = lambda: str(fake.messages[(CHANNEL, msg_ts)].blocks)
     value = speaker_of(fake.messages[(CHANNEL, msg_ts)].blocks, "<@U1688>")
 
@@ -198,60 +218,72 @@ async def test_this_is_me_and_not_me(world):
     assert "already named" in again["text"]
 
 
-# -- restart --------------------------------------------------------------------------------------
+# -- a crash, a claim on a deleted file, a worker process ----------------------------------------------
 
-async def test_restart_in_the_middle_of_a_job_posts_one_summary(world, local_engine):
+async def test_a_crash_mid_job_is_taken_over_once_the_lease_expires_and_posts_one_summary(local_engine, tmp_path):
+    """An instance that dies mid-job leaves its lease held (nothing releases it); another instance takes the job
+    over once the lease has expired (5 s here), resumes it and posts exactly one summary and one chart."""
+    from storage.models import utcnow
+
+    async with slack_world(local_engine, tmp_path, run_jobs=False) as (fake, db, web):  # web: no job runner
+        fake.members[CHANNEL] = [*READERS, UNKNOWN, "UBOT"]
+        await enroll_readers(web.services, {"U2033": "2033"}, tmp_path)
+        edits = fake.gate("chat.update")  # the first instance's first edit of its reply holds it mid-job
+        first = await BotUnderTest(fake, web.settings, db, web.engine).start()
+        f = fake.add_file("planning.wav", "audio/wav",
+                          wav_bytes(concat([(r, i) for i in (8, 9) for r in ("2414", "2033")], pause=0.5)))
+        event = web.share_event(f)
+        assert (await web.event(event, event_id="EvCrash")).status == 200
+        await asyncio.wait_for(edits.reached.wait(), 120)
+        running = await recording_for(db, f.id)
+        assert running.engine_job_id and running.lease_owner, "the first instance holds the job at the engine"
+
+        await first.crash()
+        left = await recording_for(db, f.id)
+        assert (left.state.value, left.lease_owner) == ("running", running.lease_owner), "a crash releases nothing"
+        edits.open()  # what the dead instance sent arrives late, as a slow request would
+        second = await BotUnderTest(fake, web.settings, db, web.engine).start()
+        try:
+            taken = await fake.wait_for(
+                lambda: _held_by_another(db, f.id, running.lease_owner), timeout=120, what="a takeover")
+            assert utcnow() >= left.lease_expires_at, "taken over before the dead instance's lease expired"
+            rec = await wait_status(fake, db, f.id, {"posted", "failed"})
+            assert rec.state.value == "posted", rec.error_message
+            assert taken.attempts >= 2 and rec.attempts >= 2
+            [reply] = thread_messages(fake, event["ts"])
+            assert "Unknown speaker" in str(reply.blocks) or "<@" in str(reply.blocks)
+            posts = [c for c in fake.calls_to("chat.postMessage") if c.params.get("thread_ts") == event["ts"]]
+            assert len(posts) == 1
+            uploads = [c for c in fake.calls_to("files.completeUploadExternal")
+                       if c.params.get("thread_ts") == event["ts"]]
+            assert len(uploads) == 1
+        finally:
+            await second.stop()
+
+
+async def _held_by_another(db, file_id: str, dead_owner: str):
+    rec = await recording_for(db, file_id)
+    return rec if rec.lease_owner not in (dead_owner, None) or rec.state.value == "posted" else None
+
+
+async def test_this_is_me_when_the_file_is_gone_still_records_the_claim(world, enrolled):
     fake, db, bot = world
-    from storage.recordings import get_recording
-
-    await bot.stop()  # the first instance goes away; a new one takes over mid-job
-    first = await BotUnderTest(fake, bot.settings, db, local_engine).start()
-    f = fake.add_file("planning.wav", "audio/wav", wav_bytes(meeting()[: 90 * SR]))
-    event = first.share_event(f)
-    await first.event(event, event_id="EvRestart")
-
-    async def running():
-        """The engine job is under way and reading the file: the engine here is shared by both instances (a
-        real restart would take the job with it), and the file is the first instance's temporary copy, which
-        its stop deletes; an engine that had not opened it yet would fail the resumed job ("does not exist")."""
-        rec = await recording_for(db, f.id)
-        return rec if rec and rec.engine_job_id and rec.progress > 0.05 else None  # past the engine's opening 5 %
-
-    await fake.wait_for(running, timeout=120, what="the first instance's engine job to be under way")
-    await first.stop()  # crash-like: the pipeline is cancelled with its lease held
-    second = await BotUnderTest(fake, bot.settings, db, local_engine).start()
-    world_state["bot"] = second
-    try:
-        rec = await wait_status(fake, db, f.id, {"posted", "failed"})
-        assert rec.state.value == "posted", rec.error_message
-        assert rec.attempts >= 2 or (await get_recording(db, rec.id)).attempts >= 2
-        [reply] = thread_messages(fake, event["ts"])
-        assert reply.text.startswith("Speakers in planning.wav")  # the summary (numbered speakers when run alone)
-        world_state["planning"] = (f.id, reply.ts)
-        posts = [c for c in fake.calls_to("chat.postMessage") if c.params.get("thread_ts") == event["ts"]]
-        assert len(posts) == 1
-        uploads = [c for c in fake.calls_to("files.completeUploadExternal") if c.params.get("thread_ts") == event["ts"]]
-        assert len(uploads) == 1
-    finally:
-        bot.client = None
-        world_state["restarted"] = second
-
-
-async def test_this_is_me_when_the_file_is_gone_still_records_the_claim(world):
-    fake, _, _ = world
-    bot = world_state["restarted"]
-    file_id, msg_ts = world_state["planning"]
-    del fake.files[file_id]  # deleted from Slack; our copy of the audio was deleted after processing
+    f = fake.add_file("review.wav", "audio/wav", wav_bytes(utterance(UNKNOWN[1:], 8)))  # nobody enrolled speaks
+    event = bot.share_event(f)
+    assert (await bot.event(event, event_id="EvGone")).status == 200
+    rec = await wait_status(fake, db, f.id, {"posted", "failed"})
+    assert rec.state.value == "posted", rec.error_message
+    [summary] = thread_messages(fake, event["ts"])
+    del fake.files[f.id]  # deleted from Slack; our copy of the audio was deleted after processing
     fake.members[CHANNEL].append("UNEW")  # someone who joined the channel since
-    value = speaker_of(fake.messages[(CHANNEL, msg_ts)].blocks, "Unknown speaker")
-    reply = await press(bot, fake, "UNEW", "this_is_me", value, msg_ts)
+    value = speaker_of(summary.blocks, "Unknown speaker")
+    reply = await press(bot, fake, "UNEW", "this_is_me", value, summary.ts)
     assert "claimed by you" in reply["text"] and "/enroll" in reply["text"] and not reply.get("blocks")
-    assert "claimed by <@UNEW>" in str(fake.messages[(CHANNEL, msg_ts)].blocks)
+    assert "claimed by <@UNEW>" in str(fake.messages[(CHANNEL, summary.ts)].blocks)
 
 
-async def test_enroll_delete_removes_the_voiceprint(world):
-    _fake, db, _ = world
-    bot = world_state.get("restarted") or world[2]
+async def test_enroll_delete_removes_the_voiceprint(world, enrolled):
+    _fake, db, bot = world
     from storage.voiceprints import get_voiceprint
 
     assert await get_voiceprint(db, "T0001", "U2033") is not None
@@ -261,7 +293,7 @@ async def test_enroll_delete_removes_the_voiceprint(world):
     assert "not enrolled" in await (await bot.command("U2033", "status")).text()
 
 
-async def test_worker_process_posts_the_summary_and_stops_on_sigterm(world, tmp_path):
+async def test_worker_process_posts_the_summary_and_stops_on_sigterm(local_engine, tmp_path):
     """`python -m bot worker` as its own process on the same database; the web app only stores the file (the
     progress reply and the summary are the worker's)."""
     import os
@@ -269,62 +301,59 @@ async def test_worker_process_posts_the_summary_and_stops_on_sigterm(world, tmp_
     import subprocess
     import sys
 
-    fake, db, _ = world
-    for in_process in (world_state.pop("restarted", None), world[2]):
-        if in_process is not None:
-            await in_process.stop()  # no job runner left in this process: only the worker can take the job
-    web = await BotUnderTest(fake, world[2].settings, db, world[2].engine, run_jobs=False).start()
-    world_state["restarted"] = web  # the later tests send their requests here
-    f = fake.add_file("sync.wav", "audio/wav", wav_bytes(concat([(r, i) for i in (8, 9) for r in ("1688", "1998")],
-                                                                pause=0.5)))
-    event = web.share_event(f)
-    assert (await web.event(event, event_id="EvWorker")).status == 200
-    assert await recording_for(db, f.id) is not None, "the file is stored before Slack's event is acknowledged"
+    from tests.shared_models import share_model_cache
 
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("SLACK_", "DATABASE_", "ENGINE"))}
-    env |= {"SLACK_BOT_TOKEN": fake.token, "SLACK_API_URL": fake.api_url, "DATABASE_URL": world[2].settings.effective_database_url,
-            "ENGINE": "local", "JOB_POLL_SECONDS": "0.5",
-            "DATA_ENCRYPTION_KEYS": world[2].settings.data_encryption_keys.get_secret_value(), "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
-    log_path = tmp_path / "worker.log"
-    with log_path.open("w") as log:  # a file, not a pipe: a chatty worker must never block on output
-        worker = await asyncio.create_subprocess_exec(sys.executable, "-m", "bot", "worker", cwd=tmp_path, env=env,
-                                                      stdout=log, stderr=subprocess.STDOUT)
-    try:
-        [reply] = await fake.wait_for(lambda: fake.thread(CHANNEL, event["ts"]), what="the worker's progress reply")
-        assert "Identifying speakers in sync.wav" in reply.text
-        rec = await wait_status(fake, db, f.id, {"posted", "failed"}, timeout=300)
-        assert rec.state.value == "posted", rec.error_message
-        [summary] = fake.thread(CHANNEL, event["ts"])
-        assert "<@U1688>" in str(summary.blocks)
-        worker.send_signal(signal.SIGTERM)
-        code = await asyncio.wait_for(worker.wait(), 60)
-        output = log_path.read_text()
-        assert code == 0, output
-        assert f"recording {rec.id}: summary posted" in output, output  # the worker did it, no one else
-        assert fake.token not in output  # never log tokens
-    finally:
-        if worker.returncode is None:
-            worker.kill()
-            await worker.wait()
+    async with slack_world(local_engine, tmp_path, run_jobs=False) as (fake, db, web):  # no job runner here
+        fake.members[CHANNEL] = [*READERS, UNKNOWN, "UBOT"]
+        await enroll_readers(web.services, {"U1688": "1688", "U1998": "1998"}, tmp_path)
+        f = fake.add_file("sync.wav", "audio/wav", wav_bytes(concat([(r, i) for i in (8, 9) for r in ("1688", "1998")],
+                                                                    pause=0.5)))
+        event = web.share_event(f)
+        assert (await web.event(event, event_id="EvWorker")).status == 200
+        assert await recording_for(db, f.id) is not None, "the file is stored before Slack's event is acknowledged"
+
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("SLACK_", "DATABASE_", "ENGINE"))}
+        env |= {"SLACK_BOT_TOKEN": fake.token, "SLACK_API_URL": fake.api_url,
+                "DATABASE_URL": web.settings.effective_database_url, "ENGINE": "local", "JOB_POLL_SECONDS": "0.5",
+                "PYTHONPATH": str(Path(__file__).resolve().parents[1]),
+                "VAR_DIR": str(share_model_cache(tmp_path / "worker-var")),
+                "DATA_ENCRYPTION_KEYS": web.settings.data_encryption_keys.get_secret_value()}  # the world's key
+        log_path = tmp_path / "worker.log"
+        with log_path.open("w") as log:  # a file, not a pipe: a chatty worker must never block on output
+            worker = await asyncio.create_subprocess_exec(sys.executable, "-m", "bot", "worker", cwd=tmp_path,
+                                                          env=env, stdout=log, stderr=subprocess.STDOUT)
+        try:
+            [reply] = await fake.wait_for(lambda: fake.thread(CHANNEL, event["ts"]), what="the worker's progress reply")
+            assert "Identifying speakers in sync.wav" in reply.text
+            rec = await wait_status(fake, db, f.id, {"posted", "failed"}, timeout=300)
+            assert rec.state.value == "posted", rec.error_message
+            [summary] = fake.thread(CHANNEL, event["ts"])
+            assert "<@U1688>" in str(summary.blocks)
+            worker.send_signal(signal.SIGTERM)
+            code = await asyncio.wait_for(worker.wait(), 60)
+            output = log_path.read_text()
+            assert code == 0, output
+            assert f"recording {rec.id}: summary posted" in output, output  # the worker did it, no one else
+            assert fake.token not in output  # never log tokens
+        finally:
+            if worker.returncode is None:
+                worker.kill()
+                await worker.wait()
 
 
-async def test_app_uninstalled_removes_voiceprints_and_results(world):
-    _fake, db, _ = world
-    bot = world_state.get("restarted") or world[2]
+async def test_app_uninstalled_removes_voiceprints_and_results(world, meeting_posted):
+    fake, db, bot = world
     from storage.recordings import get_recording
     from storage.voiceprints import get_voiceprint
 
     assert (await bot.event({"type": "app_uninstalled"}, event_id="EvUninstall")).status == 200
-    rec_id = world_state["meeting"][0]
+    rec_id = meeting_posted[2].id
 
     async def gone():
         rec = await get_recording(db, rec_id)
         return await get_voiceprint(db, "T0001", "U1688") is None and (rec is None or rec.result is None)
 
-    deadline = asyncio.get_running_loop().time() + 30
-    while not await gone():
-        assert asyncio.get_running_loop().time() < deadline, "uninstall did not purge the workspace"
-        await asyncio.sleep(0.1)
+    await fake.wait_for(gone, timeout=30, what="uninstall to purge the workspace")
 
 
 async def test_no_recording_audio_is_left_behind(world):
@@ -332,10 +361,3 @@ async def test_no_recording_audio_is_left_behind(world):
 
     tmp = scratch_root(world[2].settings.var_dir)  # the bot's own temp folder, where every download goes
     assert tmp.is_dir() and [p for p in tmp.rglob("*") if p.is_file()] == []
-
-
-@pytest_asyncio.fixture(scope="module", loop_scope="module", autouse=True)
-async def _stop_restarted():
-    yield
-    if world_state.get("restarted") is not None:
-        await world_state["restarted"].stop()

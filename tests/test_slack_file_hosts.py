@@ -14,8 +14,8 @@ from bot.schema import utcnow
 from storage.database import Database
 from storage.migrate import upgrade
 from storage.voiceprints import upsert_voiceprint
+from testbed.fake_slack import TEAM_ID, BotUnderTest, FakeSlack, bot_settings
 from tests.fake_engine import FakeEngine
-from tests.fake_slack import TEAM_ID, BotUnderTest, FakeSlack, bot_settings
 from tests.slack_e2e_support import enroll, wait_status
 
 CHANNEL = "C0001"

@@ -17,8 +17,8 @@ from bot.text import escape
 from storage.database import Database
 from storage.migrate import upgrade
 from storage.voiceprints import upsert_voiceprint
+from testbed.fake_slack import TEAM_ID, BotUnderTest, FakeSlack, bot_settings
 from tests.fake_engine import FakeEngine
-from tests.fake_slack import TEAM_ID, BotUnderTest, FakeSlack, bot_settings
 from tests.slack_e2e_support import dms, enroll, wait_status
 
 CHANNEL = "C0001"
@@ -144,8 +144,10 @@ async def test_a_failure_shows_the_name_as_inert_text(world):
     await bot.event(event, event_id=f"Ev-{f.id}")
     rec = await wait_status(fake, db, f.id, {"failed", "posted"}, timeout=60)
     assert rec.error_code == "html_page"
-    failures = [m for m in posted_in(fake, event["ts"]) if m[0].startswith("Could not identify")]
-    assert failures
+    # A failed state is stored before its reply is edited: wait for the reply.
+    failures = await fake.wait_for(
+        lambda: [m for m in posted_in(fake, event["ts"]) if m[0].startswith("Could not identify")],
+        what="the failure reply")
     for text, blocks in failures:
         assert_shown_inert(name, text, blocks)
 
@@ -155,8 +157,10 @@ async def test_a_failure_shows_the_name_as_inert_text(world):
 async def test_an_enrollment_answer_shows_the_clip_name_as_inert_text(world, user, name):
     """(A URL in a shown reason is replaced by "(link removed)" before it is escaped.)"""
     fake, _, bot = world
+    before = len(fake.calls_to("views.update"))
     answer = await enroll(bot, fake, user, b"RIFF", name=name, serve_html=True)
     assert "web page instead of" in answer
-    [update] = [c for c in fake.calls_to("views.update")][-1:]
+    # The job DMs the answer, then shows it in the modal: wait for the modal too.
+    [update] = await fake.wait_for(lambda: fake.calls_to("views.update")[before:], what="the modal's answer")
     assert_shown_inert(name, answer, update.params["view"]["blocks"], ours=(":warning:",))
     assert [live_markup(t.replace(":warning:", "")) for t in dms(fake, user)] == [[]]

@@ -13,7 +13,7 @@ import pytest_asyncio
 from bot.schema import utcnow
 from storage.database import Database
 from storage.migrate import upgrade
-from tests.fake_slack import TEAM_ID, BotUnderTest, FakeSlack, bot_settings
+from testbed.fake_slack import TEAM_ID, BotUnderTest, FakeSlack, bot_settings
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 

@@ -17,7 +17,7 @@ from bot.schema import (
     IdentifyOutput,
     SpeakerMatch,
 )
-from tests.fake_slack import TEAM_ID
+from testbed.fake_slack import TEAM_ID
 from tests.slack_e2e_support import dms, enroll, enrollment_clip, press, slack_world, speaker_of
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")

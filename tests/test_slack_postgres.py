@@ -8,7 +8,7 @@ import pytest_asyncio
 
 from storage.database import Database
 from storage.migrate import upgrade
-from tests.fake_slack import BotUnderTest, FakeSlack, bot_settings
+from testbed.fake_slack import BotUnderTest, FakeSlack, bot_settings
 from tests.slack_e2e_support import SR, enroll, enrollment_clip, utterance, wait_status, wav_bytes
 
 CHANNEL = "C0001"

@@ -9,7 +9,7 @@ import time
 import pytest
 import pytest_asyncio
 
-from tests.fake_slack import signed_headers
+from testbed.fake_slack import signed_headers
 from tests.slack_e2e_support import slack_world
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")

@@ -22,7 +22,7 @@ from bot.summary.status import render_failure, render_progress
 from bot.text import escape
 from storage.database import Database
 from storage.migrate import upgrade
-from tests.fake_slack import TEAM_ID, BotUnderTest, FakeSlack, bot_settings
+from testbed.fake_slack import TEAM_ID, BotUnderTest, FakeSlack, bot_settings
 from tests.slack_e2e_support import dms, enroll, wait_status
 
 CHANNEL = "C0001"

@@ -16,7 +16,7 @@ from storage.database import Database
 from storage.migrate import upgrade
 from storage.recordings import enqueue_recording
 from storage.voiceprints import upsert_voiceprint
-from tests.fake_slack import TEAM_ID, FakeSlack
+from testbed.fake_slack import TEAM_ID, FakeSlack
 
 ROOT = Path(__file__).resolve().parents[1]
 CHANNEL = "C0001"

@@ -10,7 +10,7 @@ from pathlib import Path
 from storage.models import utcnow
 from storage.recordings import get_recording
 from storage.voiceprints import upsert_voiceprint
-from tests.fake_slack import BOT_USER_ID, TEAM_ID
+from testbed.fake_slack import BOT_USER_ID, TEAM_ID
 from tests.reliability_support import CHANNEL, ScriptedEngine, wav
 from tests.slack_e2e_support import press, slack_world, wait_status
 from tests.transcript_slack_support import StubRecognizer

@@ -8,9 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.fake_slack import BOT_USER_ID
+from testbed.fake_slack import BOT_USER_ID
 from tests.slack_e2e_support import (
-    DATA,
     concat,
     enroll_readers,
     slack_world,
@@ -18,8 +17,7 @@ from tests.slack_e2e_support import (
     wav_bytes,
 )
 
-pytestmark = [pytest.mark.speech,
-              pytest.mark.skipif(not DATA.is_dir(), reason=f"real speech not found at {DATA} (see its README)")]
+pytestmark = pytest.mark.speech
 
 CHANNEL = "C0001"
 READERS = {"U1688": ("1688", "Ann"), "U1998": ("1998", "Bob")}

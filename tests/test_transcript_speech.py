@@ -13,6 +13,7 @@ import pytest
 
 from bench import meetings
 from tests.engine_support import ROOT, SR, needs_data, speaker_models, utterance
+from tests.shared_models import share_model_cache
 
 pytestmark = [pytest.mark.speech, needs_data]
 
@@ -55,7 +56,7 @@ def test_transcribe_command_puts_each_readers_words_on_that_reader(tmp_path: Pat
         t += (len(x) + len(gap)) / SR
     media = _write(tmp_path / "meeting.wav", np.concatenate(mix))
 
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "VAR_DIR": str(tmp_path / "var")}
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "VAR_DIR": str(share_model_cache(tmp_path / "var"))}
     run = subprocess.run([sys.executable, "-m", "bot", "transcribe", str(media), "--voiceprints",
                           str(tmp_path / "vp.json")], check=False, cwd=ROOT, env=env, capture_output=True, text=True,
                          timeout=600)

@@ -18,9 +18,9 @@ from bot.errors import RequestError
 from bot.schema import IdentifyRequest, VoiceprintInput
 from storage.models import utcnow
 from storage.voiceprints import list_voiceprints, upsert_voiceprint
+from testbed.fake_slack import TEAM_ID
 from tests.engine_http_support import client_for, engine_server
 from tests.fake_engine import FakeEngine
-from tests.fake_slack import TEAM_ID
 from tests.slack_e2e_support import concat, slack_world, utterance, wait_status, wav_bytes
 
 CHANNEL = "C0001"

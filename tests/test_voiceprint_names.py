@@ -11,8 +11,8 @@ from storage.database import Database
 from storage.enrollments import enrollment_jobs
 from storage.models import AuditAction, AuditEvent
 from storage.voiceprints import list_voiceprints
+from testbed.fake_slack import TEAM_ID, BotUnderTest, FakeSlack, bot_settings
 from tests.fake_engine import FakeEngine
-from tests.fake_slack import TEAM_ID, BotUnderTest, FakeSlack, bot_settings
 from tests.slack_e2e_support import dms, enroll, submit_enrollment, wait_status
 
 USER = "U_MANY"

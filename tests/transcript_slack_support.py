@@ -6,7 +6,7 @@ from pathlib import Path
 
 from bot.transcription.recognizer import Transcription, Word
 
-# OUTPUT in tests.reliability_support: SPEAKER_00 (U1, "Ann") speaks 0–2 s, SPEAKER_01 (unknown) 2–3 s.
+# OUTPUT in testbed.outputs: SPEAKER_00 (U1, "Ann") speaks 0–2 s, SPEAKER_01 (unknown) 2–3 s.
 WORDS = [Word(0.2, 0.6, "Hello"), Word(0.7, 1.1, "team,"), Word(2.1, 2.4, "hi"), Word(2.5, 2.9, "Ann.")]
 
 

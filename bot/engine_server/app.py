@@ -372,6 +372,8 @@ def _media_url_problem(url: object) -> str | None:
         return f"at most {MEDIA_URL_MAX} characters"
     if not MEDIA_URL.match(url):
         return "must look like media://<key> with letters, digits and - _ . / only (this server only reads media://)"
+    if {"", ".", ".."} & set(url[len("media://"):].split("/")):
+        return "must not contain '.', '..' or empty path segments (a key names media, not a path)"
     return None
 
 

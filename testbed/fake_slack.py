@@ -497,6 +497,19 @@ class BotUnderTest:
         if self.client is not None:
             await self.client.close()
 
+    async def crash(self) -> None:
+        """Goes away as a crashed process does, as far as the database and Slack can tell: its job runner's
+        pipelines stop, but the leases they hold are not released, so another instance takes their jobs over
+        only once the leases expire (an orderly `stop` releases them at once)."""
+        from unittest import mock
+
+        async def nothing_released(db, owner: str) -> int:
+            return 0
+
+        with (mock.patch("storage.recordings.release", nothing_released),
+              mock.patch("storage.enrollments.release_enrollments", nothing_released)):
+            await self.stop()
+
     async def post(self, body: str, headers: dict):
         return await self.client.post("/slack/events", data=body.encode(), headers=headers)
 
