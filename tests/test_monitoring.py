@@ -99,6 +99,7 @@ async def runner_world(tmp_path: Path, sqlite_db: Database):
     try:
         yield fake, sqlite_db, runner
     finally:
+        await runner.stop()  # its progress replies too: none is left running past the test
         await fake.close()
 
 

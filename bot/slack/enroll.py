@@ -4,6 +4,7 @@ render."""
 from __future__ import annotations
 
 import re
+from collections.abc import Awaitable
 
 from slack_bolt.async_app import AsyncApp
 from slack_bolt.context.async_context import AsyncBoltContext
@@ -81,19 +82,27 @@ def register(app: AsyncApp, services: Services) -> None:
         elif sub == "delete" and (not rest or rest.lower() == ALL or mentioned_user(rest) == user_id):
             voice = await delete_voice(services, team_id, user_id, actor_id=user_id)
             await ack(deleted_text(voice))
-            erasure = await erase_person(services, client, team_id, user_id, actor_id=user_id, via="self",
-                                         voice=voice)
-            if (more := self_erased_text(erasure)) is not None:
-                await respond(more)
+            services.spawn(erase_self(client, team_id, user_id, voice, respond), name=f"erase {user_id}")
         elif sub == "delete" and about_someone(rest):
             await ack()
-            await respond(await delete_for_someone(client, team_id, user_id, mentioned_user(rest)))
+            services.spawn(answer(respond, delete_for_someone(client, team_id, user_id, mentioned_user(rest))),
+                           name=f"erase for {user_id}")
         elif sub == "delete":
             await ack(await delete_named(team_id, user_id, rest))
         elif sub == "help" and not rest:
             await ack(help_text())
         else:
             await ack(f"I don't know `/enroll {escape(sub)}`.\n\n{help_text()}")
+
+    async def answer(respond, text: Awaitable[str]) -> None:
+        await respond(await text)
+
+    async def erase_self(client: AsyncWebClient, team_id: str, user_id: str, voice, respond) -> None:
+        """After `/enroll delete` is answered: the person's name out of stored results (and posted summaries),
+        as background work the process awaits before it stops."""
+        erasure = await erase_person(services, client, team_id, user_id, actor_id=user_id, via="self", voice=voice)
+        if (more := self_erased_text(erasure)) is not None:
+            await respond(more)
 
     async def delete_named(team_id: str, user_id: str, typed: str) -> str:
         """`/enroll delete NAME`: that one voiceprint of the person (every engine's of that name)."""
