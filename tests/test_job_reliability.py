@@ -35,10 +35,11 @@ async def status_of(world: World, rec_id: int) -> RecordingStatus:
 # -- leases ------------------------------------------------------------------------------------------
 
 async def test_the_lease_is_renewed_through_a_slow_step(world: World):
-    """A 7 s engine upload under a 3 s lease, while another worker's scheduler requeues expired leases."""
+    """An 11 s engine upload under a 5 s lease, while another worker's scheduler requeues expired leases (a
+    3 s lease was renewed every second, and a loaded CI machine once let one renewal slip past it)."""
     event, rec = await world.share()
-    proc = Proc(world, job_lease_seconds=3)
-    proc.engine.upload_delay = 7
+    proc = Proc(world, job_lease_seconds=5)
+    proc.engine.upload_delay = 11
     job = asyncio.create_task(proc.claim_and_run())
     while not job.done():
         await requeue_expired(world.db, 3)
