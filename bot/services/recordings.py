@@ -12,11 +12,11 @@ from slack_sdk.web.async_client import AsyncWebClient
 from bot.errors import MediaError
 from bot.failures import new_ref
 from bot.schema import VoiceprintInput, utcnow
-from bot.services.access import Outsider, require_member, too_soon
+from bot.services.access import CANNOT_SEE, Outsider, require_member, too_soon
 from bot.services.context import NotInstalled, Services
 from bot.services.voiceprints import channel_voiceprints
-from bot.slack_api.files import is_media
-from bot.slack_api.lookups import file_info
+from bot.slack_api.files import check_file, is_media
+from bot.slack_api.lookups import channel_members, file_info
 from bot.slack_api.replies import keep_stored, show_reply
 from bot.summary.blocks import identify_again_modal
 from bot.summary.status import render_progress
@@ -52,6 +52,74 @@ async def store_shared_files(services: Services, event: dict, team_id: str, bot_
             speakers=(hint.low, hint.high) if hint else None)
         created_count += created
     return created_count
+
+
+NO_MEDIA = ("This message has no audio or video file, so there is nothing to identify. Use *Identify speakers* "
+            "on the message that shares the recording.")
+BOT_NOT_IN_CHANNEL = ("Voice ID is not in this channel, so it cannot reply in the recording's thread. Invite it "
+                      "with `/invite @voice-id`, then try again.")
+NOT_A_MEMBER = "Only members of this channel (<#{channel}>) can have its recordings identified, so nothing was done."
+STARTED = "Identifying the speakers of {name}; the summary will be posted in the message's thread."
+ALREADY = ("{name} is already identified, or being identified: its summary is in the message's thread (one per "
+           "recording). To run it again, use *Identify again* on that summary.")
+
+
+async def identify_shared(services: Services, client: AsyncWebClient, *, team_id: str, channel: str, message: dict,
+                          presser: str, bot_user_id: str | None, bot_id: str | None) -> str:
+    """The "Identify speakers" message shortcut: queues the audio and video files of a message already in the
+    channel (shared before Voice ID joined, or skipped by the automatic rule: another app posted it) as if they
+    had just been shared, and returns the private answer for the presser. The intake rules of a share hold: the
+    presser and Voice ID must be members of the channel (Slack's member list, now), each file must be audio or
+    video within MAX_FILE_MB (else the presser is told, and nothing is posted), and a recording is processed at
+    most once (the row is unique per file, so a second press, or one on a file already shared, says so)."""
+    from storage.recordings import enqueue_recording
+
+    if (bot_user_id and message.get("user") == bot_user_id) or (bot_id and message.get("bot_id") == bot_id):
+        return NO_MEDIA  # the bot's own messages hold its charts and transcripts, never a recording
+    files = [await _described(client, f) for f in message.get("files") or []]
+    media = [f for f in files if f and is_media(f)]
+    if not media:
+        return NO_MEDIA
+    try:
+        members = await channel_members(client, channel)
+    except SlackApiError as exc:
+        if exc.response.get("error") not in CANNOT_SEE:
+            raise
+        return BOT_NOT_IN_CHANNEL
+    if presser not in members:
+        return NOT_A_MEMBER.format(channel=channel)
+    if bot_user_id and bot_user_id not in members:
+        return BOT_NOT_IN_CHANNEL
+    hint = speaker_count(message.get("text"))
+    answers, queued = [], 0
+    for f in media:
+        name = escape(f.get("name") or f["id"])
+        try:
+            check_file(f, max_bytes=services.max_file_bytes)
+        except MediaError as exc:
+            answers.append(f"{escape(exc.message)} Nothing was posted.")
+            continue
+        _rec, created = await enqueue_recording(
+            services.db, team_id=team_id, channel_id=channel, file_id=f["id"], file_name=f.get("name") or f["id"],
+            uploader_id=message.get("user"), message_ts=message["ts"], thread_ts=message.get("thread_ts"),
+            engine=services.engine.engine_id, speakers=(hint.low, hint.high) if hint else None)
+        answers.append((STARTED if created else ALREADY).format(name=name))
+        queued += created
+    if queued:
+        log.info("%d recording(s) of message %s queued by the shortcut, pressed by %s", queued, message["ts"], presser)
+        services.kick()
+    return "\n".join(answers)
+
+
+async def _described(client: AsyncWebClient, f: dict) -> dict | None:
+    """A message's file as Slack describes it: a Slack Connect stub is asked about (`files.info`); None when it
+    is gone."""
+    if f.get("mode") != "file_access":
+        return f
+    try:
+        return await file_info(client, f["id"])
+    except MediaError:
+        return None
 
 
 async def checked_file(services: Services, rec, info: dict):

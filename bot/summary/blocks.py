@@ -26,6 +26,7 @@ THIS_IS_ME = "this_is_me"
 NOT_ME = "not_me"
 UNDO_CLAIM = "undo_claim"
 IDENTIFY_AGAIN = "identify_again"
+IDENTIFY_SPEAKERS = "identify_speakers"  # the message shortcut (manifest.yml), on a recording already in a channel
 
 # The one line a diarize-only summary adds: how to be named next time, and how to name people here.
 ENROLL_INVITE = ("Nobody in this channel had enrolled their voice when this recording was processed, so its "
