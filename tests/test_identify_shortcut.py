@@ -144,3 +144,20 @@ async def test_the_file_name_in_the_answer_is_escaped(world):
     answer = await shortcut(world, ANN, message(fake, f))
     assert "<!here>" not in answer and "&lt;!here&gt;" in answer and "*standup*" not in answer
     await wait_status(fake, db, f.id, {"posted"}, timeout=60)
+
+
+def test_every_manifest_lists_the_shortcut_under_the_callback_id_the_bot_listens_to():
+    from pathlib import Path
+
+    import yaml
+
+    from bot.summary.blocks import IDENTIFY_SPEAKERS
+
+    root = Path(__file__).resolve().parents[1]
+    manifests = sorted(root.glob("manifest*.yml"))
+    assert len(manifests) >= 2
+    for path in manifests:
+        m = yaml.safe_load(path.read_text())
+        shortcuts = [s for s in m["features"]["shortcuts"] if s["callback_id"] == IDENTIFY_SPEAKERS]
+        assert [(s["name"], s["type"]) for s in shortcuts] == [("Identify speakers", "message")], path.name
+        assert len(shortcuts[0]["description"]) <= 80 and m["settings"]["interactivity"]["is_enabled"], path.name
