@@ -1,4 +1,5 @@
-"""Untrusted text (file names, engine messages, what people type) made safe to put into Slack messages.
+"""Untrusted text (file names, engine messages, what people type) made safe to put into Slack messages, and the
+one thing read out of it: the number of speakers a message sharing a recording states (`speaker_count`).
 
 Slack reads `<…>` in `text` and mrkdwn as mentions, broadcasts (`<!channel>`) and links (`<url|label>`),
 and `&` starts an entity: those three are escaped as Slack documents. mrkdwn has no escape character for

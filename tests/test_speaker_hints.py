@@ -85,3 +85,30 @@ def test_anything_unclear_gives_no_count(text):
 def test_exact_and_range_render():
     assert (SpeakerCount(3, 3).exact, str(SpeakerCount(3, 3))) == (3, "3")
     assert (SpeakerCount(3, 4).exact, str(SpeakerCount(3, 4))) == (None, "3–4")
+
+
+def test_the_summary_line_says_where_the_count_came_from_and_shows_nothing_malformed():
+    from bot.summary.blocks import hint_line
+
+    assert hint_line({"low": 3, "high": 3, "from": "message"}) == "Speaker count from the message: 3"
+    assert hint_line({"low": 3, "high": 4, "from": "message"}) == "Speaker count from the message: 3–4"
+    assert hint_line({"low": 2, "high": 2, "from": "identify_again"}) == "Speaker count set with Identify again: 2"
+    for odd in (None, {}, {"low": 3, "high": 2, "from": "message"}, {"low": "3", "high": 3, "from": "message"},
+                {"low": 3, "high": 3, "from": "<!here>"}, {"low": 0, "high": 0, "from": "message"}):
+        assert hint_line(odd) is None, odd
+
+
+def test_the_identify_again_modal_round_trips_and_refuses_a_bad_number():
+    from bot.summary.blocks import SPEAKERS_INVALID, identify_again_modal, parse_identify_again
+
+    view = identify_again_modal(7, "C0001", "<!here> standup.wav", (3, 4, "message"))
+    assert "<!here>" not in str(view) and "count from the message: 3–4" in str(view)
+
+    def submitted(value):
+        return {**view, "state": {"values": {"speakers": {"speakers": {"type": "number_input", "value": value}}}}}
+
+    assert parse_identify_again(submitted("4")) == (7, "C0001", 4)
+    assert parse_identify_again(submitted(None)) == (7, "C0001", None)
+    for bad in ("0", "11", "2.5", "-1", "x"):
+        with pytest.raises(ValueError, match=SPEAKERS_INVALID):
+            parse_identify_again(submitted(bad))

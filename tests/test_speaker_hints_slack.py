@@ -119,7 +119,7 @@ async def test_identify_again_asks_for_the_number_of_speakers_and_passes_it_to_t
     rec = await wait_status(fake, db, rec.file_id, {"posted"}, timeout=60)
     await fake.wait_for(lambda: len(engine.identify_requests) == 2, what="the re-run's engine job")
     assert counts(engine.identify_requests[-1]) == {"numSpeakers": 2}
-    await fake.wait_for(lambda: "Speaker count set with *Identify again*: 2" in context_lines(fake, rec),
+    await fake.wait_for(lambda: "Speaker count set with Identify again: 2" in context_lines(fake, rec),
                         what="the summary's new line")
     assert len(fake.thread(CHANNEL, rec.message_ts)) == 1  # the same summary, edited in place
     assert (rec.min_speakers, rec.speakers_from) == (2, "identify_again")
@@ -132,7 +132,7 @@ async def test_identify_again_asks_for_the_number_of_speakers_and_passes_it_to_t
     await fake.wait_for(lambda: len(engine.identify_requests) == 3, what="the second re-run's engine job")
     assert counts(engine.identify_requests[-1]) == {"numSpeakers": 2}
     modal = [c.params["view"] for c in fake.calls_to("views.open") if c.params.get("trigger_id") == f"trig-{ANN}"][-1]
-    assert "set with *Identify again*: 2" in str(modal)
+    assert "set with Identify again: 2" in str(modal)
     await wait_status(fake, db, rec.file_id, {"posted"}, timeout=60)
 
 

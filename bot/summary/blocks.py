@@ -175,7 +175,7 @@ def provenance_line(provenance: dict | None) -> str | None:
     return " · ".join(parts)
 
 
-HINT_FROM = {"message": "from the message", "identify_again": "set with *Identify again*"}
+HINT_FROM = {"message": "from the message", "identify_again": "set with Identify again"}
 
 
 def hint_line(hint: dict | None) -> str | None:
