@@ -18,7 +18,7 @@ from tests.fake_engine import FakeEngine
 from tests.slack_e2e_support import private_replies, wait_status
 
 CHANNEL = "C0001"
-ANN, BOB, OUTSIDER, APP_USER = "U_ANN", "U_BOB", "U_OUT", "U_APP"
+ANN, BOB, OUTSIDER, APP_USER = "UANN", "UBOB", "UOUT", "UAPP"
 OUTPUT = {"diarization": [{"speaker": "SPEAKER_00", "start": 0, "end": 6}, {"speaker": "SPEAKER_01", "start": 6, "end": 9}],
           "voiceprints": [{"speaker": "SPEAKER_00", "match": ANN, "confidence": {ANN: 90.0}},
                           {"speaker": "SPEAKER_01", "match": None, "confidence": {ANN: 10.0}}]}

@@ -19,7 +19,7 @@ from tests.fake_engine import FakeEngine
 from tests.slack_e2e_support import press_identify_again, slack_world, wait_status
 
 CHANNEL = "C0001"
-ANN, BOB, OUTSIDER = "U_ANN", "U_BOB", "U_OUT"
+ANN, BOB, OUTSIDER = "UANN", "UBOB", "UOUT"
 OUTPUT = {"diarization": [{"speaker": "SPEAKER_00", "start": 0, "end": 6}, {"speaker": "SPEAKER_01", "start": 6, "end": 9}],
           "voiceprints": [{"speaker": "SPEAKER_00", "match": ANN, "confidence": {ANN: 90.0}},
                           {"speaker": "SPEAKER_01", "match": None, "confidence": {ANN: 10.0}}]}
