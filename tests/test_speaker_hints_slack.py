@@ -156,3 +156,30 @@ async def test_identify_again_with_a_number_is_still_for_channel_members_only(wo
     after = await get_recording(db, rec.id)
     assert (after.state.value, after.min_speakers, after.speakers_from) == ("posted", 3, "message")
     assert len(engine.identify_requests) == 1
+
+
+async def test_the_hint_is_stored_with_the_row_and_identify_again_replaces_it_on_both_databases(db):
+    from storage.recordings import claim_next, complete, enqueue_recording, mark_posted, requeue_identify
+
+    async def new(file_id: str, speakers=None):
+        return await enqueue_recording(db, team_id=TEAM_ID, channel_id=CHANNEL, file_id=file_id, file_name="a.wav",
+                                       uploader_id="U0", message_ts="1700000000.000100", engine="fake",
+                                       speakers=speakers)
+
+    rec, created = await new("FHINT1", (3, 4))
+    assert created and (rec.min_speakers, rec.max_speakers, rec.speakers_from) == (3, 4, "message")
+    again, created = await new("FHINT1", (5, 5))  # a retried event: the row as it was
+    assert not created and (again.min_speakers, again.max_speakers) == (3, 4)
+    plain, _ = await new("FHINT2")
+    assert (plain.min_speakers, plain.max_speakers, plain.speakers_from) == (None, None, None)
+
+    assert (await claim_next(db, "w", 60)).id == rec.id
+    assert await complete(db, rec.id, "w", OUTPUT, 9.0) and await mark_posted(db, rec.id, "w", "1700000001.000100")
+    await requeue_identify(db, rec.id, actor_id=BOB)  # no number: the message's hint stays
+    assert ((await get_recording(db, rec.id)).min_speakers, (await get_recording(db, rec.id)).max_speakers) == (3, 4)
+    assert (await claim_next(db, "w", 60)).id == plain.id  # the re-run waits behind the recording already queued
+    assert (await claim_next(db, "w", 60)).id == rec.id
+    assert await complete(db, rec.id, "w", OUTPUT, 9.0) and await mark_posted(db, rec.id, "w", "1700000002.000100")
+    await requeue_identify(db, rec.id, actor_id=BOB, speakers=6)
+    after = await get_recording(db, rec.id)
+    assert (after.min_speakers, after.max_speakers, after.speakers_from) == (6, 6, "identify_again")
