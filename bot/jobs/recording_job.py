@@ -30,7 +30,7 @@ from bot.metrics import JOB_FAILURES, JOB_RETRIES, UPLOAD_TO_SUMMARY, engine_job
 from bot.schema import DiarizeRequest, IdentifyRequest, Job, JobStatus, Matching, VoiceprintInput
 from bot.services.charts import redraw_chart, send_timeline, timeline
 from bot.services.context import NotInstalled, Services
-from bot.services.recordings import checked_file, enrolled_among
+from bot.services.recordings import checked_file, enrolled_among, speaker_counts, with_hint
 from bot.services.summaries import summary_message, transcript_pending
 from bot.services.voiceprints import named_by_person
 from bot.slack_api.files import download
@@ -167,11 +167,13 @@ class RecordingJob(TranscriptStep):
             url = await engine.upload(path, key=f"{rec.team_id}-{rec.file_id}")
             submitted = time.monotonic()
             try:
+                counts = speaker_counts(rec)  # how many speak, when someone said so
                 if voiceprints:
                     job = await engine.submit_identify(IdentifyRequest(
-                        url=url, voiceprints=voiceprints, matching=Matching(threshold=self.services.threshold)))
+                        url=url, voiceprints=voiceprints, matching=Matching(threshold=self.services.threshold),
+                        **counts))
                 else:  # nobody here has enrolled: who spoke when, with numbered speakers
-                    job = await engine.submit_diarize(DiarizeRequest(url=url))
+                    job = await engine.submit_diarize(DiarizeRequest(url=url, **counts))
                 await self._beat(rec, engine_job_id=job.job_id, engine_deadline_at=deadline,
                                  diarize_only=not voiceprints)
                 job = await self.poll(client, rec, job, deadline)
@@ -339,7 +341,7 @@ class RecordingJob(TranscriptStep):
         from storage.recordings import complete
 
         per_person = await named_by_person(self.services, rec.team_id, job.output or {})  # labels → people
-        result = with_provenance(self.services.engine, per_person or {}, self.services.threshold)
+        result = with_hint(rec, with_provenance(self.services.engine, per_person or {}, self.services.threshold))
         output = job.model_copy(update={"output": result}).identify_output()  # the engine's report, made safe
         if not await complete(self.db, rec.id, self.owner, result, output.duration):
             raise LeaseLost()
