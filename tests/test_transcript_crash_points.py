@@ -59,7 +59,7 @@ async def test_crash_during_recognition_is_recognised_again_and_uploaded_once(wo
 async def test_crash_around_the_transcript_upload_never_uploads_twice(world: World, monkeypatch, after_the_call):
     event, rec = await world.share()
     first = transcribing(world)
-    crash_at(monkeypatch, first.recording_job, "upload_transcript", after_the_call=after_the_call)
+    crash_at(monkeypatch, first.recording_job.transcripts, "upload_transcript", after_the_call=after_the_call)
     with pytest.raises(Crash):
         await first.claim_and_run()
     monkeypatch.undo()
@@ -82,7 +82,7 @@ async def test_a_lost_lease_during_recognition_posts_nothing_more(world: World, 
         await Proc(world).claim()  # another worker holds it now
         raise bot.jobs.recording_job.LeaseLost()
 
-    monkeypatch.setattr(first.recording_job, "recognize", taken_over)
+    monkeypatch.setattr(first.recording_job.transcripts, "recognize", taken_over)
     await first.claim_and_run()
     assert transcript_uploads(world, event) == []
     assert (await get_recording(world.db, rec.id)).state is RecordingStatus.succeeded

@@ -164,7 +164,8 @@ class EngineServer:
         now = time.time()
         self.upload_slots = {t: s for t, s in self.upload_slots.items() if s[1] > now}
         self.upload_slots[token] = (url, now + self.limits.upload_url_ttl_s)
-        base = self.public_url or _reached_at(request)
+        host, port = request.transport.get_extra_info("sockname")[:2]  # where it came to, never its Host header
+        base = self.public_url or f"{request.scheme}://{f'[{host}]' if ':' in host else host}:{port}"
         return web.json_response({"url": f"{base}/v1/media/upload/{token}"}, status=201)
 
     async def media_upload(self, request: web.Request) -> web.Response:
@@ -414,10 +415,3 @@ def create_app(engine: Engine, api_key: str, data_dir: Path, *, limits: ServerLi
         web.delete("/v1/media/{key:.+}", server.delete_media), *monitoring.routes(server),
     ])
     return app
-
-
-def _reached_at(request: web.Request) -> str:
-    """This server's address as the request reached it (the socket's own, never the Host header a client
-    chose), for upload URLs when PUBLIC_BASE_URL is unset."""
-    host, port = request.transport.get_extra_info("sockname")[:2]
-    return f"{request.scheme}://{f'[{host}]' if ':' in host else host}:{port}"
