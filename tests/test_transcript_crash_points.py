@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+import bot.jobs.chart_step
 import bot.jobs.recording_job
 from storage.models import RecordingStatus
 from storage.recordings import get_recording
@@ -95,7 +96,7 @@ async def test_a_correction_while_the_chart_is_drawn_is_drawn_too(world: World, 
 
     _, rec = await world.share()
     proc = Proc(world)
-    real = bot.jobs.recording_job.send_timeline
+    real = bot.jobs.chart_step.send_timeline
 
     async def corrected_meanwhile(*args, **kwargs):
         file_id = await real(*args, **kwargs)
@@ -103,7 +104,7 @@ async def test_a_correction_while_the_chart_is_drawn_is_drawn_too(world: World, 
             await set_relabel(world.db, rec.id, "SPEAKER_01", "U2")
         return file_id
 
-    monkeypatch.setattr(bot.jobs.recording_job, "send_timeline", corrected_meanwhile)
+    monkeypatch.setattr(bot.jobs.chart_step, "send_timeline", corrected_meanwhile)
     await proc.claim_and_run()
     await world.fake.wait_for(lambda: world.fake.calls_to("files.delete"), timeout=30, what="the redraw")
     await proc.services.drain()

@@ -23,12 +23,12 @@ from bot.engines.base import follow, with_provenance
 from bot.engines.batches import part_ids
 from bot.errors import EngineError, EngineJobEnded, JobNotFound, MediaError, error_from
 from bot.failures import new_ref
+from bot.jobs.chart_step import ChartStep
 from bot.jobs.leases import LeaseKeeper, LeaseLost, RecordingRows
 from bot.jobs.transcript_step import PROGRESS_EVERY_SECONDS, TranscriptStep
 from bot.logs import log_context
 from bot.metrics import JOB_FAILURES, JOB_RETRIES, UPLOAD_TO_SUMMARY, engine_job, since
 from bot.schema import DiarizeRequest, IdentifyRequest, Job, JobStatus, Matching, VoiceprintInput
-from bot.services.charts import redraw_chart, send_timeline, timeline
 from bot.services.context import NotInstalled, Services
 from bot.services.recordings import checked_file, enrolled_among, speaker_counts, with_hint
 from bot.services.summaries import summary_message, transcript_pending
@@ -38,7 +38,6 @@ from bot.slack_api.lookups import channel_members, file_info
 from bot.slack_api.replies import keep_stored, show_reply
 from bot.speech.audio import media_duration, too_long
 from bot.summary.blocks import SlackMessage
-from bot.summary.stats import Summary, summary_of
 from bot.summary.status import (
     identify_again_failed,
     render_failure,
@@ -64,6 +63,7 @@ class RecordingJob:
         self.owner = owner
         self.rows = RecordingRows(services.db, owner, services.settings.job_lease_seconds)
         self.transcripts = TranscriptStep(services, self.rows)
+        self.charts = ChartStep(services, self.rows)
         self._wakeups: dict[str, asyncio.Event] = {}
 
     @property
@@ -243,22 +243,12 @@ class RecordingJob:
         chart and the transcript go into the thread at most once each: each upload's start is recorded under
         the lease first, so a worker taking over never uploads another."""
         from storage.recordings import mark_posted
-        from storage.thread import start_chart
 
-        summary = summary_of(rec)
         msg = summary_message(rec, transcript_on=self.transcript_on)
         posted_ts = await self._show(client, rec, msg)
         if rec.posted_ts is None:  # the first summary of this recording (not Identify again's)
             since(UPLOAD_TO_SUMMARY, rec.created_at)
-        if rec.chart_started_at is None:
-            if not await start_chart(self.db, rec.id, self.owner):
-                raise LeaseLost()
-            chart_id = await self.upload_chart(client, rec, summary, msg.text)
-            if chart_id:  # stored at once, with the relabels it shows, so a correction can redraw it
-                await self.rows.beat(rec, chart_file_id=chart_id, chart_seq=rec.relabel_seq)
-                await self._follow_corrections(client, rec)
-        elif rec.chart_file_id and rec.chart_seq != rec.relabel_seq:
-            await self.redraw(client, rec)  # identified again: the one chart is replaced, as after a correction
+        await self.charts.show(client, rec, alt=msg.text)
         log.info("recording %s: summary posted", rec.id)
         if transcript_pending(rec, self.transcript_on):
             rec = await self.transcripts.transcript(client, await self.rows.get(rec.id), posted_ts)
@@ -266,25 +256,6 @@ class RecordingJob:
         if not await mark_posted(self.db, rec.id, self.owner, posted_ts):
             raise LeaseLost()
         log.info("recording %s: job done", rec.id)
-
-    async def redraw(self, client: AsyncWebClient, rec) -> None:
-        """Redraws the chart for a new result (under the per-recording chart lock, like a correction's redraw:
-        the new chart is stored before the old one is deleted); a failure never undoes the summary."""
-        await self.rows.beat(rec)
-        try:
-            await redraw_chart(self.services, client, rec.id)
-        except (LeaseLost, asyncio.CancelledError):
-            raise
-        except Exception as exc:
-            detail = exc.response.get("error") if isinstance(exc, SlackApiError) else f"{type(exc).__name__}: {exc}"
-            log.warning("recording %s: chart not redrawn (%s) [ref %s]", rec.id, detail, new_ref(),
-                        exc_info=not isinstance(exc, SlackApiError))
-
-    async def _follow_corrections(self, client: AsyncWebClient, rec) -> None:
-        """A correction made while the chart was drawn found no chart to redraw: redraw it now."""
-
-        if (await self.rows.get(rec.id)).relabel_seq != rec.relabel_seq:
-            self.services.spawn(redraw_chart(self.services, client, rec.id), name=f"chart {rec.id}")
 
     async def notify(self, client: AsyncWebClient | None, rec, ref: str | None = None) -> None:
         """Shows a failed recording's failure in its thread (editing the progress reply), then lets it go.
@@ -311,21 +282,6 @@ class RecordingJob:
                     return
         if await mark_notified(self.db, rec.id, self.owner):
             JOB_FAILURES.labels("recording", rec.error_code or "failed").inc()
-
-    async def upload_chart(self, client: AsyncWebClient, rec, summary: Summary, alt: str) -> str | None:
-        """Draw, then renew the lease right before the one step that is not idempotent (the upload)."""
-        try:
-            png = await timeline(self.services, client, rec, summary)
-            await self.rows.beat(rec)
-            return await send_timeline(client, rec, png, alt)
-        except LeaseLost:
-            raise
-        except SlackApiError as exc:
-            log.warning("recording %s: chart upload failed: %s", rec.id, exc.response.get("error"))
-            return None
-        except Exception:  # the summary is already posted: a missing chart must not undo it
-            log.exception("recording %s: chart could not be drawn", rec.id)
-            return None
 
     # -- helpers ----------------------------------------------------------------------------------
     async def _complete(self, rec, job: Job) -> None:
