@@ -37,6 +37,14 @@ class LocalRunner(Protocol):
     def cancel_enrollments(self, team_id: str, user_id: str) -> int: ...
 
 
+class Recognizer(Protocol):
+    """Speech recognition as the transcript step uses it (`bot.transcription.recognizer.TranscriptionWorker`)."""
+
+    async def transcribe(self, path, progress: Callable[[float], None]): ...
+
+    async def close(self) -> None: ...
+
+
 class NotInstalled(Exception):
     """No usable bot token for a workspace (uninstalled, revoked, or never installed)."""
 
@@ -50,7 +58,7 @@ class Services:
     engine: Engine
     tasks: TaskSet = field(default_factory=TaskSet)  # work listeners start after their ack
     runner: LocalRunner | None = None  # this process's job runner while it runs (none: queued work waits for a worker)
-    speech: Any = None  # the recognizer (`TranscriptionWorker`), made on first use; tests put a stub here
+    speech: Recognizer | None = None  # made on first use (`recognizer()`), unless one is given
     _cpu: ProcessPoolExecutor | None = None
 
     @property
@@ -109,7 +117,7 @@ class Services:
                     raise
         raise AssertionError("unreachable")
 
-    def recognizer(self):
+    def recognizer(self) -> Recognizer:
         """The speech recognizer in its own worker process (the model loads once, on the first recording)."""
         if self.speech is None:
             from bot.transcription.recognizer import TranscriptionWorker
