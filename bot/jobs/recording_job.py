@@ -15,6 +15,7 @@ import logging
 import time
 from datetime import datetime, timedelta
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
@@ -44,6 +45,9 @@ from bot.summary.status import (
     render_progress,
 )
 from storage.database import UNAVAILABLE_ERRORS
+
+if TYPE_CHECKING:
+    from storage.models import Recording
 
 log = logging.getLogger(__name__)
 
@@ -88,7 +92,7 @@ class RecordingJob:
         seconds = duration if duration else s.max_recording_hours * 3600
         return utcnow() + timedelta(seconds=s.job_deadline_base_seconds + s.job_deadline_factor * seconds)
 
-    async def run(self, rec) -> None:
+    async def run(self, rec: Recording) -> None:
         """Runs one claimed recording with its lease kept alive in the background; a lost lease ends it quietly."""
         from storage.recordings import heartbeat
 
@@ -97,7 +101,7 @@ class RecordingJob:
             async with LeaseKeeper.held(renew, self.lease, f"recording {rec.id}"):
                 await self._run(rec)
 
-    async def _run(self, rec) -> None:
+    async def _run(self, rec: Recording) -> None:
         from storage.models import RecordingStatus
 
         try:
@@ -135,7 +139,7 @@ class RecordingJob:
             await self._fail(client, rec, "internal", "Something went wrong on our side.", retry=True)
 
     # -- steps ------------------------------------------------------------------------------------
-    async def identify(self, client: AsyncWebClient, rec) -> Job:
+    async def identify(self, client: AsyncWebClient, rec: Recording) -> Job:
         engine = self.services.engine
         if rec.engine_job_id:
             try:
@@ -195,11 +199,11 @@ class RecordingJob:
     def limit_seconds(self) -> float:
         return self.services.settings.max_recording_hours * 3600 + 1
 
-    async def voiceprints(self, client: AsyncWebClient, rec) -> list[VoiceprintInput]:
+    async def voiceprints(self, client: AsyncWebClient, rec: Recording) -> list[VoiceprintInput]:
         """The voiceprints of the channel members who enrolled with the active engine (none: a diarize-only job)."""
         return await enrolled_among(self.services, rec.team_id, await channel_members(client, rec.channel_id))
 
-    async def poll(self, client: AsyncWebClient, rec, job: Job, deadline: datetime) -> Job:
+    async def poll(self, client: AsyncWebClient, rec: Recording, job: Job, deadline: datetime) -> Job:
         """Waits for the engine job (webhook or polling) until it is final or its deadline passes, showing its
         progress in the thread."""
         from bot.schema import utcnow
@@ -238,7 +242,7 @@ class RecordingJob:
     def transcript_on(self) -> bool:
         return self.services.settings.transcript
 
-    async def post(self, client: AsyncWebClient, rec) -> None:
+    async def post(self, client: AsyncWebClient, rec: Recording) -> None:
         """The summary replaces the progress reply (idempotent) and never waits for recognition; then the
         chart and the transcript go into the thread at most once each: each upload's start is recorded under
         the lease first, so a worker taking over never uploads another."""
@@ -257,7 +261,7 @@ class RecordingJob:
             raise LeaseLost()
         log.info("recording %s: job done", rec.id)
 
-    async def notify(self, client: AsyncWebClient | None, rec, ref: str | None = None) -> None:
+    async def notify(self, client: AsyncWebClient | None, rec: Recording, ref: str | None = None) -> None:
         """Shows a failed recording's failure in its thread (editing the progress reply), then lets it go.
         A Slack outage leaves it unshown, so the next claim (after the lease runs out) tries again. The
         message quotes `ref`; the log line with that ref holds the details."""
@@ -284,7 +288,7 @@ class RecordingJob:
             JOB_FAILURES.labels("recording", rec.error_code or "failed").inc()
 
     # -- helpers ----------------------------------------------------------------------------------
-    async def _complete(self, rec, job: Job) -> None:
+    async def _complete(self, rec: Recording, job: Job) -> None:
         from storage.recordings import complete
 
         per_person = await named_by_person(self.services, rec.team_id, job.output or {})  # labels → people
@@ -293,7 +297,7 @@ class RecordingJob:
         if not await complete(self.db, rec.id, self.owner, result, output.duration):
             raise LeaseLost()
 
-    async def _show_progress(self, client: AsyncWebClient, rec, progress: float) -> None:
+    async def _show_progress(self, client: AsyncWebClient, rec: Recording, progress: float) -> None:
         rec = rec if rec.reply_ts else await self.rows.get(rec.id)
         if rec.reply_ts:
             msg = render_progress(rec.file_name, progress)
@@ -302,7 +306,7 @@ class RecordingJob:
             except SlackApiError as exc:
                 log.info("recording %s: progress update skipped: %s", rec.id, exc.response.get("error"))
 
-    async def _show(self, client: AsyncWebClient, rec, msg: SlackMessage) -> str:
+    async def _show(self, client: AsyncWebClient, rec: Recording, msg: SlackMessage) -> str:
         """Replace the progress reply, or show `msg` as the recording's one reply in the thread (a reply a
         crashed worker or listener posted without storing its ts is found and edited); returns its ts."""
         from storage.thread import set_reply_ts
@@ -315,7 +319,7 @@ class RecordingJob:
                               thread_ts=rec.thread_ts or rec.message_ts, msg=msg, look_first=True)
         return await keep_stored(client, rec.channel_id, ts, await set_reply_ts(self.db, rec.id, ts), msg)
 
-    async def _fail(self, client: AsyncWebClient | None, rec, code: str, message: str, *, retry: bool,
+    async def _fail(self, client: AsyncWebClient | None, rec: Recording, code: str, message: str, *, retry: bool,
                     drop_engine_job: bool = False) -> None:
         from storage.models import RecordingStatus
         from storage.recordings import fail

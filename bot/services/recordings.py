@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from datetime import timedelta
+from typing import TYPE_CHECKING
 
 import aiohttp
 from slack_sdk.errors import SlackApiError
@@ -21,6 +22,9 @@ from bot.slack_api.replies import keep_stored, show_reply
 from bot.summary.blocks import identify_again_modal
 from bot.summary.status import render_progress
 from bot.text import escape, speaker_count
+
+if TYPE_CHECKING:
+    from storage.models import Recording
 
 log = logging.getLogger(__name__)
 
@@ -122,7 +126,7 @@ async def _described(client: AsyncWebClient, f: dict) -> dict | None:
         return None
 
 
-async def checked_file(services: Services, rec, info: dict):
+async def checked_file(services: Services, rec: Recording, info: dict):
     """A Slack Connect file's row once Slack has said what the file is: named, or dropped (None) when it is not
     audio or video — as a non-media file shared anywhere else, it gets no reply."""
     from storage.recordings import get_recording
@@ -136,7 +140,7 @@ async def checked_file(services: Services, rec, info: dict):
     return await get_recording(services.db, rec.id)
 
 
-async def announce(services: Services, rec) -> None:
+async def announce(services: Services, rec: Recording) -> None:
     """Posts a stored recording's progress reply in its thread, for a try claimed with
     `storage.thread.claim_announcement`. At most once: the reply carries the recording's metadata, so a later
     try (after a crash or a failure) or the job showing its outcome finds and edits it; of two replies that
@@ -168,7 +172,7 @@ async def announce(services: Services, rec) -> None:
                     rec.announce_tries, detail, new_ref())
 
 
-def speaker_counts(rec) -> dict:
+def speaker_counts(rec: Recording) -> dict:
     """The recording's speaker-count hint as engine job options: `num_speakers` for an exact number, else
     `min_speakers` and `max_speakers`; none without a hint (the engine counts them itself)."""
     low, high = rec.min_speakers, rec.max_speakers
@@ -177,7 +181,7 @@ def speaker_counts(rec) -> dict:
     return {"num_speakers": low} if low == high else {"min_speakers": low, "max_speakers": high}
 
 
-def with_hint(rec, result: dict) -> dict:
+def with_hint(rec: Recording, result: dict) -> dict:
     """The result with the hint its job was given (`speakerHint`), so the summary says it was used: stored with
     the result, it describes this result even after "Identify again" sets another number for the next one."""
     if not speaker_counts(rec):
