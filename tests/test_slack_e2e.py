@@ -222,10 +222,12 @@ async def test_this_is_me_and_not_me(world, meeting_posted):
 
 async def test_a_crash_mid_job_is_taken_over_once_the_lease_expires_and_posts_one_summary(local_engine, tmp_path):
     """An instance that dies mid-job leaves its lease held (nothing releases it); another instance takes the job
-    over once the lease has expired (5 s here), resumes it and posts exactly one summary and one chart."""
+    over once the lease has expired (10 s here), resumes it and posts exactly one summary and one chart. (With 5 s,
+    a machine loaded to 16 on 2 cores once let the second instance's own renewal slip: its retry then rightly
+    uploaded no chart a second time, since the first attempt had begun one.)"""
     from storage.models import utcnow
 
-    async with slack_world(local_engine, tmp_path, run_jobs=False) as (fake, db, web):  # web: no job runner
+    async with slack_world(local_engine, tmp_path, run_jobs=False, job_lease_seconds=10) as (fake, db, web):
         fake.members[CHANNEL] = [*READERS, UNKNOWN, "UBOT"]
         await enroll_readers(web.services, {"U2033": "2033"}, tmp_path)
         edits = fake.gate("chat.update")  # the first instance's first edit of its reply holds it mid-job
