@@ -137,9 +137,13 @@ def floors() -> list[float]:
     return [float(f) for f in range(50, int(CALIBRATIONS["v3"].threshold), 5)]
 
 
+def net(c: Count) -> int:
+    return c.right - 2 * c.wrong
+
+
 def choose_floor(tuning: list[list[Speaker]]) -> float:
     """Most right questions minus twice the wrong ones on the tuning part; the lowest floor on a tie."""
-    scores = {f: (lambda c: c.right - 2 * c.wrong)(count(tuning, f)) for f in floors()}
+    scores = {f: net(count(tuning, f)) for f in floors()}
     return max(scores, key=lambda f: (scores[f], -f))
 
 

@@ -30,6 +30,7 @@ from storage.models import (
     AuditEvent,
     DeletionGeneration,
     EnrollmentJob,
+    NearMatch,
     Recording,
     ReidentifyPress,
     Voiceprint,
@@ -51,6 +52,9 @@ async def purge_expired(db: Database, *, result_days: int, audit_days: int,
             .where(Recording.finished_at < result_cutoff,
                    or_(Recording.result.is_not(None), Recording.relabels.is_not(None)))
             .values(result=None, relabels=None, updated_at=now)
+            .execution_options(synchronize_session=False))
+        await s.exec(delete(NearMatch).where(NearMatch.recording_id.in_(  # their questions go with the results
+            select(Recording.id).where(Recording.finished_at < result_cutoff)))
             .execution_options(synchronize_session=False))
         removed = await s.exec(delete(AuditEvent).where(AuditEvent.created_at < audit_cutoff)
                                .execution_options(synchronize_session=False))
@@ -219,12 +223,15 @@ async def redact_recording(db: Database, recording_id: int, user_id: str) -> Rec
 
 
 async def forget_presses(db: Database, team_id: str, user_id: str) -> int:
-    """Their "Identify again" cooldown row (when they last pressed it)."""
+    """Their "Identify again" cooldown row (when they last pressed it), and every "Is this you?" question
+    about them (pending ones are dropped; an answer to one already sent is told it is gone)."""
     stmt = delete(ReidentifyPress).where(ReidentifyPress.team_id == team_id, ReidentifyPress.user_id == user_id)
+    questions = delete(NearMatch).where(NearMatch.team_id == team_id, NearMatch.user_id == user_id)
 
     async def attempt() -> int:
         async with db.session(immediate=True) as s:
             n = (await s.exec(stmt)).rowcount
+            await s.exec(questions)
             await s.commit()
             return n
 

@@ -28,6 +28,7 @@ from bot.jobs.transcript_step import PROGRESS_EVERY_SECONDS, TranscriptStep
 from bot.logs import log_context
 from bot.metrics import JOB_FAILURES, JOB_RETRIES, UPLOAD_TO_SUMMARY, engine_job, since
 from bot.schema import DiarizeRequest, IdentifyRequest, Job, JobStatus, Matching, VoiceprintInput
+from bot.services.asking import ask
 from bot.services.charts import redraw_chart, send_timeline, timeline
 from bot.services.context import NotInstalled, Services
 from bot.services.recordings import checked_file, enrolled_among
@@ -251,6 +252,8 @@ class RecordingJob(TranscriptStep):
         elif rec.chart_file_id and rec.chart_seq != rec.relabel_seq:
             await self.redraw(client, rec)  # identified again: the one chart is replaced, as after a correction
         log.info("recording %s: summary posted", rec.id)
+        if not await ask(self.services, client, await self._get(rec.id), self.owner):  # "Is this you?", privately
+            raise LeaseLost()
         if transcript_pending(rec, self.transcript_on):
             rec = await self.transcript(client, await self._get(rec.id), posted_ts)
             await self._show(client, rec, summary_message(rec, transcript_on=self.transcript_on))
