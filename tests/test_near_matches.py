@@ -209,3 +209,20 @@ async def test_a_floor_of_zero_asks_nobody(db: Database):
     async with world(db, near_match_floor=0) as w:
         await w.share()
         assert questions(w.fake, BOB) == [] and await w.rows() == []
+
+
+async def test_a_crash_while_the_question_is_on_its_way_never_sends_it_twice(db: Database):
+    """The question is marked sent before its DM (at most once): the worker dies inside the DM call, the call
+    goes through to nobody, and the worker taking the recording over finishes it without asking again."""
+    async with world(db) as w:
+        dm = w.fake.gate("chat.postMessage", lambda p: "Is this you?" in p.get("text", ""))
+        f = w.fake.add_file("standup.wav", "audio/wav", b"RIFF meeting audio", user=UPLOADER)
+        assert (await w.bot.event(w.bot.share_event(f, user=UPLOADER), event_id=f"Ev-{f.id}")).status == 200
+        await w.fake.wait_for(dm.reached.is_set, what="the question on its way")
+        await w.bot.crash()
+        dm.open()
+        await w.start(FakeEngine(OUTPUT))
+        rec = await wait_status(w.fake, w.db, f.id, {"posted", "failed"}, timeout=60)
+        assert rec.state.value == "posted"
+        assert len(questions(w.fake, BOB)) == 1
+        assert [r.state.value for r in await w.rows()] == ["sent"]
