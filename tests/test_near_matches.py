@@ -11,9 +11,10 @@ from contextlib import asynccontextmanager
 
 from sqlmodel import select
 
+from bot.services.people import export_person
 from storage.database import Database
 from storage.models import NearMatch
-from testbed.fake_slack import BotUnderTest, FakeSlack, bot_settings
+from testbed.fake_slack import TEAM_ID, BotUnderTest, FakeSlack, bot_settings
 from tests.fake_engine import FakeEngine
 from tests.slack_e2e_support import enroll, wait_status
 
@@ -152,6 +153,10 @@ async def test_no_is_remembered_across_a_restart_and_identify_again(db: Database
         assert rec2.state.value == "posted" and rec2.notified_at is not None
         assert len(questions(w.fake, BOB)) == 1
         assert [r.state.value for r in await w.rows()] == ["no"]
+        exported = await export_person(w.db, TEAM_ID, BOB, result_days=30, audit_days=365)
+        assert [(q["recording_id"], q["speaker"], q["state"]) for q in exported["is_this_you_questions"]] == [
+            (rec.id, "SPEAKER_01", "no")]
+        assert (await export_person(w.db, TEAM_ID, ANN, result_days=30, audit_days=365))["is_this_you_questions"] == []
 
 
 async def test_an_unanswered_question_is_dropped_when_the_person_deletes_their_voiceprints(db: Database):
