@@ -231,3 +231,23 @@ async def test_a_crash_while_the_question_is_on_its_way_never_sends_it_twice(db:
         assert rec.state.value == "posted"
         assert len(questions(w.fake, BOB)) == 1
         assert [r.state.value for r in await w.rows()] == ["sent"]
+
+
+async def test_a_question_whose_recording_result_expired_is_gone(db: Database):
+    from datetime import timedelta
+
+    from storage.models import utcnow
+    from storage.retention import purge_expired
+
+    async with world(db) as w:
+        _, ts = await w.share()
+        await w.fake.wait_for(lambda: questions(w.fake, BOB), what="the question to Bob")
+        [row] = await w.rows()
+        summary = json.dumps(w.fake.messages[(CHANNEL, ts)].blocks)
+        await purge_expired(w.db, result_days=1, audit_days=365, now=utcnow() + timedelta(days=2))
+        assert await w.rows() == []
+        n = len(dm_texts(w.fake, BOB))
+        await w.answer(BOB, "near_match_yes", str(row.id), row.dm_ts)
+        [answer] = await w.fake.wait_for(lambda: dm_texts(w.fake, BOB)[n:], what="the answer")
+        assert "no longer open" in answer
+        assert json.dumps(w.fake.messages[(CHANNEL, ts)].blocks) == summary
