@@ -20,7 +20,7 @@ from __future__ import annotations
 import re
 
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069]+")
-_USER_ID = re.compile(r"[UW][A-Z0-9_]+")  # Slack user ids (tests add "_"): nothing Slack parses
+_USER_ID = re.compile(r"[UW][A-Z0-9]+")  # Slack user ids: nothing Slack parses
 _CHANNEL_ID = re.compile(r"[CGD][A-Z0-9_]+")  # Slack channel ids
 _MARKUP = str.maketrans({"*": "\u2217", "_": "\u02cd", "~": "\u223c", "`": "\u02cb"})
 WORD_JOINER = "\u2060"

@@ -347,19 +347,6 @@ async def find_recording(db: Database, team_id: str, file_id: str) -> Recording 
         return await _find(s, team_id, file_id)
 
 
-async def queue_position(db: Database, recording_id: int) -> int | None:
-    """How many queued recordings are ahead of this one (0 = next), or None when it is not queued."""
-    async with db.session() as s:
-        rec = await s.get(Recording, recording_id)
-        if rec is None or rec.status != RecordingStatus.queued:
-            return None
-        ahead = select(func.count()).select_from(Recording).where(
-            Recording.status == QUEUED,
-            or_(Recording.queued_at < rec.queued_at,
-                and_(Recording.queued_at == rec.queued_at, Recording.id < rec.id)))
-        return (await s.exec(ahead)).one()
-
-
 async def recording_stats(db: Database) -> list[tuple[str, str, int, datetime | None]]:
     """(team, status, recordings, the earliest `queued_at` among them) for each team and status present: one
     aggregate query, read at each metrics scrape."""

@@ -23,7 +23,7 @@ from tests.slack_e2e_support import dms, enroll, enrollment_clip, press, slack_w
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 
 CHANNEL = "C0001"
-NAMED, BYSTANDER, UPLOADER, OUTSIDER = "U_NAMED", "U_OTHER", "U_UPLOADER", "U_OUTSIDER"
+NAMED, BYSTANDER, UPLOADER, OUTSIDER = "UNAMED", "UOTHER", "UUPLOADER", "UOUTSIDER"
 MEMBERS = [NAMED, BYSTANDER, UPLOADER, "UBOT"]  # OUTSIDER is in the workspace, not in the channel
 _files = itertools.count(1)
 

@@ -37,7 +37,7 @@ from bot.services.voiceprints import named_by_person
 from bot.slack_api.files import download
 from bot.slack_api.lookups import channel_members, file_info
 from bot.slack_api.replies import keep_stored, show_reply
-from bot.speech.audio import stated_duration, too_long
+from bot.speech.audio import media_duration, too_long
 from bot.summary.blocks import SlackMessage
 from bot.summary.stats import Summary, summary_of
 from bot.summary.status import (
@@ -160,9 +160,11 @@ class RecordingJob(TranscriptStep):
             path = await download(info, client.token, Path(tmp), api_url=client.base_url,
                                   max_bytes=self.services.max_file_bytes)
             await self._beat(rec)
-            # The header's word, read in the CPU pool (a hostile file is parsed away from the event loop's
-            # process): refused here, before any engine sees (or bills) it; the decoder checks again as it goes.
-            deadline = self.deadline_for(self.within_limit(await self.services.run_cpu(stated_duration, path)))
+            # The file's own length (header and packet times, not decoded), read in the CPU pool (a hostile file
+            # is parsed away from the event loop's process): refused here, before any engine sees (or bills) it;
+            # the decoder checks again as it goes.
+            duration = await self.services.run_cpu(media_duration, path, self.limit_seconds)
+            deadline = self.deadline_for(self.within_limit(duration))
             url = await engine.upload(path, key=f"{rec.team_id}-{rec.file_id}")
             submitted = time.monotonic()
             try:
@@ -182,10 +184,13 @@ class RecordingJob(TranscriptStep):
 
     def within_limit(self, seconds: float | None) -> float | None:
         """Refuses a recording longer than MAX_RECORDING_HOURS (with a second's grace, as the decoder allows)."""
-        limit = self.services.settings.max_recording_hours * 3600
-        if seconds is not None and seconds > limit + 1:
-            raise too_long(seconds, limit)
+        if seconds is not None and seconds > self.limit_seconds:
+            raise too_long(seconds, self.services.settings.max_recording_hours * 3600)
         return seconds
+
+    @property
+    def limit_seconds(self) -> float:
+        return self.services.settings.max_recording_hours * 3600 + 1
 
     async def voiceprints(self, client: AsyncWebClient, rec) -> list[VoiceprintInput]:
         """The voiceprints of the channel members who enrolled with the active engine (none: a diarize-only job)."""
