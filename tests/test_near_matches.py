@@ -19,7 +19,7 @@ from tests.fake_engine import FakeEngine
 from tests.slack_e2e_support import enroll, wait_status
 
 CHANNEL = "C0001"
-ANN, BOB, CAT, UPLOADER = "U_ANN", "U_BOB", "U_CAT", "U_UP"
+ANN, BOB, CAT, UPLOADER = "UANN", "UBOB", "UCAT", "UUP"
 OUTPUT = {
     "diarization": [{"speaker": "SPEAKER_00", "start": 0, "end": 10}, {"speaker": "SPEAKER_01", "start": 10, "end": 16},
                     {"speaker": "SPEAKER_02", "start": 16, "end": 19}, {"speaker": "SPEAKER_01", "start": 30, "end": 32}],
