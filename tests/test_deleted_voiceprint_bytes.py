@@ -4,7 +4,7 @@ SQLite keeps a deleted row's bytes in two places: free space in the main file (u
 zeroes it) and the page images of the write-ahead log (`-wal`, until a checkpoint folds and truncates it).
 Anyone with a copy of the files (and, for sealed values, the key often kept beside them in VAR_DIR) could read
 them back. So every deletion path — `/enroll delete`, an uninstall's purge, the retention purge of a
-transcript — must leave neither the ciphertext nor the plain text in `db`, `-wal` or `-shm`, read while the
+transcript, a re-enrollment that replaces a voiceprint — must leave neither the ciphertext nor the plain text in `db`, `-wal` or `-shm`, read while the
 bot still has the database open (no `dispose()` to fold the log in for us)."""
 from __future__ import annotations
 
@@ -90,6 +90,9 @@ Deletion = Callable[[Database], Awaitable[object]]
 CASES: dict[str, tuple[Callable[[Database], Awaitable[list[tuple[str, str]]]], Deletion]] = {
     "enroll delete": (_voiceprints, lambda db: delete_voiceprints(db, GONE, "U1", actor_id="U1")),
     "uninstall": (_voiceprints, lambda db: purge_workspace(db, GONE)),
+    "re-enrollment replacing it": (_voiceprints, lambda db: upsert_voiceprint(
+        db, team_id=GONE, user_id="U1", engine="local", model_id="m", voiceprint="new" * 40, consent_at=utcnow(),
+        clip_duration=10.0)),
     "retention": (_results, lambda db: purge_expired(db, result_days=30, audit_days=365)),
 }
 

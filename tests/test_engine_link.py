@@ -47,6 +47,7 @@ def test_plain_http_to_another_machine_is_refused_naming_the_setting():
     assert "PUBLIC_BASE_URL" in refusal(public_base_url="http://bot.example.com")
     assert "PYANNOTEAI_API_URL" in refusal(pyannoteai_api_url="http://api.pyannote.ai")
     assert "SLACK_API_URL" in refusal(slack_api_url="http://slack.example.gov/api/")  # the bot token goes there
+    assert "ENGINE_URL" in refusal(engine_url="http://engine.localhost:8100")  # a name DNS may answer for
     assert "ENGINE_URL must be an https:// URL" in refusal(engine_url="engine-host:8100")
     for local in ("http://127.0.0.1:8100", "http://localhost:8100", "http://[::1]:8100", "https://engine-host"):
         assert settings(engine_url=local, public_base_url=local).engine_url == local

@@ -25,7 +25,7 @@ from storage.recordings import (
 )
 from testbed.fake_slack import TEAM_ID, FakeFile
 from tests.fake_engine import FakeEngine
-from tests.slack_e2e_support import press, slack_world
+from tests.slack_e2e_support import press_identify_again, slack_world
 
 RESULT = {"diarization": [{"speaker": "SPEAKER_00", "start": 0.0, "end": 2.0}],
           "voiceprints": [{"speaker": "SPEAKER_00", "match": None, "confidence": {}}]}
@@ -142,7 +142,7 @@ async def identify_again(world, user: str, rec_id: int) -> str:
     fake, db, bot = world
     rec = await get_recording(db, rec_id)
     fake.files[rec.file_id] = FakeFile(rec.file_id, rec.file_name, "audio/wav", b"RIFF")  # still in Slack
-    return (await press(bot, fake, user, "identify_again", str(rec_id), "1700000001.000100"))["text"]
+    return (await press_identify_again(bot, fake, user, str(rec_id), "1700000001.000100"))["text"]
 
 
 async def test_the_presser_is_told_how_long_to_wait(world):

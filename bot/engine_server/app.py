@@ -164,7 +164,8 @@ class EngineServer:
         now = time.time()
         self.upload_slots = {t: s for t, s in self.upload_slots.items() if s[1] > now}
         self.upload_slots[token] = (url, now + self.limits.upload_url_ttl_s)
-        base = self.public_url or f"{request.scheme}://{request.host}"  # PUBLIC_BASE_URL, never a Host, when set
+        host, port = request.transport.get_extra_info("sockname")[:2]  # where it came to, never its Host header
+        base = self.public_url or f"{request.scheme}://{f'[{host}]' if ':' in host else host}:{port}"
         return web.json_response({"url": f"{base}/v1/media/upload/{token}"}, status=201)
 
     async def media_upload(self, request: web.Request) -> web.Response:

@@ -24,7 +24,7 @@ def summary_message(rec, *, transcript_on: bool, progress: float | None = None,
     if rec.transcript_url or rec.transcript_error or transcript_pending(rec, transcript_on):
         line = transcript_line(rec.file_name, url=rec.transcript_url, error=rec.transcript_error, progress=progress)
     return render_summary(summary_of(rec), file_name=rec.file_name, recording_id=rec.id, transcript=line, note=note,
-                          provenance=(rec.result or {}).get("provenance"))
+                          provenance=(rec.result or {}).get("provenance"), hint=(rec.result or {}).get("speakerHint"))
 
 
 async def refresh_summary(client: AsyncWebClient, rec, *, transcript_on: bool = True) -> None:
