@@ -241,8 +241,9 @@ class RecordingJob:
 
     async def post(self, client: AsyncWebClient, rec) -> None:
         """The summary replaces the progress reply (idempotent) and never waits for recognition; then the
-        chart and the transcript go into the thread at most once each: each upload's start is recorded under
-        the lease first, so a worker taking over never uploads another."""
+        chart and the transcript go into the thread, and the "Is this you?" questions to their people, at most
+        once each: each upload's or DM's start is recorded under the lease first, so a worker taking over never
+        sends another."""
         from storage.recordings import mark_posted
 
         msg = summary_message(rec, transcript_on=self.transcript_on)
