@@ -16,7 +16,7 @@ from storage.database import Database
 from storage.models import NearMatch
 from testbed.fake_slack import TEAM_ID, BotUnderTest, FakeSlack, bot_settings
 from tests.fake_engine import FakeEngine
-from tests.slack_e2e_support import enroll, wait_status
+from tests.slack_e2e_support import enroll, press_identify_again, wait_status
 
 CHANNEL = "C0001"
 ANN, BOB, CAT, UPLOADER = "UANN", "UBOB", "UCAT", "UUP"
@@ -147,7 +147,8 @@ async def test_no_is_remembered_across_a_restart_and_identify_again(db: Database
         await w.bot.stop()  # a restart: a new process over the same database
         engine = FakeEngine(OUTPUT)
         await w.start(engine)
-        assert (await w.bot.press(UPLOADER, "identify_again", str(rec.id), channel=CHANNEL, message_ts=ts)).status == 200
+        reply = await press_identify_again(w.bot, w.fake, UPLOADER, str(rec.id), ts)
+        assert "summary will be updated" in reply["text"], reply
         await w.fake.wait_for(lambda: engine.identify_requests, what="the re-run")
         rec2 = await wait_status(w.fake, w.db, rec.file_id, {"posted", "failed"}, timeout=60)
         assert rec2.state.value == "posted" and rec2.notified_at is not None
