@@ -596,6 +596,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="only the v2 pipeline's memory on 2 h and 4 h with stand-in models")
     parser.add_argument("--two-voiceprints", action="store_true",
                         help="only the several-voiceprints case: clean and phone-copy voiceprints (bench.voiceprints)")
+    parser.add_argument("--near-matches", action="store_true",
+                        help='only "Is this you?": the band under the threshold, floor chosen on tuning (bench.near_matches)')
     parser.add_argument("--memory-child", help=argparse.SUPPRESS)
     parser.add_argument("--speed-child", nargs=3, metavar=("SYSTEM", "WAV", "CLIP"), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -611,6 +613,10 @@ def main(argv: list[str] | None = None) -> int:
     if args.memory:
         print(memory_proxy([2.0, 4.0]))
         return 0
+    if args.near_matches:
+        from bench import near_matches
+
+        return near_matches.main(args.meetings or (4 if args.quick else 12))
     if args.two_voiceprints:
         from bench import voiceprints
 

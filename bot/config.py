@@ -65,6 +65,9 @@ class Settings(BaseSettings):
     engine_tls_key: Path | None = None
     engine_ca_file: Path | None = None  # bot: a PEM CA (or self-signed certificate) to trust for ENGINE_URL
     match_threshold: float | None = Field(default=None, ge=0, le=100)
+    # "Is this you?": a speaker left unknown whose best confidence is at least this (and under the threshold) is
+    # asked about privately, to the person it probably is; 0 turns it off (floor chosen by bench.near_matches).
+    near_match_floor: float = Field(default=10.0, ge=0, le=100)
     max_recording_hours: float = Field(default=4.0, gt=0)
     max_file_mb: int = Field(default=1024, gt=0)
 

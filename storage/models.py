@@ -301,6 +301,36 @@ class ReidentifyPress(SQLModel, table=True):
     pressed_at: datetime = _when()
 
 
+class NearMatchState(str, Enum):
+    pending = "pending"  # stored, DM not sent yet
+    sent = "sent"  # marked before the DM is sent (at most once), then the DM's ts stored
+    skipped = "skipped"  # not asked: no longer a member of the channel, or the DM failed
+    yes = "yes"  # "Yes, that's me": claimed the speaker
+    no = "no"  # "No": remembered, never asked about this recording again
+
+
+class NearMatch(SQLModel, table=True):
+    """"Is this you?": a speaker of a recording left unknown whose best match (this person) fell just under the
+    threshold. Only the person is asked, by DM (`bot.services.asking`); one question per person and recording,
+    ever (a "No" stays; an unanswered question goes when the recording is identified again). Holds no
+    confidence, nothing biometric: ids, the speaker's label, the question's state and its DM."""
+
+    __tablename__ = "nearmatch"
+    __table_args__ = (sa.UniqueConstraint("recording_id", "user_id", name="uq_nearmatch_recording_user"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    recording_id: int = Field(index=True)
+    team_id: str = Field(max_length=32)
+    user_id: str = Field(max_length=32, index=True)
+    speaker: str = Field(max_length=64)
+    state: NearMatchState = Field(default=NearMatchState.pending, sa_column=_enum_column(NearMatchState, "nearmatchstate"))
+    dm_channel: str | None = Field(default=None, max_length=32)
+    dm_ts: str | None = Field(default=None, max_length=32)
+    created_at: datetime = _when(default=True)
+    sent_at: datetime | None = _when(nullable=True)
+    answered_at: datetime | None = _when(nullable=True)
+
+
 class EnrollmentStatus(str, Enum):
     queued = "queued"
     running = "running"

@@ -16,7 +16,7 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import and_, case, func, or_, update
+from sqlalchemy import and_, case, delete, func, or_, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import aliased
@@ -26,7 +26,7 @@ from storage import audit
 from storage.database import Database
 from storage.leases import claim, due, execute, lease_until, retry_delay, update_if, update_owned
 from storage.leases import retry_locked as _retry_locked
-from storage.models import AuditAction, Recording, RecordingStatus, ReidentifyPress, utcnow
+from storage.models import AuditAction, NearMatch, Recording, RecordingStatus, ReidentifyPress, utcnow
 
 QUEUED, RUNNING, SUCCEEDED = RecordingStatus.queued.value, RecordingStatus.running.value, RecordingStatus.succeeded.value
 POSTED, FAILED = RecordingStatus.posted.value, RecordingStatus.failed.value
@@ -157,6 +157,9 @@ async def complete(db: Database, recording_id: int, owner: str, result: dict, du
             if rec.posted_ts is not None:
                 rec.relabels = None
                 rec.relabel_seq += 1
+                # Unanswered "Is this you?" questions were about the old result's speakers; answers stay.
+                await s.exec(delete(NearMatch).where(NearMatch.recording_id == rec.id,
+                                                     NearMatch.state.not_in(("yes", "no"))))
             stored = await withheld(s, rec.team_id, result, rec.queued_at)
             rec.status, rec.result, rec.duration, rec.progress = RecordingStatus.succeeded, stored, duration, 1.0
             rec.error_code = rec.error_message = None

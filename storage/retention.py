@@ -30,6 +30,7 @@ from storage.models import (
     AuditEvent,
     DeletionGeneration,
     EnrollmentJob,
+    NearMatch,
     Recording,
     ReidentifyPress,
     Voiceprint,
@@ -51,6 +52,9 @@ async def purge_expired(db: Database, *, result_days: int, audit_days: int,
             .where(Recording.finished_at < result_cutoff,
                    or_(Recording.result.is_not(None), Recording.relabels.is_not(None)))
             .values(result=None, relabels=None, updated_at=now)
+            .execution_options(synchronize_session=False))
+        await s.exec(delete(NearMatch).where(NearMatch.recording_id.in_(  # their questions go with the results
+            select(Recording.id).where(Recording.finished_at < result_cutoff)))
             .execution_options(synchronize_session=False))
         removed = await s.exec(delete(AuditEvent).where(AuditEvent.created_at < audit_cutoff)
                                .execution_options(synchronize_session=False))
@@ -159,7 +163,8 @@ async def recordings_with_content(db: Database, team_id: str, batch: int = _BATC
 async def stored_about(db: Database, team_id: str, user_id: str) -> dict[str, Any]:
     """Every row about the person apart from meeting results: voiceprints (without the voiceprint), enrollments
     not answered yet, recordings they shared, how often they deleted, their last "Identify again", whether they
-    installed the app, and the audit rows naming them (as actor, target, or the person a claim was about)."""
+    installed the app, the "Is this you?" questions about them, and the audit rows naming them (as actor,
+    target, or the person a claim was about)."""
     voiceprints, jobs = await enrollment_of(db, team_id, user_id)
     async with db.session() as s:
         shared = (await s.exec(select(Recording).where(Recording.team_id == team_id, Recording.uploader_id == user_id)
@@ -168,6 +173,8 @@ async def stored_about(db: Database, team_id: str, user_id: str) -> dict[str, An
                                                                     DeletionGeneration.user_id == user_id))).first()
         press = (await s.exec(select(ReidentifyPress.pressed_at).where(ReidentifyPress.team_id == team_id,
                                                                        ReidentifyPress.user_id == user_id))).first()
+        questions = (await s.exec(select(NearMatch).where(NearMatch.team_id == team_id, NearMatch.user_id == user_id)
+                                  .order_by(NearMatch.id))).all()
         installs = (await s.exec(select(Workspace.installed_at).where(Workspace.team_id == team_id,
                                                                       Workspace.installer_user_id == user_id))).all()
         events = (await s.exec(select(AuditEvent).where(
@@ -177,7 +184,7 @@ async def stored_about(db: Database, team_id: str, user_id: str) -> dict[str, An
             .order_by(AuditEvent.created_at, AuditEvent.id))).all()
     return {"voiceprints": voiceprints, "enrollment_jobs": jobs, "shared": list(shared),
             "deletions": generation.generation if generation else 0, "identify_again_pressed_at": press,
-            "installed_at": list(installs), "audit": [e for e in events if about(e, user_id)]}
+            "installed_at": list(installs), "questions": list(questions), "audit": [e for e in events if about(e, user_id)]}
 
 
 async def enrollment_of(db: Database, team_id: str, user_id: str) -> tuple[list[Voiceprint], list[EnrollmentJob]]:
@@ -219,12 +226,15 @@ async def redact_recording(db: Database, recording_id: int, user_id: str) -> Rec
 
 
 async def forget_presses(db: Database, team_id: str, user_id: str) -> int:
-    """Their "Identify again" cooldown row (when they last pressed it)."""
+    """Their "Identify again" cooldown row (when they last pressed it), and every "Is this you?" question
+    about them (pending ones are dropped; an answer to one already sent is told it is gone)."""
     stmt = delete(ReidentifyPress).where(ReidentifyPress.team_id == team_id, ReidentifyPress.user_id == user_id)
+    questions = delete(NearMatch).where(NearMatch.team_id == team_id, NearMatch.user_id == user_id)
 
     async def attempt() -> int:
         async with db.session(immediate=True) as s:
             n = (await s.exec(stmt)).rowcount
+            await s.exec(questions)
             await s.commit()
             return n
 

@@ -14,7 +14,7 @@ from storage.database import Database
 from storage.leases import NO_SYNC as _NO_SYNC
 from storage.leases import claim, execute
 from storage.leases import retry_locked as _retry_locked
-from storage.models import AuditAction, Recording, RecordingStatus, utcnow
+from storage.models import AuditAction, NearMatch, NearMatchState, Recording, RecordingStatus, utcnow
 from storage.recordings import RecordingNotFound, update_recording, update_where
 
 SUCCEEDED = RecordingStatus.succeeded.value
@@ -186,3 +186,75 @@ async def drop_unchecked(db: Database, recording_id: int) -> bool:
     """Slack said the stored Slack Connect file is not a recording (or is gone): the row goes, unshown."""
     stmt = delete(Recording).where(Recording.id == recording_id, Recording.file_checked.is_(False))
     return await execute(db, [stmt]) > 0
+
+
+# -- "Is this you?": questions to the person a speaker left unknown probably is -------------------------------
+
+async def store_questions(db: Database, recording_id: int, owner: str, found: list[tuple[str, str]]
+                          ) -> list[NearMatch] | None:
+    """Under the recording's lease (None: lost): stores each (speaker, person) of `found` whose person was never
+    asked about this recording (one question per person and recording, ever), and returns the questions not
+    sent yet. The result is read again by a takeover, so the same questions come back, never new copies."""
+
+    async def attempt() -> list[NearMatch] | None:
+        async with db.session(immediate=True) as s:
+            rec = (await s.exec(select(Recording).where(Recording.id == recording_id).with_for_update())).first()
+            if rec is None or rec.lease_owner != owner:
+                return None
+            asked = set((await s.exec(select(NearMatch.user_id).where(NearMatch.recording_id == recording_id))).all())
+            for speaker, user in found:
+                if user not in asked:
+                    s.add(NearMatch(recording_id=recording_id, team_id=rec.team_id, user_id=user, speaker=speaker))
+                    asked.add(user)
+            await s.commit()
+            return list((await s.exec(select(NearMatch).where(
+                NearMatch.recording_id == recording_id, NearMatch.state == NearMatchState.pending.value)
+                .order_by(NearMatch.id))).all())
+
+    return await _retry_locked(db, attempt)
+
+
+async def start_question(db: Database, question_id: int, owner: str) -> bool:
+    """Marks the question sent before its DM, under the recording's lease and only once: False means do not
+    send (at most once, as the chart and transcript uploads)."""
+
+    async def attempt() -> bool:
+        async with db.session(immediate=True) as s:
+            q = (await s.exec(select(NearMatch).where(NearMatch.id == question_id).with_for_update())).first()
+            if q is None or q.state != NearMatchState.pending:
+                return False
+            rec = (await s.exec(select(Recording).where(Recording.id == q.recording_id))).first()
+            if rec is None or rec.lease_owner != owner:
+                return False
+            q.state, q.sent_at = NearMatchState.sent, utcnow()
+            await s.commit()
+            return True
+
+    return await _retry_locked(db, attempt)
+
+
+async def settle_question(db: Database, question_id: int, state: NearMatchState, *, expect: NearMatchState,
+                          user_id: str | None = None, **fields) -> NearMatch | None:
+    """Moves a question from `expect` to `state` (for `user_id` only, when given), with `fields` (its DM's
+    channel and ts); None when it is not in `expect` (answered already, or gone)."""
+
+    async def attempt() -> NearMatch | None:
+        async with db.session(immediate=True) as s:
+            q = (await s.exec(select(NearMatch).where(NearMatch.id == question_id).with_for_update())).first()
+            if q is None or q.state != expect or (user_id is not None and q.user_id != user_id):
+                return None
+            q.state = state
+            if state in (NearMatchState.yes, NearMatchState.no):
+                q.answered_at = utcnow()
+            for key, value in fields.items():
+                setattr(q, key, value)
+            await s.commit()
+            await s.refresh(q)
+            return q
+
+    return await _retry_locked(db, attempt)
+
+
+async def get_question(db: Database, question_id: int) -> NearMatch | None:
+    async with db.session() as s:
+        return (await s.exec(select(NearMatch).where(NearMatch.id == question_id))).first()

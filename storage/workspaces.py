@@ -18,6 +18,7 @@ from storage import audit
 from storage.database import Database
 from storage.models import (
     AuditAction,
+    NearMatch,
     OAuthState,
     Recording,
     RecordingStatus,
@@ -118,6 +119,7 @@ async def purge_workspace(db: Database, team_id: str | None, enterprise_id: str 
             Recording.team_id.in_(teams), Recording.result.is_not(None) | Recording.relabels.is_not(None)).values(
             result=None, relabels=None, updated_at=now))
         counts["presses"] = await _rowcount(s, delete(ReidentifyPress).where(ReidentifyPress.team_id.in_(teams)))
+        await s.exec(delete(NearMatch).where(NearMatch.team_id.in_(teams)))
         await audit.record(s, team_id=team_id, actor_id=None, action=AuditAction.uninstall,
                            target_type="workspace", target_id=team_id or enterprise_id,
                            detail={"enterprise_id": enterprise_id, **counts})

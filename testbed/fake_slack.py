@@ -347,6 +347,10 @@ class FakeSlack:
         m.text, m.blocks = p.get("text", m.text), p.get("blocks") or []
         return {"ok": True, "channel": m.channel, "ts": m.ts, "text": m.text}
 
+    def _m_chat_getPermalink(self, p: dict) -> dict:
+        return {"ok": True, "channel": p["channel"],
+                "permalink": f"https://fake.slack.com/archives/{p['channel']}/p{str(p['message_ts']).replace('.', '')}"}
+
     def _m_chat_delete(self, p: dict) -> dict:
         if self.messages.pop((p["channel"], p["ts"]), None) is None:
             return {"ok": False, "error": "message_not_found"}

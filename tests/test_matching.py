@@ -63,3 +63,28 @@ def test_more_speakers_than_voiceprints():
 def test_empty_inputs():
     assert assign(np.zeros((0, 3)), 0).matches == []
     assert assign(np.zeros((2, 0)), 0).matches == [None, None]
+
+
+def test_near_matches_take_the_band_under_the_threshold_once_per_person():
+    from bot.speech.matching import near_matches
+
+    nan = np.nan
+    best = np.array([[90.0, 20.0, 10.0],   # named person 0
+                     [30.0, 68.0, 12.0],   # in the band for person 1
+                     [20.0, 62.0, 11.0],   # also person 1, lower: person 1 is asked about one speaker only
+                     [85.0, 15.0, 55.0],   # reached the threshold (for person 0, named elsewhere): no question
+                     [nan, 10.0, 40.0]])   # nobody close
+    chosen = [0, None, None, None, None]
+    assert near_matches(best, chosen, 50, 75) == [None, 1, None, None, None]
+    assert near_matches(best, chosen, 0, 75) == [None] * 5  # off
+    assert near_matches(best, chosen, 75, 75) == [None] * 5  # a floor not under the threshold is off
+    assert near_matches(best, chosen, 70, 75) == [None] * 5  # 68 is under the floor
+
+
+def test_a_near_match_fitting_two_people_in_the_band_is_not_asked_unless_told():
+    from bot.speech.matching import near_matches
+
+    best = np.array([[66.0, 58.0], [10.0, 12.0]])
+    assert near_matches(best, [None, None], 50, 75) == [None, None]
+    assert near_matches(best, [None, None], 50, 75, unambiguous_only=False) == [0, None]
+    assert near_matches(best, [None, None], 60, 75) == [0, None]  # the second person is under the floor

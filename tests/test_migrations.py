@@ -20,7 +20,7 @@ from storage.models import metadata
 
 _fresh = itertools.count()
 TABLES = {"workspace", "oauthstate", "voiceprint", "recording", "auditevent", "deletiongeneration", "enrollmentjob",
-          "reidentifypress", "alembic_version"}
+          "reidentifypress", "nearmatch", "alembic_version"}
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])

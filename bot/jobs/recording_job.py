@@ -30,6 +30,7 @@ from bot.jobs.transcript_step import PROGRESS_EVERY_SECONDS, TranscriptStep
 from bot.logs import log_context
 from bot.metrics import JOB_FAILURES, JOB_RETRIES, UPLOAD_TO_SUMMARY, engine_job, since
 from bot.schema import DiarizeRequest, IdentifyRequest, Job, JobStatus, Matching, VoiceprintInput
+from bot.services.asking import ask
 from bot.services.context import NotInstalled, Services
 from bot.services.recordings import checked_file, enrolled_among, speaker_counts, with_hint
 from bot.services.summaries import summary_message, transcript_pending
@@ -244,8 +245,9 @@ class RecordingJob:
 
     async def post(self, client: AsyncWebClient, rec: Recording) -> None:
         """The summary replaces the progress reply (idempotent) and never waits for recognition; then the
-        chart and the transcript go into the thread at most once each: each upload's start is recorded under
-        the lease first, so a worker taking over never uploads another."""
+        chart and the transcript go into the thread, and the "Is this you?" questions to their people, at most
+        once each: each upload's or DM's start is recorded under the lease first, so a worker taking over never
+        sends another."""
         from storage.recordings import mark_posted
 
         msg = summary_message(rec, transcript_on=self.transcript_on)
@@ -254,6 +256,8 @@ class RecordingJob:
             since(UPLOAD_TO_SUMMARY, rec.created_at)
         await self.charts.show(client, rec, alt=msg.text)
         log.info("recording %s: summary posted", rec.id)
+        if not await ask(self.services, client, await self.rows.get(rec.id), self.owner):  # "Is this you?", privately
+            raise LeaseLost()
         if transcript_pending(rec, self.transcript_on):
             rec = await self.transcripts.transcript(client, await self.rows.get(rec.id), posted_ts)
             await self._show(client, rec, summary_message(rec, transcript_on=self.transcript_on))

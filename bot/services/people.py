@@ -246,6 +246,9 @@ async def export_person(db, team_id: str, user_id: str, *, result_days: int, aud
             "shared_at": _when(rec.created_at), "state": str(getattr(rec.status, "value", rec.status))}
             for rec in rows["shared"]],
         "identify_again_last_pressed_at": _when(rows["identify_again_pressed_at"]),
+        "is_this_you_questions": [{
+            "recording_id": q.recording_id, "speaker": q.speaker, "state": str(getattr(q.state, "value", q.state)),
+            "asked_at": _when(q.sent_at), "answered_at": _when(q.answered_at)} for q in rows["questions"]],
         "installed_voice_id_at": [_when(at) for at in rows["installed_at"]],
         "audit_log": [{
             "at": _when(e.created_at), "action": str(getattr(e.action, "value", e.action)), "by": e.actor_id,

@@ -22,7 +22,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 from bot.config import Settings
 from bot.failures import new_ref
 from bot.services.context import SERVICES, Services
-from bot.slack import enroll, feedback, home, lifecycle, recordings, reidentify
+from bot.slack import asking, enroll, feedback, home, lifecycle, recordings, reidentify
 from bot.slack_api.client import make_client
 
 log = logging.getLogger(__name__)
@@ -53,7 +53,7 @@ def build_bolt(services: Services) -> AsyncApp:
         kwargs["oauth_settings"] = oauth_settings(services)
         kwargs["installation_store_bot_only"] = True
     app = AsyncApp(**kwargs)
-    for module in (enroll, recordings, feedback, reidentify, lifecycle, home):
+    for module in (enroll, recordings, feedback, reidentify, lifecycle, home, asking):
         module.register(app, services)
     app.error(on_error)
     return app

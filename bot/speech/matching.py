@@ -110,3 +110,30 @@ def unambiguous(best: np.ndarray, chosen: list[int | None], threshold: float) ->
         if any(best[speaker, q] >= threshold for q in rivals if not np.isnan(best[speaker, q])):
             out[speaker] = None
     return out
+
+
+def near_matches(best: np.ndarray, chosen: list[int | None], floor: float, threshold: float, *,
+                 unambiguous_only: bool = True) -> list[int | None]:
+    """For each speaker left unnamed, the person it probably is ("Is this you?"), or None: the speaker's best
+    confidence over everyone is in [floor, threshold), and exclusively by person among the people nobody was
+    named as (a person is asked about one speaker at most). A speaker that reached the threshold for someone
+    and still went unnamed was refused as a guess or lost to another speaker: it is never a near match.
+    `unambiguous_only` also leaves out a speaker that fits another of those people at or above `floor` too
+    (a guess between two people, as in `unambiguous`). A floor of 0, or one not under the threshold, is off."""
+    out: list[int | None] = [None] * len(chosen)
+    if floor <= 0 or floor >= threshold or best.ndim != 2 or best.shape[1] == 0:
+        return out
+    named = {p for p in chosen if p is not None}
+    top = np.where(np.isnan(best), -1.0, best).max(axis=1)
+    rows = [i for i, p in enumerate(chosen) if p is None and floor <= top[i] < threshold]
+    cols = [q for q in range(best.shape[1]) if q not in named]
+    if not rows or not cols:
+        return out
+    band = best[np.ix_(rows, cols)]
+    picked = assign(band, floor, exclusive=True).matches
+    if unambiguous_only:
+        picked = unambiguous(band, picked, floor)
+    for row, col in zip(rows, picked):
+        if col is not None:
+            out[row] = cols[col]
+    return out

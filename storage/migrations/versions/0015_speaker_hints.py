@@ -4,7 +4,7 @@ number) and where they came from; the job passes them to the engine (`numSpeaker
 `maxSpeakers`). Rows stored before have none, so nothing changes for them.
 
 Revision ID: 0015_speaker_hints
-Revises: 0013_voiceprint_names (the lead rechains it after 0014_near_matches at merge)
+Revises: 0014_near_matches
 Create Date: 2026-12-06
 """
 from __future__ import annotations
@@ -13,7 +13,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision: str = "0015_speaker_hints"
-down_revision: str | None = "0013_voiceprint_names"
+down_revision: str | None = "0014_near_matches"
 branch_labels: str | None = None
 depends_on: str | None = None
 
