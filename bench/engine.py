@@ -7,7 +7,7 @@ tuning part only and then applied unchanged to both parts; quote the report part
 Systems, same data, same run:
 - raw senko 0.2.2 (baseline): its `diarize_samples`, voiceprints being senko's centroid of the enrollment clip,
   with the same calibrated-threshold procedure as ours (fitted on the tuning part).
-- voiceid v1: Silero VAD → 1.5 s windows → spectral clustering (`DIARIZATION=v1`).
+- voiceid v1: Silero VAD → 1.5 s windows → spectral clustering (`bench.v1`; no longer in the product).
 - voiceid v2: segmentation-3.0 windows → local-speaker embeddings → constrained clustering (`bot.speech`).
 - voiceid v3: v2's streaming pass, then speech and overlap from the probabilities, counting that holds, and the
   enrolled voices as anchors (`bot.speech.v3`); also without anchors, and with the true speaker count as a hint.
@@ -83,16 +83,16 @@ class Row:
 
 
 class VoiceId:
-    """Our engine; `diarization` picks v3 (bot.speech.v3), v2 (bot.speech) or v1 (bot.speech.windows).
+    """Our engine; `diarization` picks v3 (bot.speech.v3) or v2 (bot.speech.diarization).
     `anchors`: v3 is given the meeting's voiceprints; `hint`: it is told the true number of speakers."""
 
     hint = False
     anchors = True
 
-    def __init__(self, diarization: str = "v2"):
+    def __init__(self, diarization: str = "v2", preload: bool = True):
         from bot.speech.windows import SpeakerModels
 
-        self.models = SpeakerModels(threads=threads(), diarization=diarization)
+        self.models = SpeakerModels(threads=threads(), diarization=diarization, preload=preload)
 
     def voiceprint(self, clip: np.ndarray) -> np.ndarray:
         from bot.speech import tasks, voiceprint
@@ -116,8 +116,19 @@ class VoiceId:
 
 
 class VoiceIdV1(VoiceId):
+    """v1 (`bench.v1`) on the product's Silero and CAM++: speakers matched by their clustering centroids."""
+
     def __init__(self):
-        super().__init__("v1")
+        super().__init__(preload=False)  # no diarization pipeline: v1 uses only Silero and CAM++
+
+    def diarize(self, samples: np.ndarray, vectors: np.ndarray, num: int | None = None):
+        from bench import v1
+
+        diar = v1.diarize(self.models, samples)
+        if not diar.segments:
+            return [], [], np.zeros((0, len(vectors)))
+        centroids = np.stack([diar.centroids[s] for s in diar.speakers])
+        return diar.segments, diar.speakers, centroids @ np.asarray(vectors, np.float32).T
 
 
 class VoiceIdV3(VoiceId):
@@ -130,7 +141,7 @@ class VoiceIdV3(VoiceId):
     def __init__(self):
         if VoiceIdV3._shared is None:
             super().__init__("v3")
-            VoiceIdV3._shared = (self.models, memo_local(self.models.v2), {})
+            VoiceIdV3._shared = (self.models, memo_local(self.models.pipeline), {})
         self.models = VoiceIdV3._shared[0]
 
     def voiceprint(self, clip: np.ndarray) -> np.ndarray:
@@ -153,10 +164,10 @@ class VoiceIdV2(VoiceIdV3):
 
         super().__init__()
         pipeline = SpeakerDiarization.__new__(SpeakerDiarization)
-        pipeline.__dict__.update(self.models.v2.__dict__)  # the memoised `local` included
+        pipeline.__dict__.update(self.models.pipeline.__dict__)  # the memoised `local` included
         pipeline.params = DiarizationParams()
         self.models = copy.copy(self.models)
-        self.models.v2, self.models.diarization = pipeline, "v2"
+        self.models._pipeline, self.models.diarization = pipeline, "v2"
 
 
 def memo_local(pipeline):
@@ -384,7 +395,7 @@ def speed_child(system_name: str, wav: str, clip: str) -> dict:
             system.voiceprint(decode(Path(clip)).samples)
     vp = (time.perf_counter() - t) / 3
     t = time.perf_counter()
-    if isinstance(system, VoiceId):  # the engine's own path: v2 decodes block by block
+    if isinstance(system, VoiceId) and not isinstance(system, VoiceIdV1):  # the engine's own path: blocks
         from bot.speech import tasks
         from bot.speech.audio import MediaStream
 
