@@ -262,9 +262,10 @@ class RawSenko:
 
 
 SYSTEMS = {"senko": ("raw senko 0.2.2 (baseline)", RawSenko), "v1": ("voiceid v1 (VAD windows)", VoiceIdV1),
-           "v2": ("voiceid v2 (segmentation)", VoiceIdV2), "v3": ("voiceid v3", VoiceIdV3),
-           "v3-noanchors": ("v3 without anchors", VoiceIdV3NoAnchors),
-           "v3-hint": ("v3 told the true count", VoiceIdV3Hint)}
+           "v2": ("voiceid v2 (segmentation)", VoiceIdV2),
+           "v3-noanchors": ("voiceid v3 (no voiceprints)", VoiceIdV3NoAnchors),
+           "v3": ("v3 + anchors (enrolled voiceprints)", VoiceIdV3),
+           "v3-hint": ("v3 + hint (numSpeakers)", VoiceIdV3Hint)}
 
 
 VARIANTS = ("v3-noanchors", "v3-hint")  # v3's speed and memory
@@ -544,6 +545,34 @@ def measure_speed(rows: list[Row], minutes: float, long_hours: list[float]) -> N
                     row.long[f"{hours:g} h"] = (speed["rtf"], speed["rss_mb"])
 
 
+def cold_voiceprints(runs: int = 10, seconds: float = 10.0) -> dict:
+    """`python -m bot voiceprint CLIP` as a new user runs it, from a cold process: the median and spread of
+    `runs` runs on a `seconds` clip, after one run that exports the models into a fresh VAR_DIR (as the first
+    start of an installation does)."""
+    with tempfile.TemporaryDirectory() as tmp:
+        clip = M.write_wav(Path(tmp) / "clip.wav", thirty_second_clip()[: int(seconds * M.SR)])
+        env = {**os.environ, "VAR_DIR": str(Path(tmp) / "var")}
+        root = Path(__file__).resolve().parents[1]
+
+        def once() -> float:
+            t = time.perf_counter()
+            out = subprocess.run([sys.executable, "-m", "bot", "voiceprint", str(clip)], capture_output=True,
+                                 text=True, cwd=root, env=env, check=False)
+            if out.returncode != 0:
+                raise RuntimeError((out.stderr.strip().splitlines() or ["failed"])[-1])
+            return time.perf_counter() - t
+
+        first = once()
+        times = sorted(once() for _ in range(runs))
+    return {"first": first, "median": float(np.median(times)), "min": times[0], "max": times[-1], "runs": runs,
+            "seconds": seconds, "load": os.getloadavg()}
+
+
+def uptime() -> str:
+    one, five, fifteen = os.getloadavg()
+    return f"load average {one:.2f}, {five:.2f}, {fifteen:.2f} on {os.cpu_count()} cores"
+
+
 # ---- table ---------------------------------------------------------------------------------------------
 
 
@@ -595,7 +624,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.engine", description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="4 meetings per part, 10-minute speed test, no 2 h run")
     parser.add_argument("--meetings", type=int, default=None, help="simulated meetings per part (default 20)")
-    parser.add_argument("--systems", default="senko,v1,v2,v3,v3-noanchors,v3-hint",
+    parser.add_argument("--systems", default="senko,v1,v2,v3-noanchors,v3,v3-hint",
                         help=f"comma-separated: {', '.join(SYSTEMS)}")
     parser.add_argument("--tuning-only", action="store_true", help="do not run the report part (while tuning)")
     parser.add_argument("--no-speed", action="store_true", help="skip the speed and memory runs")
@@ -607,6 +636,7 @@ def main(argv: list[str] | None = None) -> int:
                         help="only the v2 pipeline's memory on 2 h and 4 h with stand-in models")
     parser.add_argument("--two-voiceprints", action="store_true",
                         help="only the several-voiceprints case: clean and phone-copy voiceprints (bench.voiceprints)")
+    parser.add_argument("--no-cold", action="store_true", help="skip the cold `python -m bot voiceprint` runs")
     parser.add_argument("--memory-child", help=argparse.SUPPRESS)
     parser.add_argument("--speed-child", nargs=3, metavar=("SYSTEM", "WAV", "CLIP"), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -653,9 +683,23 @@ def main(argv: list[str] | None = None) -> int:
                   f"({100 * share:.0f} % overlapped speech); AMI {', '.join(p.ami_files)}")
             print(table(rows, p, n))
     if not args.no_speed:
+        print(f"speed and memory: start, {uptime()}", file=sys.stderr)
+        before = uptime()
         measure_speed(rows, minutes, long_hours)
+        after = uptime()
     print()
     print(speed_table(rows, minutes))
+    if not args.no_speed:
+        print(f"speed and memory runs: {before} before, {after} after (`uptime`; the machine is shared)")
+        if not args.no_cold:
+            try:
+                cold = cold_voiceprints()
+                print(f"cold `python -m bot voiceprint CLIP` ({cold['seconds']:g} s clip, {cold['runs']} runs after "
+                      f"one that exports the models into a fresh VAR_DIR): median {cold['median']:.2f} s "
+                      f"(min {cold['min']:.2f}, max {cold['max']:.2f}; the exporting first run {cold['first']:.2f} s); "
+                      f"target ≤ 4 s; {uptime()} after")
+            except RuntimeError as exc:
+                print(f"cold voiceprint runs failed: {exc}")
     print(f"load average at start {load:.1f}, at end {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores, "
           f"{threads() or os.cpu_count()} torch threads per system "
           "(other work on the machine inflates RTF and voiceprint time)")

@@ -27,6 +27,8 @@ class CountingParams:
     merge: float = 0.7  # cosine between speaker centroids at which they are one (1.0: never) ...
     conflict: float = 0.3  # ... unless this share of the smaller one's windows holds both as two local speakers
     same: float = 0.85  # cosine at which they are one all the same (one voice that segmentation split in two)
+    small_seconds: float = 0.0  # a speaker with less training speech than this is small ...
+    merge_small: float = 1.0  # ... and merges into its nearest speaker from this cosine on (1.0: as any other)
     refine: int = 2  # rounds of: centroids from the assigned runs, then assign again
 
 
@@ -70,6 +72,7 @@ def _merge(local, flat, train, cents, mapping, p: CountingParams, num, min_n, ma
     or at least `same` alike whatever it heard; always while there are more than `max_n`."""
     lo = num or min_n or 1
     hi = num or max_n or len(cents)
+    seconds = local.speech_frames.reshape(-1) * FRAME_STEP
     while len(cents) > lo:
         labels = mapping.reshape(-1)
         cents = clustering.refined(flat, train, labels, cents)
@@ -79,8 +82,10 @@ def _merge(local, flat, train, cents, mapping, p: CountingParams, num, min_n, ma
             both, held = conflicts(mapping, local.parents, len(cents))
             share = both / np.maximum(np.minimum.outer(held, held), 1)
             sims[(share > p.conflict) & (sims < p.same)] = -np.inf
-        a, b = np.unravel_index(int(np.argmax(sims)), sims.shape)
-        if sims[a, b] < p.merge and len(cents) <= hi:
+        small = np.array([seconds[train & (labels == k)].sum() < p.small_seconds for k in range(len(cents))])
+        needed = np.where(small[:, None] | small[None, :], min(p.merge, p.merge_small), p.merge)
+        a, b = np.unravel_index(int(np.argmax(sims - needed)), sims.shape)
+        if sims[a, b] < needed[a, b] and len(cents) <= hi:
             break
         members = train & ((labels == a) | (labels == b))
         cents = cents.copy()
