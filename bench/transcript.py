@@ -146,8 +146,8 @@ def identify(models, meeting: M.Meeting):
 
 
 def score_meeting(meeting: M.Meeting, output, words: list[list]) -> dict[str, tuple[int, int]]:
+    from bot.schema import SpeakerTurn
     from bot.transcription.attribution import (
-        SpeakerTurn,
         attribute,
         exclusive_of,
         exclusive_turns,

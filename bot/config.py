@@ -168,9 +168,10 @@ class Settings(BaseSettings):
 
 
 def is_loopback(host: str | None) -> bool:
-    """Whether `host` names this machine (localhost, 127.0.0.0/8, ::1): traffic to it never crosses a network."""
+    """Whether `host` names this machine (localhost, 127.0.0.0/8, ::1): traffic to it never crosses a network.
+    Only `localhost` itself by name: `*.localhost` may be looked up in DNS, and answered with any address."""
     host = (host or "").strip("[]").rstrip(".").lower()
-    if host == "localhost" or host.endswith(".localhost"):
+    if host == "localhost":
         return True
     try:
         return ipaddress.ip_address(host).is_loopback

@@ -1,12 +1,61 @@
 """Process pools that stop at once (a stopping worker releases its jobs, so work in flight is not waited for),
-and pool processes that end with their parent (a parent killed by the OOM killer or `kill -9` would otherwise
-leave them running with their models loaded, hundreds of MB each, for good)."""
+pool processes that end with their parent (a parent killed by the OOM killer or `kill -9` would otherwise
+leave them running with their models loaded, hundreds of MB each, for good), and the one kind of task set
+every long-lived object keeps its background tasks in."""
 from __future__ import annotations
 
+import asyncio
+import logging
 import multiprocessing
 import os
 import threading
+from collections.abc import Callable, Coroutine, Iterator
 from concurrent.futures import ProcessPoolExecutor
+
+log = logging.getLogger(__name__)
+
+
+class TaskSet:
+    """Background tasks an object starts and must account for: held by strong references (the event loop keeps
+    only weak ones, so an unheld task can vanish mid-run), a crash logged rather than lost, and one place that
+    cancels and awaits them all. `on_done` runs after each task ends (e.g. a runner looks for more work)."""
+
+    def __init__(self, on_done: Callable[[asyncio.Task], None] | None = None):
+        self._tasks: set[asyncio.Task] = set()
+        self._on_done = on_done
+
+    def spawn(self, coro: Coroutine, *, name: str | None = None) -> asyncio.Task:
+        task = asyncio.get_running_loop().create_task(coro, name=name)
+        self._tasks.add(task)
+        task.add_done_callback(self._done)
+        return task
+
+    def _done(self, task: asyncio.Task) -> None:
+        self._tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.error("background task %s failed", task.get_name(), exc_info=task.exception())
+        if self._on_done is not None:
+            self._on_done(task)
+
+    def __len__(self) -> int:
+        return len(self._tasks)
+
+    def __iter__(self) -> Iterator[asyncio.Task]:
+        return iter(list(self._tasks))
+
+    async def wait(self) -> None:
+        """Until every task running now (and any they start here meanwhile) has ended."""
+        while self._tasks:
+            await asyncio.gather(*self._tasks, return_exceptions=True)
+
+    async def cancel(self) -> None:
+        """Cancels every task and waits until they have all ended (a task may catch one cancellation to
+        finish a step, so cancelling repeats until none is left)."""
+        while self._tasks:
+            running = list(self._tasks)
+            for task in running:
+                task.cancel()
+            await asyncio.gather(*running, return_exceptions=True)
 
 
 def stop_pool(pool: ProcessPoolExecutor) -> None:

@@ -86,14 +86,14 @@ def metrics(cluster_gauges: bool) -> Callable[[web.Application], AsyncIterator[N
     """This process's `/metrics`, `/healthz` and `/readyz` on METRICS_HOST:METRICS_PORT; the database's
     cluster-wide gauges only where `cluster_gauges` (serve), so a scrape of every worker does not repeat them."""
     from bot.metrics import metrics_listener, nothing_more
-    from bot.services.monitoring import database_gauges, readiness
+    from bot.services.monitoring import Reused, database_gauges, readiness
 
     async def context(app: web.Application) -> AsyncIterator[None]:
         s, services = app[SETTINGS], app[SERVICES]
         collect = (lambda: database_gauges(services)) if cluster_gauges else nothing_more
         token = s.metrics_token.get_secret_value() if s.metrics_token else None
         async with metrics_listener(s.metrics_host, s.metrics_port, token=token, collect=collect,
-                                    ready=lambda: readiness(services)):
+                                    ready=Reused(lambda: readiness(services))):
             yield
 
     return context
@@ -134,11 +134,11 @@ def application(settings: Settings, *, slack: bool = True, run_jobs: bool = True
         app.cleanup_ctx.append(jobs)
     if slack:
         from bot.metrics import probe_routes
-        from bot.services.monitoring import readiness
+        from bot.services.monitoring import Reused, readiness
         from bot.slack.app import add_slack
 
         add_slack(app, settings)
-        app.add_routes(probe_routes(lambda: readiness(app[SERVICES])))
+        app.add_routes(probe_routes(Reused(lambda: readiness(app[SERVICES]))))
     if run_jobs and settings.engine_webhook_secret is not None:
         from bot.engines.factory import WEBHOOK_PATH
         from bot.engines.webhooks import webhook_routes

@@ -5,6 +5,7 @@ cloud, from our engine server and from the embedded engine can be stored and ren
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import Enum
 from typing import Annotated
@@ -122,6 +123,16 @@ class IdentifyRequest(DiarizeRequest):
         if len(set(labels)) != len(labels):
             raise ValueError("voiceprint labels must be unique")
         return self
+
+
+@dataclass(frozen=True)
+class SpeakerTurn:
+    """One speaker's turn, in memory: what the summary's statistics, the chart and the transcript's attribution
+    of words share. `DiarizationSegment` is its wire form."""
+
+    speaker: str
+    start: float
+    end: float
 
 
 class DiarizationSegment(_Wire):

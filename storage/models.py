@@ -38,6 +38,8 @@ A Slack Connect file is stored with `file_checked` false until `files.info` says
 its row is deleted unshown).
 
 Nobody enrolled: the job runs a diarize-only engine job and sets `diarize_only` (speakers are numbered).
+Speaker-count hint: `min_speakers`/`max_speakers` (from the sharing message, or set with "Identify again") go to
+the engine with each job on the row; the result stores the hint it was made with (`speakerHint`).
 "Identify again" (`requeue_identify`) sends a `posted` (or re-run `failed`) recording whose result is still
 retained back to `queued` with its attempts reset and a new `queued_at` (behind the recordings already
 waiting), keeping `reply_ts`/`posted_ts` and the chart, so the same summary message is edited in place;
@@ -274,6 +276,11 @@ class Recording(SQLModel, table=True):
                                                                  server_default=sa.true()))
     announce_tries: int = Field(default=0, sa_column=sa.Column(sa.Integer(), nullable=False, server_default="0"))
     announce_until: datetime | None = _when(nullable=True)
+    # How many people speak, when someone said so: the sharing message ("3 speakers") or the person who pressed
+    # "Identify again" (`speakers_from`: "message" or "identify_again"); equal counts are an exact number.
+    min_speakers: int | None = None
+    max_speakers: int | None = None
+    speakers_from: str | None = Field(default=None, max_length=16)
 
     @property
     def state(self) -> RecordingStatus:

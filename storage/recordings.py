@@ -48,15 +48,19 @@ def _required(**ids: str | None) -> None:
 async def enqueue_recording(db: Database, *, team_id: str, channel_id: str, file_id: str, file_name: str,
                             uploader_id: str | None,
                             message_ts: str | None, thread_ts: str | None = None,
-                            engine: str, checked: bool = True) -> tuple[Recording, bool]:
+                            engine: str, checked: bool = True,
+                            speakers: tuple[int, int] | None = None) -> tuple[Recording, bool]:
     """Queues a Slack file once per (team, file): a retried event returns the existing row and False.
-    `checked=False`: a Slack Connect file whose type Slack has not told yet (`storage.thread.mark_checked`)."""
+    `checked=False`: a Slack Connect file whose type Slack has not told yet (`storage.thread.mark_checked`).
+    `speakers`: how many people speak (low, high), as the sharing message said."""
     _required(team_id=team_id, channel_id=channel_id, file_id=file_id, engine=engine)
     name = file_name or file_id
     row = Recording(team_id=team_id, channel_id=channel_id, file_id=file_id,
                     file_name=name if len(name) <= 500 else name[:499] + "…",
                     uploader_id=uploader_id, message_ts=message_ts, thread_ts=thread_ts, engine=engine,
                     file_checked=checked)
+    if speakers is not None:
+        row.min_speakers, row.max_speakers, row.speakers_from = *speakers, "message"
     values = row.model_dump(exclude={"id"})
     insert = sqlite_insert if db.dialect == "sqlite" else pg_insert
     stmt = (insert(Recording).values(**values)
@@ -188,13 +192,14 @@ PURGED = ("The results of this recording were deleted under the retention policy
 
 async def requeue_identify(db: Database, recording_id: int, *, actor_id: str,
                            recording_cooldown: timedelta = timedelta(0), person_cooldown: timedelta = timedelta(0),
-                           now: datetime | None = None) -> Recording:
+                           now: datetime | None = None, speakers: int | None = None) -> Recording:
     """"Identify again": a finished recording whose result is still retained goes back to `queued` for a new
     attempt series, at the back of the queue (the summary's `reply_ts`/`posted_ts`, the chart and the transcript
     stay, so the summary is edited in place and nothing is posted twice). Not within `recording_cooldown` after
     its last re-run was shown, nor within `person_cooldown` after the presser's last accepted press in the
     workspace. Checked and changed in one transaction on the locked row, so two presses make one job and a
-    refused press changes nothing. Audited. Raises IdentifyTooSoon, IdentifyRefused (purged, or already
+    refused press changes nothing. `speakers`: the number of speakers the presser set, which the re-run (and any
+    later one) passes to the engine instead of the message's hint; None keeps the recording's hint. Audited. Raises IdentifyTooSoon, IdentifyRefused (purged, or already
     running) or RecordingNotFound."""
 
     async def attempt() -> Recording:
@@ -217,8 +222,12 @@ async def requeue_identify(db: Database, recording_id: int, *, actor_id: str,
             rec.lease_owner = rec.lease_expires_at = rec.engine_job_id = rec.engine_deadline_at = None
             rec.error_code = rec.error_message = rec.notified_at = None
             rec.queued_at = rec.reidentified_at = rec.updated_at = at
+            if speakers is not None:
+                rec.min_speakers = rec.max_speakers = speakers
+                rec.speakers_from = "identify_again"
             await audit.record(s, team_id=rec.team_id, actor_id=actor_id, action=AuditAction.reidentify,
-                               target_type="recording", target_id=str(rec.id), detail=None)
+                               target_type="recording", target_id=str(rec.id),
+                               detail=None if speakers is None else {"speakers": speakers})
             await s.commit()
             return rec
 
@@ -342,19 +351,6 @@ async def _find(s: Any, team_id: str, file_id: str) -> Recording | None:
 async def find_recording(db: Database, team_id: str, file_id: str) -> Recording | None:
     async with db.session() as s:
         return await _find(s, team_id, file_id)
-
-
-async def queue_position(db: Database, recording_id: int) -> int | None:
-    """How many queued recordings are ahead of this one (0 = next), or None when it is not queued."""
-    async with db.session() as s:
-        rec = await s.get(Recording, recording_id)
-        if rec is None or rec.status != RecordingStatus.queued:
-            return None
-        ahead = select(func.count()).select_from(Recording).where(
-            Recording.status == QUEUED,
-            or_(Recording.queued_at < rec.queued_at,
-                and_(Recording.queued_at == rec.queued_at, Recording.id < rec.id)))
-        return (await s.exec(ahead)).one()
 
 
 async def recording_stats(db: Database) -> list[tuple[str, str, int, datetime | None]]:

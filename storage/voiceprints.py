@@ -102,7 +102,8 @@ async def upsert_voiceprint(db: Database, *, team_id: str, user_id: str, engine:
                             name: str = DEFAULT_NAME, max_per_person: int = MAX_PER_PERSON
                             ) -> tuple[Voiceprint, bool]:
     """Stores the person's voiceprint named `name` for `engine` with their consent (its time and the text they
-    ticked); True when it replaced their earlier one of that name (which keeps its label). Audited
+    ticked); True when it replaced their earlier one of that name (which keeps its label; the old one leaves
+    SQLite's files as a deleted one does). Audited
     (enroll/replace). A new name beyond `max_per_person` raises TooManyVoiceprints.
 
     With `generation` (from `deletion_generation` when the enrollment started) it raises EnrollmentCancelled
@@ -111,8 +112,11 @@ async def upsert_voiceprint(db: Database, *, team_id: str, user_id: str, engine:
     consent = (consent_at, consent_text)
     for attempt in range(2):
         try:
-            return await whole(_upsert(db, (team_id, user_id, engine, name), model_id, voiceprint, consent,
-                                       clip_duration, generation, max_per_person))  # an enrollment job may be cancelled
+            stored = await whole(_upsert(db, (team_id, user_id, engine, name), model_id, voiceprint, consent,
+                                         clip_duration, generation, max_per_person))  # a job may be cancelled
+            if stored[1]:  # the replaced voiceprint's pages: out of the files, as after a deletion
+                await db.checkpoint()
+            return stored
         except IntegrityError:
             if attempt:  # a concurrent first enrolment won the insert; the second pass replaces it
                 raise

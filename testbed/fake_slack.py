@@ -568,6 +568,17 @@ class BotUnderTest:
             "actions": [{"action_id": action_id, "block_id": "b", "value": value, "type": "button",
                          "action_ts": str(time.time())}]})
 
+    async def shortcut(self, user: str, message: dict, *, callback_id: str = "identify_speakers",
+                       channel: str = "C0001"):
+        """A message shortcut (`message_action`) pressed by `user` on `message` (as Slack sends it: its ts, user,
+        text and files)."""
+        return await self.interaction({
+            "type": "message_action", "callback_id": callback_id, "team": {"id": TEAM_ID, "domain": "fake"},
+            "user": {"id": user, "team_id": TEAM_ID, "name": user.lower()}, "api_app_id": "A0001",
+            "trigger_id": f"trig-{user}", "action_ts": str(time.time()), "message_ts": message["ts"],
+            "channel": {"id": channel, "name": "general"}, "message": {"type": "message", **message},
+            "response_url": f"{self.fake.base}/respond"})
+
     def share_event(self, f: FakeFile, *, channel: str = "C0001", user: str = "U0", ts: str | None = None) -> dict:
         return {"type": "message", "subtype": "file_share", "channel": channel, "channel_type": "channel",
                 "user": user, "text": "", "ts": ts or f"{int(time.time())}.{next(self.fake._ids):06d}",

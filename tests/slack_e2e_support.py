@@ -128,3 +128,30 @@ async def enroll_readers(services, readers: dict[str, str], tmp: Path) -> None:
         await upsert_voiceprint(services.db, team_id=TEAM_ID, user_id=user, engine=services.engine.engine_id,
                                 model_id=vp.model_id, voiceprint=vp.voiceprint, consent_at=utcnow(),
                                 clip_duration=vp.clip_duration)
+
+
+def private_replies(fake: FakeSlack, user: str) -> list[dict]:
+    """What `user` was told privately: ephemeral messages, and DMs (where an ephemeral could not reach them)."""
+    return [c.params for c in fake.calls if c.done and (
+        (c.method == "chat.postEphemeral" and c.params.get("user") == user)
+        or (c.method == "chat.postMessage" and c.params.get("channel") == user))]
+
+
+async def press_identify_again(bot: BotUnderTest, fake: FakeSlack, user: str, value: str, msg_ts: str, *,
+                               speakers: int | str | None = None, channel: str = "C0001") -> dict:
+    """Press "Identify again", enter `speakers` (None: leave it empty) in the modal it opens and submit it; returns
+    the private reply the presser gets (at once, without a modal, when the press itself is refused)."""
+    modals = lambda: [c for c in fake.calls_to("views.open") if c.params.get("trigger_id") == f"trig-{user}"]
+    n, m = len(modals()), len(private_replies(fake, user))
+    assert (await bot.press(user, "identify_again", value, channel=channel, message_ts=msg_ts)).status == 200
+    await fake.wait_for(lambda: modals()[n:] or private_replies(fake, user)[m:], what=f"modal or reply to {user}")
+    if not modals()[n:]:
+        return private_replies(fake, user)[m]
+    view = modals()[n].params["view"]
+    values = {"speakers": {"speakers": {"type": "number_input",
+                                        "value": None if speakers is None else str(speakers)}}}
+    resp = await bot.submit_view(user, view, values)
+    assert resp.status == 200
+    if (await resp.text()).strip():
+        return {"text": "errors: " + " ".join((await resp.json())["errors"].values())}
+    return (await fake.wait_for(lambda: private_replies(fake, user)[m:], what=f"reply to {user}"))[0]

@@ -16,7 +16,7 @@ from tests.fake_engine import FakeEngine
 from tests.slack_e2e_support import dms, enroll, wait_status
 
 CHANNEL = "C0001"
-ANN, BOB, CAT, UPLOADER = "U_ANN", "U_BOB", "U_CAT", "U_UP"
+ANN, BOB, CAT, UPLOADER = "UANN", "UBOB", "UCAT", "UUP"
 OUTPUT = {
     "diarization": [{"speaker": "SPEAKER_00", "start": 0, "end": 10}, {"speaker": "SPEAKER_01", "start": 10, "end": 16},
                     {"speaker": "SPEAKER_02", "start": 16, "end": 19}],
@@ -87,7 +87,7 @@ async def test_this_is_me_is_shown_as_a_claim_and_only_the_claimant_or_uploader_
         assert "confirmed" not in json.dumps(m.blocks) and "1 identified" in json.dumps(m.blocks)
         assert await get_voiceprint(db, TEAM_ID, BOB) is None
 
-        assert "already claimed by <@U_BOB>" in await m.press(CAT, "this_is_me", "SPEAKER_01")
+        assert "already claimed by <@UBOB>" in await m.press(CAT, "this_is_me", "SPEAKER_01")
         assert "already named" in await m.press(BOB, "this_is_me", "SPEAKER_00")
         assert "already" in await m.press(BOB, "this_is_me", "SPEAKER_02")  # one claim per person
 

@@ -4,7 +4,7 @@ SQLite keeps a deleted row's bytes in two places: free space in the main file (u
 zeroes it) and the page images of the write-ahead log (`-wal`, until a checkpoint folds and truncates it).
 Anyone with a copy of the files (and, for sealed values, the key often kept beside them in VAR_DIR) could read
 them back. So every deletion path — `/enroll delete`, an uninstall's purge, the retention purge of a
-transcript — must leave neither the ciphertext nor the plain text in `db`, `-wal` or `-shm`, read while the
+transcript, a re-enrollment that replaces a voiceprint — must leave neither the ciphertext nor the plain text in `db`, `-wal` or `-shm`, read while the
 bot still has the database open (no `dispose()` to fold the log in for us)."""
 from __future__ import annotations
 
@@ -21,6 +21,7 @@ from cryptography.fernet import Fernet
 
 from bot.schema import IdentifyOutput
 from storage.database import Database
+from storage.migrate import reencrypt_all
 from storage.models import utcnow
 from storage.recordings import claim_next, complete, enqueue_recording, update_where
 from storage.retention import purge_expired
@@ -89,6 +90,9 @@ Deletion = Callable[[Database], Awaitable[object]]
 CASES: dict[str, tuple[Callable[[Database], Awaitable[list[tuple[str, str]]]], Deletion]] = {
     "enroll delete": (_voiceprints, lambda db: delete_voiceprints(db, GONE, "U1", actor_id="U1")),
     "uninstall": (_voiceprints, lambda db: purge_workspace(db, GONE)),
+    "re-enrollment replacing it": (_voiceprints, lambda db: upsert_voiceprint(
+        db, team_id=GONE, user_id="U1", engine="local", model_id="m", voiceprint="new" * 40, consent_at=utcnow(),
+        clip_duration=10.0)),
     "retention": (_results, lambda db: purge_expired(db, result_days=30, audit_days=365)),
 }
 
@@ -107,5 +111,28 @@ async def test_deleted_data_leaves_no_bytes_in_the_open_sqlite_files(case: str, 
         assert _found(files, kept_sealed), "the other workspace's data is still there"
         assert not _found(files, gone_sealed), f"{case}: the deleted ciphertext is still in the files"
         assert not _found(files, gone_plain) and not _found(files, kept_plain), "stored in clear"
+    finally:
+        await db.dispose()
+
+
+async def test_rotating_keys_leaves_no_old_ciphertext_in_the_open_sqlite_files(tmp_path: Path, _sqlite_head: Path):
+    """`rotate-keys` rewrites every sealed value with the new key: the old key's ciphertext must not stay in the
+    files (whoever holds the retired key, or a backup of it, could still open it)."""
+    path = tmp_path / "voiceid.db"
+    shutil.copyfile(_sqlite_head, path)
+    old = Database(f"sqlite+aiosqlite:///{path}", keys=[KEY])
+    try:
+        stored = await _voiceprints(old)
+    finally:
+        await old.dispose()
+    db = Database(f"sqlite+aiosqlite:///{path}", keys=[Fernet.generate_key().decode(), KEY])
+    try:
+        assert all(_found(_files(db), sealed) for _, sealed in stored)
+        assert (await reencrypt_all(db))["voiceprint"] == 2
+        files = _files(db)
+        for team, (plain, sealed) in zip((GONE, KEPT), stored, strict=True):
+            assert not _found(files, sealed), "the old key's ciphertext is still in the files"
+            assert _found(files, await _stored(db, "SELECT voiceprint FROM voiceprint WHERE team_id = :t", t=team))
+            assert not _found(files, plain)
     finally:
         await db.dispose()

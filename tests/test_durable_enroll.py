@@ -32,7 +32,7 @@ from tests.reliability_support import (  # noqa: F401 — fixtures
 from tests.reliability_support import Proc as RecordingProc
 from tests.slack_e2e_support import dms, submit_enrollment
 
-USER = "U_DURABLE"
+USER = "UDURABLE"
 CLIP = b"RIFF the person's own voice, durable"
 _names = itertools.count(1)
 
@@ -267,7 +267,7 @@ async def test_delete_cancels_a_job_running_in_the_deleting_process_without_a_se
         reply = await (await bot.command(USER, "delete")).text()
         assert "cancelled by this delete" in reply, reply
         engine.gate.set()
-        await bot.services.drain()
+        await bot.services.runner.enrollments.active.wait()  # the cancelled job has finished its cancellation
         assert await enrollment_jobs(db) == []
         assert dms(fake, USER) == []
         assert await get_voiceprint(db, TEAM_ID, USER) is None

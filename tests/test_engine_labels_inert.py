@@ -5,9 +5,10 @@ from __future__ import annotations
 
 from types import SimpleNamespace
 
+from bot.schema import SpeakerTurn
 from bot.services.claims import not_me_refusal
 from bot.summary.blocks import render_summary
-from bot.summary.stats import Segment, SpeakerStats, Summary
+from bot.summary.stats import SpeakerStats, Summary
 from bot.text import mention
 from tests.test_slack_untrusted_text import RAW_MARKUP, mrkdwn_texts
 
@@ -17,7 +18,7 @@ HOSTILE = "U1> <!channel> <https://evil.example|results"
 def summary_named(user_id: str) -> Summary:
     return Summary(duration=10.0, speakers=[SpeakerStats(
         speaker="S0", user_id=user_id, confidence=80.0, talk_time=5.0, share=1.0, turns=1, longest_turn=5.0)],
-        segments=[Segment("S0", 0.0, 5.0)])
+        segments=[SpeakerTurn("S0", 0.0, 5.0)])
 
 
 def test_mention_is_live_only_for_slack_user_ids():

@@ -19,6 +19,7 @@ from pydantic import ValidationError
 from bot.config import Settings
 from bot.engine_server.app import ENGINE_SERVER
 from bot.engines.http import HTTPEngine, RetryPolicy
+from bot.engines.webhooks import send_webhook
 from bot.errors import EngineError, EngineUnavailable
 from bot.schema import DiarizeRequest, IdentifyRequest, VoiceprintInput, VoiceprintRequest
 from tests.engine_http_support import client_for, engine_server
@@ -45,6 +46,8 @@ def test_plain_http_to_another_machine_is_refused_naming_the_setting():
     assert secret not in message and "engine-host" not in message
     assert "PUBLIC_BASE_URL" in refusal(public_base_url="http://bot.example.com")
     assert "PYANNOTEAI_API_URL" in refusal(pyannoteai_api_url="http://api.pyannote.ai")
+    assert "SLACK_API_URL" in refusal(slack_api_url="http://slack.example.gov/api/")  # the bot token goes there
+    assert "ENGINE_URL" in refusal(engine_url="http://engine.localhost:8100")  # a name DNS may answer for
     assert "ENGINE_URL must be an https:// URL" in refusal(engine_url="engine-host:8100")
     for local in ("http://127.0.0.1:8100", "http://localhost:8100", "http://[::1]:8100", "https://engine-host"):
         assert settings(engine_url=local, public_base_url=local).engine_url == local
@@ -101,6 +104,10 @@ async def test_api_calls_never_follow_a_redirect(tmp_path):
             await engine.get_job("any")
         with pytest.raises(EngineError, match="redirect"):
             await engine.upload(media)
+        # The engine server's own webhook sender (a job's result, signed) does not follow one either.
+        async with ClientSession() as session:
+            assert not await send_webhook(session, str(stub.make_url("/hook")), {"jobId": "j", "output": "x"},
+                                          "webhook-secret", retry_delays=())
         # Each call has returned: a followed redirect would have reached the capture server within it.
         assert capture.received == [], "the body (voiceprints, key) went to the redirect's target"
     finally:
@@ -221,12 +228,10 @@ async def wait_https_ready(client: HTTPEngine, proc: subprocess.Popen, timeout: 
     deadline = time.monotonic() + timeout
     while True:
         assert proc.poll() is None, "the engine server exited"
-        try:
-            await client.test()
+        if await client.ready() is None:
             return
-        except EngineUnavailable:
-            assert time.monotonic() < deadline, "the engine server never answered over https"
-            await asyncio.sleep(0.3)
+        assert time.monotonic() < deadline, "the engine server never answered over https"
+        await asyncio.sleep(0.3)
 
 
 @in_module_loop
@@ -241,7 +246,7 @@ async def test_the_engine_server_process_serves_tls_and_builds_upload_urls_from_
     try:
         await wait_https_ready(trusting, proc)
         with pytest.raises(EngineUnavailable, match="Certificate"):
-            await untrusting.test()  # the system's CAs do not vouch for it
+            await untrusting.get_job("probe")  # the system's CAs do not vouch for it
         context = ssl.create_default_context(cafile=str(ca))
         auth = {"Authorization": f"Bearer {ENGINE_API_KEY}"}
         async with (ClientSession() as http,

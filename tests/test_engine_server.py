@@ -93,6 +93,10 @@ async def test_auth_upload_url_and_media_key_rules(local_engine, tmp_path):
             assert resp.status == 201
             upload = (await resp.json())["url"]
         assert upload.startswith(str(srv.make_url("/v1/media/upload/")))
+        async with http.post(srv.make_url("/v1/media/input"), json={"url": "media://a/c.wav"},
+                             headers=auth | {"Host": "evil.example.com"}) as resp:
+            steered = (await resp.json())["url"]  # without PUBLIC_BASE_URL: the address it came to, not Host
+        assert steered.startswith(str(srv.make_url("/v1/media/upload/"))), steered
         async with http.put(upload, data=b"bytes") as resp:
             assert resp.status == 200
         async with http.put(upload, data=b"again") as resp:

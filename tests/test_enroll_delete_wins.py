@@ -19,7 +19,7 @@ from testbed.fake_slack import TEAM_ID, BotUnderTest, FakeSlack, bot_settings
 from tests.fake_engine import FakeEngine
 from tests.slack_e2e_support import dms, enroll, submit_enrollment
 
-USER = "U_ENROLLING"
+USER = "UENROLLING"
 CLIP = b"RIFF a clip of the person's own voice"
 
 
@@ -104,9 +104,9 @@ async def test_storage_refuses_a_save_that_started_before_a_delete(db: Database)
     assert again == 1
     await save(db, again)
     assert await get_voiceprint(db, TEAM_ID, USER) is not None
-    other = await deletion_generation(db, TEAM_ID, "U_OTHER")
-    await save(db, other, "U_OTHER")  # someone else's delete never affects this person
-    assert await get_voiceprint(db, TEAM_ID, "U_OTHER") is not None
+    other = await deletion_generation(db, TEAM_ID, "UOTHER")
+    await save(db, other, "UOTHER")  # someone else's delete never affects this person
+    assert await get_voiceprint(db, TEAM_ID, "UOTHER") is not None
 
 
 async def test_concurrent_saves_and_deletes_never_leave_a_voiceprint_saved_before_the_last_delete(db: Database):

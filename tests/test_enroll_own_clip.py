@@ -10,7 +10,7 @@ from testbed.fake_slack import TEAM_ID, BotUnderTest, FakeSlack, bot_settings
 from tests.fake_engine import FakeEngine
 from tests.slack_e2e_support import dms
 
-VICTIM, ATTACKER = "U_VICTIM", "U_ATTACKER"
+VICTIM, ATTACKER = "UVICTIM", "UATTACKER"
 CLIP = b"RIFF the victim's own voice"
 
 

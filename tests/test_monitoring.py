@@ -164,6 +164,42 @@ async def test_readiness_tells_a_database_that_is_not_migrated(tmp_path: Path):
         await db.dispose()
 
 
+async def test_a_flood_of_readiness_probes_costs_one_check_per_interval():
+    """`/readyz` answers anyone on the Slack listener: 60 probes (40 at once) within the interval run the database
+    and engine check once; the next interval runs it once more, and a change shows from then on."""
+    from aiohttp import web
+
+    from bot.metrics import probe_routes
+    from bot.services.monitoring import Reused
+
+    checks, now, ready = [], [0.0], [True]
+
+    async def check():
+        checks.append(now[0])
+        await asyncio.sleep(0.05)  # a database query and an engine call take a moment; probes pile up meanwhile
+        return ready[0], {"database": "ok", "engine": "ok" if ready[0] else "engine_unavailable"}
+
+    app = web.Application()
+    app.add_routes(probe_routes(Reused(check, reuse=2.0, clock=lambda: now[0])))
+    server = TestServer(app, host="127.0.0.1")
+    await server.start_server()
+    try:
+        async with aiohttp.ClientSession() as http:
+            async def probe() -> int:
+                async with http.get(server.make_url("/readyz")) as resp:
+                    return resp.status
+
+            assert await asyncio.gather(*(probe() for _ in range(40))) == [200] * 40
+            now[0], ready[0] = 1.9, False
+            assert [await probe() for _ in range(20)] == [200] * 20
+            assert checks == [0.0]
+            now[0] = 2.0
+            assert [await probe() for _ in range(5)] == [503] * 5
+            assert checks == [0.0, 2.0]
+    finally:
+        await server.close()
+
+
 def test_metrics_beyond_this_machine_need_a_token():
     from bot.config import Settings
 

@@ -14,7 +14,7 @@ from tests.slack_e2e_support import (
     concat,
     enroll,
     enrollment_clip,
-    press,
+    press_identify_again,
     slack_world,
     wait_status,
     wav_bytes,
@@ -87,7 +87,7 @@ async def test_identify_again_while_nobody_is_enrolled_explains_instead(world):
     from storage.recordings import get_recording
 
     before = str(summary_blocks(fake))
-    answer = await press(bot, fake, "U1998", "identify_again", identify_again_value(summary_blocks(fake)),
+    answer = await press_identify_again(bot, fake, "U1998", identify_again_value(summary_blocks(fake)),
                          state["summary_ts"])
     assert "Nobody in this channel has enrolled" in answer["text"] and "/enroll" in answer["text"]
     rec = await get_recording(db, state["rec_id"])
@@ -102,7 +102,7 @@ async def test_identify_again_by_someone_outside_the_channel_is_refused(world):
     for user, parts in (("U1688", [("1688", 0)]), (ABSENT, [("2033", 0), ("2033", 1)])):
         assert "voiceprint is saved" in await enroll(bot, fake, user, enrollment_clip(parts))
     before = str(summary_blocks(fake))
-    answer = await press(bot, fake, OUTSIDER, "identify_again", identify_again_value(summary_blocks(fake)),
+    answer = await press_identify_again(bot, fake, OUTSIDER, identify_again_value(summary_blocks(fake)),
                          state["summary_ts"])
     assert "Only members of this channel" in answer["text"]
     rec = await get_recording(db, state["rec_id"])
@@ -112,7 +112,7 @@ async def test_identify_again_by_someone_outside_the_channel_is_refused(world):
 
 async def test_identify_again_names_the_enrolled_speaker_in_the_same_summary(world):
     fake, db, bot = world
-    answer = await press(bot, fake, "U1998", "identify_again", identify_again_value(summary_blocks(fake)),
+    answer = await press_identify_again(bot, fake, "U1998", identify_again_value(summary_blocks(fake)),
                          state["summary_ts"])
     assert "summary will be updated" in answer["text"], answer["text"]
     rec = await wait_status(fake, db, state["file_id"], {"posted", "failed"})
@@ -137,7 +137,7 @@ async def test_identify_again_when_the_file_is_gone_from_slack_says_so(world):
 
     gone = fake.files.pop(state["file_id"])
     try:
-        answer = await press(bot, fake, "U1998", "identify_again", identify_again_value(summary_blocks(fake)),
+        answer = await press_identify_again(bot, fake, "U1998", identify_again_value(summary_blocks(fake)),
                              state["summary_ts"])
     finally:
         fake.files[gone.id] = gone
@@ -153,7 +153,7 @@ async def test_identify_again_after_the_result_was_purged_says_so(world):
 
     counts = await purge_expired(db, result_days=30, audit_days=365, now=utcnow() + timedelta(days=31))
     assert counts["results"] >= 1
-    answer = await press(bot, fake, "U1688", "identify_again", identify_again_value(summary_blocks(fake)),
+    answer = await press_identify_again(bot, fake, "U1688", identify_again_value(summary_blocks(fake)),
                          state["summary_ts"])
     assert "deleted under the retention policy" in answer["text"]
     rec = await get_recording(db, state["rec_id"])

@@ -1,13 +1,17 @@
 """MAX_RECORDING_HOURS holds for every engine, checked by the bot before any engine sees the file: with
 ENGINE=server (as with pyannoteAI, which bills by the hour) a 10-hour recording under the size limit gets the
 clear "too long" message and never reaches the engine. Slack's stated duration refuses it before the download;
-else the downloaded file's header does (the engine's decoder checks again as the last line). Signed requests
+else the downloaded file's own length does — its header, or its packets' times when the header says less (the
+engine's decoder checks again as the last line). Signed requests
 to the real endpoint, the fake Slack Web API, our real engine server behind a recording proxy."""
 from __future__ import annotations
 
 import io
+import struct
 import wave
 
+import av
+import numpy as np
 import pytest_asyncio
 
 from bot.config import Settings
@@ -31,6 +35,27 @@ def ten_hours_of_low_rate_audio() -> bytes:
         w.setframerate(100)
         w.writeframes(bytes([128]) * (100 * TEN_HOURS_S))
     return buf.getvalue()
+
+
+def ten_hours_that_say_one_minute() -> bytes:
+    """A real 10-hour QuickTime file (8-bit PCM at 100 Hz, 3.6 MB) whose movie and track headers say it runs one
+    minute: the length an engine billing by the hour would find, and a header check would not."""
+    buf = io.BytesIO()
+    with av.open(buf, "w", format="mov") as out:
+        stream = out.add_stream("pcm_u8", rate=100, layout="mono")
+        ten_minutes = np.full((1, 100 * 600), 128, dtype=np.uint8)
+        for i in range(TEN_HOURS_S // 600):
+            frame = av.AudioFrame.from_ndarray(ten_minutes, format="u8", layout="mono")
+            frame.sample_rate, frame.pts = 100, i * ten_minutes.shape[1]
+            out.mux(stream.encode(frame))
+        out.mux(stream.encode(None))
+    data = bytearray(buf.getvalue())
+    for box in (b"mvhd", b"mdhd"):  # version 0: flags, created, modified, timescale, duration (32-bit fields)
+        at = data.find(box) + 4
+        assert data[at] == 0
+        (timescale,) = struct.unpack_from(">I", data, at + 12)
+        struct.pack_into(">I", data, at + 16, 60 * timescale)
+    return bytes(data)
 
 
 @pytest_asyncio.fixture
@@ -65,6 +90,18 @@ async def test_a_ten_hour_file_is_refused_from_its_header_before_any_upload(worl
     text = await refused(fake, db, bot, f)
     assert text == f"Could not identify speakers in all-day.wav: {TOO_LONG}", text
     assert fake.downloads == [f.id], "the header is read from the downloaded file"
+    assert proxy.calls == [], f"the engine was called: {sorted(set(proxy.calls))[:4]}"
+
+
+async def test_a_ten_hour_file_whose_header_says_one_minute_is_refused_before_any_upload(world):
+    fake, db, bot, proxy = world
+    data = ten_hours_that_say_one_minute()
+    with av.open(io.BytesIO(data)) as probe:  # what a header check alone would have let through
+        assert probe.duration / 1e6 == 60
+    f = fake.add_file("standup.mov", "video/quicktime", data)
+    text = await refused(fake, db, bot, f)
+    assert text == ("Could not identify speakers in standup.mov: The recording is longer than 4 h; recordings can be "
+                    "at most 4 h."), text
     assert proxy.calls == [], f"the engine was called: {sorted(set(proxy.calls))[:4]}"
 
 

@@ -18,12 +18,20 @@ from bot.schema import (
     SpeakerMatch,
 )
 from testbed.fake_slack import TEAM_ID
-from tests.slack_e2e_support import dms, enroll, enrollment_clip, press, slack_world, speaker_of
+from tests.slack_e2e_support import (
+    dms,
+    enroll,
+    enrollment_clip,
+    press,
+    press_identify_again,
+    slack_world,
+    speaker_of,
+)
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 
 CHANNEL = "C0001"
-NAMED, BYSTANDER, UPLOADER, OUTSIDER = "U_NAMED", "U_OTHER", "U_UPLOADER", "U_OUTSIDER"
+NAMED, BYSTANDER, UPLOADER, OUTSIDER = "UNAMED", "UOTHER", "UUPLOADER", "UOUTSIDER"
 MEMBERS = [NAMED, BYSTANDER, UPLOADER, "UBOT"]  # OUTSIDER is in the workspace, not in the channel
 _files = itertools.count(1)
 
@@ -135,7 +143,11 @@ async def test_this_is_me_is_refused_on_a_speaker_that_already_has_a_name(world)
 
 async def private_answer(bot, fake, user: str, action: str, value: str, ts: str) -> str:
     """Press a button; the private answer the presser gets: ephemeral in the channel, or a DM where Slack will not
-    show an ephemeral message (to someone not in the channel)."""
+    show an ephemeral message (to someone not in the channel). "Identify again" asks for the number of speakers in
+    a modal first: it is submitted empty."""
+    if action == "identify_again":
+        return (await press_identify_again(bot, fake, user, value, ts, channel=CHANNEL))["text"]
+
     def answers() -> list[str]:
         return [c.params["text"] for c in fake.calls if c.done and (
             (c.method == "chat.postEphemeral" and c.params["user"] == user)

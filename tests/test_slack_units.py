@@ -5,7 +5,8 @@ import pytest
 
 from bot.errors import MediaError
 from bot.services.recordings import media_files
-from bot.slack_api.files import check_file, is_media
+from bot.slack.enroll import EnrollRequest, parse_enroll
+from bot.slack_api.files import check_file, check_media, is_media
 
 
 def file(name: str, mimetype: str, size: int = 1000, **kw) -> dict:
@@ -36,3 +37,29 @@ def test_checks_before_download(f, code, words):
         check_file(f, max_bytes=1024**3)
     assert err.value.code == code and words in err.value.message
 
+
+
+def test_a_clip_from_the_modal_is_checked_by_what_its_metadata_shows():
+    """A file input's file has no download URL yet: only its type and size can be refused, and no stand-in URL
+    is needed to get past a check it cannot fail."""
+    check_media({"name": "me.m4a", "mimetype": "audio/mp4", "filetype": "m4a", "size": 10_000}, max_bytes=1024**2)
+    with pytest.raises(MediaError) as big:
+        check_media({"name": "me.m4a", "mimetype": "audio/mp4", "filetype": "m4a", "size": 10**7}, max_bytes=1024**2)
+    assert big.value.code == "too_large"
+    with pytest.raises(MediaError) as pdf:
+        check_media({"name": "cv.pdf", "mimetype": "application/pdf", "filetype": "pdf", "size": 1}, max_bytes=1024)
+    assert pdf.value.code == "not_audio"
+
+
+@pytest.mark.parametrize("text, request_", [
+    ("", EnrollRequest("enroll")), ("  ME ", EnrollRequest("enroll")),
+    ("status", EnrollRequest("status")), ("status please", EnrollRequest("unknown", "status")),
+    ("delete", EnrollRequest("delete mine")), ("delete ALL", EnrollRequest("delete mine")),
+    ("delete <@UME|me>", EnrollRequest("delete mine")),
+    ("delete <@UJANE|jane>", EnrollRequest("delete someone's", "UJANE")),
+    ("delete @jane", EnrollRequest("delete someone's", "")),
+    ("delete r&amp;d room", EnrollRequest("delete named", "r&d room")),
+    ("help", EnrollRequest("help")), ("Bogus words", EnrollRequest("unknown", "bogus")),
+])
+def test_enroll_text_parses_to_one_request(text, request_):
+    assert parse_enroll(text, "UME") == request_

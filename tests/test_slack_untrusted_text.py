@@ -90,12 +90,12 @@ def test_messages_escape_the_file_name(name):
 
 
 def test_chart_draws_names_with_dollar_signs_as_text():
+    from bot.schema import SpeakerTurn
     from bot.summary.chart import timeline_png
-    from bot.summary.stats import Segment
 
     summary = Summary(duration=10.0, speakers=[SpeakerStats(
         speaker="S0", user_id="U1", confidence=80.0, talk_time=5.0, share=1.0, turns=1, longest_turn=5.0)],
-        segments=[Segment("S0", 0.0, 5.0)])
+        segments=[SpeakerTurn("S0", 0.0, 5.0)])
     png = timeline_png(summary, {"U1": r"$\fra{ broken math"}, title=r"Who spoke when in $\fra{.m4a")
     assert png.startswith(b"\x89PNG")
 

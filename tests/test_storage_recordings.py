@@ -20,7 +20,6 @@ from storage.recordings import (
     get_recording,
     heartbeat,
     mark_posted,
-    queue_position,
     requeue_expired,
 )
 from storage.thread import set_relabel, set_reply_ts
@@ -90,9 +89,8 @@ async def test_full_lifecycle_queued_running_succeeded_posted(db: Database):
 
 async def test_claims_oldest_first(db: Database):
     ids = [(await enqueue(db, file_id=f"F{i}"))[0].id for i in range(3)]
-    assert await queue_position(db, ids[2]) == 2
     assert [(await claim_next(db, "w", 60)).id for _ in range(3)] == ids
-    assert await queue_position(db, ids[0]) is None
+    assert await claim_next(db, "w", 60) is None
 
 
 async def test_retryable_failure_requeues_then_fails_when_attempts_are_used_up(db: Database):

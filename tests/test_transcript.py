@@ -9,12 +9,11 @@ from pathlib import Path
 
 import pytest
 
-from bot.schema import DiarizationSegment, IdentifyOutput, SpeakerMatch
+from bot.schema import DiarizationSegment, IdentifyOutput, SpeakerMatch, SpeakerTurn
 from bot.summary.stats import summarize
 from bot.summary.transcript import md_text, render_markdown, render_vtt, speaker_names, vtt_text, vtt_time
 from bot.transcription import models as asr_models
 from bot.transcription.attribution import (
-    SpeakerTurn,
     SpokenWord,
     attribute,
     exclusive_of,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+import bot.jobs.chart_step
 import bot.jobs.recording_job
 from storage.models import RecordingStatus
 from storage.recordings import get_recording
@@ -59,7 +60,7 @@ async def test_crash_during_recognition_is_recognised_again_and_uploaded_once(wo
 async def test_crash_around_the_transcript_upload_never_uploads_twice(world: World, monkeypatch, after_the_call):
     event, rec = await world.share()
     first = transcribing(world)
-    crash_at(monkeypatch, first.recording_job, "upload_transcript", after_the_call=after_the_call)
+    crash_at(monkeypatch, first.recording_job.transcripts, "upload_transcript", after_the_call=after_the_call)
     with pytest.raises(Crash):
         await first.claim_and_run()
     monkeypatch.undo()
@@ -82,7 +83,7 @@ async def test_a_lost_lease_during_recognition_posts_nothing_more(world: World, 
         await Proc(world).claim()  # another worker holds it now
         raise bot.jobs.recording_job.LeaseLost()
 
-    monkeypatch.setattr(first.recording_job, "recognize", taken_over)
+    monkeypatch.setattr(first.recording_job.transcripts, "recognize", taken_over)
     await first.claim_and_run()
     assert transcript_uploads(world, event) == []
     assert (await get_recording(world.db, rec.id)).state is RecordingStatus.succeeded
@@ -95,7 +96,7 @@ async def test_a_correction_while_the_chart_is_drawn_is_drawn_too(world: World, 
 
     _, rec = await world.share()
     proc = Proc(world)
-    real = bot.jobs.recording_job.send_timeline
+    real = bot.jobs.chart_step.send_timeline
 
     async def corrected_meanwhile(*args, **kwargs):
         file_id = await real(*args, **kwargs)
@@ -103,7 +104,7 @@ async def test_a_correction_while_the_chart_is_drawn_is_drawn_too(world: World, 
             await set_relabel(world.db, rec.id, "SPEAKER_01", "U2")
         return file_id
 
-    monkeypatch.setattr(bot.jobs.recording_job, "send_timeline", corrected_meanwhile)
+    monkeypatch.setattr(bot.jobs.chart_step, "send_timeline", corrected_meanwhile)
     await proc.claim_and_run()
     await world.fake.wait_for(lambda: world.fake.calls_to("files.delete"), timeout=30, what="the redraw")
     await proc.services.drain()

@@ -15,7 +15,7 @@ from testbed.fake_slack import TEAM_ID, BotUnderTest, FakeSlack, bot_settings
 from tests.fake_engine import FakeEngine
 from tests.slack_e2e_support import dms, enroll, submit_enrollment, wait_status
 
-USER = "U_MANY"
+USER = "UMANY"
 CHANNEL = "C0001"
 HOSTILE = "*Head* <!here> @chan"
 
@@ -24,7 +24,7 @@ HOSTILE = "*Head* <!here> @chan"
 async def world(db: Database):
     fake = FakeSlack()
     await fake.start()
-    fake.members[CHANNEL] = [USER, "U_OTHER", "UBOT"]
+    fake.members[CHANNEL] = [USER, "UOTHER", "UBOT"]
     engine = FakeEngine()
     bot = await BotUnderTest(fake, bot_settings(fake, db.url.render_as_string(hide_password=False)), db,
                              engine).start()

@@ -28,6 +28,7 @@ from bot.engine_server.transcripts import ServerTranscriber, TranscriptionSettin
 from bot.engines.base import Engine, follow
 from bot.engines.webhooks import DEFAULT_RETRY_DELAYS_S, send_webhook, webhook_payload
 from bot.errors import EngineError
+from bot.pools import TaskSet
 from bot.schema import DiarizeRequest, IdentifyRequest, Job, JobStatus, VoiceprintRequest
 
 log = logging.getLogger(__name__)
@@ -87,7 +88,7 @@ class EngineServer:
         self.queue: asyncio.Queue[str] = asyncio.Queue()
         self.upload_slots: dict[str, tuple[str, float]] = {}
         self.mean_job_s = 30.0
-        self.tasks: set[asyncio.Task] = set()
+        self.tasks = TaskSet()
         self.session: ClientSession | None = None
 
     # lifecycle
@@ -127,17 +128,12 @@ class EngineServer:
             self.queue.put_nowait(record.job.job_id)
 
     async def stop(self, app: web.Application) -> None:
-        for task in list(self.tasks):
-            task.cancel()
-        await asyncio.gather(*self.tasks, return_exceptions=True)
+        await self.tasks.cancel()
         if self.session is not None:
             await self.session.close()
 
     def _spawn(self, coro) -> asyncio.Task:
-        task = asyncio.get_running_loop().create_task(coro)
-        self.tasks.add(task)
-        task.add_done_callback(self.tasks.discard)
-        return task
+        return self.tasks.spawn(coro)
 
     # auth
 
@@ -168,7 +164,8 @@ class EngineServer:
         now = time.time()
         self.upload_slots = {t: s for t, s in self.upload_slots.items() if s[1] > now}
         self.upload_slots[token] = (url, now + self.limits.upload_url_ttl_s)
-        base = self.public_url or f"{request.scheme}://{request.host}"  # PUBLIC_BASE_URL, never a Host, when set
+        host, port = request.transport.get_extra_info("sockname")[:2]  # where it came to, never its Host header
+        base = self.public_url or f"{request.scheme}://{f'[{host}]' if ':' in host else host}:{port}"
         return web.json_response({"url": f"{base}/v1/media/upload/{token}"}, status=201)
 
     async def media_upload(self, request: web.Request) -> web.Response:

@@ -227,10 +227,6 @@ class HTTPEngine(Engine):
     async def _api(self, method: str, path: str, json: dict | None = None, ok: tuple[int, ...] = (200, 201)) -> dict:
         return await self._call(method, self.base_url + path, path=path, json=json, ok=ok)
 
-    async def test(self) -> dict:
-        """`GET /v1/test`: checks the URL and the key."""
-        return await self._api("GET", "/v1/test")
-
     async def ready(self) -> str | None:
         """`GET /v1/test` once, without retries: the URL answers and takes the key (busy, 429, still answers)."""
         try:

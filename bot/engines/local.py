@@ -20,8 +20,8 @@ from pathlib import Path
 from urllib.parse import unquote, urlparse
 
 from bot.engines.base import Engine, ProgressCallback
-from bot.errors import EngineError, EngineUnavailable, JobNotFound, RequestError, error_from
-from bot.pools import exit_with_parent, stop_pool
+from bot.errors import EngineError, EngineUnavailable, JobNotFound, RequestError
+from bot.pools import TaskSet, exit_with_parent, stop_pool
 from bot.schema import (
     DiarizeRequest,
     IdentifyRequest,
@@ -128,7 +128,7 @@ class LocalEngine(Engine):
         self.threads = threads or max(1, (os.cpu_count() or 1) // workers)
         self._jobs: dict[str, Job] = {}
         self._media: dict[str, Path] = {}
-        self._tasks: set[asyncio.Task] = set()
+        self._tasks = TaskSet()
         self._callbacks: dict[str, tuple[asyncio.AbstractEventLoop, ProgressCallback]] = {}
         self._ctx = multiprocessing.get_context("spawn")
         self._queue = None
@@ -255,9 +255,7 @@ class LocalEngine(Engine):
                           threshold=threshold).wire()
 
     def _spawn(self, job: Job, fn, *args, provenance: dict | None = None) -> None:
-        task = asyncio.get_running_loop().create_task(self._execute(job.job_id, fn, *args, provenance=provenance))
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        self._tasks.spawn(self._execute(job.job_id, fn, *args, provenance=provenance), name=f"engine job {job.job_id}")
 
     def watch(self, job_id: str, progress: ProgressCallback) -> None:
         """Call `progress(fraction)` on this event loop at each progress report of the job, until it ends."""
@@ -313,8 +311,7 @@ class LocalEngine(Engine):
 
     async def close(self) -> None:
         self._closed = True
-        for task in list(self._tasks):
-            task.cancel()
+        await self._tasks.cancel()
         if self._pool is not None:
             pool, self._pool = self._pool, None
             await asyncio.get_running_loop().run_in_executor(None, stop_pool, pool)
@@ -323,10 +320,3 @@ class LocalEngine(Engine):
             if self._drain is not None:
                 self._drain.join(timeout=2)
             self._queue.close()
-
-
-def _raise_error(output: dict) -> None:
-    """Re-raise a job's `{"error": {code, message}}` as the matching typed error."""
-    err = output.get("error")
-    if isinstance(err, dict):
-        raise error_from(err.get("code"), err.get("message"))

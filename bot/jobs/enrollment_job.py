@@ -20,6 +20,7 @@ from bot.errors import EngineError
 from bot.jobs.leases import LeaseKeeper
 from bot.logs import log_context
 from bot.metrics import ENROLLMENTS, JOB_FAILURES, JOB_RETRIES
+from bot.pools import TaskSet
 from bot.services.context import NotInstalled, Services
 from bot.services.enrollment import CLIP_MAX_BYTES, NOT_OWN_CLIP, enroll, enrollment_task_name, not_enrolled
 from bot.slack_api import enroll_views as views
@@ -43,7 +44,7 @@ class Enrollments:
 
     def __init__(self, services: Services, owner: str):
         self.services, self.owner = services, owner
-        self.active: set[asyncio.Task] = set()
+        self.active = TaskSet()
 
     @property
     def lease(self) -> int:
@@ -51,10 +52,15 @@ class Enrollments:
 
     def start(self, job) -> asyncio.Task:
         """Runs a job this worker holds; named after the person, so `/enroll delete` can cancel it here."""
-        task = self.services.spawn(self.run(job), name=enrollment_task_name(job.team_id, job.user_id))
-        self.active.add(task)
-        task.add_done_callback(self.active.discard)
-        return task
+        return self.active.spawn(self.run(job), name=enrollment_task_name(job.team_id, job.user_id))
+
+    def cancel(self, team_id: str, user_id: str) -> int:
+        """Cancels this person's enrollments running here (`/enroll delete`); returns how many."""
+        name = enrollment_task_name(team_id, user_id)
+        running = [t for t in self.active if t.get_name() == name and not t.done()]
+        for task in running:
+            task.cancel()
+        return len(running)
 
     async def run(self, job) -> None:
         from storage.enrollments import finish_enrollment, renew_enrollment

@@ -8,7 +8,8 @@ import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 
-from storage.database import UNAVAILABLE_ERRORS
+from storage.database import UNAVAILABLE_ERRORS, Database
+from storage.models import Recording
 
 log = logging.getLogger(__name__)
 
@@ -60,3 +61,23 @@ class LeaseKeeper:
         finally:
             beat.cancel()  # a renewal in flight runs whole (`storage.database.whole`), then the keeper ends
             await asyncio.wait({beat})
+
+
+class RecordingRows:
+    """A recording's row as this worker (`owner`) holds it under its lease: read fresh, or renewed (with fields
+    stored in the same write). What the recording job and its transcript step share."""
+
+    def __init__(self, db: Database, owner: str, lease: int) -> None:
+        self.db, self.owner, self.lease = db, owner, lease
+
+    async def get(self, rec_id: int) -> Recording:
+        from storage.recordings import get_recording
+
+        return await get_recording(self.db, rec_id)
+
+    async def beat(self, rec: Recording, **fields) -> None:
+        """Renews the lease (storing `fields`); LeaseLost when another worker holds the recording now."""
+        from storage.recordings import heartbeat
+
+        if not await heartbeat(self.db, rec.id, self.owner, self.lease, **fields):
+            raise LeaseLost()

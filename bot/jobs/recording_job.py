@@ -15,6 +15,7 @@ import logging
 import time
 from datetime import datetime, timedelta
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
@@ -23,28 +24,30 @@ from bot.engines.base import follow, with_provenance
 from bot.engines.batches import part_ids
 from bot.errors import EngineError, EngineJobEnded, JobNotFound, MediaError, error_from
 from bot.failures import new_ref
-from bot.jobs.leases import LeaseKeeper, LeaseLost
+from bot.jobs.chart_step import ChartStep
+from bot.jobs.leases import LeaseKeeper, LeaseLost, RecordingRows
 from bot.jobs.transcript_step import PROGRESS_EVERY_SECONDS, TranscriptStep
 from bot.logs import log_context
 from bot.metrics import JOB_FAILURES, JOB_RETRIES, UPLOAD_TO_SUMMARY, engine_job, since
 from bot.schema import DiarizeRequest, IdentifyRequest, Job, JobStatus, Matching, VoiceprintInput
-from bot.services.charts import redraw_chart, send_timeline, timeline
 from bot.services.context import NotInstalled, Services
-from bot.services.recordings import checked_file, enrolled_among
+from bot.services.recordings import checked_file, enrolled_among, speaker_counts, with_hint
 from bot.services.summaries import summary_message, transcript_pending
 from bot.services.voiceprints import named_by_person
 from bot.slack_api.files import download
 from bot.slack_api.lookups import channel_members, file_info
 from bot.slack_api.replies import keep_stored, show_reply
-from bot.speech.audio import stated_duration, too_long
+from bot.speech.audio import media_duration, too_long
 from bot.summary.blocks import SlackMessage
-from bot.summary.stats import Summary, summary_of
 from bot.summary.status import (
     identify_again_failed,
     render_failure,
     render_progress,
 )
 from storage.database import UNAVAILABLE_ERRORS
+
+if TYPE_CHECKING:
+    from storage.models import Recording
 
 log = logging.getLogger(__name__)
 
@@ -56,12 +59,15 @@ class NotARecording(Exception):
     """The stored file turned out not to be audio or video (`checked_file` dropped its row)."""
 
 
-class RecordingJob(TranscriptStep):
+class RecordingJob:
     """One recording's job in this worker (`owner`), resumable from the database by any other."""
 
     def __init__(self, services: Services, owner: str):
         self.services = services
         self.owner = owner
+        self.rows = RecordingRows(services.db, owner, services.settings.job_lease_seconds)
+        self.transcripts = TranscriptStep(services, self.rows)
+        self.charts = ChartStep(services, self.rows)
         self._wakeups: dict[str, asyncio.Event] = {}
 
     @property
@@ -86,7 +92,7 @@ class RecordingJob(TranscriptStep):
         seconds = duration if duration else s.max_recording_hours * 3600
         return utcnow() + timedelta(seconds=s.job_deadline_base_seconds + s.job_deadline_factor * seconds)
 
-    async def run(self, rec) -> None:
+    async def run(self, rec: Recording) -> None:
         """Runs one claimed recording with its lease kept alive in the background; a lost lease ends it quietly."""
         from storage.recordings import heartbeat
 
@@ -95,7 +101,7 @@ class RecordingJob(TranscriptStep):
             async with LeaseKeeper.held(renew, self.lease, f"recording {rec.id}"):
                 await self._run(rec)
 
-    async def _run(self, rec) -> None:
+    async def _run(self, rec: Recording) -> None:
         from storage.models import RecordingStatus
 
         try:
@@ -116,7 +122,7 @@ class RecordingJob(TranscriptStep):
                 raise error_from(err.code if err else "failed", err.message if err else None, job_ended=True)
             await self._complete(rec, job)
             await self.services.engine.forget(job.job_id)  # the result lives on in our database only
-            await self.post(client, await self._get(rec.id))
+            await self.post(client, await self.rows.get(rec.id))
         except LeaseLost:
             log.info("recording %s: lease lost, another worker continues", rec.id)
         except NotARecording:
@@ -133,7 +139,7 @@ class RecordingJob(TranscriptStep):
             await self._fail(client, rec, "internal", "Something went wrong on our side.", retry=True)
 
     # -- steps ------------------------------------------------------------------------------------
-    async def identify(self, client: AsyncWebClient, rec) -> Job:
+    async def identify(self, client: AsyncWebClient, rec: Recording) -> Job:
         engine = self.services.engine
         if rec.engine_job_id:
             try:
@@ -154,23 +160,27 @@ class RecordingJob(TranscriptStep):
         if not voiceprints and not engine.offers_diarize:
             raise MediaError("Nobody in this channel has enrolled their voice yet, so nobody can be named.",
                              code="no_voiceprints")
-        await self._beat(rec)
+        await self.rows.beat(rec)
         with self.services.temp_dir("voiceid-rec-") as tmp:
             path = await download(info, client.token, Path(tmp), api_url=client.base_url,
                                   max_bytes=self.services.max_file_bytes)
-            await self._beat(rec)
-            # The header's word, read in the CPU pool (a hostile file is parsed away from the event loop's
-            # process): refused here, before any engine sees (or bills) it; the decoder checks again as it goes.
-            deadline = self.deadline_for(self.within_limit(await self.services.run_cpu(stated_duration, path)))
+            await self.rows.beat(rec)
+            # The file's own length (header and packet times, not decoded), read in the CPU pool (a hostile file
+            # is parsed away from the event loop's process): refused here, before any engine sees (or bills) it;
+            # the decoder checks again as it goes.
+            duration = await self.services.run_cpu(media_duration, path, self.limit_seconds)
+            deadline = self.deadline_for(self.within_limit(duration))
             url = await engine.upload(path, key=f"{rec.team_id}-{rec.file_id}")
             submitted = time.monotonic()
             try:
+                counts = speaker_counts(rec)  # how many speak, when someone said so
                 if voiceprints:
                     job = await engine.submit_identify(IdentifyRequest(
-                        url=url, voiceprints=voiceprints, matching=Matching(threshold=self.services.threshold)))
+                        url=url, voiceprints=voiceprints, matching=Matching(threshold=self.services.threshold),
+                        **counts))
                 else:  # nobody here has enrolled: who spoke when, with numbered speakers
-                    job = await engine.submit_diarize(DiarizeRequest(url=url))
-                await self._beat(rec, engine_job_id=job.job_id, engine_deadline_at=deadline,
+                    job = await engine.submit_diarize(DiarizeRequest(url=url, **counts))
+                await self.rows.beat(rec, engine_job_id=job.job_id, engine_deadline_at=deadline,
                                  diarize_only=not voiceprints)
                 job = await self.poll(client, rec, job, deadline)
                 kind = "identify" if voiceprints else "diarize"
@@ -181,16 +191,19 @@ class RecordingJob(TranscriptStep):
 
     def within_limit(self, seconds: float | None) -> float | None:
         """Refuses a recording longer than MAX_RECORDING_HOURS (with a second's grace, as the decoder allows)."""
-        limit = self.services.settings.max_recording_hours * 3600
-        if seconds is not None and seconds > limit + 1:
-            raise too_long(seconds, limit)
+        if seconds is not None and seconds > self.limit_seconds:
+            raise too_long(seconds, self.services.settings.max_recording_hours * 3600)
         return seconds
 
-    async def voiceprints(self, client: AsyncWebClient, rec) -> list[VoiceprintInput]:
+    @property
+    def limit_seconds(self) -> float:
+        return self.services.settings.max_recording_hours * 3600 + 1
+
+    async def voiceprints(self, client: AsyncWebClient, rec: Recording) -> list[VoiceprintInput]:
         """The voiceprints of the channel members who enrolled with the active engine (none: a diarize-only job)."""
         return await enrolled_among(self.services, rec.team_id, await channel_members(client, rec.channel_id))
 
-    async def poll(self, client: AsyncWebClient, rec, job: Job, deadline: datetime) -> Job:
+    async def poll(self, client: AsyncWebClient, rec: Recording, job: Job, deadline: datetime) -> Job:
         """Waits for the engine job (webhook or polling) until it is final or its deadline passes, showing its
         progress in the thread."""
         from bot.schema import utcnow
@@ -201,7 +214,7 @@ class RecordingJob(TranscriptStep):
             nonlocal last_edit, last_bar
             progress = min(max(job.progress or 0.0, 0.0), 1.0)
             try:
-                await self._beat(rec, progress=progress)
+                await self.rows.beat(rec, progress=progress)
             except UNAVAILABLE_ERRORS as exc:
                 # A database blip costs a progress update, not the attempt; an outage outlasting the
                 # lease makes the lease keeper end the job.
@@ -229,55 +242,26 @@ class RecordingJob(TranscriptStep):
     def transcript_on(self) -> bool:
         return self.services.settings.transcript
 
-    async def post(self, client: AsyncWebClient, rec) -> None:
+    async def post(self, client: AsyncWebClient, rec: Recording) -> None:
         """The summary replaces the progress reply (idempotent) and never waits for recognition; then the
         chart and the transcript go into the thread at most once each: each upload's start is recorded under
         the lease first, so a worker taking over never uploads another."""
         from storage.recordings import mark_posted
-        from storage.thread import start_chart
 
-        summary = summary_of(rec)
         msg = summary_message(rec, transcript_on=self.transcript_on)
         posted_ts = await self._show(client, rec, msg)
         if rec.posted_ts is None:  # the first summary of this recording (not Identify again's)
             since(UPLOAD_TO_SUMMARY, rec.created_at)
-        if rec.chart_started_at is None:
-            if not await start_chart(self.db, rec.id, self.owner):
-                raise LeaseLost()
-            chart_id = await self.upload_chart(client, rec, summary, msg.text)
-            if chart_id:  # stored at once, with the relabels it shows, so a correction can redraw it
-                await self._beat(rec, chart_file_id=chart_id, chart_seq=rec.relabel_seq)
-                await self._follow_corrections(client, rec)
-        elif rec.chart_file_id and rec.chart_seq != rec.relabel_seq:
-            await self.redraw(client, rec)  # identified again: the one chart is replaced, as after a correction
+        await self.charts.show(client, rec, alt=msg.text)
         log.info("recording %s: summary posted", rec.id)
         if transcript_pending(rec, self.transcript_on):
-            rec = await self.transcript(client, await self._get(rec.id), posted_ts)
+            rec = await self.transcripts.transcript(client, await self.rows.get(rec.id), posted_ts)
             await self._show(client, rec, summary_message(rec, transcript_on=self.transcript_on))
         if not await mark_posted(self.db, rec.id, self.owner, posted_ts):
             raise LeaseLost()
         log.info("recording %s: job done", rec.id)
 
-    async def redraw(self, client: AsyncWebClient, rec) -> None:
-        """Redraws the chart for a new result (under the per-recording chart lock, like a correction's redraw:
-        the new chart is stored before the old one is deleted); a failure never undoes the summary."""
-        await self._beat(rec)
-        try:
-            await redraw_chart(self.services, client, rec.id)
-        except (LeaseLost, asyncio.CancelledError):
-            raise
-        except Exception as exc:
-            detail = exc.response.get("error") if isinstance(exc, SlackApiError) else f"{type(exc).__name__}: {exc}"
-            log.warning("recording %s: chart not redrawn (%s) [ref %s]", rec.id, detail, new_ref(),
-                        exc_info=not isinstance(exc, SlackApiError))
-
-    async def _follow_corrections(self, client: AsyncWebClient, rec) -> None:
-        """A correction made while the chart was drawn found no chart to redraw: redraw it now."""
-
-        if (await self._get(rec.id)).relabel_seq != rec.relabel_seq:
-            self.services.spawn(redraw_chart(self.services, client, rec.id), name=f"chart {rec.id}")
-
-    async def notify(self, client: AsyncWebClient | None, rec, ref: str | None = None) -> None:
+    async def notify(self, client: AsyncWebClient | None, rec: Recording, ref: str | None = None) -> None:
         """Shows a failed recording's failure in its thread (editing the progress reply), then lets it go.
         A Slack outage leaves it unshown, so the next claim (after the lease runs out) tries again. The
         message quotes `ref`; the log line with that ref holds the details."""
@@ -303,44 +287,18 @@ class RecordingJob(TranscriptStep):
         if await mark_notified(self.db, rec.id, self.owner):
             JOB_FAILURES.labels("recording", rec.error_code or "failed").inc()
 
-    async def upload_chart(self, client: AsyncWebClient, rec, summary: Summary, alt: str) -> str | None:
-        """Draw, then renew the lease right before the one step that is not idempotent (the upload)."""
-        try:
-            png = await timeline(self.services, client, rec, summary)
-            await self._beat(rec)
-            return await send_timeline(client, rec, png, alt)
-        except LeaseLost:
-            raise
-        except SlackApiError as exc:
-            log.warning("recording %s: chart upload failed: %s", rec.id, exc.response.get("error"))
-            return None
-        except Exception:  # the summary is already posted: a missing chart must not undo it
-            log.exception("recording %s: chart could not be drawn", rec.id)
-            return None
-
     # -- helpers ----------------------------------------------------------------------------------
-    async def _get(self, rec_id: int):
-        from storage.recordings import get_recording
-
-        return await get_recording(self.db, rec_id)
-
-    async def _beat(self, rec, **fields) -> None:
-        from storage.recordings import heartbeat
-
-        if not await heartbeat(self.db, rec.id, self.owner, self.lease, **fields):
-            raise LeaseLost()
-
-    async def _complete(self, rec, job: Job) -> None:
+    async def _complete(self, rec: Recording, job: Job) -> None:
         from storage.recordings import complete
 
         per_person = await named_by_person(self.services, rec.team_id, job.output or {})  # labels → people
-        result = with_provenance(self.services.engine, per_person or {}, self.services.threshold)
+        result = with_hint(rec, with_provenance(self.services.engine, per_person or {}, self.services.threshold))
         output = job.model_copy(update={"output": result}).identify_output()  # the engine's report, made safe
         if not await complete(self.db, rec.id, self.owner, result, output.duration):
             raise LeaseLost()
 
-    async def _show_progress(self, client: AsyncWebClient, rec, progress: float) -> None:
-        rec = rec if rec.reply_ts else await self._get(rec.id)
+    async def _show_progress(self, client: AsyncWebClient, rec: Recording, progress: float) -> None:
+        rec = rec if rec.reply_ts else await self.rows.get(rec.id)
         if rec.reply_ts:
             msg = render_progress(rec.file_name, progress)
             try:
@@ -348,12 +306,12 @@ class RecordingJob(TranscriptStep):
             except SlackApiError as exc:
                 log.info("recording %s: progress update skipped: %s", rec.id, exc.response.get("error"))
 
-    async def _show(self, client: AsyncWebClient, rec, msg: SlackMessage) -> str:
+    async def _show(self, client: AsyncWebClient, rec: Recording, msg: SlackMessage) -> str:
         """Replace the progress reply, or show `msg` as the recording's one reply in the thread (a reply a
         crashed worker or listener posted without storing its ts is found and edited); returns its ts."""
         from storage.thread import set_reply_ts
 
-        rec = rec if rec.reply_ts else await self._get(rec.id)
+        rec = rec if rec.reply_ts else await self.rows.get(rec.id)
         if rec.reply_ts:
             await client.chat_update(channel=rec.channel_id, ts=rec.reply_ts, text=msg.text, blocks=msg.blocks)
             return rec.reply_ts
@@ -361,7 +319,7 @@ class RecordingJob(TranscriptStep):
                               thread_ts=rec.thread_ts or rec.message_ts, msg=msg, look_first=True)
         return await keep_stored(client, rec.channel_id, ts, await set_reply_ts(self.db, rec.id, ts), msg)
 
-    async def _fail(self, client: AsyncWebClient | None, rec, code: str, message: str, *, retry: bool,
+    async def _fail(self, client: AsyncWebClient | None, rec: Recording, code: str, message: str, *, retry: bool,
                     drop_engine_job: bool = False) -> None:
         from storage.models import RecordingStatus
         from storage.recordings import fail

@@ -4,7 +4,6 @@ refresh rotating OAuth tokens."""
 from __future__ import annotations
 
 import asyncio
-import functools
 import logging
 import os
 import socket
@@ -17,6 +16,7 @@ from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from bot.jobs.enrollment_job import Enrollments
 from bot.jobs.recording_job import RecordingJob
 from bot.metrics import LEASE_TAKEOVERS
+from bot.pools import TaskSet
 from bot.scratch import pid_alive
 from bot.services.context import Services
 
@@ -65,9 +65,9 @@ class JobRunner:
         self.capacity = capacity or services.settings.engine_workers
         self.recording_job = RecordingJob(services, self.owner)
         self.enrollments = Enrollments(services, self.owner)
-        self.active: set[asyncio.Task] = set()
-        self.announcing: set[asyncio.Task] = set()
-        self._passes: set[asyncio.Task] = set()  # claim passes, purges, token refreshes in flight
+        self.active = TaskSet(on_done=self._recording_done)
+        self.announcing = TaskSet()
+        self._passes = TaskSet()  # claim passes, purges, token refreshes in flight
         self._stopping = False
         self._lock = asyncio.Lock()
         self._scheduler: AsyncIOScheduler | None = None
@@ -105,11 +105,10 @@ class JobRunner:
         if self._scheduler is not None:
             self._scheduler.shutdown(wait=False)
             self._scheduler = None
-        await asyncio.gather(*self._passes, return_exceptions=True)
-        while running := {t for t in self.active | self.enrollments.active | self.announcing if not t.done()}:
-            for task in running:
-                task.cancel()
-            await asyncio.gather(*running, return_exceptions=True)
+        await self._passes.wait()
+        jobs = (self.active, self.enrollments.active, self.announcing)
+        while any(jobs):
+            await asyncio.gather(*(tasks.cancel() for tasks in jobs))
         try:
             released = await release(self.services.db, self.owner)
             released += await release_enrollments(self.services.db, self.owner)
@@ -121,10 +120,7 @@ class JobRunner:
 
     def _pass(self, work: Coroutine) -> asyncio.Task:
         """A pass of this runner's own, awaited by `stop` (never cut off mid-transaction)."""
-        task = asyncio.get_running_loop().create_task(work, name=work.__qualname__)
-        self._passes.add(task)
-        task.add_done_callback(self._passes.discard)
-        return task
+        return self._passes.spawn(work, name=work.__qualname__)
 
     async def _scheduled(self, work: Callable[[], Coroutine]) -> None:
         """What the scheduler runs: the pass as a task of ours, so shutting the scheduler down cancels only
@@ -154,6 +150,9 @@ class JobRunner:
         """Run an enrollment job this runner already holds (claimed at submission, so no claim pass waits)."""
         self.enrollments.start(job)
 
+    def cancel_enrollments(self, team_id: str, user_id: str) -> int:
+        return self.enrollments.cancel(team_id, user_id)
+
     def kick(self) -> None:
         """Look for work now rather than at the next interval."""
         if not self._stopping:
@@ -180,7 +179,7 @@ class JobRunner:
                     rec = await claim_next(self.services.db, self.owner, settings.job_lease_seconds)
                     if rec is None:
                         break
-                    self._start(self.active, self.recording_job.run(rec), f"recording {rec.id}")
+                    self.active.spawn(self.recording_job.run(rec), name=f"recording {rec.id}")
                 await self.announce()
             except Exception:
                 log.exception("claiming jobs failed; will retry")
@@ -196,18 +195,10 @@ class JobRunner:
             rec = await claim_announcement(self.services.db, hold)
             if rec is None:
                 break
-            self._start(self.announcing, announce(self.services, rec), f"announce {rec.id}")
+            self.announcing.spawn(announce(self.services, rec), name=f"announce {rec.id}")
 
-    def _start(self, tasks: set[asyncio.Task], work: Coroutine, name: str) -> None:
-        task = asyncio.get_running_loop().create_task(work, name=name)
-        tasks.add(task)
-        task.add_done_callback(functools.partial(self._finished, tasks))
-
-    def _finished(self, tasks: set[asyncio.Task], task: asyncio.Task) -> None:
-        tasks.discard(task)
-        if not task.cancelled() and task.exception() is not None:
-            log.error("%s crashed", task.get_name(), exc_info=task.exception())
-        if tasks is self.active and not self._stopping:
+    def _recording_done(self, _task: asyncio.Task) -> None:
+        if not self._stopping:
             self.kick()  # a slot is free
 
     async def purge(self) -> None:

@@ -11,15 +11,17 @@ from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.errors import EngineError
 from bot.failures import new_ref
-from bot.jobs.leases import LeaseLost
+from bot.jobs.leases import LeaseLost, RecordingRows
 from bot.metrics import UPLOAD_TO_TRANSCRIPT, since
 from bot.services.charts import display_names, people
+from bot.services.context import Services
 from bot.services.summaries import summary_message
 from bot.slack_api.files import download
 from bot.slack_api.lookups import file_info
 from bot.summary.stats import summary_of
 from bot.summary.status import TRANSCRIPT_INTERRUPTED, transcript_name
 from bot.summary.transcript import has_transcript, render_markdown, render_vtt, speaker_names, stored_turns
+from storage.models import Recording
 
 log = logging.getLogger(__name__)
 
@@ -28,9 +30,12 @@ PROGRESS_EVERY_SECONDS = 3.0
 
 
 class TranscriptStep:
-    """Mixed into `RecordingJob`, whose state (`services`, `db`, `owner`) and row helpers it uses."""
+    """The recording job's transcript step, working on the rows the job holds (`rows`)."""
 
-    async def transcript(self, client: AsyncWebClient, rec, summary_ts: str):
+    def __init__(self, services: Services, rows: RecordingRows) -> None:
+        self.services, self.rows = services, rows
+
+    async def transcript(self, client: AsyncWebClient, rec: Recording, summary_ts: str) -> Recording:
         """The transcript step; whatever happens, how it ended is stored (a link, an error ref, or that an
         earlier worker's upload was interrupted) so the summary can say so. Returns the recording as stored."""
         from storage.thread import end_transcript
@@ -42,14 +47,14 @@ class TranscriptStep:
             error = TRANSCRIPT_INTERRUPTED
         else:
             file_id, url, error = await self.make_transcript(client, rec, summary_ts)
-        if not await end_transcript(self.db, rec.id, self.owner, file_id=file_id, url=url, error=error):
+        if not await end_transcript(self.rows.db, rec.id, self.rows.owner, file_id=file_id, url=url, error=error):
             raise LeaseLost()
         if file_id:
             since(UPLOAD_TO_TRANSCRIPT, rec.created_at)
         log.info("recording %s: transcript %s", rec.id, "posted" if error is None else f"not posted ({error})")
-        return await self._get(rec.id)
+        return await self.rows.get(rec.id)
 
-    async def make_transcript(self, client: AsyncWebClient, rec, summary_ts: str) -> tuple[str | None, ...]:
+    async def make_transcript(self, client: AsyncWebClient, rec: Recording, summary_ts: str) -> tuple[str | None, ...]:
         """Recognition (unless the words are already stored), then the `.md` + `.vtt` upload at most once (its
         start recorded under the lease). Returns (file id, link, None), or (None, None, ref) on any failure:
         a failed transcript never fails the recording; the ref's log line has the details."""
@@ -58,7 +63,7 @@ class TranscriptStep:
         try:
             if not has_transcript(rec.result):
                 rec = await self.recognize(client, rec, summary_ts)
-            if not await start_transcript(self.db, rec.id, self.owner):
+            if not await start_transcript(self.rows.db, rec.id, self.rows.owner):
                 raise LeaseLost()
             return *await self.upload_transcript(client, rec), None
         except (LeaseLost, asyncio.CancelledError):
@@ -70,7 +75,7 @@ class TranscriptStep:
                         exc_info=not isinstance(exc, SlackApiError | EngineError))
             return None, None, ref
 
-    async def recognize(self, client: AsyncWebClient, rec, summary_ts: str):
+    async def recognize(self, client: AsyncWebClient, rec: Recording, summary_ts: str) -> Recording:
         """Downloads the recording again (the identify step's copy is gone once the engine has it, and a
         resumed or taken-over job never had one), recognises it in the recognizer's process while the
         summary shows progress, deletes the copy, and stores the attributed words in the result."""
@@ -82,7 +87,7 @@ class TranscriptStep:
         with self.services.temp_dir("voiceid-asr-") as tmp:
             path = await download(info, client.token, Path(tmp), api_url=client.base_url,
                                   max_bytes=self.services.max_file_bytes)
-            await self._beat(rec)
+            await self.rows.beat(rec)
             shown = asyncio.get_running_loop().create_task(self._transcript_progress(client, rec.id, summary_ts,
                                                                                      progress))
             try:
@@ -90,9 +95,9 @@ class TranscriptStep:
                     path, lambda fraction: progress.__setitem__(0, fraction))).words
             finally:
                 shown.cancel()
-        if not await save_transcript(self.db, rec.id, self.owner, transcript_result(rec.result, words)):
+        if not await save_transcript(self.rows.db, rec.id, self.rows.owner, transcript_result(rec.result, words)):
             raise LeaseLost()
-        return await self._get(rec.id)
+        return await self.rows.get(rec.id)
 
     async def _transcript_progress(self, client: AsyncWebClient, rec_id: int, ts: str, progress: list[float]):
         """Shows recognition progress in the summary's Transcript line, one edit every few seconds at most."""
@@ -103,20 +108,20 @@ class TranscriptStep:
             if bar == shown:
                 continue
             shown = bar
-            rec = await self._get(rec_id)  # fresh relabels: a correction meanwhile must not be undone
+            rec = await self.rows.get(rec_id)  # fresh relabels: a correction meanwhile must not be undone
             msg = summary_message(rec, transcript_on=True, progress=progress[0])
             try:
                 await client.chat_update(channel=rec.channel_id, ts=ts, text=msg.text, blocks=msg.blocks)
             except SlackApiError as exc:
                 log.info("recording %s: transcript progress skipped: %s", rec_id, exc.response.get("error"))
 
-    async def upload_transcript(self, client: AsyncWebClient, rec) -> tuple[str | None, str | None]:
+    async def upload_transcript(self, client: AsyncWebClient, rec: Recording) -> tuple[str | None, str | None]:
         """Both files in one upload (one Slack call that is not idempotent); returns the `.md` file's id and link."""
         summary = summary_of(rec)
         names = speaker_names(summary, await display_names(client, people(summary)))
         turns = stored_turns(rec.result)
         title = f"Transcript of {rec.file_name}"
-        await self._beat(rec)
+        await self.rows.beat(rec)
         up = await client.files_upload_v2(
             channel=rec.channel_id, thread_ts=rec.thread_ts or rec.message_ts, file_uploads=[
                 {"content": render_markdown(rec.file_name, turns, names),

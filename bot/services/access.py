@@ -16,6 +16,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.config import Settings
 from bot.slack_api.lookups import channel_members
+from storage.models import Recording
 
 log = logging.getLogger(__name__)
 
@@ -34,7 +35,7 @@ class Outsider(Exception):
         self.reason = reason
 
 
-async def require_member(client: AsyncWebClient, rec, user: str) -> list[str]:
+async def require_member(client: AsyncWebClient, rec: Recording, user: str) -> list[str]:
     """The members of the recording's channel; raises Outsider when `user` is not one of them, or when Slack
     will not list them (the check fails closed)."""
     try:

@@ -20,6 +20,7 @@ from bot.services.context import Services
 from bot.summary.blocks import fallback_text
 from bot.summary.chart import timeline_png
 from bot.summary.stats import Summary, summary_of
+from storage.models import Recording
 
 log = logging.getLogger(__name__)
 
@@ -61,7 +62,7 @@ async def redraw_chart(services: Services, client: AsyncWebClient, rec_id: int) 
             await unlock_chart(services.db, rec_id, me, force=True)
 
 
-async def replace(services: Services, client: AsyncWebClient, rec, me: str) -> bool:
+async def replace(services: Services, client: AsyncWebClient, rec: Recording, me: str) -> bool:
     """One redraw: the new chart is uploaded and recorded before the old one is deleted, so the thread
     never lacks a chart. False when the lock was lost meanwhile (the new upload is then removed again)."""
     from storage.thread import replace_chart
@@ -89,13 +90,13 @@ def people(summary: Summary) -> list[str]:
     return [uid for s in summary.speakers for uid in (s.user_id, s.claimed_by) if uid]
 
 
-async def timeline(services: Services, client: AsyncWebClient, rec, summary: Summary) -> bytes:
+async def timeline(services: Services, client: AsyncWebClient, rec: Recording, summary: Summary) -> bytes:
     """The chart PNG with today's names, drawn in the process pool (never on the event loop)."""
     names = await display_names(client, people(summary))
     return await services.run_cpu(draw_chart, summary, names, rec.file_name)
 
 
-async def send_timeline(client: AsyncWebClient, rec, png: bytes, alt: str) -> str | None:
+async def send_timeline(client: AsyncWebClient, rec: Recording, png: bytes, alt: str) -> str | None:
     """Uploads the chart into the recording's thread; returns its file id."""
     up = await client.files_upload_v2(
         channel=rec.channel_id, thread_ts=rec.thread_ts or rec.message_ts, content=png,

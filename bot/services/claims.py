@@ -9,7 +9,7 @@ recording's channel (`bot.services.access`), except "Not me" in the person's own
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from slack_sdk.web.async_client import AsyncWebClient
 
@@ -20,6 +20,9 @@ from bot.services.summaries import refresh_summary
 from bot.summary.stats import summary_of
 from bot.text import mention
 
+if TYPE_CHECKING:
+    from storage.models import Recording
+
 CLAIMED = ("Thanks: this speaker is now shown to everyone as *claimed by you*; you or the person who shared the "
            "recording can undo it. A claim never teaches Voice ID your voice: to be recognised in future "
            "recordings, type `/enroll` with a short clip of your own voice.")
@@ -29,7 +32,7 @@ GONE = "This summary is no longer available (results expire)."
 NOT_NAMED_YOU = "No voiceprint named you in this recording, so there is nothing for you to correct."
 
 
-def not_me_refusal(rec, speaker: str, user: str) -> str | None:
+def not_me_refusal(rec: Recording, speaker: str, user: str) -> str | None:
     """Only the person a voiceprint named may say the speaker is not them."""
     stats = summary_of(rec).by_speaker(speaker)
     if stats is None or stats.user_id is None:
@@ -39,14 +42,14 @@ def not_me_refusal(rec, speaker: str, user: str) -> str | None:
     return None
 
 
-def own_not_me_refusal(rec, speaker: str, user: str) -> str | None:
+def own_not_me_refusal(rec: Recording, speaker: str, user: str) -> str | None:
     """"Not me" in the person's own Home: as `not_me_refusal`, but the refusal names nobody. Home asks no
     channel membership, and a button's value can be made to point at any recording of the workspace: the
     answer must not tell who a voiceprint named there."""
     return NOT_NAMED_YOU if not_me_refusal(rec, speaker, user) is not None else None
 
 
-def claim_refusal(rec, speaker: str, user: str) -> str | None:
+def claim_refusal(rec: Recording, speaker: str, user: str) -> str | None:
     """Why `user` may not claim this speaker, or None when they may."""
     summary = summary_of(rec)
     stats = summary.by_speaker(speaker)
@@ -62,7 +65,7 @@ def claim_refusal(rec, speaker: str, user: str) -> str | None:
     return None
 
 
-def undo_refusal(rec, speaker: str, user: str) -> str | None:
+def undo_refusal(rec: Recording, speaker: str, user: str) -> str | None:
     """Only the claimant and the recording's uploader may undo a claim."""
     stats = summary_of(rec).by_speaker(speaker)
     if stats is None or stats.claimed_by is None:
@@ -73,7 +76,7 @@ def undo_refusal(rec, speaker: str, user: str) -> str | None:
     return f"Only {mention(stats.claimed_by)}{uploader} can undo this claim."
 
 
-def rerun_refusal(rec) -> str | None:
+def rerun_refusal(rec: Recording) -> str | None:
     """While "Identify again" runs, the result being corrected is about to be replaced."""
     from storage.models import RecordingStatus
 

@@ -15,7 +15,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.config import Settings
 from bot.engines.base import Engine
-from bot.pools import exit_with_parent, stop_pool
+from bot.pools import TaskSet, exit_with_parent, stop_pool
 from bot.slack_api.client import make_client
 
 if TYPE_CHECKING:
@@ -34,6 +34,16 @@ class LocalRunner(Protocol):
 
     def start_enrollment(self, job) -> None: ...
 
+    def cancel_enrollments(self, team_id: str, user_id: str) -> int: ...
+
+
+class Recognizer(Protocol):
+    """Speech recognition as the transcript step uses it (`bot.transcription.recognizer.TranscriptionWorker`)."""
+
+    async def transcribe(self, path, progress: Callable[[float], None]): ...
+
+    async def close(self) -> None: ...
+
 
 class NotInstalled(Exception):
     """No usable bot token for a workspace (uninstalled, revoked, or never installed)."""
@@ -46,9 +56,9 @@ class Services:
     settings: Settings
     db: Database
     engine: Engine
-    tasks: set[asyncio.Task] = field(default_factory=set)
+    tasks: TaskSet = field(default_factory=TaskSet)  # work listeners start after their ack
     runner: LocalRunner | None = None  # this process's job runner while it runs (none: queued work waits for a worker)
-    speech: Any = None  # the recognizer (`TranscriptionWorker`), made on first use; tests put a stub here
+    speech: Recognizer | None = None  # made on first use (`recognizer()`), unless one is given
     _cpu: ProcessPoolExecutor | None = None
 
     @property
@@ -85,15 +95,7 @@ class Services:
 
     def spawn(self, coro: Coroutine, *, name: str) -> asyncio.Task:
         """Run work after an ack without losing the task to garbage collection, logging any failure."""
-        task = asyncio.get_running_loop().create_task(coro, name=name)
-        self.tasks.add(task)
-        task.add_done_callback(self._done)
-        return task
-
-    def _done(self, task: asyncio.Task) -> None:
-        self.tasks.discard(task)
-        if not task.cancelled() and task.exception() is not None:
-            log.error("background task %s failed", task.get_name(), exc_info=task.exception())
+        return self.tasks.spawn(coro, name=name)
 
     async def run_cpu(self, fn: Callable[..., T], *args: Any) -> T:
         """CPU-bound work (decoding, drawing) in a one-process pool, so acks never wait behind it. A pool whose
@@ -115,7 +117,7 @@ class Services:
                     raise
         raise AssertionError("unreachable")
 
-    def recognizer(self):
+    def recognizer(self) -> Recognizer:
         """The speech recognizer in its own worker process (the model loads once, on the first recording)."""
         if self.speech is None:
             from bot.transcription.recognizer import TranscriptionWorker
@@ -143,8 +145,7 @@ class Services:
 
     async def drain(self) -> None:
         """Wait for background work started by listeners (used at shutdown and by tests)."""
-        while self.tasks:
-            await asyncio.gather(*list(self.tasks), return_exceptions=True)
+        await self.tasks.wait()
 
     async def close_pool(self) -> None:
         if self._cpu is not None:

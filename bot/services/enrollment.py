@@ -137,12 +137,9 @@ def enrollment_task_name(team_id: str, user_id: str) -> str:
 
 
 def cancel_enrollments(services: Services, team_id: str, user_id: str) -> int:
-    """Cancel this person's enrollments running in this process; returns how many."""
-    name = enrollment_task_name(team_id, user_id)
-    running = [t for t in services.tasks if t.get_name() == name and not t.done()]
-    for task in running:
-        task.cancel()
-    return len(running)
+    """Cancel this person's enrollments running in this process; returns how many. (One running in another
+    worker is refused at its save: the delete raised the person's deletion generation.)"""
+    return services.runner.cancel_enrollments(team_id, user_id) if services.runner is not None else 0
 
 
 async def voiceprint_names(services: Services, team_id: str, user_id: str) -> dict[str, datetime]:

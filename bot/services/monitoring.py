@@ -10,6 +10,9 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
+import math
+import time
+from collections.abc import Awaitable, Callable
 
 from prometheus_client.metrics_core import Metric
 
@@ -23,6 +26,8 @@ from storage.database import Database
 log = logging.getLogger(__name__)
 
 CHECK_SECONDS = 5.0
+READY_REUSE_SECONDS = 2.0
+Answer = tuple[bool, dict[str, str]]
 
 
 @functools.lru_cache(maxsize=1)
@@ -54,11 +59,31 @@ async def engine_state(engine: Engine) -> str:
     return problem or "ok"
 
 
-async def readiness(services: Services) -> tuple[bool, dict[str, str]]:
+async def readiness(services: Services) -> Answer:
     """Whether this process can do its work: the database reachable and migrated, the engine answering."""
     database, engine = await asyncio.gather(database_state(services.db), engine_state(services.engine))
     checks = {"database": database, "engine": engine}
     return all(state == "ok" for state in checks.values()), checks
+
+
+class Reused:
+    """`/readyz` as served: it answers anyone on the Slack listener, so one `check` runs at a time and its answer
+    is reused for `reuse` seconds — a flood of unauthenticated probes costs at most one database query and one
+    engine call (with pyannoteAI, a request carrying the API key) per interval."""
+
+    def __init__(self, check: Callable[[], Awaitable[Answer]], reuse: float = READY_REUSE_SECONDS,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self._check, self._reuse, self._clock = check, reuse, clock
+        self._lock = asyncio.Lock()
+        self._answer: Answer = (False, {})
+        self._at = -math.inf
+
+    async def __call__(self) -> Answer:
+        async with self._lock:
+            if self._clock() - self._at >= self._reuse:
+                self._answer = await self._check()
+                self._at = self._clock()
+            return self._answer
 
 
 async def database_gauges(services: Services) -> list[Metric]:

@@ -30,6 +30,7 @@ from bot.services.summaries import refresh_summary
 from bot.slack_api.enroll_views import retention_text
 from bot.summary.stats import summary_of
 from bot.text import mention
+from storage.models import Recording
 
 log = logging.getLogger(__name__)
 
@@ -114,7 +115,7 @@ async def erase_person(services: Services, client: AsyncWebClient | None, team_i
     return erasure
 
 
-async def show_redacted(services: Services, client: AsyncWebClient, rec) -> str | None:
+async def show_redacted(services: Services, client: AsyncWebClient, rec: Recording) -> str | None:
     """The posted summary edited in place and its chart redrawn without the person; why not, or None."""
     try:
         await refresh_summary(client, rec, transcript_on=services.settings.transcript)
@@ -263,7 +264,7 @@ def voiceprint_entry(vp) -> dict:
         "consent_text": vp.consent_text or NO_CONSENT_TEXT, "clip_length_seconds": round(vp.clip_duration, 1)}
 
 
-def recording_entry(rec, user_id: str, result_days: int) -> dict | None:
+def recording_entry(rec: Recording, user_id: str, result_days: int) -> dict | None:
     """How one stored result names the person (matched by voiceprint, claimed, or compared only), or None."""
     from datetime import timedelta
 

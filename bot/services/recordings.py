@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from datetime import timedelta
+from typing import TYPE_CHECKING
 
 import aiohttp
 from slack_sdk.errors import SlackApiError
@@ -12,14 +13,18 @@ from slack_sdk.web.async_client import AsyncWebClient
 from bot.errors import MediaError
 from bot.failures import new_ref
 from bot.schema import VoiceprintInput, utcnow
-from bot.services.access import Outsider, require_member, too_soon
+from bot.services.access import CANNOT_SEE, Outsider, require_member, too_soon
 from bot.services.context import NotInstalled, Services
 from bot.services.voiceprints import channel_voiceprints
-from bot.slack_api.files import is_media
-from bot.slack_api.lookups import file_info
+from bot.slack_api.files import check_file, is_media
+from bot.slack_api.lookups import channel_members, file_info
 from bot.slack_api.replies import keep_stored, show_reply
+from bot.summary.blocks import identify_again_modal
 from bot.summary.status import render_progress
-from bot.text import escape
+from bot.text import escape, speaker_count
+
+if TYPE_CHECKING:
+    from storage.models import Recording
 
 log = logging.getLogger(__name__)
 
@@ -35,21 +40,93 @@ async def store_shared_files(services: Services, event: dict, team_id: str, bot_
     """Stores one recording row per shared file, each on its own (a retried event finds its rows and adds none):
     only the local database, nothing that can fail slowly, so it is done before Slack's event is acknowledged
     and a restart right after loses nothing. A Slack Connect stub is stored unchecked (`announce` asks Slack
-    what it is). The progress reply is the job side's (`announce`). Returns how many rows are new."""
+    what it is). The progress reply is the job side's (`announce`). A speaker count the message states ("3
+    speakers") is stored with each file's row for its engine job (`bot.text.speaker_count`). Returns how many
+    rows are new."""
     from storage.recordings import enqueue_recording
 
     created_count = 0
+    hint = speaker_count(event.get("text"))
     for f in media_files(event, bot_user_id):
         stub = f.get("mode") == "file_access"
         _rec, created = await enqueue_recording(
             services.db, team_id=team_id, channel_id=event["channel"], file_id=f["id"],
             file_name=f.get("name") or f["id"], uploader_id=event.get("user"), message_ts=event["ts"],
-            thread_ts=event.get("thread_ts"), engine=services.engine.engine_id, checked=not stub)
+            thread_ts=event.get("thread_ts"), engine=services.engine.engine_id, checked=not stub,
+            speakers=(hint.low, hint.high) if hint else None)
         created_count += created
     return created_count
 
 
-async def checked_file(services: Services, rec, info: dict):
+NO_MEDIA = ("This message has no audio or video file, so there is nothing to identify. Use *Identify speakers* "
+            "on the message that shares the recording.")
+BOT_NOT_IN_CHANNEL = ("Voice ID is not in this channel, so it cannot reply in the recording's thread. Invite it "
+                      "with `/invite @voice-id`, then try again.")
+NOT_A_MEMBER = "Only members of this channel (<#{channel}>) can have its recordings identified, so nothing was done."
+STARTED = "Identifying the speakers of {name}; the summary will be posted in the message's thread."
+ALREADY = ("{name} is already identified, or being identified: its summary is in the message's thread (one per "
+           "recording). To run it again, use *Identify again* on that summary.")
+
+
+async def identify_shared(services: Services, client: AsyncWebClient, *, team_id: str, channel: str, message: dict,
+                          presser: str, bot_user_id: str | None, bot_id: str | None) -> str:
+    """The "Identify speakers" message shortcut: queues the audio and video files of a message already in the
+    channel (shared before Voice ID joined, or skipped by the automatic rule: another app posted it) as if they
+    had just been shared, and returns the private answer for the presser. The intake rules of a share hold: the
+    presser and Voice ID must be members of the channel (Slack's member list, now), each file must be audio or
+    video within MAX_FILE_MB (else the presser is told, and nothing is posted), and a recording is processed at
+    most once (the row is unique per file, so a second press, or one on a file already shared, says so)."""
+    from storage.recordings import enqueue_recording
+
+    if (bot_user_id and message.get("user") == bot_user_id) or (bot_id and message.get("bot_id") == bot_id):
+        return NO_MEDIA  # the bot's own messages hold its charts and transcripts, never a recording
+    files = [await _described(client, f) for f in message.get("files") or []]
+    media = [f for f in files if f and is_media(f)]
+    if not media:
+        return NO_MEDIA
+    try:
+        members = await channel_members(client, channel)
+    except SlackApiError as exc:
+        if exc.response.get("error") not in CANNOT_SEE:
+            raise
+        return BOT_NOT_IN_CHANNEL
+    if presser not in members:
+        return NOT_A_MEMBER.format(channel=channel)
+    if bot_user_id and bot_user_id not in members:
+        return BOT_NOT_IN_CHANNEL
+    hint = speaker_count(message.get("text"))
+    answers, queued = [], 0
+    for f in media:
+        name = escape(f.get("name") or f["id"])
+        try:
+            check_file(f, max_bytes=services.max_file_bytes)
+        except MediaError as exc:
+            answers.append(f"{escape(exc.message)} Nothing was posted.")
+            continue
+        _rec, created = await enqueue_recording(
+            services.db, team_id=team_id, channel_id=channel, file_id=f["id"], file_name=f.get("name") or f["id"],
+            uploader_id=message.get("user"), message_ts=message["ts"], thread_ts=message.get("thread_ts"),
+            engine=services.engine.engine_id, speakers=(hint.low, hint.high) if hint else None)
+        answers.append((STARTED if created else ALREADY).format(name=name))
+        queued += created
+    if queued:
+        log.info("%d recording(s) of message %s queued by the shortcut, pressed by %s", queued, message["ts"], presser)
+        services.kick()
+    return "\n".join(answers)
+
+
+async def _described(client: AsyncWebClient, f: dict) -> dict | None:
+    """A message's file as Slack describes it: a Slack Connect stub is asked about (`files.info`); None when it
+    is gone."""
+    if f.get("mode") != "file_access":
+        return f
+    try:
+        return await file_info(client, f["id"])
+    except MediaError:
+        return None
+
+
+async def checked_file(services: Services, rec: Recording, info: dict):
     """A Slack Connect file's row once Slack has said what the file is: named, or dropped (None) when it is not
     audio or video — as a non-media file shared anywhere else, it gets no reply."""
     from storage.recordings import get_recording
@@ -63,7 +140,7 @@ async def checked_file(services: Services, rec, info: dict):
     return await get_recording(services.db, rec.id)
 
 
-async def announce(services: Services, rec) -> None:
+async def announce(services: Services, rec: Recording) -> None:
     """Posts a stored recording's progress reply in its thread, for a try claimed with
     `storage.thread.claim_announcement`. At most once: the reply carries the recording's metadata, so a later
     try (after a crash or a failure) or the job showing its outcome finds and edits it; of two replies that
@@ -95,6 +172,24 @@ async def announce(services: Services, rec) -> None:
                     rec.announce_tries, detail, new_ref())
 
 
+def speaker_counts(rec: Recording) -> dict:
+    """The recording's speaker-count hint as engine job options: `num_speakers` for an exact number, else
+    `min_speakers` and `max_speakers`; none without a hint (the engine counts them itself)."""
+    low, high = rec.min_speakers, rec.max_speakers
+    if low is None or high is None:
+        return {}
+    return {"num_speakers": low} if low == high else {"min_speakers": low, "max_speakers": high}
+
+
+def with_hint(rec: Recording, result: dict) -> dict:
+    """The result with the hint its job was given (`speakerHint`), so the summary says it was used: stored with
+    the result, it describes this result even after "Identify again" sets another number for the next one."""
+    if not speaker_counts(rec):
+        return result
+    return {**result, "speakerHint": {"low": rec.min_speakers, "high": rec.max_speakers,
+                                      "from": rec.speakers_from or "message"}}
+
+
 async def enrolled_among(services: Services, team_id: str, members: list[str]) -> list[VoiceprintInput]:
     """The voiceprints of these people made with the active engine, under their labels (`services.voiceprints`)."""
     return await channel_voiceprints(services, team_id, members)
@@ -111,13 +206,29 @@ def file_gone(file_name: str) -> str:
             "identified again. Share the recording again to have it identified.")
 
 
+async def identify_again_view(services: Services, *, rec_id: int, channel: str, team_id: str | None) -> dict | str:
+    """The modal "Identify again" opens (the number of speakers for the re-run), or the private answer when the
+    recording is gone. Only the database is read: Slack's trigger lasts 3 seconds, so every check that asks
+    Slack comes with the submission (`identify_again`)."""
+    from storage.recordings import PURGED, get_recording
+
+    rec = await get_recording(services.db, rec_id)
+    if rec is None or (team_id and rec.team_id != team_id):
+        return PURGED
+    hint = None
+    if rec.min_speakers is not None and rec.max_speakers is not None:
+        hint = (rec.min_speakers, rec.max_speakers, rec.speakers_from or "message")
+    return identify_again_modal(rec.id, channel, rec.file_name, hint)
+
+
 async def identify_again(services: Services, client: AsyncWebClient, *, rec_id: int, clicker: str,
-                         team_id: str | None) -> str:
+                         team_id: str | None, speakers: int | None = None) -> str:
     """Checks and queues the re-run of a recording's identification; returns the private answer for the presser.
     Who may: a member of the recording's channel (checked with Slack), in the recording's workspace, outside the
     recording's and their own cooldown; it needs the result still retained, someone in the channel enrolled, and
     the file still in Slack (the audio is never kept after processing, so the job downloads it again). The re-run
-    is the recording's own durable job, queued behind the recordings already waiting."""
+    is the recording's own durable job, queued behind the recordings already waiting; `speakers` (from the modal)
+    is the number of speakers it passes to the engine, None keeping the recording's hint."""
     from storage.recordings import PURGED, IdentifyRefused, IdentifyTooSoon, get_recording, requeue_identify
 
     rec = await get_recording(services.db, rec_id)
@@ -137,7 +248,7 @@ async def identify_again(services: Services, client: AsyncWebClient, *, rec_id: 
         return file_gone(rec.file_name)
     s = services.settings
     try:
-        await requeue_identify(services.db, rec.id, actor_id=clicker,
+        await requeue_identify(services.db, rec.id, actor_id=clicker, speakers=speakers,
                                recording_cooldown=timedelta(minutes=s.identify_again_recording_cooldown_minutes),
                                person_cooldown=timedelta(minutes=s.identify_again_person_cooldown_minutes))
     except IdentifyTooSoon as exc:

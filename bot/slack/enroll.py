@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import re
 from collections.abc import Awaitable
+from dataclasses import dataclass
+from typing import Literal
 
 from slack_bolt.async_app import AsyncApp
 from slack_bolt.context.async_context import AsyncBoltContext
@@ -34,7 +36,7 @@ from bot.services.people import (
     self_erased_text,
 )
 from bot.slack_api import enroll_views as views
-from bot.slack_api.files import check_file
+from bot.slack_api.files import check_media
 from bot.text import escape
 
 # With "Escape channels, users, and links" on (manifest.yml), Slack sends a picked @person as <@U123|name>.
@@ -60,6 +62,34 @@ def command_text(text: str) -> str:
     return text.replace("&lt;", "<").replace("&gt;", ">").replace("&amp;", "&")
 
 
+@dataclass(frozen=True)
+class EnrollRequest:
+    """What an `/enroll` command asks for: `action`, and its argument — the voiceprint name typed, the person
+    mentioned (empty when Slack did not turn the @name into a mention) or the word not understood."""
+
+    action: Literal["enroll", "status", "delete mine", "delete someone's", "delete named", "help", "unknown"]
+    argument: str = ""
+
+
+def parse_enroll(text: str, user_id: str) -> EnrollRequest:
+    """The command's text as a request; nothing is looked up."""
+    words = text.strip().split(maxsplit=1)
+    sub, rest = (words[0].lower() if words else ""), (words[1] if len(words) > 1 else "")
+    if sub in ("", "me"):
+        return EnrollRequest("enroll")
+    if sub == "status" and not rest:
+        return EnrollRequest("status")
+    if sub == "delete" and (not rest or rest.lower() == ALL or mentioned_user(rest) == user_id):
+        return EnrollRequest("delete mine")
+    if sub == "delete" and about_someone(rest):
+        return EnrollRequest("delete someone's", mentioned_user(rest) or "")
+    if sub == "delete":
+        return EnrollRequest("delete named", command_text(rest))
+    if sub == "help" and not rest:
+        return EnrollRequest("help")
+    return EnrollRequest("unknown", sub)
+
+
 def register(app: AsyncApp, services: Services) -> None:
     def help_text() -> str:
         s = services.settings
@@ -68,31 +98,39 @@ def register(app: AsyncApp, services: Services) -> None:
 
     @app.command("/enroll")
     async def on_enroll(ack, command: dict, client: AsyncWebClient, respond) -> None:
-        words = (command.get("text") or "").strip().split(maxsplit=1)
-        sub, rest = (words[0].lower() if words else ""), (words[1] if len(words) > 1 else "")
+        """Parse, call, answer. A quick answer is the ack itself (a status or a deletion is a few rows, and a
+        person reads "deleted" only once it is); what asks Slack or touches every result runs after the ack."""
+        request = parse_enroll(command.get("text") or "", command["user_id"])
         team_id, user_id = command["team_id"], command["user_id"]
-        if sub in ("", "me"):
+        if request.action == "enroll":
             await ack()
-            await client.views_open(trigger_id=command["trigger_id"], view=views.enroll_modal(
-                retention_days=services.settings.result_retention_days, engine=services.settings.engine,
-                existing=await voiceprint_names(services, team_id, user_id), channel_id=command.get("channel_id"),
-                max_voiceprints=MAX_PER_PERSON))
-        elif sub == "status" and not rest:
-            await ack(await enrollment_status(services, team_id, user_id))
-        elif sub == "delete" and (not rest or rest.lower() == ALL or mentioned_user(rest) == user_id):
+            await open_modal(client, command, team_id, user_id)
+        elif request.action == "delete someone's":
+            await ack()
+            services.spawn(answer(respond, delete_for_someone(client, team_id, user_id, request.argument or None)),
+                           name=f"erase for {user_id}")
+        elif request.action == "delete mine":
             voice = await delete_voice(services, team_id, user_id, actor_id=user_id)
             await ack(deleted_text(voice))
             services.spawn(erase_self(client, team_id, user_id, voice, respond), name=f"erase {user_id}")
-        elif sub == "delete" and about_someone(rest):
-            await ack()
-            services.spawn(answer(respond, delete_for_someone(client, team_id, user_id, mentioned_user(rest))),
-                           name=f"erase for {user_id}")
-        elif sub == "delete":
-            await ack(await delete_named(team_id, user_id, rest))
-        elif sub == "help" and not rest:
-            await ack(help_text())
         else:
-            await ack(f"I don't know `/enroll {escape(sub)}`.\n\n{help_text()}")
+            await ack(await reply(request, team_id, user_id))
+
+    async def reply(request: EnrollRequest, team_id: str, user_id: str) -> str:
+        """The answer to a request answered in the ack."""
+        if request.action == "status":
+            return await enrollment_status(services, team_id, user_id)
+        if request.action == "delete named":
+            return await delete_named(team_id, user_id, request.argument)
+        if request.action == "help":
+            return help_text()
+        return f"I don't know `/enroll {escape(request.argument)}`.\n\n{help_text()}"
+
+    async def open_modal(client: AsyncWebClient, command: dict, team_id: str, user_id: str) -> None:
+        await client.views_open(trigger_id=command["trigger_id"], view=views.enroll_modal(
+            retention_days=services.settings.result_retention_days, engine=services.settings.engine,
+            existing=await voiceprint_names(services, team_id, user_id), channel_id=command.get("channel_id"),
+            max_voiceprints=MAX_PER_PERSON))
 
     async def answer(respond, text: Awaitable[str]) -> None:
         await respond(await text)
@@ -107,7 +145,7 @@ def register(app: AsyncApp, services: Services) -> None:
     async def delete_named(team_id: str, user_id: str, typed: str) -> str:
         """`/enroll delete NAME`: that one voiceprint of the person (every engine's of that name)."""
         try:
-            name = voiceprint_name(command_text(typed))
+            name = voiceprint_name(typed)
         except ValueError as exc:
             return f"{exc} Nothing was deleted."
         voice = await delete_voice(services, team_id, user_id, actor_id=user_id, name=name)
@@ -135,7 +173,7 @@ def register(app: AsyncApp, services: Services) -> None:
             errors[views.CLIP_BLOCK] = "Add exactly one clip of your voice."
         else:
             try:
-                check_file(files[0] | {"url_private": files[0].get("url_private") or "-"}, max_bytes=CLIP_MAX_BYTES)
+                check_media(files[0], max_bytes=CLIP_MAX_BYTES)
             except EngineError as exc:
                 errors[views.CLIP_BLOCK] = exc.message
         team_id = (body.get("team") or {}).get("id") or context.team_id

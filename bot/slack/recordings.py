@@ -1,6 +1,7 @@
 """Recordings shared in channels: the file_share event. Each file's row is stored by a listener middleware,
 which bolt runs before it acknowledges the event, so a restart right after the ack loses no file; the
-progress reply and the job are the job runner's (`bot.services.recordings`)."""
+progress reply and the job are the job runner's (`bot.services.recordings`). The "Identify speakers" message
+shortcut does the same for a recording already in the channel, answering the presser privately."""
 from __future__ import annotations
 
 import logging
@@ -8,9 +9,12 @@ import logging
 from slack_bolt.async_app import AsyncApp
 from slack_bolt.context.async_context import AsyncBoltContext
 from slack_bolt.response import BoltResponse
+from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.services.context import Services
-from bot.services.recordings import store_shared_files
+from bot.services.recordings import identify_shared, store_shared_files
+from bot.slack.feedback import answer_privately
+from bot.summary.blocks import IDENTIFY_SPEAKERS
 from storage.database import UNAVAILABLE_ERRORS
 
 log = logging.getLogger(__name__)
@@ -34,3 +38,12 @@ def register(app: AsyncApp, services: Services) -> None:
     @app.event("message")
     async def on_other_message() -> None:
         """Plain messages need no work; answering them keeps Slack from retrying."""
+
+    @app.shortcut(IDENTIFY_SPEAKERS)
+    async def on_identify_speakers(ack, body: dict, client: AsyncWebClient, context: AsyncBoltContext) -> None:
+        await ack()
+        text = await identify_shared(services, client, team_id=context.team_id or body["team"]["id"],
+                                     channel=body["channel"]["id"], message=body.get("message") or {},
+                                     presser=body["user"]["id"], bot_user_id=context.bot_user_id,
+                                     bot_id=context.bot_id)
+        await answer_privately(client, body, text)

@@ -58,17 +58,23 @@ def token_may_go_to(url: str, api_url: str) -> bool:
     return target.scheme == api.scheme and same_api_host and port == api_port
 
 
-def check_file(file: dict, *, max_bytes: int) -> None:
-    """Refuse what cannot be a usable recording before spending a download on it."""
+def check_media(file: dict, *, max_bytes: int) -> None:
+    """Refuse what its metadata already shows cannot be a usable clip or recording: not audio or video, too large.
+    A modal's file input gives no download URL yet, so this is all a submitted clip can be checked for."""
     name = file.get("name") or "the file"
     if not is_media(file):
         raise MediaError(f"{name} is a {describe(file)} file, not audio or video.", code="not_audio")
     size = int(file.get("size") or 0)
     if size > max_bytes:
         raise MediaError(f"{name} is {size / 1e6:.0f} MB; the limit is {max_bytes / 1e6:.0f} MB.", code="too_large")
+
+
+def check_file(file: dict, *, max_bytes: int) -> None:
+    """Refuse what cannot be a usable recording before spending a download on it."""
+    check_media(file, max_bytes=max_bytes)
     if file.get("mode") == "external" or not (file.get("url_private_download") or file.get("url_private")):
-        raise MediaError(f"{name} is not stored in Slack (an external link), so it cannot be read.",
-                         code="not_audio")
+        raise MediaError(f"{file.get('name') or 'the file'} is not stored in Slack (an external link), so it cannot "
+                         "be read.", code="not_audio")
 
 
 async def download(file: dict, token: str, directory: Path, *, max_bytes: int, api_url: str,

@@ -8,6 +8,7 @@ header does not say.
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -52,10 +53,12 @@ def spoken_duration(seconds: float) -> str:
 
 
 def too_long(duration: float, limit: float, noun: str = "recording") -> MediaError:
-    """E.g. "The clip is 42 s long; voiceprints take at most 30 s." (noun "clip") or a recording's limit."""
+    """E.g. "The clip is 42 s long; voiceprints take at most 30 s." (noun "clip") or a recording's limit; an
+    infinite duration is one measured only as far as the limit."""
     what = "voiceprints take" if noun == "clip" else "recordings can be"
+    length = f"longer than {spoken_duration(limit)}" if math.isinf(duration) else f"{spoken_duration(duration)} long"
     return MediaError(
-        f"The {noun} is {spoken_duration(duration)} long; {what} at most {spoken_duration(limit)}.",
+        f"The {noun} is {length}; {what} at most {spoken_duration(limit)}.",
         code="too_long",
     )
 
@@ -90,15 +93,40 @@ def _header_duration(container, stream) -> float | None:
     return None
 
 
-def stated_duration(path: Path) -> float | None:
-    """The duration a media file's header states, without decoding (the bot's length check before any engine
-    sees the file, and the engine job's deadline); None when it says none or is unreadable."""
+def media_duration(path: Path, stop_after: float = math.inf) -> float | None:
+    """How long a media file's audio runs, without decoding: the longer of what its header states and where its
+    packets' timestamps end (a header may state no length, or understate it, and an engine that bills by the
+    hour must not be the first to find out). Packets are read only while the header's length is within
+    `stop_after` seconds, and no further than that: infinity means "longer than `stop_after`". None when the file
+    says nothing or cannot be read: the decoder reports the real problem (and checks the length) later."""
     try:
         with _open(path, Path(path).name) as container:
-            streams = container.streams.audio
-            return _header_duration(container, streams[0]) if streams else None
-    except Exception:  # noqa: BLE001 — decoding reports the real problem (and checks the length) later
+            if not container.streams.audio:
+                return None
+            stream = container.streams.audio[0]
+            stated = _header_duration(container, stream)
+            if stated is not None and stated > stop_after:
+                return stated
+            found = _packets_end(container, stream, stop_after)
+    except Exception:  # noqa: BLE001 — see the docstring
         return None
+    known = [d for d in (stated, found) if d is not None]
+    return max(known) if known else None
+
+
+def _packets_end(container, stream, stop_after: float) -> float | None:
+    if stream.time_base is None:
+        return None
+    start = float(stream.start_time * stream.time_base) if stream.start_time is not None else 0.0
+    end = None
+    for packet in container.demux(stream):
+        if packet.pts is None:
+            continue
+        t = float((packet.pts + (packet.duration or 0)) * stream.time_base) - start
+        end = t if end is None else max(end, t)
+        if end > stop_after:
+            return math.inf
+    return end
 
 
 def decode(path: Path, max_duration: float | None = None, *, noun: str = "recording",

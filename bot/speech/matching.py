@@ -4,7 +4,7 @@ Calibration (fitted by every `python -m bench.engine` run on the TUNING part onl
 diarized-speaker centroids against enrollment clips of present and absent people and an AMI participant) maps
 the cosine similarity `s` of two L2-normalised CAM++ embeddings to
 
-    confidence = 100 / (1 + exp(-(s - CAL_MIDPOINT) / CAL_SCALE))
+    confidence = 100 / (1 + exp(-(s - midpoint) / scale))        (a `Calibration` per pipeline)
 
 i.e. a logistic regression of "same person" on `s` with balanced classes: 50 means the two hypotheses are
 equally likely. The recommended threshold is the middle (rounded to 5) of the range that makes the fewest

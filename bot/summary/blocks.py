@@ -26,6 +26,7 @@ THIS_IS_ME = "this_is_me"
 NOT_ME = "not_me"
 UNDO_CLAIM = "undo_claim"
 IDENTIFY_AGAIN = "identify_again"
+IDENTIFY_SPEAKERS = "identify_speakers"  # the message shortcut (manifest.yml), on a recording already in a channel
 
 # The one line a diarize-only summary adds: how to be named next time, and how to name people here.
 ENROLL_INVITE = ("Nobody in this channel had enrolled their voice when this recording was processed, so its "
@@ -174,13 +175,28 @@ def provenance_line(provenance: dict | None) -> str | None:
     return " · ".join(parts)
 
 
+HINT_FROM = {"message": "from the message", "identify_again": "set with Identify again"}
+
+
+def hint_line(hint: dict | None) -> str | None:
+    """The speaker count the engine was given, and where it came from ("Speaker count from the message: 3");
+    None without one (or a malformed one: nothing is guessed)."""
+    if not isinstance(hint, dict) or hint.get("from") not in HINT_FROM:
+        return None
+    low, high = hint.get("low"), hint.get("high")
+    if not (isinstance(low, int) and isinstance(high, int) and 1 <= low <= high):
+        return None
+    return f"Speaker count {HINT_FROM[hint['from']]}: {low if low == high else f'{low}–{high}'}"
+
+
 def render_summary(summary: Summary, *, file_name: str, recording_id: int,
                    transcript: str | None = None, note: str | None = None,
-                   provenance: dict | None = None) -> SlackMessage:
+                   provenance: dict | None = None, hint: dict | None = None) -> SlackMessage:
     """The summary message: header, one section (with a button) per speaker, overview, the /enroll
     invitation (diarize-only), the `transcript` line (mrkdwn, see `bot.summary.status.transcript_line`)
     and a `note` (mrkdwn, e.g. why "Identify again" failed) when given, "Identify again" while some speaker
-    is unnamed, the `provenance` line (which engine, models and threshold; see `provenance_line`), footer.
+    is unnamed, the speaker count the engine was given (`hint_line`), the `provenance` line (which engine,
+    models and threshold; see `provenance_line`), footer.
 
     The file name goes raw into the plain_text header (Slack shows it as is, emoji codes too, as text) and
     escaped into the fallback text.
@@ -213,6 +229,8 @@ def render_summary(summary: Summary, *, file_name: str, recording_id: int,
             if line]
     if offers_identify_again(summary):
         tail.append(identify_again_block(recording_id))
+    if (count := hint_line(hint)) is not None:
+        tail.append(context(count))
     if (made_by := provenance_line(provenance)) is not None:
         tail.append(context(made_by))
     tail.append(footer)
@@ -220,3 +238,49 @@ def render_summary(summary: Summary, *, file_name: str, recording_id: int,
     blocks += [section(t) for t in extra[:room]]
     blocks += tail
     return SlackMessage(text=fallback_text(summary, file_name), blocks=blocks)
+
+
+# -- "Identify again" asks for the number of speakers -------------------------------------------------------
+
+SPEAKERS_BLOCK = SPEAKERS_ACTION = "speakers"
+SPEAKERS_INVALID = "Give a whole number from 1 to 10, or leave it empty."
+
+
+def identify_again_modal(recording_id: int, channel: str, file_name: str, hint: tuple[int, int, str] | None) -> dict:
+    """The modal "Identify again" opens: an optional number of speakers (1–10) for the re-run. `hint` is the
+    recording's count now (low, high, where from), which an empty field keeps. The recording and the channel
+    to answer in ride in `private_metadata` (set by us; Slack gives it back unchanged)."""
+    if hint is None:
+        now = "Leave it empty to let Voice ID count the speakers."
+    else:
+        low, high, source = hint
+        said = HINT_FROM.get(source, "from the message")
+        now = f"Leave it empty to keep the count {said}: {low if low == high else f'{low}–{high}'}."
+    return {
+        "type": "modal", "callback_id": IDENTIFY_AGAIN, "private_metadata": f"{recording_id}:{channel}",
+        "title": {"type": "plain_text", "text": "Identify again"},
+        "submit": {"type": "plain_text", "text": "Identify again"},
+        "close": {"type": "plain_text", "text": "Cancel"},
+        "blocks": [
+            section(f"Identify the speakers of *{escape(file_name)}* again, against the voiceprints of this "
+                    "channel's members as they are now. The summary is updated in place."),
+            {"type": "input", "block_id": SPEAKERS_BLOCK, "optional": True,
+             "label": {"type": "plain_text", "text": "Number of speakers (optional)"},
+             "hint": {"type": "plain_text", "text": now},
+             "element": {"type": "number_input", "action_id": SPEAKERS_ACTION, "is_decimal_allowed": False,
+                         "min_value": "1", "max_value": "10"}},
+        ],
+    }
+
+
+def parse_identify_again(view: dict) -> tuple[int, str, int | None]:
+    """(recording id, channel, number of speakers or None) from the submitted modal; raises ValueError on a
+    number outside 1–10 (or not a whole number) and on metadata that is not ours."""
+    rec, _, channel = (view.get("private_metadata") or "").partition(":")
+    raw = (((view.get("state") or {}).get("values") or {}).get(SPEAKERS_BLOCK) or {}).get(SPEAKERS_ACTION) or {}
+    value = (raw.get("value") or "").strip()
+    if not value:
+        return parse_recording_value(rec), channel, None
+    if not value.isdigit() or not 1 <= int(value) <= 10:
+        raise ValueError(SPEAKERS_INVALID)
+    return parse_recording_value(rec), channel, int(value)

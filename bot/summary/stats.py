@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from bot.schema import IdentifyOutput
+from bot.schema import IdentifyOutput, SpeakerTurn
 
 # Pauses shorter than this inside one person's speech do not end their turn.
 TURN_GAP_SECONDS = 1.0
@@ -40,17 +40,10 @@ class SpeakerStats:
 
 
 @dataclass(frozen=True)
-class Segment:
-    speaker: str
-    start: float
-    end: float
-
-
-@dataclass(frozen=True)
 class Summary:
     duration: float
     speakers: list[SpeakerStats]
-    segments: list[Segment] = field(default_factory=list)
+    segments: list[SpeakerTurn] = field(default_factory=list)
     # Diarize-only (nobody in the channel had enrolled): speakers are "Speaker N", not "Unknown speaker N".
     diarize_only: bool = False
 
@@ -71,11 +64,11 @@ def merge_intervals(intervals: list[tuple[float, float]], gap: float = 0.0) -> l
     return [(a, b) for a, b in merged]
 
 
-def segments_of(output: IdentifyOutput) -> list[Segment]:
+def segments_of(output: IdentifyOutput) -> list[SpeakerTurn]:
     """Who spoke when, by diarization label (falls back to the identification track)."""
     if output.diarization:
-        return [Segment(s.speaker, s.start, s.end) for s in output.diarization]
-    return [Segment(s.diarization_speaker, s.start, s.end) for s in output.identification]
+        return [SpeakerTurn(s.speaker, s.start, s.end) for s in output.diarization]
+    return [SpeakerTurn(s.diarization_speaker, s.start, s.end) for s in output.identification]
 
 
 def identities(output: IdentifyOutput, relabels: dict[str, str | None] | None = None

@@ -12,7 +12,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
-from bot.schema import TranscriptionSegment
+from bot.schema import SpeakerTurn, TranscriptionSegment
 from bot.transcription.recognizer import Transcription, Word
 
 # A pause this long inside one person's speech starts a new paragraph (turn) of the transcript.
@@ -20,13 +20,6 @@ TURN_PAUSE_SECONDS = 2.0
 
 
 class Timed(Protocol):
-    speaker: str
-    start: float
-    end: float
-
-
-@dataclass(frozen=True)
-class SpeakerTurn:
     speaker: str
     start: float
     end: float

@@ -1,0 +1,74 @@
+"""The chart step of a recording's job: the recording's one timeline chart in its thread, uploaded at most once
+(its start recorded under the lease first, so a worker taking over never uploads another) and replaced, never
+added to, when the result changes. The drawing and the Slack calls are `bot.services.charts`."""
+from __future__ import annotations
+
+import asyncio
+import logging
+
+from slack_sdk.errors import SlackApiError
+from slack_sdk.web.async_client import AsyncWebClient
+
+from bot.failures import new_ref
+from bot.jobs.leases import LeaseLost, RecordingRows
+from bot.services.charts import redraw_chart, send_timeline, timeline
+from bot.services.context import Services
+from bot.summary.stats import summary_of
+from storage.models import Recording
+
+log = logging.getLogger(__name__)
+
+
+class ChartStep:
+    """The recording job's chart step, working on the rows the job holds (`rows`)."""
+
+    def __init__(self, services: Services, rows: RecordingRows) -> None:
+        self.services, self.rows = services, rows
+
+    async def show(self, client: AsyncWebClient, rec: Recording, *, alt: str) -> None:
+        """After the summary is shown: the first chart, or a new one for a result identified again. A failure
+        never undoes the summary."""
+        from storage.thread import start_chart
+
+        if rec.chart_started_at is None:
+            if not await start_chart(self.rows.db, rec.id, self.rows.owner):
+                raise LeaseLost()
+            chart_id = await self.upload(client, rec, alt)
+            if chart_id:  # stored at once, with the relabels it shows, so a correction can redraw it
+                await self.rows.beat(rec, chart_file_id=chart_id, chart_seq=rec.relabel_seq)
+                await self._follow_corrections(client, rec)
+        elif rec.chart_file_id and rec.chart_seq != rec.relabel_seq:
+            await self.redraw(client, rec)  # identified again: the one chart is replaced, as after a correction
+
+    async def upload(self, client: AsyncWebClient, rec: Recording, alt: str) -> str | None:
+        """Draw, then renew the lease right before the one step that is not idempotent (the upload)."""
+        try:
+            png = await timeline(self.services, client, rec, summary_of(rec))
+            await self.rows.beat(rec)
+            return await send_timeline(client, rec, png, alt)
+        except LeaseLost:
+            raise
+        except SlackApiError as exc:
+            log.warning("recording %s: chart upload failed: %s", rec.id, exc.response.get("error"))
+            return None
+        except Exception:  # the summary is already posted: a missing chart must not undo it
+            log.exception("recording %s: chart could not be drawn", rec.id)
+            return None
+
+    async def redraw(self, client: AsyncWebClient, rec: Recording) -> None:
+        """Redraws the chart for a new result (under the per-recording chart lock, like a correction's redraw:
+        the new chart is stored before the old one is deleted)."""
+        await self.rows.beat(rec)
+        try:
+            await redraw_chart(self.services, client, rec.id)
+        except (LeaseLost, asyncio.CancelledError):
+            raise
+        except Exception as exc:
+            detail = exc.response.get("error") if isinstance(exc, SlackApiError) else f"{type(exc).__name__}: {exc}"
+            log.warning("recording %s: chart not redrawn (%s) [ref %s]", rec.id, detail, new_ref(),
+                        exc_info=not isinstance(exc, SlackApiError))
+
+    async def _follow_corrections(self, client: AsyncWebClient, rec: Recording) -> None:
+        """A correction made while the chart was drawn found no chart to redraw: redraw it now."""
+        if (await self.rows.get(rec.id)).relabel_seq != rec.relabel_seq:
+            self.services.spawn(redraw_chart(self.services, client, rec.id), name=f"chart {rec.id}")
