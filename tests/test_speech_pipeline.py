@@ -311,3 +311,32 @@ def test_v3_counting_honours_the_speaker_count_hints():
     assert len(counting.speakers(local, p, num=2)[0]) == 2
     assert len(counting.speakers(local, p, max_n=2)[0]) == 2
     assert len(counting.speakers(local, p, min_n=4)[0]) == 4
+
+
+def test_v3_a_speaker_with_few_seconds_stays_only_if_its_voice_is_clearly_its_own():
+    import dataclasses
+
+    from bot.speech.v3 import counting
+
+    rng = np.random.default_rng(6)
+    voices, runs = _voices(rng, 3)
+    u = rng.normal(size=192)
+    u = l2(u - (u @ voices[0]) * voices[0])  # orthogonal to voice 0
+    echo = l2(0.62 * voices[0] + 0.78 * u)  # voice 0 heard differently: cosine 0.62, under the usual merge 0.7
+    emb = np.full((24, 2, 192), np.nan)
+    emb[:20, 0], emb[:20, 1] = runs(0, 20), runs(1, 20)
+    emb[20:22, 0] = echo
+    emb[22:, 0] = runs(2, 2)  # a third person who says little
+    parents = np.tile([0, 1], (24, 1))
+    parents[20:, 1] = -1
+    local = _local(emb, parents)
+    local.speech_frames[20:, 0] = round(1.0 / FRAME_STEP)  # 2 s each for the echo and the third person
+    flat = emb.reshape(-1, 192)
+    train = np.isfinite(flat[:, 0])
+    cents = np.stack([l2(emb[:20, 0].mean(0)), l2(emb[:20, 1].mean(0)), echo, l2(emb[22:, 0].mean(0))])
+    mapping = clustering.assign(local.embeddings, cents, local.parents)
+    p = counting.CountingParams()
+    kept, m = counting._merge(local, flat, train, cents, mapping, p, None, None, None)
+    assert len(kept) == 3 and m[20, 0] == m[0, 0] and m[22, 0] not in (m[0, 0], m[0, 1])
+    off = dataclasses.replace(p, small_seconds=0.0)
+    assert len(counting._merge(local, flat, train, cents, mapping, off, None, None, None)[0]) == 4

