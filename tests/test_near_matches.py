@@ -103,6 +103,14 @@ def channel_posts(fake: FakeSlack) -> str:
     return json.dumps(calls)
 
 
+async def asked_bob(w):
+    """A recording shared and Bob asked about it: its message ts, his stored question, the summary as it was then."""
+    _, ts = await w.share()
+    await w.fake.wait_for(lambda: questions(w.fake, BOB), what="the question to Bob")
+    [row] = await w.rows()
+    return ts, row, json.dumps(w.fake.messages[(CHANNEL, ts)].blocks)
+
+
 async def test_only_the_person_it_probably_is_is_asked_and_yes_is_a_claim(db: Database):
     async with world(db) as w:
         _, ts = await w.share()
@@ -179,10 +187,7 @@ async def test_an_unanswered_question_is_dropped_when_the_person_deletes_their_v
 
 async def test_a_press_by_anyone_else_is_refused_and_changes_nothing(db: Database):
     async with world(db) as w:
-        _, ts = await w.share()
-        await w.fake.wait_for(lambda: questions(w.fake, BOB), what="the question to Bob")
-        [row] = await w.rows()
-        summary = json.dumps(w.fake.messages[(CHANNEL, ts)].blocks)
+        ts, row, summary = await asked_bob(w)
         for value in (str(row.id), "99999", "1:SPEAKER_01", "-1"):
             n = len(dm_texts(w.fake, CAT))
             await w.answer(CAT, "near_match_yes", value, row.dm_ts)
@@ -241,10 +246,7 @@ async def test_a_question_whose_recording_result_expired_is_gone(db: Database):
     from storage.retention import purge_expired
 
     async with world(db) as w:
-        _, ts = await w.share()
-        await w.fake.wait_for(lambda: questions(w.fake, BOB), what="the question to Bob")
-        [row] = await w.rows()
-        summary = json.dumps(w.fake.messages[(CHANNEL, ts)].blocks)
+        ts, row, summary = await asked_bob(w)
         await purge_expired(w.db, result_days=1, audit_days=365, now=utcnow() + timedelta(days=2))
         assert await w.rows() == []
         n = len(dm_texts(w.fake, BOB))
