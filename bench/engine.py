@@ -39,7 +39,8 @@ from pathlib import Path
 import numpy as np
 
 from bench import meetings as M
-from bench.scoring import Scores, annotation
+from bench.scoring import Scores, annotation, majority_reference, render
+from bench.systems import VoiceId, threads
 
 TARGETS = {"libri_der": 8.0, "libri_ier": 8.0, "absent": 0, "ami_der": 20.0, "overlap_recall": 60.0,
            "overlap_precision": 0.9, "rtf": 0.02, "rss_mb": 1300, "voiceprint_s": 0.5}
@@ -80,39 +81,6 @@ class Row:
 
 
 # ---- the systems ---------------------------------------------------------------------------------------
-
-
-class VoiceId:
-    """Our engine; `diarization` picks v3 (bot.speech.v3) or v2 (bot.speech.diarization).
-    `anchors`: v3 is given the meeting's voiceprints; `hint`: it is told the true number of speakers."""
-
-    hint = False
-    anchors = True
-
-    def __init__(self, diarization: str = "v2", preload: bool = True):
-        from bot.speech.windows import SpeakerModels
-
-        self.models = SpeakerModels(threads=threads(), diarization=diarization, preload=preload)
-
-    def voiceprint(self, clip: np.ndarray) -> np.ndarray:
-        from bot.speech import tasks, voiceprint
-        from bot.speech.audio import Audio
-
-        out = tasks.make_voiceprint(self.models, Audio(clip))
-        return voiceprint.decode(out.voiceprint).vector
-
-    def diarize(self, samples: np.ndarray, vectors: np.ndarray, num: int | None = None):
-        """(segments, speakers, similarity speakers × vectors)."""
-        from bot.errors import MediaError
-        from bot.speech import tasks
-        from bot.speech.audio import Audio
-
-        try:
-            diar, sims = tasks.diarize_and_compare(self.models, Audio(samples), vectors,
-                                                   num if self.hint else None, use_anchors=self.anchors)
-        except MediaError:
-            return [], [], np.zeros((0, len(vectors)))
-        return diar.segments, diar.speakers, sims
 
 
 class VoiceIdV1(VoiceId):
@@ -194,12 +162,6 @@ class VoiceIdV3NoAnchors(VoiceIdV3):
 class VoiceIdV3Hint(VoiceIdV3):
     hint = True
 
-
-def threads() -> int | None:
-    """Torch threads for every system (`--threads`, passed to the speed children through the environment);
-    None = the engine's default (all cores). On a machine shared with other work, 1 avoids OpenMP spinning."""
-    value = os.environ.get("BENCH_THREADS")
-    return int(value) if value else None
 
 
 def cpu_has_avx512() -> bool:
@@ -340,21 +302,6 @@ def score(runs: list[Run], cal: Calibration) -> Result:
         out.absent += sum(1 for s, _, _ in r.segments if names[s] in m.absent)
     out.libri_ier = 100 * abs(ier)
     return out
-
-
-def majority_reference(reference, segments) -> dict[str, str]:
-    """Each hypothesis speaker → the reference speaker it overlaps most."""
-    overlap: dict[tuple[str, str], float] = {}
-    for hyp, hs, he in segments:
-        for ref, rs, re_ in reference:
-            o = min(he, re_) - max(hs, rs)
-            if o > 0:
-                overlap[hyp, ref] = overlap.get((hyp, ref), 0.0) + o
-    best: dict[str, tuple[float, str]] = {}
-    for (hyp, ref), o in overlap.items():
-        if o > best.get(hyp, (0.0, ""))[0]:
-            best[hyp] = (o, ref)
-    return {h: r for h, (_, r) in best.items()}
 
 
 def recordings(system, part: M.Part, result: Result) -> None:
@@ -609,15 +556,6 @@ def speed_table(rows: list[Row], minutes: float) -> str:
     for r in rows:
         lines += [f"  {r.name}: {n}" for n in r.notes]
     return "\n".join(lines)
-
-
-def render(head: list[str], body: list[list[str]]) -> str:
-    widths = [max(len(x[i]) for x in [head] + body) for i in range(len(head))]
-
-    def fmt(cells: list[str]) -> str:
-        return "| " + " | ".join(c.ljust(w) for c, w in zip(cells, widths)) + " |"
-
-    return "\n".join([fmt(head), "|" + "|".join("-" * (w + 2) for w in widths) + "|"] + [fmt(b) for b in body])
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -65,7 +65,8 @@ class Count:
 def diarized(part: M.Part, n: int) -> list[list[Speaker]]:
     """Per recording (meeting × condition), its speakers; kept in a cache file per part and count, so the
     tables can be printed again without diarizing."""
-    from bench.engine import VoiceId, majority_reference
+    from bench.scoring import majority_reference
+    from bench.systems import VoiceId
     from bench.voiceprints import phone_like
     from bot.speech.matching import CALIBRATIONS, confidence
 
@@ -153,7 +154,7 @@ HEAD = ["band", "speakers", "left unknown", "of them enrolled, present", "questi
 
 
 def main(n: int) -> int:
-    from bench.engine import render
+    from bench.scoring import render
     from bot.speech.matching import CALIBRATIONS
 
     if not M.data_available():

@@ -91,3 +91,27 @@ class Scores:
             right = sum(f == t for _, f, t in self.counts)
             return f"{''.join(str(min(f, 9)) for _, f, _ in self.counts)} (true {self.counts[0][2]}; {right} right)"
         return " ".join(f"{n[-2:] if n.startswith('trn') else n[:6]}:{f}/{t}" for n, f, t in self.counts)
+
+
+def majority_reference(reference, segments) -> dict[str, str]:
+    """Each hypothesis speaker → the reference speaker it overlaps most."""
+    overlap: dict[tuple[str, str], float] = {}
+    for hyp, hs, he in segments:
+        for ref, rs, re_ in reference:
+            o = min(he, re_) - max(hs, rs)
+            if o > 0:
+                overlap[hyp, ref] = overlap.get((hyp, ref), 0.0) + o
+    best: dict[str, tuple[float, str]] = {}
+    for (hyp, ref), o in overlap.items():
+        if o > best.get(hyp, (0.0, ""))[0]:
+            best[hyp] = (o, ref)
+    return {h: r for h, (_, r) in best.items()}
+
+
+def render(head: list[str], body: list[list[str]]) -> str:
+    widths = [max(len(x[i]) for x in [head] + body) for i in range(len(head))]
+
+    def fmt(cells: list[str]) -> str:
+        return "| " + " | ".join(c.ljust(w) for c, w in zip(cells, widths)) + " |"
+
+    return "\n".join([fmt(head), "|" + "|".join("-" * (w + 2) for w in widths) + "|"] + [fmt(b) for b in body])

@@ -48,7 +48,7 @@ def cached(cache: Path, name: str, samples: np.ndarray, meeting, models):
         local = models.pipeline.local(samples)
         extra = {}
         if meeting is not None:
-            from bench.engine import VoiceId
+            from bench.systems import VoiceId
 
             vid = VoiceId.__new__(VoiceId)
             vid.models = models

@@ -75,7 +75,7 @@ def guessing(conf: np.ndarray, groups: list[int], people: list[str], speakers: l
 
 
 def tally(count: Count, meeting: M.Meeting, segments, named: dict[str, str | None]) -> None:
-    from bench.engine import majority_reference
+    from bench.scoring import majority_reference
 
     truth = majority_reference(meeting.reference, segments)
     enrolled = set(meeting.enrollment)
@@ -94,7 +94,7 @@ def tally(count: Count, meeting: M.Meeting, segments, named: dict[str, str | Non
 
 def run(n: int, snr_db: float, part: M.Part = M.REPORT) -> dict[tuple[str, str], Count]:
     """(voiceprints row, recording condition) → counts, over `n` meetings of `part`, phone copies at `snr_db`."""
-    from bench.engine import VoiceId
+    from bench.systems import VoiceId
     from bot.services.voiceprints import by_person
     from bot.speech.matching import CALIBRATIONS, confidence
 
@@ -126,7 +126,7 @@ def run(n: int, snr_db: float, part: M.Part = M.REPORT) -> dict[tuple[str, str],
 
 
 def table(counts: dict[tuple[str, str], Count], n: int, part: M.Part, snr_db: float) -> str:
-    from bench.engine import render
+    from bench.scoring import render
 
     head = ["voiceprints per person", "recording", "segments", "named right", "vs baseline", "named wrong",
             "absent named", "enrolled left unknown"]

@@ -106,7 +106,7 @@ def test_silent_recording_is_refused(enrolled):
 
 
 def _majority(meeting, out: IdentifyOutput) -> dict[str, str]:
-    from bench.engine import majority_reference
+    from bench.scoring import majority_reference
 
     return majority_reference(meeting.reference, [(d.speaker, d.start, d.end) for d in out.diarization])
 
