@@ -83,5 +83,10 @@ async def test_a_progress_post_retried_never_hides_the_outcome_already_shown():
                               look_first=False)
         assert ts == outcome["ts"]
         assert fake.messages[(CHANNEL, ts)].text == "Speakers in a.wav" and not fake.calls_to("chat.update")
+        # a later try of the progress reply looks first, finds the worker's summary and leaves it as it is
+        ts = await show_reply(client, recording_id=7, channel=CHANNEL, thread_ts="1.000001", msg=progress,
+                              look_first=True, replace=False)
+        assert ts == outcome["ts"]
+        assert fake.messages[(CHANNEL, ts)].text == "Speakers in a.wav" and not fake.calls_to("chat.update")
     finally:
         await fake.close()

@@ -159,7 +159,7 @@ async def announce(services: Services, rec: Recording) -> None:
                 return
         ts = await show_reply(client, recording_id=rec.id, channel=rec.channel_id,
                               thread_ts=rec.thread_ts or rec.message_ts, msg=render_progress(rec.file_name),
-                              look_first=rec.announce_tries > 1)
+                              look_first=rec.announce_tries > 1, replace=False)
         try:
             stored = await set_reply_ts(services.db, rec.id, ts)
         except RecordingNotFound:  # deleted meanwhile (an uninstall): the reply has nothing to report

@@ -71,15 +71,16 @@ def _ambiguous(exc: Exception) -> bool:
 
 
 async def show_reply(client: AsyncWebClient, *, recording_id: int, channel: str, thread_ts: str, msg: SlackMessage,
-                     look_first: bool) -> str:
+                     look_first: bool, replace: bool = True) -> str:
     """Shows `msg` as the recording's reply in the thread and returns its ts: edits the reply an earlier
     post left behind (searched first when `look_first`, and after every ambiguous failure), else posts.
-    A first post (not `look_first`: the listener's progress reply) that finds a reply after an ambiguous
-    failure leaves it as it is: it is that very post, or a worker's outcome, which progress must not hide."""
+    Progress (`replace=False`, the progress reply's tries) never edits a reply it finds, nor does a first post
+    that finds one after an ambiguous failure: it is that very post, or a worker's outcome (a summary posted but
+    not yet stored), which progress must not hide."""
     for attempt in range(POST_TRIES):
         found = await find_reply(client, channel, thread_ts, recording_id) if look_first or attempt else None
         if found:
-            if look_first:
+            if look_first and replace:
                 await client.chat_update(channel=channel, ts=found, text=msg.text, blocks=msg.blocks)
             return found
         try:
