@@ -75,9 +75,13 @@ class RecordingRows:
 
         return await get_recording(self.db, rec_id)
 
-    async def beat(self, rec: Recording, **fields) -> None:
-        """Renews the lease (storing `fields`); LeaseLost when another worker holds the recording now."""
+    async def renew(self, rec_id: int, **fields) -> bool:
+        """Renews the lease (storing `fields`); whether this worker still holds it."""
         from storage.recordings import heartbeat
 
-        if not await heartbeat(self.db, rec.id, self.owner, self.lease, **fields):
+        return await heartbeat(self.db, rec_id, self.owner, self.lease, **fields)
+
+    async def beat(self, rec: Recording, **fields) -> None:
+        """`renew`, raising LeaseLost when another worker holds the recording now."""
+        if not await self.renew(rec.id, **fields):
             raise LeaseLost()

@@ -75,10 +75,6 @@ class RecordingJob:
     def db(self):
         return self.services.db
 
-    @property
-    def lease(self) -> int:
-        return self.services.settings.job_lease_seconds
-
     def job_changed(self, job: Job) -> None:
         """An engine webhook arrived: stop waiting for the next poll."""
         event = self._wakeups.get(job.job_id)
@@ -95,11 +91,9 @@ class RecordingJob:
 
     async def run(self, rec: Recording) -> None:
         """Runs one claimed recording with its lease kept alive in the background; a lost lease ends it quietly."""
-        from storage.recordings import heartbeat
-
-        renew = functools.partial(heartbeat, self.db, rec.id, self.owner, self.lease)
+        renew = functools.partial(self.rows.renew, rec.id)
         with log_context(recording_id=rec.id, team=rec.team_id):
-            async with LeaseKeeper.held(renew, self.lease, f"recording {rec.id}"):
+            async with LeaseKeeper.held(renew, self.rows.lease, f"recording {rec.id}"):
                 await self._run(rec)
 
     async def _run(self, rec: Recording) -> None:
@@ -182,7 +176,7 @@ class RecordingJob:
                 else:  # nobody here has enrolled: who spoke when, with numbered speakers
                     job = await engine.submit_diarize(DiarizeRequest(url=url, **counts))
                 await self.rows.beat(rec, engine_job_id=job.job_id, engine_deadline_at=deadline,
-                                 diarize_only=not voiceprints)
+                                     diarize_only=not voiceprints)
                 job = await self.poll(client, rec, job, deadline)
                 kind = "identify" if voiceprints else "diarize"
                 engine_job(engine.engine_id, kind, time.monotonic() - submitted, job)
