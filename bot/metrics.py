@@ -109,7 +109,8 @@ class _Scrape:
 
 # -- the listener ------------------------------------------------------------------------------------------
 Collect = Callable[[], Awaitable[list[Metric]]]
-Ready = Callable[[], Awaitable[tuple[bool, dict[str, str]]]]
+ReadyAnswer = tuple[bool, dict[str, str]]  # ready or not, with each check's state
+Ready = Callable[[], Awaitable[ReadyAnswer]]
 
 
 def probe_routes(ready: Ready) -> list[web.RouteDef]:

@@ -17,7 +17,7 @@ from collections.abc import Awaitable, Callable
 from prometheus_client.metrics_core import Metric
 
 from bot.engines.base import Engine
-from bot.metrics import gauge
+from bot.metrics import ReadyAnswer, gauge
 from bot.schema import utcnow
 from bot.services.context import Services
 from storage.database import UNAVAILABLE_ERRORS as DOWN
@@ -27,7 +27,6 @@ log = logging.getLogger(__name__)
 
 CHECK_SECONDS = 5.0
 READY_REUSE_SECONDS = 2.0
-Answer = tuple[bool, dict[str, str]]
 
 
 @functools.lru_cache(maxsize=1)
@@ -59,7 +58,7 @@ async def engine_state(engine: Engine) -> str:
     return problem or "ok"
 
 
-async def readiness(services: Services) -> Answer:
+async def readiness(services: Services) -> ReadyAnswer:
     """Whether this process can do its work: the database reachable and migrated, the engine answering."""
     database, engine = await asyncio.gather(database_state(services.db), engine_state(services.engine))
     checks = {"database": database, "engine": engine}
@@ -71,14 +70,14 @@ class Reused:
     is reused for `reuse` seconds — a flood of unauthenticated probes costs at most one database query and one
     engine call (with pyannoteAI, a request carrying the API key) per interval."""
 
-    def __init__(self, check: Callable[[], Awaitable[Answer]], reuse: float = READY_REUSE_SECONDS,
+    def __init__(self, check: Callable[[], Awaitable[ReadyAnswer]], reuse: float = READY_REUSE_SECONDS,
                  clock: Callable[[], float] = time.monotonic) -> None:
         self._check, self._reuse, self._clock = check, reuse, clock
         self._lock = asyncio.Lock()
-        self._answer: Answer = (False, {})
+        self._answer: ReadyAnswer = (False, {})
         self._at = -math.inf
 
-    async def __call__(self) -> Answer:
+    async def __call__(self) -> ReadyAnswer:
         async with self._lock:
             if self._clock() - self._at >= self._reuse:
                 self._answer = await self._check()
