@@ -4,8 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from slack_sdk.web.async_client import AsyncWebClient
-
+from bot.services.context import SlackPort
 from bot.summary.blocks import SlackMessage, render_summary
 from bot.summary.stats import summary_of
 from bot.summary.status import transcript_line
@@ -32,9 +31,9 @@ def summary_message(rec: Recording, *, transcript_on: bool, progress: float | No
                           provenance=(rec.result or {}).get("provenance"), hint=(rec.result or {}).get("speakerHint"))
 
 
-async def refresh_summary(client: AsyncWebClient, rec: Recording, *, transcript_on: bool = True) -> None:
+async def refresh_summary(slack: SlackPort, rec: Recording, *, transcript_on: bool = True) -> None:
     """Re-render the posted summary from the stored result and relabels, in place."""
     msg = summary_message(rec, transcript_on=transcript_on)
     ts = rec.posted_ts or rec.reply_ts
     if ts:
-        await client.chat_update(channel=rec.channel_id, ts=ts, text=msg.text, blocks=msg.blocks)
+        await slack.update(rec.channel_id, ts, msg)
