@@ -57,7 +57,7 @@ class Services:
     db: Database
     engine: Engine
     tasks: TaskSet = field(default_factory=TaskSet)  # work listeners start after their ack
-    runner: LocalRunner | None = None  # this process's job runner while it runs (none: queued work waits for a worker)
+    runner: LocalRunner | None = None  # wired by `bot.runtime` while this process runs jobs (none: work waits for a worker)
     speech: Recognizer | None = None  # made on first use (`recognizer()`), unless one is given
     _cpu: ProcessPoolExecutor | None = None
 
