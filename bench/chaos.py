@@ -76,7 +76,8 @@ class SimulatedEngine(Engine):
 async def work(job_seconds: float, capacity: int, host: str | None) -> None:
     from bot.config import load_settings
     from bot.jobs.scheduler import JobRunner
-    from bot.runtime import close_services, until_stopped
+    from bot.pools import CpuPool, TaskSet
+    from bot.runtime import recognizer, until_stopped
     from bot.services.context import Services
     from storage.database import Database
 
@@ -84,13 +85,16 @@ async def work(job_seconds: float, capacity: int, host: str | None) -> None:
     services = Services(settings=settings, db=Database(settings.effective_database_url),
                         engine=SimulatedEngine(job_seconds))
     owner = f"{host}:{os.getpid()}:{uuid.uuid4().hex[:6]}" if host else None
-    runner = JobRunner(services, capacity=capacity, owner=owner)
+    cpu, speech, background = CpuPool(), recognizer(settings), TaskSet()
+    runner = JobRunner(services, cpu=cpu, speech=speech, background=background, capacity=capacity, owner=owner)
     await runner.start()
     try:
         await until_stopped()
     finally:
         await runner.stop()
-        await close_services(services)
+        await background.wait()
+        await cpu.close()
+        await speech.close()
         await services.db.dispose()
 
 

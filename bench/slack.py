@@ -91,7 +91,7 @@ async def run(minutes: float, concurrency: int) -> None:
             for user, reader in ENROLLED.items():
                 clip = Path(tmp) / f"{user}.wav"
                 clip.write_bytes(wav(utterance(reader, 0)))
-                vp = await voiceprint_from_path(bot.services, clip)
+                vp = await voiceprint_from_path(bot.services, bot.cpu, clip)
                 await upsert_voiceprint(db, team_id=TEAM_ID, user_id=user, engine=engine.engine_id, model_id=vp.model_id,
                                         voiceprint=vp.voiceprint, consent_at=utcnow(), clip_duration=vp.clip_duration)
             await burst(bot, concurrency)  # warm the endpoint

@@ -1,7 +1,7 @@
 """Process pools that stop at once (a stopping worker releases its jobs, so work in flight is not waited for),
 pool processes that end with their parent (a parent killed by the OOM killer or `kill -9` would otherwise
 leave them running with their models loaded, hundreds of MB each, for good), and the one kind of task set
-every long-lived object keeps its background tasks in."""
+every long-lived object keeps its background tasks in, and the CPU pool (`CpuPool`)."""
 from __future__ import annotations
 
 import asyncio
@@ -11,8 +11,11 @@ import os
 import threading
 from collections.abc import Callable, Coroutine, Iterator
 from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
+from typing import Any, TypeVar
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 
 class TaskSet:
@@ -56,6 +59,39 @@ class TaskSet:
             for task in running:
                 task.cancel()
             await asyncio.gather(*running, return_exceptions=True)
+
+
+class CpuPool:
+    """CPU-bound work (decoding, drawing) in a one-process pool, so acks never wait behind it; the process starts
+    with the first task. A pool whose worker died (the OOM killer) is replaced and the work tried once more in
+    the new one. `executor`: a pool to start with (tests share one between several of these)."""
+
+    def __init__(self, executor: ProcessPoolExecutor | None = None):
+        self._pool = executor
+
+    async def run(self, fn: Callable[..., T], *args: Any) -> T:
+        for tries_left in (1, 0):
+            if self._pool is None:
+                self._pool = ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn"),
+                                                 initializer=exit_with_parent)
+            pool = self._pool
+            try:
+                return await asyncio.get_running_loop().run_in_executor(pool, fn, *args)
+            except BrokenProcessPool:
+                if self._pool is pool:
+                    self._pool = None
+                    pool.shutdown(wait=False, cancel_futures=True)
+                log.warning("the CPU pool's worker stopped unexpectedly; %s", "retrying in a new one" if tries_left
+                            else "giving up on this task")
+                if not tries_left:
+                    raise
+        raise AssertionError("unreachable")
+
+    async def close(self) -> None:
+        """Stops the process at once (see `stop_pool`); a later `run` would start a new one."""
+        if self._pool is not None:
+            pool, self._pool = self._pool, None
+            await asyncio.to_thread(stop_pool, pool)
 
 
 def stop_pool(pool: ProcessPoolExecutor) -> None:

@@ -2,10 +2,14 @@
 
 `serve` (Slack over HTTP or Socket Mode, with the job runner) and `worker` (the job runner alone) are each one
 aiohttp application whose cleanup contexts open and close one resource apiece, as aiohttp's own examples do:
-database → engine → services (CPU pool, recognizer, background tasks) → metrics listener (with `METRICS_PORT`)
-→ job runner → Slack (bolt, Socket Mode). They are unwound in the opposite order, so the runner releases its
-jobs before the engine and database close. `serve` answers `/healthz` and `/readyz` on its listener; every
-process answers them on its metrics listener too.
+database → engine → services (settings, database and engine, read by everyone) → speech recognizer (its process
+starts with the first transcript) → CPU pool → background tasks (the work listeners and jobs start after an ack
+or a step, awaited at shutdown) → metrics listener (with `METRICS_PORT`) → job runner → Slack (bolt, Socket
+Mode). They are unwound in the opposite order, so the runner releases its jobs before the engine and database
+close. Each part is handed only to those who use it: the runner gets the CPU pool, the recognizer and the
+background tasks; the Slack listeners get the CPU pool, the background tasks and this process's runner (none
+with `--no-jobs`). `serve` answers `/healthz` and `/readyz` on its listener; every process answers them on its
+metrics listener too.
 """
 from __future__ import annotations
 
@@ -19,7 +23,8 @@ from aiohttp import web
 from bot.config import Settings
 from bot.engines.base import Engine
 from bot.jobs.scheduler import JobRunner
-from bot.services.context import SERVICES, Services
+from bot.pools import CpuPool, TaskSet
+from bot.services.context import Recognizer, Services
 from storage.database import Database
 
 log = logging.getLogger(__name__)
@@ -27,6 +32,10 @@ log = logging.getLogger(__name__)
 SETTINGS = web.AppKey("settings", Settings)
 DATABASE = web.AppKey("database", Database)
 ENGINE = web.AppKey("engine", Engine)
+SERVICES = web.AppKey("services", Services)
+SPEECH = web.AppKey("speech", Recognizer)
+CPU = web.AppKey("cpu", CpuPool)
+BACKGROUND = web.AppKey("background", TaskSet)
 RUNNER = web.AppKey("runner", JobRunner)
 CAPACITY = web.AppKey("capacity", int)
 
@@ -75,11 +84,39 @@ async def engine(app: web.Application) -> AsyncIterator[None]:
 
 
 async def services(app: web.Application) -> AsyncIterator[None]:
-    """What listeners and jobs share; at the end, background work is awaited and the process pools stopped."""
+    """What everyone reads (settings, database, engine); nothing to stop."""
     if SERVICES not in app:
         app[SERVICES] = Services(settings=app[SETTINGS], db=app[DATABASE], engine=app[ENGINE])
     yield
-    await close_services(app[SERVICES])
+
+
+def recognizer(settings: Settings) -> Recognizer:
+    """The speech recognizer in its own worker process, made and loaded with the first recording."""
+    from bot.transcription.recognizer import LazyTranscriptionWorker
+
+    return LazyTranscriptionWorker(settings.transcript_model.value, settings.var_dir, settings.transcript_language,
+                                   max_duration_s=settings.max_recording_hours * 3600)
+
+
+async def speech(app: web.Application) -> AsyncIterator[None]:
+    if SPEECH not in app:
+        app[SPEECH] = recognizer(app[SETTINGS])
+    yield
+    await app[SPEECH].close()
+
+
+async def cpu(app: web.Application) -> AsyncIterator[None]:
+    app[CPU] = CpuPool()
+    yield
+    await app[CPU].close()
+
+
+async def background(app: web.Application) -> AsyncIterator[None]:
+    """Work started after an ack (listeners) or a step (the runner's chart redraws), awaited before the pools
+    and the database close."""
+    app[BACKGROUND] = TaskSet()
+    yield
+    await app[BACKGROUND].wait()
 
 
 def metrics(cluster_gauges: bool) -> Callable[[web.Application], AsyncIterator[None]]:
@@ -100,29 +137,30 @@ def metrics(cluster_gauges: bool) -> Callable[[web.Application], AsyncIterator[N
 
 
 async def jobs(app: web.Application) -> AsyncIterator[None]:
-    """The job runner; while it runs, the services hand it what this process's listeners queue (new work, an
-    enrollment to run here at once, a person's enrollments to cancel)."""
-    services = app[SERVICES]
-    runner = JobRunner(services, capacity=app.get(CAPACITY))
+    """The job runner; the Slack listeners get it to hand what they queue to it (new work, an enrollment to run
+    here at once, a person's enrollments to cancel)."""
+    runner = JobRunner(app[SERVICES], cpu=app[CPU], speech=app[SPEECH], background=app[BACKGROUND],
+                       capacity=app.get(CAPACITY))
     await runner.start()
-    app[RUNNER] = services.runner = runner
+    app[RUNNER] = runner
     yield
-    services.runner = None
     await runner.stop()
 
 
-async def close_services(s: Services) -> None:
-    await s.drain()
-    await s.close_pool()
-    await s.close_speech()
+def build_slack(app: web.Application):
+    """Bolt's listeners over what they use (`bot.slack.app.build_bolt`)."""
+    from bot.slack.app import build_bolt
+
+    return build_bolt(app[SERVICES], cpu=app[CPU], background=app[BACKGROUND], runner=app.get(RUNNER))
 
 
 # -- the processes ---------------------------------------------------------------------------------------
 
 def application(settings: Settings, *, slack: bool = True, run_jobs: bool = True, capacity: int | None = None,
-                given: Services | None = None) -> web.Application:
+                given: Services | None = None, speech_given: Recognizer | None = None) -> web.Application:
     """The process as an aiohttp application. `given` services (tests) replace the database and engine
-    contexts: whoever made them closes them."""
+    contexts: whoever made them closes them. `speech_given` (tests: a recognizer double) replaces the speech
+    recognizer; it is closed with the application."""
     app = web.Application(client_max_size=1024**2)
     app[SETTINGS] = settings
     if capacity:
@@ -131,7 +169,9 @@ def application(settings: Settings, *, slack: bool = True, run_jobs: bool = True
         app.cleanup_ctx.extend([database, engine])
     else:
         app[SERVICES] = given
-    app.cleanup_ctx.append(services)
+    if speech_given is not None:
+        app[SPEECH] = speech_given
+    app.cleanup_ctx.extend([services, speech, cpu, background])
     if settings.metrics_port:
         app.cleanup_ctx.append(metrics(cluster_gauges=slack))
     if run_jobs:
@@ -141,7 +181,7 @@ def application(settings: Settings, *, slack: bool = True, run_jobs: bool = True
         from bot.services.monitoring import Reused, readiness
         from bot.slack.app import add_slack
 
-        add_slack(app, settings)
+        add_slack(app, settings, build_slack)
         app.add_routes(probe_routes(Reused(lambda: readiness(app[SERVICES]))))
     if run_jobs and settings.engine_webhook_secret is not None:
         from bot.engines.factory import WEBHOOK_PATH

@@ -478,12 +478,15 @@ def bot_settings(fake: FakeSlack, database_url: str, **overrides):
 
 
 class BotUnderTest:
-    """The real aiohttp application (bolt app + job runner) on a real socket, driven like Slack drives it."""
+    """The real aiohttp application (bolt app + job runner) on a real socket, driven like Slack drives it.
+    `speech`: a recognizer double in place of the real one."""
 
-    def __init__(self, fake: FakeSlack, settings, db, engine, *, run_jobs: bool = True):
+    def __init__(self, fake: FakeSlack, settings, db, engine, *, run_jobs: bool = True, speech=None):
         self.fake, self.settings, self.db, self.engine, self.run_jobs = fake, settings, db, engine, run_jobs
+        self.speech = speech
         self.client = None
         self.services = None
+        self.app = None
 
     async def start(self) -> BotUnderTest:
         from aiohttp.test_utils import TestClient, TestServer
@@ -492,10 +495,30 @@ class BotUnderTest:
         from bot.services.context import Services
 
         self.services = Services(settings=self.settings, db=self.db, engine=self.engine)
-        web_app = application(self.settings, run_jobs=self.run_jobs, given=self.services)
-        self.client = TestClient(TestServer(web_app, host="127.0.0.1"))
+        self.app = application(self.settings, run_jobs=self.run_jobs, given=self.services, speech_given=self.speech)
+        self.client = TestClient(TestServer(self.app, host="127.0.0.1"))
         await self.client.start_server()
         return self
+
+    @property
+    def runner(self):
+        """The application's job runner."""
+        from bot.runtime import RUNNER
+
+        return self.app[RUNNER]
+
+    @property
+    def cpu(self):
+        """The application's CPU pool."""
+        from bot.runtime import CPU
+
+        return self.app[CPU]
+
+    async def drain(self) -> None:
+        """Until the work listeners (and jobs) started in the background has ended."""
+        from bot.runtime import BACKGROUND
+
+        await self.app[BACKGROUND].wait()
 
     async def stop(self) -> None:
         if self.client is not None:

@@ -140,18 +140,30 @@ class World:
 
 
 class Proc:
-    """One bot process: its own engine, its own owner name, the real pipeline."""
+    """One bot process: its own engine, its own owner name, the real pipeline; its CPU pool starts with the
+    world's shared one, `speech` is its recognizer (the real one, made on first use, unless a double is given)."""
 
-    def __init__(self, world: World, engine: ScriptedEngine | None = None, **settings):
+    def __init__(self, world: World, engine: ScriptedEngine | None = None, *, speech=None, **settings):
         from bot.jobs.recording_job import RecordingJob
+        from bot.pools import CpuPool, TaskSet
+        from bot.runtime import recognizer
         from bot.services.context import Services
 
         self.world = world
         self.engine = engine or ScriptedEngine()
         self.services = Services(settings=world.settings(**settings), db=world.db, engine=self.engine)
-        self.services._cpu = world.pool
+        self.cpu = CpuPool(world.pool)
+        self.speech = speech or recognizer(self.services.settings)
+        self.background = TaskSet()
         self.owner = f"proc-{next(_names)}"
-        self.recording_job = RecordingJob(self.services, self.owner)
+        self.recording_job = RecordingJob(self.services, self.owner, cpu=self.cpu, speech=self.speech,
+                                          background=self.background)
+
+    def runner(self, **kwargs):
+        """A job runner of this process (`capacity`, `owner`)."""
+        from bot.jobs.scheduler import JobRunner
+
+        return JobRunner(self.services, cpu=self.cpu, speech=self.speech, background=self.background, **kwargs)
 
     async def claim(self):
         from storage.recordings import claim_next

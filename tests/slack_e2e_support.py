@@ -18,10 +18,10 @@ from testbed.speech import DATA, SR, utterance, wav_bytes  # noqa: F401
 
 
 @asynccontextmanager
-async def slack_world(engine, tmp: Path, *, run_jobs: bool = True,
+async def slack_world(engine, tmp: Path, *, run_jobs: bool = True, speech=None,
                       **settings) -> AsyncIterator[tuple[FakeSlack, Database, BotUnderTest]]:
     """One workspace: fake Slack, a migrated SQLite file in `tmp` and the bot serving on a real socket
-    (without its job runner when the test drives the recordings itself). The data is encrypted at rest as in
+    (without its job runner when the test drives the recordings itself; `speech`: a recognizer double). The data is encrypted at rest as in
     production, with a key in the settings, so a `python -m bot worker` given the same settings reads it."""
     fake = FakeSlack()
     await fake.start()
@@ -30,7 +30,8 @@ async def slack_world(engine, tmp: Path, *, run_jobs: bool = True,
     settings.setdefault("data_encryption_keys", new_key())
     db = Database(url, keys=[settings["data_encryption_keys"]])
     settings.setdefault("var_dir", tmp / "var")
-    bot = await BotUnderTest(fake, bot_settings(fake, url, **settings), db, engine, run_jobs=run_jobs).start()
+    bot = await BotUnderTest(fake, bot_settings(fake, url, **settings), db, engine, run_jobs=run_jobs,
+                             speech=speech).start()
     try:
         yield fake, db, bot
     finally:
@@ -120,17 +121,22 @@ async def press(bot: BotUnderTest, fake: FakeSlack, user: str, action: str, valu
 async def enroll_readers(services, readers: dict[str, str], tmp: Path) -> None:
     """Stores a voiceprint for each user from their reader's first utterance (never one of a recording's), made
     by the services' engine and keyed by its engine id, as `/enroll` would."""
+    from bot.pools import CpuPool
     from bot.services.voiceprints import voiceprint_from_path
     from storage.models import utcnow
     from storage.voiceprints import upsert_voiceprint
 
-    for user, reader in readers.items():
-        clip = tmp / f"{user}.wav"
-        clip.write_bytes(wav_bytes(utterance(reader, 0)))
-        vp = await voiceprint_from_path(services, clip)
-        await upsert_voiceprint(services.db, team_id=TEAM_ID, user_id=user, engine=services.engine.engine_id,
-                                model_id=vp.model_id, voiceprint=vp.voiceprint, consent_at=utcnow(),
-                                clip_duration=vp.clip_duration)
+    cpu = CpuPool()
+    try:
+        for user, reader in readers.items():
+            clip = tmp / f"{user}.wav"
+            clip.write_bytes(wav_bytes(utterance(reader, 0)))
+            vp = await voiceprint_from_path(services, cpu, clip)
+            await upsert_voiceprint(services.db, team_id=TEAM_ID, user_id=user, engine=services.engine.engine_id,
+                                    model_id=vp.model_id, voiceprint=vp.voiceprint, consent_at=utcnow(),
+                                    clip_duration=vp.clip_duration)
+    finally:
+        await cpu.close()
 
 
 def private_replies(fake: FakeSlack, user: str) -> list[dict]:

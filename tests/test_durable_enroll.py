@@ -83,13 +83,14 @@ class Proc:
 
     def __init__(self, world: Enrolling, engine: ProcEngine | None = None, **settings):
         from bot.jobs.enrollment_job import Enrollments
+        from bot.pools import CpuPool
         from bot.services.context import Services
 
         self.world = world
         self.engine = engine or ProcEngine()
         self.services = Services(settings=world.settings(**settings), db=world.db, engine=self.engine)
         self.owner = f"enroll-proc-{next(_names)}"
-        self.enrollments = Enrollments(self.services, self.owner)
+        self.enrollments = Enrollments(self.services, self.owner, CpuPool())
 
     async def claim(self):
         return await claim_enrollment(self.world.db, self.owner, self.services.settings.job_lease_seconds)
@@ -267,7 +268,7 @@ async def test_delete_cancels_a_job_running_in_the_deleting_process_without_a_se
         reply = await (await bot.command(USER, "delete")).text()
         assert "cancelled by this delete" in reply, reply
         engine.gate.set()
-        await bot.services.runner.enrollments.active.wait()  # the cancelled job has finished its cancellation
+        await bot.runner.enrollments.active.wait()  # the cancelled job has finished its cancellation
         assert await enrollment_jobs(db) == []
         assert dms(fake, USER) == []
         assert await get_voiceprint(db, TEAM_ID, USER) is None

@@ -55,7 +55,7 @@ async def test_delete_cancels_an_enrollment_running_in_this_process(db: Database
         reply = await (await bot.command(USER, "delete")).text()
         assert "cancelled by this delete" in reply and "keeps no voiceprint" in reply, reply
         engine.gate.set()
-        await bot.services.drain()
+        await bot.drain()
         assert await get_voiceprint(db, TEAM_ID, USER) is None
         assert not any("voiceprint is saved" in m for m in dms(fake, USER))
 
@@ -68,7 +68,7 @@ async def test_delete_in_another_process_refuses_the_running_enrollments_save(db
         engine.gate.set()
         told = (await fake.wait_for(lambda: dms(fake, USER), what="the enrollment's result"))[0]
         assert "not enrolled" in told and "/enroll delete" in told and "cancelled" in told, told
-        await enrolling.services.drain()
+        await enrolling.drain()
         assert await get_voiceprint(db, TEAM_ID, USER) is None
 
 
@@ -79,7 +79,7 @@ async def test_delete_during_a_replacement_removes_both_the_old_and_the_new_voic
         reply = await (await bot.command(USER, "delete")).text()
         assert "Your voiceprint is deleted" in reply and "cancelled by this delete" in reply, reply
         engine.gate.set()
-        await bot.services.drain()
+        await bot.drain()
         assert await get_voiceprint(db, TEAM_ID, USER) is None
         # A fresh enrollment after the delete works again.
         engine.gate = None
@@ -134,7 +134,7 @@ async def test_uninstall_refuses_the_save_of_an_enrollment_still_running(db: Dat
         # bolt runs the listener after the ack: release the enrollment only once the purge has committed.
         await fake.wait_for(lambda: _raised(db, started), what="the uninstall purge")
         engine.gate.set()
-        await bot.services.drain()
+        await bot.drain()
         assert await get_voiceprint(db, TEAM_ID, USER) is None
 
 

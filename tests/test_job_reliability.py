@@ -11,7 +11,7 @@ import time
 import pytest
 
 import storage.recordings
-from bot.jobs.scheduler import JobRunner, dead_local_owners
+from bot.jobs.scheduler import dead_local_owners
 from storage.models import RecordingStatus, utcnow
 from storage.recordings import claim_next, enqueue_recording, get_recording, requeue_expired
 from testbed.fake_slack import TEAM_ID
@@ -73,7 +73,7 @@ async def test_a_lost_lease_stops_the_job_at_once_and_quietly(world: World):
 async def test_stop_releases_running_recordings_at_once(world: World):
     _event, rec = await world.share()
     proc = Proc(world, engine=ScriptedEngine(script=["hang"]))
-    runner = JobRunner(proc.services, owner=proc.owner, capacity=1)
+    runner = proc.runner(owner=proc.owner, capacity=1)
     await runner.start()
     try:
         deadline = time.monotonic() + 60
@@ -96,7 +96,7 @@ async def test_a_worker_starting_ends_the_leases_of_a_dead_process_on_this_host(
     dead, alive = f"{host}:{gone.pid}:abc123", f"{host}:{os.getpid()}:def456"
     assert dead_local_owners([dead, alive, f"other-host:{gone.pid}:x"], host) == [dead]
     await claim_next(world.db, dead, 600)
-    runner = JobRunner(Proc(world).services, capacity=1)
+    runner = Proc(world).runner(capacity=1)
     await runner.reap_dead_local_owners()
     assert await requeue_expired(world.db, 3) == 1
     assert (await get_recording(world.db, rec.id)).state is RecordingStatus.queued
@@ -215,17 +215,18 @@ async def test_one_workspace_backlog_does_not_starve_another(world: World):
 
 # -- the CPU pool heals -----------------------------------------------------------------------------
 
-async def test_the_cpu_pool_is_rebuilt_after_its_worker_dies(world: World):
+async def test_the_cpu_pool_is_rebuilt_after_its_worker_dies():
     from concurrent.futures.process import BrokenProcessPool
 
-    services = Proc(world).services
-    services._cpu = None
+    from bot.pools import CpuPool
+
+    cpu = CpuPool()
     try:
         with pytest.raises(BrokenProcessPool):
-            await services.run_cpu(os._exit, 3)  # the OOM killer, twice
-        assert await services.run_cpu(pow, 2, 5) == 32
+            await cpu.run(os._exit, 3)  # the OOM killer, twice
+        assert await cpu.run(pow, 2, 5) == 32
     finally:
-        await services.close_pool()
+        await cpu.close()
 
 
 # -- Slack answering 429 and 500 --------------------------------------------------------------------

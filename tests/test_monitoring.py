@@ -90,16 +90,21 @@ async def test_engine_server_shows_a_running_job_a_waiting_one_and_a_refusal(tmp
 @pytest.fixture
 async def runner_world(tmp_path: Path, sqlite_db: Database):
     from bot.jobs.scheduler import JobRunner
+    from bot.pools import CpuPool, TaskSet
+    from bot.runtime import recognizer
     from bot.services.context import Services
 
     fake = FakeSlack()
     await fake.start()
     settings = bot_settings(fake, str(sqlite_db.url), job_max_attempts=1, var_dir=tmp_path / "var")
-    runner = JobRunner(Services(settings=settings, db=sqlite_db, engine=FakeEngine()), owner="here:2:alive")
+    cpu = CpuPool()
+    runner = JobRunner(Services(settings=settings, db=sqlite_db, engine=FakeEngine()), cpu=cpu,
+                       speech=recognizer(settings), background=TaskSet(), owner="here:2:alive")
     try:
         yield fake, sqlite_db, runner
     finally:
         await runner.stop()  # its progress replies too: none is left running past the test
+        await cpu.close()
         await fake.close()
 
 

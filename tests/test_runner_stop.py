@@ -12,6 +12,8 @@ import pytest
 from sqlalchemy import event
 
 from bot.jobs.scheduler import JobRunner
+from bot.pools import CpuPool, TaskSet
+from bot.runtime import recognizer
 from bot.services.context import Services
 from storage.database import Database
 from testbed.fake_slack import TEAM_ID, FakeSlack, bot_settings
@@ -61,12 +63,14 @@ async def test_a_claim_pass_kicked_just_before_stop_leaves_nothing_running(sqlit
 
     fake.gate("files.info")  # a job that starts would hang in its first Slack call
     services = Services(settings=bot_settings(fake, str(sqlite_db.url)), db=sqlite_db, engine=FakeEngine())
-    runner = JobRunner(services, capacity=2)
+    background = TaskSet()
+    runner = JobRunner(services, cpu=CpuPool(), speech=recognizer(services.settings), background=background,
+                       capacity=2)
     ids = await queued(sqlite_db, "F1", "F2")
 
     runner.kick()  # queued, not yet run: it runs while `stop` waits
     await runner.stop()
-    await services.drain()  # whatever the process still had queued has run its course
+    await background.wait()  # whatever the process still had queued has run its course
 
     assert [t.get_name() for t in runner.active if not t.done()] == [], "a job was left running after stop"
     assert [t.get_name() for t in asyncio.all_tasks() if t.get_name().startswith("lease ")] == []
@@ -82,7 +86,8 @@ async def test_stop_ends_the_jobs_it_holds_and_their_lease_keepers(sqlite_db: Da
     gate = fake.gate("files.info")
     services = Services(settings=bot_settings(fake, str(sqlite_db.url), job_lease_seconds=3), db=sqlite_db,
                         engine=FakeEngine())
-    runner = JobRunner(services, capacity=2)
+    runner = JobRunner(services, cpu=CpuPool(), speech=recognizer(services.settings), background=TaskSet(),
+                       capacity=2)
     ids = await queued(sqlite_db, "F1", "F2")
     await runner.start()
     await fake.wait_for(lambda: len(runner.active) == 2 and gate.reached.is_set(), what="both jobs running")

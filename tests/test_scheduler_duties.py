@@ -13,6 +13,8 @@ from sqlalchemy import update
 
 from bot.engines.local import LocalEngine
 from bot.jobs.scheduler import JobRunner
+from bot.pools import CpuPool, TaskSet
+from bot.runtime import recognizer
 from bot.schema import utcnow
 from bot.services.context import Services
 from bot.slack_api.client import make_client
@@ -43,7 +45,7 @@ async def engine():
 
 
 async def running(services: Services) -> JobRunner:
-    runner = JobRunner(services)
+    runner = JobRunner(services, cpu=CpuPool(), speech=recognizer(services.settings), background=TaskSet())
     await runner.start()
     return runner
 

@@ -103,7 +103,7 @@ async def test_enrolling_without_consent_is_refused_and_stores_nothing(enrolling
     clip = enrollment_clip([("1998", 0)])
     refused = await enroll(bot, fake, "U1998", clip, consent=False)
     assert refused.startswith("errors:") and "consent" in refused, refused
-    await bot.services.drain()  # nothing a listener started is still running
+    await bot.drain()  # nothing a listener started is still running
     assert await get_voiceprint(db, TEAM_ID, "U1998") is None
     assert dms(fake, "U1998") == []
     # The same clip with the box ticked is enrolled: it was the missing consent that was refused.

@@ -192,9 +192,11 @@ async def test_http_mode_refuses_unsigned_and_badly_signed_requests(http_bot):
 
 async def test_http_mode_needs_a_signing_secret(http_bot):
     fake, db, bot = http_bot
+    from bot.pools import CpuPool, TaskSet
     from bot.services.context import Services
     from bot.slack.app import SigningSecretMissing, build_bolt
 
     settings = bot_settings(fake, bot.settings.database_url, slack_signing_secret=None)
     with pytest.raises(SigningSecretMissing):
-        build_bolt(Services(settings=settings, db=db, engine=bot.engine))
+        build_bolt(Services(settings=settings, db=db, engine=bot.engine), cpu=CpuPool(), background=TaskSet(),
+                   runner=None)

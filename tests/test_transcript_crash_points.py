@@ -21,9 +21,7 @@ from tests.transcript_slack_support import StubRecognizer
 
 
 def transcribing(world: World, **settings) -> Proc:
-    proc = Proc(world, transcript=True, **settings)
-    proc.services.speech = StubRecognizer()
-    return proc
+    return Proc(world, transcript=True, speech=StubRecognizer(), **settings)
 
 
 def transcript_uploads(world: World, event: dict) -> list:
@@ -42,7 +40,7 @@ async def ended(world: World, event: dict, rec_id: int):
 async def test_crash_during_recognition_is_recognised_again_and_uploaded_once(world: World):
     event, rec = await world.share()
     first = transcribing(world)
-    first.services.speech.fail = Crash("recognition")
+    first.speech.fail = Crash("recognition")
     with pytest.raises(Crash):
         await first.claim_and_run()
     [reply] = world.replies(event)
@@ -69,7 +67,7 @@ async def test_crash_around_the_transcript_upload_never_uploads_twice(world: Wor
     await second.claim_and_run()
     rec, reply = await ended(world, event, rec.id)
     assert len(transcript_uploads(world, event)) == (1 if after_the_call else 0)
-    assert second.services.speech.paths == [], "the stored words were not recognised again"
+    assert second.speech.paths == [], "the stored words were not recognised again"
     assert rec.transcript_error == "interrupted" and "upload was interrupted" in str(reply.blocks)
 
 
@@ -107,7 +105,7 @@ async def test_a_correction_while_the_chart_is_drawn_is_drawn_too(world: World, 
     monkeypatch.setattr(bot.jobs.chart_step, "send_timeline", corrected_meanwhile)
     await proc.claim_and_run()
     await world.fake.wait_for(lambda: world.fake.calls_to("files.delete"), timeout=30, what="the redraw")
-    await proc.services.drain()
+    await proc.background.wait()
     now = await get_recording(world.db, rec.id)
     assert (now.chart_seq, now.relabel_seq) == (1, 1)
     assert [f.id for f in world.fake.files.values() if f.name == "timeline.png"] == [now.chart_file_id]

@@ -18,13 +18,13 @@ from tests.transcript_slack_support import StubRecognizer
 LINK = re.compile(r"<(https://fake\.slack\.com/files/[^|>]+)\|standup-transcript\.md>")
 
 
-async def shared(fake, db, bot, recognizer: StubRecognizer | None):
-    """U1 ("Ann") enrolled; a 3 s recording shared through the endpoint and run to its end by the job runner."""
+async def shared(fake, db, bot):
+    """U1 ("Ann") enrolled; a 3 s recording shared through the endpoint and run to its end by the job runner
+    (which recognises with the bot's recognizer double)."""
     fake.members[CHANNEL] = ["U1", "U2", BOT_USER_ID]
     fake.users.update({"U1": "Ann", "U2": "Bob"})
     await upsert_voiceprint(db, team_id=TEAM_ID, user_id="U1", engine="local", model_id="m", voiceprint="vp",
                             consent_at=utcnow(), clip_duration=10.0)
-    bot.services.speech = recognizer
     f = fake.add_file("standup.wav", "audio/wav", wav())
     event = bot.share_event(f)
     assert (await bot.event(event)).status == 200
@@ -45,8 +45,9 @@ def charts_in_slack(fake) -> list:
 
 async def test_transcript_file_in_the_thread_with_the_right_names(tmp_path: Path):
     recognizer = StubRecognizer()
-    async with slack_world(ScriptedEngine(polls=1), tmp_path, transcript=True) as (fake, db, bot):
-        rec, event, reply = await shared(fake, db, bot, recognizer)
+    async with slack_world(ScriptedEngine(polls=1), tmp_path, transcript=True,
+                           speech=recognizer) as (fake, db, bot):
+        rec, event, reply = await shared(fake, db, bot)
 
         # The summary was shown before recognition ended, with the transcript still on its way.
         shown_first = [blocks for _, blocks in reply.history if "Who spoke in" in str(blocks)]
@@ -75,14 +76,15 @@ async def test_transcript_file_in_the_thread_with_the_right_names(tmp_path: Path
 
 
 async def test_a_correction_redraws_the_chart_and_deletes_the_old_one(tmp_path: Path):
-    async with slack_world(ScriptedEngine(polls=1), tmp_path, transcript=True) as (fake, db, bot):
-        rec, event, reply = await shared(fake, db, bot, StubRecognizer())
+    async with slack_world(ScriptedEngine(polls=1), tmp_path, transcript=True,
+                           speech=StubRecognizer()) as (fake, db, bot):
+        rec, event, reply = await shared(fake, db, bot)
         old_id = rec.chart_file_id
         old_png = fake.files[old_id].data
         answer = await press(bot, fake, "U2", "this_is_me", f"{rec.id}:SPEAKER_01", reply.ts)
         assert "claimed by you" in answer["text"]
         await fake.wait_for(lambda: fake.calls_to("files.delete"), timeout=60, what="the old chart deleted")
-        await bot.services.drain()
+        await bot.drain()
         now = await get_recording(db, rec.id)
         assert now.chart_file_id != old_id and old_id not in fake.files
         assert [f.id for f in charts_in_slack(fake)] == [now.chart_file_id]
@@ -96,11 +98,12 @@ async def test_a_correction_redraws_the_chart_and_deletes_the_old_one(tmp_path: 
 
 
 async def test_racing_corrections_leave_one_chart_with_the_last_names(tmp_path: Path):
-    async with slack_world(ScriptedEngine(polls=1), tmp_path, transcript=True) as (fake, db, bot):
-        rec, event, reply = await shared(fake, db, bot, StubRecognizer())
+    async with slack_world(ScriptedEngine(polls=1), tmp_path, transcript=True,
+                           speech=StubRecognizer()) as (fake, db, bot):
+        rec, event, reply = await shared(fake, db, bot)
         await asyncio.gather(press(bot, fake, "U2", "this_is_me", f"{rec.id}:SPEAKER_01", reply.ts),
                              press(bot, fake, "U1", "not_me", f"{rec.id}:SPEAKER_00", reply.ts))
-        await bot.services.drain()
+        await bot.drain()
 
         async def settled():
             now = await get_recording(db, rec.id)
@@ -114,8 +117,9 @@ async def test_racing_corrections_leave_one_chart_with_the_last_names(tmp_path: 
 
 async def test_transcript_off_posts_none(tmp_path: Path):
     recognizer = StubRecognizer()
-    async with slack_world(ScriptedEngine(polls=1), tmp_path, transcript=False) as (fake, db, bot):
-        rec, event, reply = await shared(fake, db, bot, recognizer)
+    async with slack_world(ScriptedEngine(polls=1), tmp_path, transcript=False,
+                           speech=recognizer) as (fake, db, bot):
+        rec, event, reply = await shared(fake, db, bot)
         assert [f["title"] for c in uploads(fake, event) for f in c.params["files"]] == [
             "Who spoke when in standup.wav"]
         assert "Transcript" not in str(reply.blocks) + str(reply.history)
@@ -124,8 +128,9 @@ async def test_transcript_off_posts_none(tmp_path: Path):
 
 async def test_a_failed_transcript_leaves_the_summary_with_a_note(tmp_path: Path, caplog):
     recognizer = StubRecognizer(fail=RuntimeError("The speech recognizer's worker stopped unexpectedly."))
-    async with slack_world(ScriptedEngine(polls=1), tmp_path, transcript=True) as (fake, db, bot):
-        rec, event, reply = await shared(fake, db, bot, recognizer)
+    async with slack_world(ScriptedEngine(polls=1), tmp_path, transcript=True,
+                           speech=recognizer) as (fake, db, bot):
+        rec, event, reply = await shared(fake, db, bot)
         text = str(reply.blocks)
         assert "<@U1>" in text and "This is me" in text  # the summary itself is untouched
         note = re.search(r"could not be made this time \(ref ([0-9A-F]{6})\)", text)
@@ -141,8 +146,9 @@ async def test_progress_shows_while_recognition_runs(tmp_path: Path, monkeypatch
 
     monkeypatch.setattr(bot.jobs.transcript_step, "PROGRESS_EVERY_SECONDS", 0.05)
     recognizer = StubRecognizer(gate=asyncio.Event())
-    async with slack_world(ScriptedEngine(polls=1), tmp_path, transcript=True) as (fake, db, bot):
-        task = asyncio.create_task(shared(fake, db, bot, recognizer))
+    async with slack_world(ScriptedEngine(polls=1), tmp_path, transcript=True,
+                           speech=recognizer) as (fake, db, bot):
+        task = asyncio.create_task(shared(fake, db, bot))
         await asyncio.wait_for(recognizer.started.wait(), 60)
 
         def progress_shown():

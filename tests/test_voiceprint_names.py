@@ -138,7 +138,7 @@ async def test_deleting_one_voiceprint_wins_over_an_enrollment_in_flight(db: Dat
         reply = await command(bot, "delete default")
         assert "“default” is deleted" in reply and "enrollment you had started was cancelled" in reply, reply
         engine.gate.set()
-        await bot.services.drain()
+        await bot.drain()
         assert await list_voiceprints(db, TEAM_ID, USER) == [], "neither the deleted nor the one in flight"
 
 

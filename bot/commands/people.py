@@ -64,6 +64,7 @@ async def _export(settings: Settings, keys: list[str], team_id: str, user_id: st
 
 async def _delete(settings: Settings, keys: list[str], team_id: str, user_id: str, *, slack: bool) -> dict:
     from bot.engines.factory import make_engine
+    from bot.pools import CpuPool
     from bot.services.context import NotInstalled, Services
     from bot.services.people import ENGINE_COPIES, erase_person, notify_erased
     from bot.slack_api.web_api import slack_for
@@ -73,6 +74,7 @@ async def _delete(settings: Settings, keys: list[str], team_id: str, user_id: st
     await upgrade(settings.effective_database_url)
     services = Services(settings=settings, db=Database(settings.effective_database_url, keys=keys),
                         engine=make_engine(settings))
+    cpu = CpuPool()  # charts redrawn without the person
     try:
         port, no_slack = None, "--no-slack" if not slack else None
         if slack:
@@ -80,7 +82,8 @@ async def _delete(settings: Settings, keys: list[str], team_id: str, user_id: st
                 port = await slack_for(services, team_id)
             except NotInstalled as exc:
                 no_slack = str(exc)
-        erasure = await erase_person(services, port, team_id, user_id, actor_id=None, via="command line")
+        erasure = await erase_person(services, port, team_id, user_id, actor_id=None, via="command line",
+                                     cpu=cpu, runner=None)
         notified = None
         if port is not None and erasure.anything:
             error = await notify_erased(port, user_id, None, erasure)
@@ -101,6 +104,6 @@ async def _delete(settings: Settings, keys: list[str], team_id: str, user_id: st
             "audit": "an `erase` audit row records this deletion",
         }
     finally:
-        await services.close_pool()
+        await cpu.close()
         await services.engine.close()
         await services.db.dispose()

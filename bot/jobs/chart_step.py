@@ -9,6 +9,7 @@ import logging
 from bot.errors import SlackCallError
 from bot.failures import new_ref
 from bot.jobs.leases import LeaseLost, RecordingRows
+from bot.pools import CpuPool, TaskSet
 from bot.services.charts import redraw_chart, send_timeline, timeline
 from bot.services.context import Services, SlackPort
 from bot.summary.stats import summary_of
@@ -18,10 +19,11 @@ log = logging.getLogger(__name__)
 
 
 class ChartStep:
-    """The recording job's chart step, working on the rows the job holds (`rows`)."""
+    """The recording job's chart step, working on the rows the job holds (`rows`): drawn in `cpu`; a redraw
+    for a correction made meanwhile runs on its own in `background`."""
 
-    def __init__(self, services: Services, rows: RecordingRows) -> None:
-        self.services, self.rows = services, rows
+    def __init__(self, services: Services, rows: RecordingRows, cpu: CpuPool, background: TaskSet) -> None:
+        self.services, self.rows, self.cpu, self.background = services, rows, cpu, background
 
     async def show(self, slack: SlackPort, rec: Recording, *, alt: str) -> None:
         """After the summary is shown: the first chart, or a new one for a result identified again. A failure
@@ -41,7 +43,7 @@ class ChartStep:
     async def upload(self, slack: SlackPort, rec: Recording, alt: str) -> str | None:
         """Draw, then renew the lease right before the one step that is not idempotent (the upload)."""
         try:
-            png = await timeline(self.services, slack, rec, summary_of(rec))
+            png = await timeline(self.cpu, slack, rec, summary_of(rec))
             await self.rows.beat(rec)
             return await send_timeline(slack, rec, png, alt)
         except LeaseLost:
@@ -58,7 +60,7 @@ class ChartStep:
         the new chart is stored before the old one is deleted)."""
         await self.rows.beat(rec)
         try:
-            await redraw_chart(self.services, slack, rec.id)
+            await redraw_chart(self.services, self.cpu, slack, rec.id)
         except (LeaseLost, asyncio.CancelledError):
             raise
         except Exception as exc:
@@ -69,4 +71,4 @@ class ChartStep:
     async def _follow_corrections(self, slack: SlackPort, rec: Recording) -> None:
         """A correction made while the chart was drawn found no chart to redraw: redraw it now."""
         if (await self.rows.get(rec.id)).relabel_seq != rec.relabel_seq:
-            self.services.spawn(redraw_chart(self.services, slack, rec.id), name=f"chart {rec.id}")
+            self.background.spawn(redraw_chart(self.services, self.cpu, slack, rec.id), name=f"chart {rec.id}")

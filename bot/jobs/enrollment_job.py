@@ -20,7 +20,8 @@ from bot.errors import EngineError
 from bot.jobs.leases import LeaseKeeper
 from bot.logs import log_context
 from bot.metrics import ENROLLMENTS, JOB_FAILURES, JOB_RETRIES
-from bot.pools import TaskSet
+from bot.pools import CpuPool, TaskSet
+from bot.scratch import temporary_dir
 from bot.services.context import NotInstalled, Services
 from bot.services.enrollment import CLIP_MAX_BYTES, NOT_OWN_CLIP, enroll, enrollment_task_name, not_enrolled
 from bot.slack_api.client import client_for, slack_transient
@@ -40,10 +41,11 @@ def failure_of(exc: Exception) -> tuple[str, str]:
 
 
 class Enrollments:
-    """Runs this process's enrollment jobs under leases held by `owner` (the job runner's name)."""
+    """Runs this process's enrollment jobs under leases held by `owner` (the job runner's name); a clip's length
+    is read in `cpu` when the engine does not say it."""
 
-    def __init__(self, services: Services, owner: str):
-        self.services, self.owner = services, owner
+    def __init__(self, services: Services, owner: str, cpu: CpuPool):
+        self.services, self.owner, self.cpu = services, owner, cpu
         self.active = TaskSet()
 
     @property
@@ -133,9 +135,9 @@ class Enrollments:
                             info.get("user"))
                 ENROLLMENTS.labels("refused").inc()
                 return not_enrolled("not_own_clip", NOT_OWN_CLIP, job.user_id)
-            with self.services.temp_dir("voiceid-clip-") as tmp:
+            with temporary_dir(self.services.settings.var_dir, "voiceid-clip-") as tmp:
                 clip = await download(info, client.token, Path(tmp), api_url=client.base_url, max_bytes=CLIP_MAX_BYTES)
-                return await enroll(self.services, team_id=job.team_id, user_id=job.user_id, clip=clip,
+                return await enroll(self.services, self.cpu, team_id=job.team_id, user_id=job.user_id, clip=clip,
                                     consent_at=job.consent_at, generation=job.generation,
                                     consent_text=job.consent_text, name=job.name)
         except EngineError as exc:

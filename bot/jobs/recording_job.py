@@ -29,9 +29,11 @@ from bot.jobs.leases import LeaseKeeper, LeaseLost, RecordingRows
 from bot.jobs.transcript_step import PROGRESS_EVERY_SECONDS, TranscriptStep
 from bot.logs import log_context
 from bot.metrics import JOB_FAILURES, JOB_RETRIES, UPLOAD_TO_SUMMARY, engine_job, since
+from bot.pools import CpuPool, TaskSet
 from bot.schema import DiarizeRequest, IdentifyRequest, Job, JobStatus, Matching, VoiceprintInput
+from bot.scratch import temporary_dir
 from bot.services.asking import ask
-from bot.services.context import NotInstalled, Services
+from bot.services.context import NotInstalled, Recognizer, Services
 from bot.services.recordings import checked_file, enrolled_among, speaker_counts, with_hint
 from bot.services.summaries import summary_message, transcript_pending
 from bot.services.voiceprints import named_by_person
@@ -65,12 +67,13 @@ class NotARecording(Exception):
 class RecordingJob:
     """One recording's job in this worker (`owner`), resumable from the database by any other."""
 
-    def __init__(self, services: Services, owner: str):
+    def __init__(self, services: Services, owner: str, *, cpu: CpuPool, speech: Recognizer, background: TaskSet):
         self.services = services
         self.owner = owner
+        self.cpu = cpu
         self.rows = RecordingRows(services.db, owner, services.settings.job_lease_seconds)
-        self.transcripts = TranscriptStep(services, self.rows)
-        self.charts = ChartStep(services, self.rows)
+        self.transcripts = TranscriptStep(services, self.rows, speech)
+        self.charts = ChartStep(services, self.rows, cpu, background)
         self._wakeups: dict[str, asyncio.Event] = {}
 
     @property
@@ -158,14 +161,14 @@ class RecordingJob:
             raise MediaError("Nobody in this channel has enrolled their voice yet, so nobody can be named.",
                              code="no_voiceprints")
         await self.rows.beat(rec)
-        with self.services.temp_dir("voiceid-rec-") as tmp:
+        with temporary_dir(self.services.settings.var_dir, "voiceid-rec-") as tmp:
             path = await download(info, client.token, Path(tmp), api_url=client.base_url,
                                   max_bytes=self.services.max_file_bytes)
             await self.rows.beat(rec)
             # The file's own length (header and packet times, not decoded), read in the CPU pool (a hostile file
             # is parsed away from the event loop's process): refused here, before any engine sees (or bills) it;
             # the decoder checks again as it goes.
-            duration = await self.services.run_cpu(media_duration, path, self.limit_seconds)
+            duration = await self.cpu.run(media_duration, path, self.limit_seconds)
             deadline = self.deadline_for(self.within_limit(duration))
             url = await engine.upload(path, key=f"{rec.team_id}-{rec.file_id}")
             submitted = time.monotonic()

@@ -17,9 +17,9 @@ from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from bot.jobs.enrollment_job import Enrollments
 from bot.jobs.recording_job import RecordingJob
 from bot.metrics import LEASE_TAKEOVERS
-from bot.pools import TaskSet
+from bot.pools import CpuPool, TaskSet
 from bot.scratch import pid_alive
-from bot.services.context import Services
+from bot.services.context import Recognizer, Services
 
 log = logging.getLogger(__name__)
 
@@ -58,14 +58,19 @@ class JobRunner:
     Stopping: `stop` raises a flag that every claim pass checks before each claim, waits for the passes in
     flight (the scheduler's shutdown cancels only their wrappers), then cancels and awaits every job until
     none is left, and only then releases the leases. Database writes run whole (`storage.database.whole`),
-    so a cancelled job never leaves a transaction open."""
+    so a cancelled job never leaves a transaction open.
 
-    def __init__(self, services: Services, *, owner: str | None = None, capacity: int | None = None):
+    What the jobs use besides the services is handed in: the CPU pool (a recording's length, charts, a clip's
+    length), the speech recognizer (transcripts) and `background`, where a chart redrawn after a correction
+    runs on its own (its owner awaits it at shutdown, after `stop`)."""
+
+    def __init__(self, services: Services, *, cpu: CpuPool, speech: Recognizer, background: TaskSet,
+                 owner: str | None = None, capacity: int | None = None):
         self.services = services
         self.owner = owner or worker_name()
         self.capacity = capacity or services.settings.engine_workers
-        self.recording_job = RecordingJob(services, self.owner)
-        self.enrollments = Enrollments(services, self.owner)
+        self.recording_job = RecordingJob(services, self.owner, cpu=cpu, speech=speech, background=background)
+        self.enrollments = Enrollments(services, self.owner, cpu)
         self.active = TaskSet(on_done=self._recording_done)
         self.announcing = TaskSet()
         self._passes = TaskSet()  # claim passes, purges, token refreshes in flight

@@ -13,8 +13,9 @@ from bot.errors import EngineError
 from bot.failures import new_ref
 from bot.jobs.leases import LeaseLost, RecordingRows
 from bot.metrics import UPLOAD_TO_TRANSCRIPT, since
+from bot.scratch import temporary_dir
 from bot.services.charts import display_names, people
-from bot.services.context import Services
+from bot.services.context import Recognizer, Services
 from bot.services.summaries import summary_message
 from bot.slack_api.files import download
 from bot.slack_api.lookups import file_info
@@ -31,10 +32,10 @@ PROGRESS_EVERY_SECONDS = 3.0
 
 
 class TranscriptStep:
-    """The recording job's transcript step, working on the rows the job holds (`rows`)."""
+    """The recording job's transcript step, working on the rows the job holds (`rows`), recognising in `speech`."""
 
-    def __init__(self, services: Services, rows: RecordingRows) -> None:
-        self.services, self.rows = services, rows
+    def __init__(self, services: Services, rows: RecordingRows, speech: Recognizer) -> None:
+        self.services, self.rows, self.speech = services, rows, speech
 
     async def transcript(self, client: AsyncWebClient, rec: Recording, summary_ts: str) -> Recording:
         """The transcript step; whatever happens, how it ended is stored (a link, an error ref, or that an
@@ -85,14 +86,14 @@ class TranscriptStep:
 
         info = await file_info(client, rec.file_id)
         progress = [0.0]
-        with self.services.temp_dir("voiceid-asr-") as tmp:
+        with temporary_dir(self.services.settings.var_dir, "voiceid-asr-") as tmp:
             path = await download(info, client.token, Path(tmp), api_url=client.base_url,
                                   max_bytes=self.services.max_file_bytes)
             await self.rows.beat(rec)
             shown = asyncio.get_running_loop().create_task(self._transcript_progress(client, rec.id, summary_ts,
                                                                                      progress))
             try:
-                words = (await self.services.recognizer().transcribe(
+                words = (await self.speech.transcribe(
                     path, lambda fraction: progress.__setitem__(0, fraction))).words
             finally:
                 shown.cancel()

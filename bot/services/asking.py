@@ -16,6 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from bot.errors import SlackCallError
+from bot.pools import CpuPool, TaskSet
 from bot.schema import IdentifyOutput
 from bot.services.claims import CLAIMED, claim_refusal, correct
 from bot.services.context import Services, SlackPort
@@ -110,7 +111,7 @@ async def ask(services: Services, slack: SlackPort, rec, owner: str) -> bool:
 
 
 async def answer(services: Services, slack: SlackPort, *, question_id: int, team_id: str | None, user: str,
-                 yes: bool) -> tuple[str, bool]:
+                 yes: bool, cpu: CpuPool, background: TaskSet) -> tuple[str, bool]:
     """An answer to a question, checked against its stored row (the person, recording and speaker come from
     there, never from the press): only the person asked, once. Yes claims the speaker as "This is me" does
     (membership of the channel now, the claim rules, the summary edited in place, the chart redrawn); No is
@@ -130,7 +131,8 @@ async def answer(services: Services, slack: SlackPort, *, question_id: int, team
         return NO_LONGER, False
     if yes:
         text = await correct(services, slack, rec_id=q.recording_id, speaker=q.speaker, team_id=q.team_id,
-                             clicker=user, user_id=user, refusal=claim_refusal, done=CLAIMED)
+                             clicker=user, user_id=user, refusal=claim_refusal, done=CLAIMED, cpu=cpu,
+                             background=background)
         settled = text == CLAIMED and await settle_question(services.db, q.id, NearMatchState.yes,
                                                             expect=NearMatchState.sent, user_id=user)
     else:

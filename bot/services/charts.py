@@ -14,6 +14,7 @@ import logging
 import uuid
 
 from bot.errors import SlackCallError
+from bot.pools import CpuPool
 from bot.services.context import Services, SlackPort
 from bot.summary.blocks import fallback_text
 from bot.summary.chart import timeline_png
@@ -35,7 +36,7 @@ async def delete_file(slack: SlackPort, file_id: str | None) -> None:
         log.warning("could not delete chart %s: %s", file_id, exc.error)
 
 
-async def redraw_chart(services: Services, slack: SlackPort, rec_id: int) -> None:
+async def redraw_chart(services: Services, cpu: CpuPool, slack: SlackPort, rec_id: int) -> None:
     """Brings the recording's chart in line with its relabels, unless another redrawer holds the lock (it
     then draws this correction too). A recording whose chart was never posted has nothing to redraw."""
     from storage.recordings import get_recording
@@ -50,7 +51,7 @@ async def redraw_chart(services: Services, slack: SlackPort, rec_id: int) -> Non
             rec = await get_recording(services.db, rec_id)
             if rec is None or rec.chart_lock_owner != me or rec.result is None:
                 return
-            if rec.chart_seq != rec.relabel_seq and not await replace(services, slack, rec, me):
+            if rec.chart_seq != rec.relabel_seq and not await replace(services, cpu, slack, rec, me):
                 return
             released = await unlock_chart(services.db, rec_id, me)
             if not released and not await lock_chart(services.db, rec_id, me, CHART_LOCK_SECONDS):
@@ -60,13 +61,13 @@ async def redraw_chart(services: Services, slack: SlackPort, rec_id: int) -> Non
             await unlock_chart(services.db, rec_id, me, force=True)
 
 
-async def replace(services: Services, slack: SlackPort, rec: Recording, me: str) -> bool:
+async def replace(services: Services, cpu: CpuPool, slack: SlackPort, rec: Recording, me: str) -> bool:
     """One redraw: the new chart is uploaded and recorded before the old one is deleted, so the thread
     never lacks a chart. False when the lock was lost meanwhile (the new upload is then removed again)."""
     from storage.thread import replace_chart
 
     summary = summary_of(rec)
-    new_id = await send_timeline(slack, rec, await timeline(services, slack, rec, summary),
+    new_id = await send_timeline(slack, rec, await timeline(cpu, slack, rec, summary),
                                  fallback_text(summary, rec.file_name))
     if not new_id:
         raise RuntimeError("Slack returned no file id for the redrawn chart")
@@ -88,10 +89,10 @@ def people(summary: Summary) -> list[str]:
     return [uid for s in summary.speakers for uid in (s.user_id, s.claimed_by) if uid]
 
 
-async def timeline(services: Services, slack: SlackPort, rec: Recording, summary: Summary) -> bytes:
+async def timeline(cpu: CpuPool, slack: SlackPort, rec: Recording, summary: Summary) -> bytes:
     """The chart PNG with today's names, drawn in the process pool (never on the event loop)."""
     names = await display_names(slack, people(summary))
-    return await services.run_cpu(draw_chart, summary, names, rec.file_name)
+    return await cpu.run(draw_chart, summary, names, rec.file_name)
 
 
 async def send_timeline(slack: SlackPort, rec: Recording, png: bytes, alt: str) -> str | None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
+from bot.pools import CpuPool, TaskSet
 from bot.services.access import Outsider, require_member
 from bot.services.charts import redraw_chart
 from bot.services.context import Services, SlackPort
@@ -87,9 +88,11 @@ Refusal = Callable[[Any, str, str], str | None]  # (recording, speaker, clicker)
 
 
 async def correct(services: Services, slack: SlackPort, *, rec_id: int, speaker: str, team_id: str | None,
-                  clicker: str, user_id: str | None, refusal: Refusal, done: str, members_only: bool = True) -> str:
+                  clicker: str, user_id: str | None, refusal: Refusal, done: str, cpu: CpuPool, background: TaskSet,
+                  members_only: bool = True) -> str:
     """Apply a correction (`user_id` as the speaker's claimant, or None for unknown) if the clicker is a member
     of the recording's channel and `refusal` allows it on the locked row; returns the private answer for them.
+    The chart is redrawn (in `cpu`) among the caller's `background` tasks, after the answer.
     `members_only=False` is for "Not me" in the person's own Home (`bot.slack.home`): a voiceprint named them,
     so saying it was not them stays their right after they left the channel (as `/enroll delete` takes their
     name out of every channel's results), and `own_not_me_refusal` still lets nobody else press it. The
@@ -113,5 +116,5 @@ async def correct(services: Services, slack: SlackPort, *, rec_id: int, speaker:
     except RelabelRefused as exc:
         return exc.reason
     await refresh_summary(slack, rec, transcript_on=services.settings.transcript)
-    services.spawn(redraw_chart(services, slack, rec.id), name=f"chart {rec.id}")
+    background.spawn(redraw_chart(services, cpu, slack, rec.id), name=f"chart {rec.id}")
     return done

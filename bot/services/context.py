@@ -1,32 +1,23 @@
 """What every listener and job needs, built once per process (settings, database, engine, bot tokens), and the
-ports services talk through: Slack (`SlackPort`), the job runner, speech recognition."""
+ports services and jobs talk through: Slack (`SlackPort`), this process's job runner (`LocalRunner`), speech
+recognition (`Recognizer`)."""
 from __future__ import annotations
 
-import asyncio
-import logging
-import multiprocessing
-from collections.abc import Callable, Coroutine
-from concurrent.futures import ProcessPoolExecutor
-from concurrent.futures.process import BrokenProcessPool
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Protocol, TypeVar
-
-from aiohttp import web
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Protocol
 
 from bot.config import Settings
 from bot.engines.base import Engine
-from bot.pools import TaskSet, exit_with_parent, stop_pool
 
 if TYPE_CHECKING:
     from bot.summary.blocks import SlackMessage
     from storage.database import Database
 
-log = logging.getLogger(__name__)
-T = TypeVar("T")
-
 
 class LocalRunner(Protocol):
-    """What services may ask of the job runner in their own process (`bot.jobs.scheduler.JobRunner`)."""
+    """What services may ask of the job runner in their own process (`bot.jobs.scheduler.JobRunner`): listeners
+    hand it in from where `bot.runtime` put it, or None when this process runs no jobs (work waits for a worker)."""
 
     owner: str
 
@@ -86,17 +77,15 @@ class NotInstalled(Exception):
     """No usable bot token for a workspace (uninstalled, revoked, or never installed)."""
 
 
-@dataclass
+@dataclass(frozen=True)
 class Services:
-    """Built by `bot.runtime` (tests build their own); listeners and jobs receive it."""
+    """What every listener, job and command reads: built by `bot.runtime` (tests and commands build their own).
+    The processes' other parts (the CPU pool, the recognizer, the job runner, background tasks) are handed only
+    to those who use them."""
 
     settings: Settings
     db: Database
     engine: Engine
-    tasks: TaskSet = field(default_factory=TaskSet)  # work listeners start after their ack
-    runner: LocalRunner | None = None  # wired by `bot.runtime` while this process runs jobs (none: work waits for a worker)
-    _speech: Recognizer | None = field(default=None, init=False, repr=False)  # made on first use (`recognizer()`)
-    _cpu: ProcessPoolExecutor | None = field(default=None, init=False, repr=False)
 
     @property
     def oauth(self) -> bool:
@@ -127,64 +116,8 @@ class Services:
             raise NotInstalled(f"Voice ID is not installed in workspace {team_id}.")
         return ws.bot_token
 
-    def spawn(self, coro: Coroutine, *, name: str) -> asyncio.Task:
-        """Run work after an ack without losing the task to garbage collection, logging any failure."""
-        return self.tasks.spawn(coro, name=name)
 
-    async def run_cpu(self, fn: Callable[..., T], *args: Any) -> T:
-        """CPU-bound work (decoding, drawing) in a one-process pool, so acks never wait behind it. A pool whose
-        worker died (the OOM killer) is replaced and the work tried once more in the new one."""
-        for tries_left in (1, 0):
-            if self._cpu is None:
-                self._cpu = ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn"),
-                                                initializer=exit_with_parent)
-            pool = self._cpu
-            try:
-                return await asyncio.get_running_loop().run_in_executor(pool, fn, *args)
-            except BrokenProcessPool:
-                if self._cpu is pool:
-                    self._cpu = None
-                    pool.shutdown(wait=False, cancel_futures=True)
-                log.warning("the CPU pool's worker stopped unexpectedly; %s", "retrying in a new one" if tries_left
-                            else "giving up on this task")
-                if not tries_left:
-                    raise
-        raise AssertionError("unreachable")
-
-    def recognizer(self) -> Recognizer:
-        """The speech recognizer in its own worker process (the model loads once, on the first recording)."""
-        if self._speech is None:
-            from bot.transcription.recognizer import TranscriptionWorker
-
-            s = self.settings
-            self._speech = TranscriptionWorker(s.transcript_model.value, s.var_dir, s.transcript_language,
-                                               max_duration_s=s.max_recording_hours * 3600)
-        return self._speech
-
-    async def close_speech(self) -> None:
-        if self._speech is not None:
-            speech, self._speech = self._speech, None
-            await speech.close()
-
-    def temp_dir(self, prefix: str):
-        """A temporary directory for audio under VAR_DIR (see `bot.scratch`), deleted when the `with` ends."""
-        from bot.scratch import temporary_dir
-
-        return temporary_dir(self.settings.var_dir, prefix)
-
-    def kick(self) -> None:
-        """New work is queued: this process's runner (if any) looks now rather than at its next interval."""
-        if self.runner is not None:
-            self.runner.kick()
-
-    async def drain(self) -> None:
-        """Wait for background work started by listeners (used at shutdown and by tests)."""
-        await self.tasks.wait()
-
-    async def close_pool(self) -> None:
-        if self._cpu is not None:
-            pool, self._cpu = self._cpu, None
-            await asyncio.to_thread(stop_pool, pool)
-
-
-SERVICES = web.AppKey("services", Services)
+def kick(runner: LocalRunner | None) -> None:
+    """New work is queued: this process's runner (if any) looks now rather than at its next interval."""
+    if runner is not None:
+        runner.kick()

@@ -16,8 +16,9 @@ from pathlib import Path
 from bot.errors import EngineError
 from bot.failures import reason_logged
 from bot.metrics import ENROLLMENTS
+from bot.pools import CpuPool
 from bot.schema import utcnow
-from bot.services.context import Services
+from bot.services.context import LocalRunner, Services
 from bot.services.voiceprints import list_voiceprints, voiceprint_from_path
 from bot.text import escape
 from storage.models import VOICEPRINT_NAME_MAX
@@ -85,10 +86,10 @@ class VoiceDeleted:
     enrollments: int
 
 
-async def delete_voice(services: Services, team_id: str, user_id: str, actor_id: str | None,
-                       name: str | None = None) -> VoiceDeleted:
+async def delete_voice(services: Services, runner: LocalRunner | None, team_id: str, user_id: str,
+                       actor_id: str | None, name: str | None = None) -> VoiceDeleted:
     """Delete wins: the stored voiceprints go (every engine's, or only those named `name`), and so does any
-    enrollment of this person not finished yet (queued ones are dropped, one running here is cancelled; in
+    enrollment of this person not finished yet (queued ones are dropped, one running here in `runner` is cancelled; in
     another process its save is refused by the raised deletion generation, which also stays as the mark that
     only the person's own `/enroll` makes a voiceprint of them again)."""
     from storage.enrollments import cancel_queued_enrollments
@@ -96,7 +97,7 @@ async def delete_voice(services: Services, team_id: str, user_id: str, actor_id:
 
     n = await delete_voiceprints(services.db, team_id, user_id, actor_id=actor_id, name=name)
     cancelled = await cancel_queued_enrollments(services.db, team_id, user_id)
-    cancelled += cancel_enrollments(services, team_id, user_id)
+    cancelled += cancel_enrollments(runner, team_id, user_id)
     return VoiceDeleted(voiceprints=n, enrollments=cancelled)
 
 
@@ -136,10 +137,10 @@ def enrollment_task_name(team_id: str, user_id: str) -> str:
     return f"enroll {team_id}/{user_id}"
 
 
-def cancel_enrollments(services: Services, team_id: str, user_id: str) -> int:
-    """Cancel this person's enrollments running in this process; returns how many. (One running in another
-    worker is refused at its save: the delete raised the person's deletion generation.)"""
-    return services.runner.cancel_enrollments(team_id, user_id) if services.runner is not None else 0
+def cancel_enrollments(runner: LocalRunner | None, team_id: str, user_id: str) -> int:
+    """Cancel this person's enrollments running in this process's runner; returns how many. (One running in
+    another worker is refused at its save: the delete raised the person's deletion generation.)"""
+    return runner.cancel_enrollments(team_id, user_id) if runner is not None else 0
 
 
 async def voiceprint_names(services: Services, team_id: str, user_id: str) -> dict[str, datetime]:
@@ -154,7 +155,7 @@ def too_many_text(names: list[str], *, plain: bool = False) -> str:
             "keeps: give one of these names to replace it, or remove one with `/enroll delete` followed by its name.")
 
 
-async def enroll(services: Services, *, team_id: str, user_id: str, clip: Path, consent_at: datetime,
+async def enroll(services: Services, cpu: CpuPool, *, team_id: str, user_id: str, clip: Path, consent_at: datetime,
                  generation: int, consent_text: str | None = None, name: str = DEFAULT_NAME) -> str:
     """Make the person's voiceprint `name` from their own `clip` and store it under their consent (its time and
     the text they ticked); returns the answer for them. `generation` is their deletion generation when they
@@ -162,7 +163,7 @@ async def enroll(services: Services, *, team_id: str, user_id: str, clip: Path, 
     from storage.voiceprints import EnrollmentCancelled, TooManyVoiceprints, upsert_voiceprint
 
     try:
-        new = await voiceprint_from_path(services, clip)
+        new = await voiceprint_from_path(services, cpu, clip)
     except EngineError as exc:
         if exc.transient:
             raise
@@ -194,7 +195,7 @@ def not_enrolled(code: str, message: str, user_id: str) -> str:
     return f":warning: Your voice was not enrolled: {escape(reason)}"
 
 
-async def submit_enrollment(services: Services, team_id: str, user_id: str, file_id: str,
+async def submit_enrollment(services: Services, runner: LocalRunner | None, team_id: str, user_id: str, file_id: str,
                             view_id: str | None, consent_text: str | None = None, name: str = DEFAULT_NAME) -> str:
     """Stores the enrollment of the voiceprint `name` as a job (claimed at once by this process's job runner when it has one, else
     queued for a worker) with the consent text the person ticked, and returns what to tell them meanwhile.
@@ -202,14 +203,11 @@ async def submit_enrollment(services: Services, team_id: str, user_id: str, file
     from storage.enrollments import enqueue_enrollment
     from storage.voiceprints import deletion_generation
 
-    runner = services.runner
     job = await enqueue_enrollment(
         services.db, team_id=team_id, user_id=user_id, file_id=file_id, name=name, consent_at=utcnow(),
         consent_text=consent_text,
         generation=await deletion_generation(services.db, team_id, user_id), view_id=view_id,
         owner=runner.owner if runner else None, lease_seconds=services.settings.job_lease_seconds)
-    if runner:
+    if runner is not None:
         runner.start_enrollment(job)
-    else:
-        services.kick()
     return "Creating your voiceprint… I will send you the result in a direct message."

@@ -20,9 +20,10 @@ from bot.config import EngineKind
 from bot.engines.factory import engine_name
 from bot.errors import SlackCallError
 from bot.failures import new_ref
+from bot.pools import CpuPool
 from bot.schema import utcnow
 from bot.services.charts import redraw_chart
-from bot.services.context import Services, SlackPort
+from bot.services.context import LocalRunner, Services, SlackPort
 from bot.services.enrollment import VoiceDeleted, delete_voice
 from bot.services.summaries import refresh_summary
 from bot.summary.blocks import SlackMessage
@@ -76,9 +77,11 @@ class Erasure:
 
 
 async def erase_person(services: Services, slack: SlackPort | None, team_id: str, user_id: str, *,
-                       actor_id: str | None, via: str, voice: VoiceDeleted | None = None) -> Erasure:
+                       actor_id: str | None, via: str, cpu: CpuPool, runner: LocalRunner | None,
+                       voice: VoiceDeleted | None = None) -> Erasure:
     """Deletes what Voice ID keeps about the person (see the module); `voice` when their voice is already
-    deleted (`/enroll delete` answers that part first). Without `slack` nothing in Slack is edited."""
+    deleted (`/enroll delete` answers that part first), else `runner` (this process's, if any) cancels their
+    enrollments running here. Without `slack` nothing in Slack is edited; charts are redrawn in `cpu`."""
     from storage.retention import (
         forget_presses,
         holds,
@@ -87,7 +90,7 @@ async def erase_person(services: Services, slack: SlackPort | None, team_id: str
         redact_recording,
     )
 
-    voice = voice or await delete_voice(services, team_id, user_id, actor_id)
+    voice = voice or await delete_voice(services, runner, team_id, user_id, actor_id)
     erasure = Erasure(voice=voice)
     async for rec in recordings_with_content(services.db, team_id):
         if not (holds(rec.result, user_id) or holds(rec.relabels, user_id)):
@@ -106,7 +109,7 @@ async def erase_person(services: Services, slack: SlackPort | None, team_id: str
         if slack is None:
             erasure.not_shown.append((rec, "no Slack client"))
             continue
-        why = await show_redacted(services, slack, rec)
+        why = await show_redacted(services, cpu, slack, rec)
         if why is None:
             erasure.shown += 1
         else:
@@ -114,7 +117,7 @@ async def erase_person(services: Services, slack: SlackPort | None, team_id: str
     return erasure
 
 
-async def show_redacted(services: Services, slack: SlackPort, rec: Recording) -> str | None:
+async def show_redacted(services: Services, cpu: CpuPool, slack: SlackPort, rec: Recording) -> str | None:
     """The posted summary edited in place and its chart redrawn without the person; why not, or None."""
     try:
         await refresh_summary(slack, rec, transcript_on=services.settings.transcript)
@@ -123,7 +126,7 @@ async def show_redacted(services: Services, slack: SlackPort, rec: Recording) ->
         log.warning("recording %s: summary not updated after an erasure: %s", rec.id, error)
         return error
     try:
-        await redraw_chart(services, slack, rec.id)
+        await redraw_chart(services, cpu, slack, rec.id)
     except Exception as exc:  # the summary no longer names them; a chart that could not be redrawn is logged
         ref = new_ref()
         log.warning("recording %s: chart not redrawn after an erasure [ref %s]", rec.id, ref,

@@ -13,7 +13,7 @@ from bot.errors import MediaError, SlackCallError
 from bot.failures import new_ref
 from bot.schema import VoiceprintInput, utcnow
 from bot.services.access import CANNOT_SEE, Outsider, require_member, too_soon
-from bot.services.context import NotInstalled, Services, SlackPort
+from bot.services.context import LocalRunner, NotInstalled, Services, SlackPort, kick
 from bot.services.voiceprints import channel_voiceprints
 from bot.summary.blocks import identify_again_modal
 from bot.summary.files import check_file, is_media
@@ -65,8 +65,9 @@ ALREADY = ("{name} is already identified, or being identified: its summary is in
            "recording). To run it again, use *Identify again* on that summary.")
 
 
-async def identify_shared(services: Services, slack: SlackPort, *, team_id: str, channel: str, message: dict,
-                          presser: str, bot_user_id: str | None, bot_id: str | None) -> str:
+async def identify_shared(services: Services, slack: SlackPort, runner: LocalRunner | None, *, team_id: str,
+                          channel: str, message: dict, presser: str, bot_user_id: str | None,
+                          bot_id: str | None) -> str:
     """The "Identify speakers" message shortcut: queues the audio and video files of a message already in the
     channel (shared before Voice ID joined, or skipped by the automatic rule: another app posted it) as if they
     had just been shared, and returns the private answer for the presser. The intake rules of a share hold: the
@@ -108,7 +109,7 @@ async def identify_shared(services: Services, slack: SlackPort, *, team_id: str,
         queued += created
     if queued:
         log.info("%d recording(s) of message %s queued by the shortcut, pressed by %s", queued, message["ts"], presser)
-        services.kick()
+        kick(runner)
     return "\n".join(answers)
 
 
@@ -219,8 +220,8 @@ async def identify_again_view(services: Services, *, rec_id: int, channel: str, 
     return identify_again_modal(rec.id, channel, rec.file_name, hint)
 
 
-async def identify_again(services: Services, slack: SlackPort, *, rec_id: int, clicker: str,
-                         team_id: str | None, speakers: int | None = None) -> str:
+async def identify_again(services: Services, slack: SlackPort, runner: LocalRunner | None, *, rec_id: int,
+                         clicker: str, team_id: str | None, speakers: int | None = None) -> str:
     """Checks and queues the re-run of a recording's identification; returns the private answer for the presser.
     Who may: a member of the recording's channel (checked with Slack), in the recording's workspace, outside the
     recording's and their own cooldown; it needs the result still retained, someone in the channel enrolled, and
@@ -254,5 +255,5 @@ async def identify_again(services: Services, slack: SlackPort, *, rec_id: int, c
     except IdentifyRefused as exc:
         return exc.reason
     log.info("recording %s: identify again requested by %s", rec.id, clicker)
-    services.kick()
+    kick(runner)
     return QUEUED

@@ -17,6 +17,7 @@ import numpy as np
 
 from bot.engines.factory import engine_name
 from bot.errors import error_from
+from bot.pools import CpuPool
 from bot.schema import (
     IdentificationSegment,
     IdentifyOutput,
@@ -39,8 +40,9 @@ class NewVoiceprint:
     clip_duration: float
 
 
-async def voiceprint_from_path(services: Services, path: Path) -> NewVoiceprint:
-    """Run a voiceprint job; a refused clip raises the typed error of the engine's code (`bot.errors`)."""
+async def voiceprint_from_path(services: Services, cpu: CpuPool, path: Path) -> NewVoiceprint:
+    """Run a voiceprint job; a refused clip raises the typed error of the engine's code (`bot.errors`). The
+    clip's length is read in `cpu` when the engine does not say it."""
     engine = services.engine
     url = await engine.upload(path)
     try:
@@ -54,7 +56,7 @@ async def voiceprint_from_path(services: Services, path: Path) -> NewVoiceprint:
         err = job.error
         raise error_from(err.code if err else None, err.message if err else "The voiceprint could not be made.")
     out = job.output or {}
-    duration = float(out.get("duration") or 0.0) or await services.run_cpu(clip_seconds, path)
+    duration = float(out.get("duration") or 0.0) or await cpu.run(clip_seconds, path)
     return NewVoiceprint(voiceprint=job.voiceprint_output().voiceprint,
                          model_id=str(out.get("model") or out.get("modelId") or getattr(engine, "model_id", engine.name)),
                          clip_duration=duration)

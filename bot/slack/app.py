@@ -11,7 +11,7 @@ engine webhook): the Slack routes are not there (404) rather than open without a
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 
 from aiohttp import web
 from slack_bolt.adapter.aiohttp import to_aiohttp_response, to_bolt_request
@@ -21,7 +21,8 @@ from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.config import Settings
 from bot.failures import new_ref
-from bot.services.context import SERVICES, Services
+from bot.pools import CpuPool, TaskSet
+from bot.services.context import LocalRunner, Services
 from bot.slack import asking, enroll, feedback, home, lifecycle, recordings, reidentify
 from bot.slack_api.client import make_client
 
@@ -33,8 +34,11 @@ class SigningSecretMissing(ValueError):
     """Serving Slack over HTTP without a signing secret would accept anyone's requests."""
 
 
-def build_bolt(services: Services) -> AsyncApp:
-    """Signature checks stay on in every mode: bolt skips them only for requests that came over the socket."""
+def build_bolt(services: Services, *, cpu: CpuPool, background: TaskSet, runner: LocalRunner | None) -> AsyncApp:
+    """Each listener module gets what it uses of the process: the CPU pool (charts redrawn after a correction or
+    an erasure), the background tasks (work after an ack) and this process's job runner (None: work waits for a
+    worker). Signature checks stay on in every mode: bolt skips them only for requests that came over the
+    socket."""
     s = services.settings
     secret = s.slack_signing_secret.get_secret_value() if s.slack_signing_secret else ""
     if not secret and not services.socket_mode:
@@ -53,8 +57,13 @@ def build_bolt(services: Services) -> AsyncApp:
         kwargs["oauth_settings"] = oauth_settings(services)
         kwargs["installation_store_bot_only"] = True
     app = AsyncApp(**kwargs)
-    for module in (enroll, recordings, feedback, reidentify, lifecycle, home, asking):
-        module.register(app, services)
+    enroll.register(app, services, cpu=cpu, background=background, runner=runner)
+    recordings.register(app, services, runner=runner)
+    feedback.register(app, services, cpu=cpu, background=background)
+    reidentify.register(app, services, runner=runner)
+    lifecycle.register(app, services)
+    home.register(app, services, cpu=cpu, background=background, runner=runner)
+    asking.register(app, services, cpu=cpu, background=background)
     app.error(on_error)
     return app
 
@@ -86,23 +95,23 @@ async def on_error(error: Exception, body: dict, client: AsyncWebClient) -> None
 BOLT = web.AppKey("bolt", AsyncApp)
 
 
-async def bolt_app(app: web.Application) -> AsyncIterator[None]:
-    """Bolt over the process's services; in Socket Mode, also the WebSocket to Slack."""
-    bolt = app[BOLT] = build_bolt(app[SERVICES])
-    if not app[SERVICES].socket_mode:
+def add_slack(app: web.Application, settings: Settings, build: Callable[[web.Application], AsyncApp]) -> None:
+    """Bolt as a cleanup context (`build` makes it from the application's parts when it starts; in Socket Mode
+    the WebSocket to Slack opens then too), and its routes (none in Socket Mode: Slack's requests come over the
+    socket)."""
+
+    async def bolt_app(app: web.Application) -> AsyncIterator[None]:
+        bolt = app[BOLT] = build(app)
+        if not settings.socket_mode:
+            yield
+            return
+        from slack_bolt.adapter.socket_mode.aiohttp import AsyncSocketModeHandler
+
+        handler = AsyncSocketModeHandler(bolt, settings.slack_app_token.get_secret_value())
+        await handler.connect_async()
+        log.info("Voice ID: Socket Mode connected")
         yield
-        return
-    from slack_bolt.adapter.socket_mode.aiohttp import AsyncSocketModeHandler
-
-    handler = AsyncSocketModeHandler(bolt, app[SERVICES].settings.slack_app_token.get_secret_value())
-    await handler.connect_async()
-    log.info("Voice ID: Socket Mode connected")
-    yield
-    await handler.close_async()
-
-
-def add_slack(app: web.Application, settings: Settings) -> None:
-    """Bolt as a cleanup context, and its routes (none in Socket Mode: Slack's requests come over the socket)."""
+        await handler.close_async()
 
     async def events(request: web.Request) -> web.Response:
         bolt = request.app[BOLT]

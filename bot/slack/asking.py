@@ -5,13 +5,14 @@ from __future__ import annotations
 from slack_bolt.async_app import AsyncApp
 from slack_sdk.web.async_client import AsyncWebClient
 
+from bot.pools import CpuPool, TaskSet
 from bot.services.asking import NO_LONGER, answer
 from bot.services.context import Services
 from bot.slack_api.web_api import SlackWebApi
 from bot.summary.ask import NEAR_NO, NEAR_YES
 
 
-def register(app: AsyncApp, services: Services) -> None:
+def register(app: AsyncApp, services: Services, *, cpu: CpuPool, background: TaskSet) -> None:
     async def press(client: AsyncWebClient, body: dict, yes: bool) -> None:
         user = body["user"]["id"]
         value = str(body["actions"][0].get("value") or "")
@@ -19,7 +20,8 @@ def register(app: AsyncApp, services: Services) -> None:
             text, shown = NO_LONGER, False
         else:
             text, shown = await answer(services, SlackWebApi(client), question_id=int(value),
-                                       team_id=(body.get("team") or {}).get("id"), user=user, yes=yes)
+                                       team_id=(body.get("team") or {}).get("id"), user=user, yes=yes, cpu=cpu,
+                                       background=background)
         if not shown:
             await client.chat_postMessage(channel=user, text=text)
 

@@ -13,7 +13,8 @@ from slack_bolt.context.async_context import AsyncBoltContext
 from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.errors import EngineError
-from bot.services.context import Services
+from bot.pools import CpuPool, TaskSet
+from bot.services.context import LocalRunner, Services
 from bot.services.enrollment import (
     ALL,
     CLIP_MAX_BYTES,
@@ -91,7 +92,10 @@ def parse_enroll(text: str, user_id: str) -> EnrollRequest:
     return EnrollRequest("unknown", sub)
 
 
-def register(app: AsyncApp, services: Services) -> None:
+def register(app: AsyncApp, services: Services, *, cpu: CpuPool, background: TaskSet,
+             runner: LocalRunner | None) -> None:
+    """`background` holds the work done after an ack; `runner` (None: work waits for a worker) takes the
+    enrollments submitted here at once, and cancels those of a person who deletes their voice."""
     def help_text() -> str:
         s = services.settings
         return views.help_text(s.engine, result_days=s.result_retention_days, audit_days=s.audit_retention_days,
@@ -108,12 +112,12 @@ def register(app: AsyncApp, services: Services) -> None:
             await open_modal(client, command, team_id, user_id)
         elif request.action == "delete someone's":
             await ack()
-            services.spawn(answer(respond, delete_for_someone(client, team_id, user_id, request.argument or None)),
-                           name=f"erase for {user_id}")
+            background.spawn(answer(respond, delete_for_someone(client, team_id, user_id, request.argument or None)),
+                             name=f"erase for {user_id}")
         elif request.action == "delete mine":
-            voice = await delete_voice(services, team_id, user_id, actor_id=user_id)
+            voice = await delete_voice(services, runner, team_id, user_id, actor_id=user_id)
             await ack(deleted_text(voice))
-            services.spawn(erase_self(client, team_id, user_id, voice, respond), name=f"erase {user_id}")
+            background.spawn(erase_self(client, team_id, user_id, voice, respond), name=f"erase {user_id}")
         else:
             await ack(await reply(request, team_id, user_id))
 
@@ -140,7 +144,7 @@ def register(app: AsyncApp, services: Services) -> None:
         """After `/enroll delete` is answered: the person's name out of stored results (and posted summaries),
         as background work the process awaits before it stops."""
         erasure = await erase_person(services, SlackWebApi(client), team_id, user_id, actor_id=user_id, via="self",
-                                       voice=voice)
+                                       cpu=cpu, runner=runner, voice=voice)
         if (more := self_erased_text(erasure)) is not None:
             await respond(more)
 
@@ -150,7 +154,7 @@ def register(app: AsyncApp, services: Services) -> None:
             name = voiceprint_name(typed)
         except ValueError as exc:
             return f"{exc} Nothing was deleted."
-        voice = await delete_voice(services, team_id, user_id, actor_id=user_id, name=name)
+        voice = await delete_voice(services, runner, team_id, user_id, actor_id=user_id, name=name)
         return await deleted_one_text(services, team_id, user_id, name, voice)
 
     async def delete_for_someone(client: AsyncWebClient, team_id: str, actor_id: str, target: str | None) -> str:
@@ -161,7 +165,8 @@ def register(app: AsyncApp, services: Services) -> None:
         slack = SlackWebApi(client)
         if (refusal := await admin_refusal(slack, team_id, actor_id)) is not None:
             return refusal
-        erasure = await erase_person(services, slack, team_id, target, actor_id=actor_id, via="slack admin")
+        erasure = await erase_person(services, slack, team_id, target, actor_id=actor_id, via="slack admin",
+                                     cpu=cpu, runner=runner)
         notified = await notify_erased(slack, target, actor_id, erasure) if erasure.anything else None
         return admin_erased_text(erasure, target, notified)
 
@@ -188,7 +193,7 @@ def register(app: AsyncApp, services: Services) -> None:
         if errors:
             await ack(response_action="errors", errors=errors)
             return
-        text = await submit_enrollment(services, team_id, user_id, files[0]["id"], body["view"].get("id"),
+        text = await submit_enrollment(services, runner, team_id, user_id, files[0]["id"], body["view"].get("id"),
                                        consent_text=views.consent_statement(services.settings.engine), name=name)
         await ack(response_action="update", view=views.message_view("Enroll your voice", text))
 

@@ -5,6 +5,7 @@ from slack_bolt.async_app import AsyncApp
 from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
+from bot.pools import CpuPool, TaskSet
 from bot.services.claims import (
     CLAIMED,
     NOT_ME_DONE,
@@ -36,12 +37,12 @@ async def answer_privately(client: AsyncWebClient, body: dict, text: str) -> Non
         await client.chat_postMessage(channel=user, text=text)
 
 
-def register(app: AsyncApp, services: Services) -> None:
+def register(app: AsyncApp, services: Services, *, cpu: CpuPool, background: TaskSet) -> None:
     async def press(client: AsyncWebClient, body: dict, claimant: str | None, refusal: Refusal, done: str) -> None:
         rec_id, speaker = parse_button_value(body["actions"][0]["value"])
         text = await correct(services, SlackWebApi(client), rec_id=rec_id, speaker=speaker,
                              team_id=(body.get("team") or {}).get("id"), clicker=body["user"]["id"],
-                             user_id=claimant, refusal=refusal, done=done)
+                             user_id=claimant, refusal=refusal, done=done, cpu=cpu, background=background)
         await answer_privately(client, body, text)
 
     @app.action(NOT_ME)

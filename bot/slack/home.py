@@ -16,8 +16,9 @@ from slack_sdk.web.async_client import AsyncWebClient
 from bot.engines.factory import engine_name
 from bot.errors import SlackCallError
 from bot.failures import new_ref
+from bot.pools import CpuPool, TaskSet
 from bot.services.claims import NOT_ME_DONE, correct, own_not_me_refusal
-from bot.services.context import Services
+from bot.services.context import LocalRunner, Services
 from bot.services.enrollment import deleted_text
 from bot.services.people import erase_person, person_log, self_erased_text
 from bot.slack_api.web_api import SlackWebApi
@@ -35,7 +36,8 @@ def team_of(body: dict, context: AsyncBoltContext) -> str:
     return (body.get("team") or {}).get("id") or body.get("team_id") or context.team_id
 
 
-def register(app: AsyncApp, services: Services) -> None:
+def register(app: AsyncApp, services: Services, *, cpu: CpuPool, background: TaskSet,
+             runner: LocalRunner | None) -> None:
     async def publish(client: AsyncWebClient, team_id: str, user_id: str, answer: str | None = None) -> None:
         """The person's Home, read now, to them alone."""
         s = services.settings
@@ -59,7 +61,7 @@ def register(app: AsyncApp, services: Services) -> None:
         try:
             answer = await correct(services, SlackWebApi(client), rec_id=rec_id, speaker=speaker, team_id=team_id,
                                    clicker=user_id, user_id=None, refusal=own_not_me_refusal, done=NOT_ME_DONE,
-                                   members_only=False)
+                                   cpu=cpu, background=background, members_only=False)
         except SlackCallError as exc:  # stored; the bot may have left the channel, or the summary is gone
             ref = new_ref()
             log.warning("recording %s: summary not updated after Not me in Home: %s [ref %s]", rec_id,
@@ -72,6 +74,7 @@ def register(app: AsyncApp, services: Services) -> None:
         """`/enroll delete`, after Slack's confirmation dialog."""
         await ack()
         team_id, user_id = team_of(body, context), body["user"]["id"]
-        erasure = await erase_person(services, SlackWebApi(client), team_id, user_id, actor_id=user_id, via="home")
+        erasure = await erase_person(services, SlackWebApi(client), team_id, user_id, actor_id=user_id, via="home",
+                                     cpu=cpu, runner=runner)
         answer = " ".join(part for part in (deleted_text(erasure.voice), self_erased_text(erasure)) if part)
         await publish(client, team_id, user_id, answer)

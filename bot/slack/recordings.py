@@ -11,7 +11,7 @@ from slack_bolt.context.async_context import AsyncBoltContext
 from slack_bolt.response import BoltResponse
 from slack_sdk.web.async_client import AsyncWebClient
 
-from bot.services.context import Services
+from bot.services.context import LocalRunner, Services, kick
 from bot.services.recordings import identify_shared, store_shared_files
 from bot.slack.feedback import answer_privately
 from bot.slack_api.web_api import SlackWebApi
@@ -21,7 +21,7 @@ from storage.database import UNAVAILABLE_ERRORS
 log = logging.getLogger(__name__)
 
 
-def register(app: AsyncApp, services: Services) -> None:
+def register(app: AsyncApp, services: Services, *, runner: LocalRunner | None) -> None:
     async def store_files(body: dict, event: dict, context: AsyncBoltContext, next) -> BoltResponse | None:
         """Before the ack. With the database unreachable Slack gets an error instead, and sends the event again."""
         try:
@@ -34,7 +34,7 @@ def register(app: AsyncApp, services: Services) -> None:
 
     @app.event({"type": "message", "subtype": "file_share"}, middleware=[store_files])
     async def on_file_share() -> None:
-        services.kick()
+        kick(runner)
 
     @app.event("message")
     async def on_other_message() -> None:
@@ -43,7 +43,7 @@ def register(app: AsyncApp, services: Services) -> None:
     @app.shortcut(IDENTIFY_SPEAKERS)
     async def on_identify_speakers(ack, body: dict, client: AsyncWebClient, context: AsyncBoltContext) -> None:
         await ack()
-        text = await identify_shared(services, SlackWebApi(client), team_id=context.team_id or body["team"]["id"],
+        text = await identify_shared(services, SlackWebApi(client), runner, team_id=context.team_id or body["team"]["id"],
                                      channel=body["channel"]["id"], message=body.get("message") or {},
                                      presser=body["user"]["id"], bot_user_id=context.bot_user_id,
                                      bot_id=context.bot_id)

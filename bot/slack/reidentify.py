@@ -5,7 +5,7 @@ from __future__ import annotations
 from slack_bolt.async_app import AsyncApp
 from slack_sdk.web.async_client import AsyncWebClient
 
-from bot.services.context import Services
+from bot.services.context import LocalRunner, Services
 from bot.services.recordings import identify_again, identify_again_view
 from bot.slack.feedback import answer_privately
 from bot.slack_api.web_api import SlackWebApi
@@ -14,7 +14,7 @@ from bot.summary.blocks import IDENTIFY_AGAIN, SPEAKERS_BLOCK, parse_identify_ag
 NOT_OURS = "This button is not one of Voice ID's summaries."
 
 
-def register(app: AsyncApp, services: Services) -> None:
+def register(app: AsyncApp, services: Services, *, runner: LocalRunner | None) -> None:
     @app.action(IDENTIFY_AGAIN)
     async def on_identify_again(ack, body: dict, client: AsyncWebClient) -> None:
         await ack()
@@ -39,6 +39,6 @@ def register(app: AsyncApp, services: Services) -> None:
             await ack(response_action="errors", errors={SPEAKERS_BLOCK: str(exc)})
             return
         await ack()
-        text = await identify_again(services, SlackWebApi(client), rec_id=rec_id, clicker=body["user"]["id"],
+        text = await identify_again(services, SlackWebApi(client), runner, rec_id=rec_id, clicker=body["user"]["id"],
                                     team_id=(body.get("team") or {}).get("id"), speakers=speakers)
         await answer_privately(client, {"user": body["user"], "channel": {"id": channel}}, text)

@@ -258,3 +258,23 @@ class TranscriptionWorker:
             pool, self._pool = self._pool, None
             await asyncio.get_running_loop().run_in_executor(None, stop_pool, pool)
 
+
+
+class LazyTranscriptionWorker:
+    """A `TranscriptionWorker` made with these arguments at the first `transcribe`: nothing is checked or started
+    before (a process that never transcribes never pays for it, and a language the model cannot do fails that
+    recording's transcript, as it always has, not the process's start)."""
+
+    def __init__(self, *args, **kwargs):
+        self._args, self._kwargs = args, kwargs
+        self._worker: TranscriptionWorker | None = None
+
+    async def transcribe(self, path: Path, progress: Progress | None = None) -> Transcription:
+        if self._worker is None:
+            self._worker = TranscriptionWorker(*self._args, **self._kwargs)
+        return await self._worker.transcribe(path, progress)
+
+    async def close(self) -> None:
+        if self._worker is not None:
+            worker, self._worker = self._worker, None
+            await worker.close()
