@@ -29,7 +29,8 @@ class LocalRunner(Protocol):
 
 
 class Recognizer(Protocol):
-    """Speech recognition as the transcript step uses it (`bot.transcription.recognizer.TranscriptionWorker`)."""
+    """Speech recognition as the transcript step uses it (`bot.transcription.recognizer.LazyTranscriptionWorker`,
+    made by `bot.runtime`; tests give a double)."""
 
     async def transcribe(self, path, progress: Callable[[float], None]): ...
 
