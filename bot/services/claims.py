@@ -114,6 +114,6 @@ async def correct(services: Services, client: AsyncWebClient, *, rec_id: int, sp
                                 check=lambda locked: refusal(locked, speaker, clicker) or rerun_refusal(locked))
     except RelabelRefused as exc:
         return exc.reason
-    await refresh_summary(client, rec, transcript_on=services.settings.transcript)
+    await refresh_summary(services, client, rec)
     services.spawn(redraw_chart(services, client, rec.id), name=f"chart {rec.id}")
     return done
