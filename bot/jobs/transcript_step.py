@@ -55,8 +55,7 @@ class TranscriptStep:
             error = TRANSCRIPT_INTERRUPTED
         else:
             file_id, url, error = await self.make_transcript(client, rec, summary_ts)
-        if not await end_transcript(self.rows.db, rec.id, self.rows.owner, file_id=file_id, url=url,
-                                            error=error):
+        if not await end_transcript(self.rows.db, rec.id, self.rows.owner, file_id=file_id, url=url, error=error):
             raise LeaseLost()
         if file_id:
             since(UPLOAD_TO_TRANSCRIPT, rec.created_at)
