@@ -100,10 +100,14 @@ def metrics(cluster_gauges: bool) -> Callable[[web.Application], AsyncIterator[N
 
 
 async def jobs(app: web.Application) -> AsyncIterator[None]:
-    runner = JobRunner(app[SERVICES], capacity=app.get(CAPACITY))
+    """The job runner; while it runs, the services hand it what this process's listeners queue (new work, an
+    enrollment to run here at once, a person's enrollments to cancel)."""
+    services = app[SERVICES]
+    runner = JobRunner(services, capacity=app.get(CAPACITY))
     await runner.start()
-    app[RUNNER] = runner
+    app[RUNNER] = services.runner = runner
     yield
+    services.runner = None
     await runner.stop()
 
 

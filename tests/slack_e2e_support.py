@@ -74,7 +74,10 @@ async def recording_for(db: Database, file_id: str):
 async def wait_status(fake: FakeSlack, db: Database, file_id: str, statuses: set[str], timeout: float = 240):
     async def check():
         rec = await recording_for(db, file_id)
-        return rec if rec is not None and rec.state.value in statuses else None
+        if rec is None or rec.state.value not in statuses:
+            return None
+        # a failure is stored before it is shown in the thread; `notified_at` says it was shown
+        return None if rec.state.value == "failed" and rec.notified_at is None else rec
 
     deadline = asyncio.get_running_loop().time() + timeout
     while True:

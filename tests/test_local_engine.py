@@ -6,12 +6,14 @@ import json
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
 import pytest
 from engine_support import ROOT, SR, meetings, needs_data, speaker_models
 
+from bot.engines.base import follow
 from bot.engines.local import LocalEngine
 from bot.errors import JobNotFound, MediaError, VoiceprintError
 from bot.schema import (
@@ -138,8 +140,12 @@ async def test_local_engine_jobs(tmp_path, meeting, enrolled):
                                   matching=Matching(threshold=RECOMMENDED_THRESHOLD))
         job = await engine.submit_identify(request)
         reported: list[float] = []
-        engine.watch(job.job_id, reported.append)  # every report, not whichever a poll happens to catch
-        current = await engine.wait(job.job_id, timeout=600)
+
+        async def seen(update) -> None:
+            if update.progress is not None:
+                reported.append(update.progress)
+
+        current = await follow(engine, job.job_id, interval=0.02, deadline=time.monotonic() + 600, on_update=seen)
         assert current.status is JobStatus.succeeded, current.output
         assert current.identify_output().diarization and current.progress == 1.0
         assert any(0 < p < 1 for p in reported) and reported == sorted(reported), reported

@@ -17,7 +17,6 @@ from bot.errors import EngineError, EngineJobEnded, JobNotFound, RequestError
 from bot.schema import DiarizeRequest, IdentifyRequest, Job, Provenance, VoiceprintRequest
 
 log = logging.getLogger(__name__)
-ProgressCallback = Callable[[float], None]
 
 
 class Engine(ABC):

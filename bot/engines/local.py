@@ -19,7 +19,7 @@ from datetime import timedelta
 from pathlib import Path
 from urllib.parse import unquote, urlparse
 
-from bot.engines.base import Engine, ProgressCallback
+from bot.engines.base import Engine
 from bot.errors import EngineError, EngineUnavailable, JobNotFound, RequestError
 from bot.pools import TaskSet, exit_with_parent, stop_pool
 from bot.schema import (
@@ -129,7 +129,6 @@ class LocalEngine(Engine):
         self._jobs: dict[str, Job] = {}
         self._media: dict[str, Path] = {}
         self._tasks = TaskSet()
-        self._callbacks: dict[str, tuple[asyncio.AbstractEventLoop, ProgressCallback]] = {}
         self._ctx = multiprocessing.get_context("spawn")
         self._queue = None
         self._pool: ProcessPoolExecutor | None = None
@@ -171,10 +170,6 @@ class LocalEngine(Engine):
             job = self._jobs.get(job_id)
             if job is not None and not job.status.final:
                 self._jobs[job_id] = job.model_copy(update={"progress": fraction, "updated_at": utcnow()})
-            callback = self._callbacks.get(job_id)
-            if callback:
-                loop, fn = callback
-                loop.call_soon_threadsafe(fn, fraction)
 
     async def start(self) -> None:
         """Start the workers and load their models now rather than on the first job."""
@@ -257,10 +252,6 @@ class LocalEngine(Engine):
     def _spawn(self, job: Job, fn, *args, provenance: dict | None = None) -> None:
         self._tasks.spawn(self._execute(job.job_id, fn, *args, provenance=provenance), name=f"engine job {job.job_id}")
 
-    def watch(self, job_id: str, progress: ProgressCallback) -> None:
-        """Call `progress(fraction)` on this event loop at each progress report of the job, until it ends."""
-        self._callbacks[job_id] = (asyncio.get_running_loop(), progress)
-
     async def _execute(self, job_id: str, fn, *args, provenance: dict | None = None) -> None:
         self._set(job_id, status=JobStatus.running)
         try:
@@ -270,8 +261,6 @@ class LocalEngine(Engine):
         except Exception:  # an engine bug must still finish the job, not leave it running forever
             log.exception("engine job %s crashed", job_id)
             output = EngineError("The speaker engine failed on this file.", code="engine_error").to_output()
-        finally:
-            self._callbacks.pop(job_id, None)
         failed = "error" in output
         if provenance is not None and not failed:
             output = {**output, "provenance": provenance}

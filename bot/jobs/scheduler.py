@@ -91,7 +91,6 @@ class JobRunner:
                                     seconds=REFRESH_EVERY_SECONDS, id="refresh", next_run_time=datetime.now(UTC),
                                     **common)
         self._scheduler.start()
-        self.services.runner = self
         self.kick()
 
     async def stop(self) -> None:
@@ -101,7 +100,6 @@ class JobRunner:
         from storage.recordings import release
 
         self._stopping = True  # no pass starts now, and a pass in flight claims nothing more
-        self.services.runner = None
         if self._scheduler is not None:
             self._scheduler.shutdown(wait=False)
             self._scheduler = None

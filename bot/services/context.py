@@ -57,9 +57,9 @@ class Services:
     db: Database
     engine: Engine
     tasks: TaskSet = field(default_factory=TaskSet)  # work listeners start after their ack
-    runner: LocalRunner | None = None  # this process's job runner while it runs (none: queued work waits for a worker)
-    speech: Recognizer | None = None  # made on first use (`recognizer()`), unless one is given
-    _cpu: ProcessPoolExecutor | None = None
+    runner: LocalRunner | None = None  # wired by `bot.runtime` while this process runs jobs (none: work waits for a worker)
+    _speech: Recognizer | None = field(default=None, init=False, repr=False)  # made on first use (`recognizer()`)
+    _cpu: ProcessPoolExecutor | None = field(default=None, init=False, repr=False)
 
     @property
     def oauth(self) -> bool:
@@ -119,17 +119,17 @@ class Services:
 
     def recognizer(self) -> Recognizer:
         """The speech recognizer in its own worker process (the model loads once, on the first recording)."""
-        if self.speech is None:
+        if self._speech is None:
             from bot.transcription.recognizer import TranscriptionWorker
 
             s = self.settings
-            self.speech = TranscriptionWorker(s.transcript_model.value, s.var_dir, s.transcript_language,
-                                              max_duration_s=s.max_recording_hours * 3600)
-        return self.speech
+            self._speech = TranscriptionWorker(s.transcript_model.value, s.var_dir, s.transcript_language,
+                                               max_duration_s=s.max_recording_hours * 3600)
+        return self._speech
 
     async def close_speech(self) -> None:
-        if self.speech is not None:
-            speech, self.speech = self.speech, None
+        if self._speech is not None:
+            speech, self._speech = self._speech, None
             await speech.close()
 
     def temp_dir(self, prefix: str):
