@@ -146,3 +146,19 @@ def error_from(code: str | None, message: str | None, *, job_ended: bool = False
     if code == VoiceprintError.code:
         return VoiceprintError(message)
     return (MediaError if code_info(code).media else EngineError)(message, code=code)
+
+
+class SlackCallError(Exception):
+    """A Slack Web API call failed, as the services see it through their Slack port
+    (`bot.services.context.SlackPort`, implemented by `bot.slack_api.web_api`): Slack's `error` code and the
+    HTTP status, without slack_sdk."""
+
+    def __init__(self, error: str | None, status: int):
+        super().__init__(f"Slack answered {error} (HTTP {status})")
+        self.error = error
+        self.status = status
+
+    @property
+    def transient(self) -> bool:
+        """Slack is rate limiting or failing: worth another attempt later."""
+        return self.error == "ratelimited" or self.status >= 500

@@ -13,6 +13,7 @@ from collections.abc import AsyncIterator, Iterator
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from datetime import timedelta
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -109,6 +110,7 @@ class World:
         real job-side code (as a runner's pass does); returns (event, row)."""
         from bot.services.context import Services
         from bot.services.recordings import announce, store_shared_files
+        from bot.slack_api.web_api import slack_for
         from storage.recordings import find_recording
         from storage.thread import claim_announcement
 
@@ -119,7 +121,7 @@ class World:
         services = Services(settings=self.settings(), db=self.db, engine=ScriptedEngine())
         await store_shared_files(services, event, TEAM_ID, BOT_USER_ID)
         while (rec := await claim_announcement(self.db, 30)) is not None:
-            await announce(services, rec)
+            await announce(services, rec, partial(slack_for, services))
         return event, await find_recording(self.db, TEAM_ID, f.id)
 
     def replies(self, event: dict) -> list:

@@ -1,6 +1,7 @@
 """The layers of ARCHITECTURE.md, checked on the code's own imports (lazy imports inside functions included):
 no package imports a layer above its own, `slack` and `jobs` never import each other, `storage` knows nothing
-of `bot`, packages form no cycle, and no folder or module outgrows its room. Around the product: the benchmarks
+of `bot`, services reach Slack only through their port (never slack_sdk or `bot.slack_api`), packages form
+no cycle, and no folder or module outgrows its room. Around the product: the benchmarks
 (`bench/`) and the testbed they share with the tests (`testbed/`) import the product, never the tests, and
 the product imports none of them."""
 from __future__ import annotations
@@ -95,6 +96,16 @@ def test_slack_and_jobs_do_not_import_each_other_and_storage_knows_no_bot():
     for pair in (("bot.slack", "bot.jobs"), ("bot.jobs", "bot.slack")):
         assert pair not in edges, edges[pair]
     assert not [(a, b) for a, b in edges if a == "storage" and b != "storage"]
+
+
+def test_services_talk_to_slack_only_through_their_port():
+    """`bot/services/` is Slack-free: Slack is the `SlackPort` they are given (`bot.services.context`), which
+    `bot/slack_api/` implements; no module of theirs imports slack_sdk, bolt or `bot.slack_api`."""
+    slack = {"slack_sdk", "slack_bolt"}
+    found = sorted({f"{path.relative_to(ROOT)}:{line} {target}" for path in (ROOT / "bot" / "services").rglob("*.py")
+                    for target, line in imported(path)
+                    if target.split(".")[0] in slack or unit_of(target) == "bot.slack_api"})
+    assert found == []
 
 
 def test_the_product_imports_no_test_benchmark_or_harness():

@@ -13,7 +13,8 @@ import pytest
 import pytest_asyncio
 
 from bot.services.claims import NOT_ME_DONE, NOT_NAMED_YOU
-from bot.slack_api import enroll_views as views
+from bot.slack_api.client import client_for
+from bot.summary import enroll_views as views
 from bot.summary.blocks import button_value
 from bot.summary.home import HOME_DELETE, HOME_NOT_ME, NOT_ENROLLED
 from storage.retention import holds
@@ -50,7 +51,7 @@ async def enrolled(world, user: str, consent_text: str | None = None) -> None:
 
 async def posted(world, matched: str, claimed_by: str | None = None) -> tuple[int, str]:
     _fake, db, bot = world
-    return await support.posted(db, await bot.services.client_for(TEAM_ID), matched, claimed_by)
+    return await support.posted(db, await client_for(bot.services, TEAM_ID), matched, claimed_by)
 
 
 async def open_home(world, user: str, *, after=None) -> dict:

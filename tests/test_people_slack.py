@@ -12,7 +12,8 @@ import pytest_asyncio
 
 from bot.services.people import ADMIN_ONLY
 from bot.slack.enroll import NAME_SOMEONE
-from bot.slack_api import enroll_views as views
+from bot.slack_api.client import client_for
+from bot.summary import enroll_views as views
 from storage.retention import holds
 from testbed.fake_slack import TEAM_ID
 from tests import people_support as support
@@ -46,7 +47,7 @@ async def enrolled(world, user: str) -> None:
 
 async def posted(world, matched: str, claimed_by: str | None = None) -> tuple[int, str]:
     _fake, db, bot = world
-    return await support.posted(db, await bot.services.client_for(TEAM_ID), matched, claimed_by)
+    return await support.posted(db, await client_for(bot.services, TEAM_ID), matched, claimed_by)
 
 
 async def command(world, user: str, text: str) -> str:

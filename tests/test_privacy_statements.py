@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from bot.config import EngineKind
-from bot.slack_api import enroll_views as views
+from bot.summary import enroll_views as views
 from testbed.fake_slack import BotUnderTest, FakeSlack, bot_settings
 
 THIRD_PARTY = "pyannoteAI, a third-party service"

@@ -7,8 +7,8 @@ import logging
 import pytest
 import pytest_asyncio
 
-from bot.slack_api.enroll_views import MODAL_CALLBACK
 from bot.summary.blocks import NOT_ME
+from bot.summary.enroll_views import MODAL_CALLBACK
 from tests.slack_e2e_support import slack_world
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")

@@ -17,6 +17,7 @@ from bot.schema import (
     IdentifyOutput,
     SpeakerMatch,
 )
+from bot.slack_api.client import client_for
 from testbed.fake_slack import TEAM_ID
 from tests.slack_e2e_support import (
     dms,
@@ -83,7 +84,7 @@ async def posted_summary(world) -> str:
     assert await complete(db, rec.id, "test", two_speakers(), 14.0)
     rec = await get_recording(db, rec.id)
     msg = render_summary(summary_of(rec), file_name=rec.file_name, recording_id=rec.id)
-    client = await bot.services.client_for(TEAM_ID)
+    client = await client_for(bot.services, TEAM_ID)
     posted = await client.chat_postMessage(channel=CHANNEL, thread_ts=rec.message_ts, text=msg.text,
                                            blocks=msg.blocks)
     assert await mark_posted(db, rec.id, "test", posted["ts"])

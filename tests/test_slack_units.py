@@ -6,7 +6,7 @@ import pytest
 from bot.errors import MediaError
 from bot.services.recordings import media_files
 from bot.slack.enroll import EnrollRequest, parse_enroll
-from bot.slack_api.files import check_file, check_media, is_media
+from bot.summary.files import check_file, check_media, is_media
 
 
 def file(name: str, mimetype: str, size: int = 1000, **kw) -> dict:

@@ -66,6 +66,7 @@ async def _delete(settings: Settings, keys: list[str], team_id: str, user_id: st
     from bot.engines.factory import make_engine
     from bot.services.context import NotInstalled, Services
     from bot.services.people import ENGINE_COPIES, erase_person, notify_erased
+    from bot.slack_api.web_api import slack_for
     from storage.database import Database
     from storage.migrate import upgrade
 
@@ -73,16 +74,16 @@ async def _delete(settings: Settings, keys: list[str], team_id: str, user_id: st
     services = Services(settings=settings, db=Database(settings.effective_database_url, keys=keys),
                         engine=make_engine(settings))
     try:
-        client, no_slack = None, "--no-slack" if not slack else None
+        port, no_slack = None, "--no-slack" if not slack else None
         if slack:
             try:
-                client = await services.client_for(team_id)
+                port = await slack_for(services, team_id)
             except NotInstalled as exc:
                 no_slack = str(exc)
-        erasure = await erase_person(services, client, team_id, user_id, actor_id=None, via="command line")
+        erasure = await erase_person(services, port, team_id, user_id, actor_id=None, via="command line")
         notified = None
-        if client is not None and erasure.anything:
-            error = await notify_erased(client, user_id, None, erasure)
+        if port is not None and erasure.anything:
+            error = await notify_erased(port, user_id, None, erasure)
             notified = {"sent": error is None, **({"slack_error": error} if error else {})}
         return {
             "workspace": team_id, "person": user_id,

@@ -6,13 +6,11 @@ from __future__ import annotations
 import asyncio
 import logging
 
-from slack_sdk.errors import SlackApiError
-from slack_sdk.web.async_client import AsyncWebClient
-
+from bot.errors import SlackCallError
 from bot.failures import new_ref
 from bot.jobs.leases import LeaseLost, RecordingRows
 from bot.services.charts import redraw_chart, send_timeline, timeline
-from bot.services.context import Services
+from bot.services.context import Services, SlackPort
 from bot.summary.stats import Summary
 from storage.models import Recording
 
@@ -25,7 +23,7 @@ class ChartStep:
     def __init__(self, services: Services, rows: RecordingRows) -> None:
         self.services, self.rows = services, rows
 
-    async def show(self, client: AsyncWebClient, rec: Recording, summary: Summary, *, alt: str) -> None:
+    async def show(self, slack: SlackPort, rec: Recording, summary: Summary, *, alt: str) -> None:
         """After the summary (of `rec`, as `summary` shows it) is shown: the first chart, or a new one for a result
         identified again. A failure never undoes the summary."""
         from storage.thread import CHART, chart_posted, get_output, start_chart
@@ -35,43 +33,43 @@ class ChartStep:
         if chart.started_at is None:
             if not await start_chart(db, rec.id, owner):
                 raise LeaseLost()
-            chart_id = await self.upload(client, rec, summary, alt)
+            chart_id = await self.upload(slack, rec, summary, alt)
             if chart_id:  # stored at once, with the relabels it shows, so a correction can redraw it
                 if not await chart_posted(db, rec.id, owner, chart_id, rec.relabel_seq):
                     raise LeaseLost()
-                await self._follow_corrections(client, rec)
+                await self._follow_corrections(slack, rec)
         elif chart.file_id and chart.seq != rec.relabel_seq:
-            await self.redraw(client, rec)  # identified again: the one chart is replaced, as after a correction
+            await self.redraw(slack, rec)  # identified again: the one chart is replaced, as after a correction
 
-    async def upload(self, client: AsyncWebClient, rec: Recording, summary: Summary, alt: str) -> str | None:
+    async def upload(self, slack: SlackPort, rec: Recording, summary: Summary, alt: str) -> str | None:
         """Draw, then renew the lease right before the one step that is not idempotent (the upload)."""
         try:
-            png = await timeline(self.services, client, rec, summary)
+            png = await timeline(self.services, slack, rec, summary)
             await self.rows.beat(rec)
-            return await send_timeline(client, rec, png, alt)
+            return await send_timeline(slack, rec, png, alt)
         except LeaseLost:
             raise
-        except SlackApiError as exc:
-            log.warning("recording %s: chart upload failed: %s", rec.id, exc.response.get("error"))
+        except SlackCallError as exc:
+            log.warning("recording %s: chart upload failed: %s", rec.id, exc.error)
             return None
         except Exception:  # the summary is already posted: a missing chart must not undo it
             log.exception("recording %s: chart could not be drawn", rec.id)
             return None
 
-    async def redraw(self, client: AsyncWebClient, rec: Recording) -> None:
+    async def redraw(self, slack: SlackPort, rec: Recording) -> None:
         """Redraws the chart for a new result (under the per-recording chart lock, like a correction's redraw:
         the new chart is stored before the old one is deleted)."""
         await self.rows.beat(rec)
         try:
-            await redraw_chart(self.services, client, rec.id)
+            await redraw_chart(self.services, slack, rec.id)
         except (LeaseLost, asyncio.CancelledError):
             raise
         except Exception as exc:
-            detail = exc.response.get("error") if isinstance(exc, SlackApiError) else f"{type(exc).__name__}: {exc}"
+            detail = exc.error if isinstance(exc, SlackCallError) else f"{type(exc).__name__}: {exc}"
             log.warning("recording %s: chart not redrawn (%s) [ref %s]", rec.id, detail, new_ref(),
-                        exc_info=not isinstance(exc, SlackApiError))
+                        exc_info=not isinstance(exc, SlackCallError))
 
-    async def _follow_corrections(self, client: AsyncWebClient, rec: Recording) -> None:
+    async def _follow_corrections(self, slack: SlackPort, rec: Recording) -> None:
         """A correction made while the chart was drawn found no chart to redraw: redraw it now."""
         if (await self.rows.get(rec.id)).relabel_seq != rec.relabel_seq:
-            self.services.spawn(redraw_chart(self.services, client, rec.id), name=f"chart {rec.id}")
+            self.services.spawn(redraw_chart(self.services, slack, rec.id), name=f"chart {rec.id}")

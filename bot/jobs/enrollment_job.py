@@ -23,9 +23,9 @@ from bot.metrics import ENROLLMENTS, JOB_FAILURES, JOB_RETRIES
 from bot.pools import TaskSet
 from bot.services.context import NotInstalled, Services
 from bot.services.enrollment import CLIP_MAX_BYTES, NOT_OWN_CLIP, enroll, enrollment_task_name, not_enrolled
-from bot.slack_api import enroll_views as views
-from bot.slack_api.client import slack_transient
+from bot.slack_api.client import client_for, slack_transient
 from bot.slack_api.files import download
+from bot.summary import enroll_views as views
 
 log = logging.getLogger(__name__)
 
@@ -89,7 +89,7 @@ class Enrollments:
 
         s = self.services.settings
         try:
-            client = await self.services.client_for(job.team_id)
+            client = await client_for(self.services, job.team_id)
         except NotInstalled:
             log.info("enrollment %s: workspace %s is not installed; nobody to answer", job.id, job.team_id)
             await finish_enrollment(self.services.db, job.id, self.owner)

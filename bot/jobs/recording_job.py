@@ -35,9 +35,11 @@ from bot.services.context import NotInstalled, Services
 from bot.services.recordings import checked_file, enrolled_among, speaker_counts, with_hint
 from bot.services.summaries import summary_message, transcript_pending
 from bot.services.voiceprints import named_by_person
+from bot.slack_api.client import client_for
 from bot.slack_api.files import download
 from bot.slack_api.lookups import channel_members, file_info
 from bot.slack_api.replies import keep_stored, show_reply
+from bot.slack_api.web_api import SlackWebApi
 from bot.speech.audio import media_duration, too_long
 from bot.summary.blocks import SlackMessage
 from bot.summary.stats import summary_of
@@ -101,7 +103,7 @@ class RecordingJob:
         from storage.models import RecordingStatus
 
         try:
-            client = await self.services.client_for(rec.team_id)
+            client = await client_for(self.services, rec.team_id)
         except NotInstalled as exc:
             await self._fail(None, rec, "not_installed", str(exc), retry=False)
             return
@@ -250,9 +252,10 @@ class RecordingJob:
         posted_ts = await self._show(client, rec, msg)
         if rec.posted_ts is None:  # the first summary of this recording (not Identify again's)
             since(UPLOAD_TO_SUMMARY, rec.created_at)
-        await self.charts.show(client, rec, summary, alt=msg.text)
+        slack = SlackWebApi(client)  # the services' port, for the chart and the questions
+        await self.charts.show(slack, rec, summary, alt=msg.text)
         log.info("recording %s: summary posted", rec.id)
-        if not await ask(self.services, client, await self.rows.get(rec.id), self.owner):  # "Is this you?", privately
+        if not await ask(self.services, slack, await self.rows.get(rec.id), self.owner):  # "Is this you?", privately
             raise LeaseLost()
         if transcript_pending(rec, transcript, self.transcript_on):
             rec, transcript = await self.transcripts.transcript(client, await self.rows.get(rec.id), posted_ts)

@@ -10,6 +10,7 @@ import socket
 import uuid
 from collections.abc import Callable, Coroutine
 from datetime import UTC, datetime
+from functools import partial
 
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
@@ -186,6 +187,7 @@ class JobRunner:
         """Posts the progress replies of stored recordings (each on its own, so one file's trouble with Slack
         never holds up another's), at most MAX_ANNOUNCING at a time; a failed one is tried again later."""
         from bot.services.recordings import announce
+        from bot.slack_api.web_api import slack_for
         from storage.thread import claim_announcement
 
         hold = self.services.settings.job_lease_seconds
@@ -193,7 +195,8 @@ class JobRunner:
             rec = await claim_announcement(self.services.db, hold)
             if rec is None:
                 break
-            self.announcing.spawn(announce(self.services, rec), name=f"announce {rec.id}")
+            self.announcing.spawn(announce(self.services, rec, partial(slack_for, self.services)),
+                                  name=f"announce {rec.id}")
 
     def _recording_done(self, _task: asyncio.Task) -> None:
         if not self._stopping:

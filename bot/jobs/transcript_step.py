@@ -18,6 +18,7 @@ from bot.services.context import Services
 from bot.services.summaries import summary_message
 from bot.slack_api.files import download
 from bot.slack_api.lookups import file_info
+from bot.slack_api.web_api import SlackWebApi
 from bot.summary.stats import summary_of
 from bot.summary.status import TRANSCRIPT_INTERRUPTED, transcript_name
 from bot.summary.transcript import has_transcript, render_markdown, render_vtt, speaker_names, stored_turns
@@ -126,7 +127,7 @@ class TranscriptStep:
     async def upload_transcript(self, client: AsyncWebClient, rec: Recording) -> tuple[str | None, str | None]:
         """Both files in one upload (one Slack call that is not idempotent); returns the `.md` file's id and link."""
         summary = summary_of(rec)
-        names = speaker_names(summary, await display_names(client, people(summary)))
+        names = speaker_names(summary, await display_names(SlackWebApi(client), people(summary)))
         turns = stored_turns(rec.result)
         title = f"Transcript of {rec.file_name}"
         await self.rows.beat(rec)

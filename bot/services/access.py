@@ -11,11 +11,9 @@ import logging
 import math
 from datetime import datetime
 
-from slack_sdk.errors import SlackApiError
-from slack_sdk.web.async_client import AsyncWebClient
-
 from bot.config import Settings
-from bot.slack_api.lookups import channel_members
+from bot.errors import SlackCallError
+from bot.services.context import SlackPort
 from storage.models import Recording
 
 log = logging.getLogger(__name__)
@@ -35,15 +33,15 @@ class Outsider(Exception):
         self.reason = reason
 
 
-async def require_member(client: AsyncWebClient, rec: Recording, user: str) -> list[str]:
+async def require_member(slack: SlackPort, rec: Recording, user: str) -> list[str]:
     """The members of the recording's channel; raises Outsider when `user` is not one of them, or when Slack
     will not list them (the check fails closed)."""
     try:
-        members = await channel_members(client, rec.channel_id)
-    except SlackApiError as exc:
-        if exc.response.get("error") not in CANNOT_SEE:
+        members = await slack.channel_members(rec.channel_id)
+    except SlackCallError as exc:
+        if exc.error not in CANNOT_SEE:
             raise
-        log.warning("recording %s: cannot list the members of its channel (%s)", rec.id, exc.response.get("error"))
+        log.warning("recording %s: cannot list the members of its channel (%s)", rec.id, exc.error)
         raise Outsider(CANNOT_CHECK) from exc
     if user not in members:
         raise Outsider(NOT_A_MEMBER.format(channel=rec.channel_id))

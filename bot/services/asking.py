@@ -14,13 +14,11 @@ import logging
 from dataclasses import dataclass
 
 import numpy as np
-from slack_sdk.errors import SlackApiError
-from slack_sdk.web.async_client import AsyncWebClient
 
+from bot.errors import SlackCallError
 from bot.schema import IdentifyOutput
 from bot.services.claims import CLAIMED, claim_refusal, correct
-from bot.services.context import Services
-from bot.slack_api.lookups import channel_members
+from bot.services.context import Services, SlackPort
 from bot.speech import matching
 from bot.summary.ask import render_answered, render_question
 from bot.summary.stats import summary_of
@@ -67,7 +65,7 @@ def threshold_of(rec, default: float) -> float:
     return float(used) if isinstance(used, int | float) else default
 
 
-async def ask(services: Services, client: AsyncWebClient, rec, owner: str) -> bool:
+async def ask(services: Services, slack: SlackPort, rec, owner: str) -> bool:
     """After the summary is shown, under the recording's lease: asks each person a speaker left unknown probably
     is, once, by DM, if they are a member of the recording's channel now and could claim that speaker (else the
     question is skipped, never sent). False: the lease was lost. Slack failing to list the members or link the
@@ -85,11 +83,10 @@ async def ask(services: Services, client: AsyncWebClient, rec, owner: str) -> bo
     if not pending:
         return True
     try:
-        members = set(await channel_members(client, rec.channel_id))
-        link = (await client.chat_getPermalink(channel=rec.channel_id, message_ts=rec.posted_ts or rec.reply_ts)
-                ).get("permalink")
-    except SlackApiError as exc:
-        log.warning("recording %s: questions not sent (%s)", rec.id, exc.response.get("error"))
+        members = set(await slack.channel_members(rec.channel_id))
+        link = await slack.permalink(rec.channel_id, rec.posted_ts or rec.reply_ts)
+    except SlackCallError as exc:
+        log.warning("recording %s: questions not sent (%s)", rec.id, exc.error)
         return True
     summary = summary_of(rec)
     for q in pending:
@@ -101,18 +98,18 @@ async def ask(services: Services, client: AsyncWebClient, rec, owner: str) -> bo
         msg = render_question(summary, q.speaker, question_id=q.id, channel_id=rec.channel_id,
                               file_name=rec.file_name, permalink=link)
         try:
-            sent = await client.chat_postMessage(channel=q.user_id, text=msg.text, blocks=msg.blocks)
-        except SlackApiError as exc:  # at most once: a question whose DM failed is not sent again
-            log.warning("recording %s: question %s not delivered (%s)", rec.id, q.id, exc.response.get("error"))
+            dm_channel, dm_ts = await slack.post(q.user_id, msg)
+        except SlackCallError as exc:  # at most once: a question whose DM failed is not sent again
+            log.warning("recording %s: question %s not delivered (%s)", rec.id, q.id, exc.error)
             await settle_question(services.db, q.id, NearMatchState.skipped, expect=NearMatchState.sent)
             continue
         await settle_question(services.db, q.id, NearMatchState.sent, expect=NearMatchState.sent,
-                              dm_channel=sent.get("channel"), dm_ts=sent.get("ts"))
+                              dm_channel=dm_channel, dm_ts=dm_ts)
         log.info("recording %s: question %s sent", rec.id, q.id)
     return True
 
 
-async def answer(services: Services, client: AsyncWebClient, *, question_id: int, team_id: str | None, user: str,
+async def answer(services: Services, slack: SlackPort, *, question_id: int, team_id: str | None, user: str,
                  yes: bool) -> tuple[str, bool]:
     """An answer to a question, checked against its stored row (the person, recording and speaker come from
     there, never from the press): only the person asked, once. Yes claims the speaker as "This is me" does
@@ -132,7 +129,7 @@ async def answer(services: Services, client: AsyncWebClient, *, question_id: int
     if q.state != NearMatchState.sent:
         return NO_LONGER, False
     if yes:
-        text = await correct(services, client, rec_id=q.recording_id, speaker=q.speaker, team_id=q.team_id,
+        text = await correct(services, slack, rec_id=q.recording_id, speaker=q.speaker, team_id=q.team_id,
                              clicker=user, user_id=user, refusal=claim_refusal, done=CLAIMED)
         settled = text == CLAIMED and await settle_question(services.db, q.id, NearMatchState.yes,
                                                             expect=NearMatchState.sent, user_id=user)
@@ -144,8 +141,8 @@ async def answer(services: Services, client: AsyncWebClient, *, question_id: int
         return text, False
     msg = render_answered(text)
     try:
-        await client.chat_update(channel=q.dm_channel, ts=q.dm_ts, text=msg.text, blocks=msg.blocks)
-    except SlackApiError as exc:
-        log.info("question %s: its DM not updated (%s)", q.id, exc.response.get("error"))
+        await slack.update(q.dm_channel, q.dm_ts, msg)
+    except SlackCallError as exc:
+        log.info("question %s: its DM not updated (%s)", q.id, exc.error)
         return text, False
     return text, True

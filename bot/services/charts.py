@@ -13,10 +13,8 @@ from __future__ import annotations
 import logging
 import uuid
 
-from slack_sdk.errors import SlackApiError
-from slack_sdk.web.async_client import AsyncWebClient
-
-from bot.services.context import Services
+from bot.errors import SlackCallError
+from bot.services.context import Services, SlackPort
 from bot.summary.blocks import fallback_text
 from bot.summary.chart import timeline_png
 from bot.summary.stats import Summary, summary_of
@@ -27,17 +25,17 @@ log = logging.getLogger(__name__)
 CHART_LOCK_SECONDS = 120
 
 
-async def delete_file(client: AsyncWebClient, file_id: str | None) -> None:
+async def delete_file(slack: SlackPort, file_id: str | None) -> None:
     """Deletes a file the bot uploaded; one that is already gone is fine."""
     if not file_id:
         return
     try:
-        await client.files_delete(file=file_id)
-    except SlackApiError as exc:
-        log.warning("could not delete chart %s: %s", file_id, exc.response.get("error"))
+        await slack.delete_file(file_id)
+    except SlackCallError as exc:
+        log.warning("could not delete chart %s: %s", file_id, exc.error)
 
 
-async def redraw_chart(services: Services, client: AsyncWebClient, rec_id: int) -> None:
+async def redraw_chart(services: Services, slack: SlackPort, rec_id: int) -> None:
     """Brings the recording's chart in line with its relabels, unless another redrawer holds the lock (it
     then draws this correction too). A recording whose chart was never posted has nothing to redraw."""
     from storage.recordings import get_recording
@@ -53,7 +51,7 @@ async def redraw_chart(services: Services, client: AsyncWebClient, rec_id: int) 
             rec = await get_recording(services.db, rec_id)
             if rec is None or chart.lock_owner != me or rec.result is None:
                 return
-            if chart.seq != rec.relabel_seq and not await replace(services, client, rec, chart, me):
+            if chart.seq != rec.relabel_seq and not await replace(services, slack, rec, chart, me):
                 return
             released = await unlock_chart(services.db, rec_id, me)
             if not released and not await lock_chart(services.db, rec_id, me, CHART_LOCK_SECONDS):
@@ -63,21 +61,20 @@ async def redraw_chart(services: Services, client: AsyncWebClient, rec_id: int) 
             await unlock_chart(services.db, rec_id, me, force=True)
 
 
-async def replace(services: Services, client: AsyncWebClient, rec: Recording, chart: RecordingOutput,
-                  me: str) -> bool:
+async def replace(services: Services, slack: SlackPort, rec: Recording, chart: RecordingOutput, me: str) -> bool:
     """One redraw of `chart`: the new chart is uploaded and recorded before the old one is deleted, so the thread
     never lacks a chart. False when the lock was lost meanwhile (the new upload is then removed again)."""
     from storage.thread import replace_chart
 
     summary = summary_of(rec)
-    new_id = await send_timeline(client, rec, await timeline(services, client, rec, summary),
+    new_id = await send_timeline(slack, rec, await timeline(services, slack, rec, summary),
                                  fallback_text(summary, rec.file_name))
     if not new_id:
         raise RuntimeError("Slack returned no file id for the redrawn chart")
     if not await replace_chart(services.db, rec.id, me, new_id, rec.relabel_seq):
-        await delete_file(client, new_id)
+        await delete_file(slack, new_id)
         return False
-    await delete_file(client, chart.file_id)
+    await delete_file(slack, chart.file_id)
     log.info("recording %s: chart redrawn after a correction", rec.id)
     return True
 
@@ -92,28 +89,26 @@ def people(summary: Summary) -> list[str]:
     return [uid for s in summary.speakers for uid in (s.user_id, s.claimed_by) if uid]
 
 
-async def timeline(services: Services, client: AsyncWebClient, rec: Recording, summary: Summary) -> bytes:
+async def timeline(services: Services, slack: SlackPort, rec: Recording, summary: Summary) -> bytes:
     """The chart PNG with today's names, drawn in the process pool (never on the event loop)."""
-    names = await display_names(client, people(summary))
+    names = await display_names(slack, people(summary))
     return await services.run_cpu(draw_chart, summary, names, rec.file_name)
 
 
-async def send_timeline(client: AsyncWebClient, rec: Recording, png: bytes, alt: str) -> str | None:
+async def send_timeline(slack: SlackPort, rec: Recording, png: bytes, alt: str) -> str | None:
     """Uploads the chart into the recording's thread; returns its file id."""
-    up = await client.files_upload_v2(
-        channel=rec.channel_id, thread_ts=rec.thread_ts or rec.message_ts, content=png,
-        filename="timeline.png", title=f"Who spoke when in {rec.file_name}", alt_txt=alt[:1000])
-    return (up.get("files") or [{}])[0].get("id") or (up.get("file") or {}).get("id")
+    return await slack.upload(channel=rec.channel_id, thread_ts=rec.thread_ts or rec.message_ts, content=png,
+                              filename="timeline.png", title=f"Who spoke when in {rec.file_name}", alt=alt[:1000])
 
 
-async def display_names(client: AsyncWebClient, user_ids: list[str]) -> dict[str, str]:
+async def display_names(slack: SlackPort, user_ids: list[str]) -> dict[str, str]:
     """Slack user id → a readable name for the chart; the id itself when Slack does not say."""
     names: dict[str, str] = {}
     for uid in dict.fromkeys(user_ids):
         try:
-            user = (await client.users_info(user=uid))["user"]
+            user = await slack.user_info(uid)
             profile = user.get("profile") or {}
             names[uid] = profile.get("display_name") or user.get("real_name") or user.get("name") or uid
-        except SlackApiError:
+        except SlackCallError:
             names[uid] = uid
     return names

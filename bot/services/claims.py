@@ -11,11 +11,9 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from slack_sdk.web.async_client import AsyncWebClient
-
 from bot.services.access import Outsider, require_member
 from bot.services.charts import redraw_chart
-from bot.services.context import Services
+from bot.services.context import Services, SlackPort
 from bot.services.summaries import refresh_summary
 from bot.summary.stats import summary_of
 from bot.text import mention
@@ -88,7 +86,7 @@ def rerun_refusal(rec: Recording) -> str | None:
 Refusal = Callable[[Any, str, str], str | None]  # (recording, speaker, clicker) → why not, or None
 
 
-async def correct(services: Services, client: AsyncWebClient, *, rec_id: int, speaker: str, team_id: str | None,
+async def correct(services: Services, slack: SlackPort, *, rec_id: int, speaker: str, team_id: str | None,
                   clicker: str, user_id: str | None, refusal: Refusal, done: str, members_only: bool = True) -> str:
     """Apply a correction (`user_id` as the speaker's claimant, or None for unknown) if the clicker is a member
     of the recording's channel and `refusal` allows it on the locked row; returns the private answer for them.
@@ -104,7 +102,7 @@ async def correct(services: Services, client: AsyncWebClient, *, rec_id: int, sp
         return GONE
     try:
         if members_only:
-            await require_member(client, rec, clicker)
+            await require_member(slack, rec, clicker)
     except Outsider as exc:
         return exc.reason
     if rec.result is None:
@@ -114,6 +112,6 @@ async def correct(services: Services, client: AsyncWebClient, *, rec_id: int, sp
                                 check=lambda locked: refusal(locked, speaker, clicker) or rerun_refusal(locked))
     except RelabelRefused as exc:
         return exc.reason
-    await refresh_summary(services, client, rec)
-    services.spawn(redraw_chart(services, client, rec.id), name=f"chart {rec.id}")
+    await refresh_summary(services, slack, rec)
+    services.spawn(redraw_chart(services, slack, rec.id), name=f"chart {rec.id}")
     return done

@@ -1,4 +1,5 @@
-"""What every listener and job needs, built once per process: settings, database, engine, Slack clients."""
+"""What every listener and job needs, built once per process (settings, database, engine, bot tokens), and the
+ports services talk through: Slack (`SlackPort`), the job runner, speech recognition."""
 from __future__ import annotations
 
 import asyncio
@@ -11,14 +12,13 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 from aiohttp import web
-from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.config import Settings
 from bot.engines.base import Engine
 from bot.pools import TaskSet, exit_with_parent, stop_pool
-from bot.slack_api.client import make_client
 
 if TYPE_CHECKING:
+    from bot.summary.blocks import SlackMessage
     from storage.database import Database
 
 log = logging.getLogger(__name__)
@@ -43,6 +43,43 @@ class Recognizer(Protocol):
     async def transcribe(self, path, progress: Callable[[float], None]): ...
 
     async def close(self) -> None: ...
+
+
+class SlackPort(Protocol):
+    """Slack as the services use it, in plain data (`bot.slack_api.web_api.SlackWebApi` implements it over one
+    workspace's Web API client, with its retries). A failed call raises `bot.errors.SlackCallError` (Slack's
+    error code and HTTP status); a lost connection raises `aiohttp.ClientError` or `TimeoutError`."""
+
+    async def channel_members(self, channel: str) -> list[str]:
+        """Everyone in the channel (every page)."""
+
+    async def permalink(self, channel: str, ts: str) -> str | None: ...
+
+    async def post(self, channel: str, msg: SlackMessage) -> tuple[str | None, str | None]:
+        """Posts `msg` (a user id as `channel`: a DM); returns the channel and ts it was posted under."""
+
+    async def update(self, channel: str, ts: str, msg: SlackMessage) -> None: ...
+
+    async def delete(self, channel: str, ts: str) -> None: ...
+
+    async def upload(self, *, channel: str, thread_ts: str, content: bytes, filename: str, title: str,
+                     alt: str) -> str | None:
+        """Uploads a file into a thread; returns its file id."""
+
+    async def delete_file(self, file_id: str) -> None: ...
+
+    async def file_info(self, file_id: str) -> dict:
+        """Slack's file object; a file deleted from Slack is a `MediaError` (`file_gone`)."""
+
+    async def user_info(self, user_id: str) -> dict:
+        """Slack's user object (names, profile, admin and owner flags, teams)."""
+
+    async def show_reply(self, *, recording_id: int, channel: str, thread_ts: str, msg: SlackMessage,
+                         look_first: bool, replace: bool = True) -> str:
+        """Shows `msg` as the recording's one reply in the thread, at most once (`bot.slack_api.replies`)."""
+
+    async def keep_stored(self, channel: str, mine: str, stored: str, msg: SlackMessage | None) -> str:
+        """Of two replies that raced, the one stored first stays (`bot.slack_api.replies.keep_stored`)."""
 
 
 class NotInstalled(Exception):
@@ -89,9 +126,6 @@ class Services:
         if ws is None or not ws.bot_token or ws.uninstalled_at is not None:
             raise NotInstalled(f"Voice ID is not installed in workspace {team_id}.")
         return ws.bot_token
-
-    async def client_for(self, team_id: str, enterprise_id: str | None = None) -> AsyncWebClient:
-        return make_client(self.settings, await self.bot_token(team_id, enterprise_id))
 
     def spawn(self, coro: Coroutine, *, name: str) -> asyncio.Task:
         """Run work after an ack without losing the task to garbage collection, logging any failure."""

@@ -16,18 +16,17 @@ import logging
 from dataclasses import dataclass, field
 from typing import Any
 
-from slack_sdk.errors import SlackApiError
-from slack_sdk.web.async_client import AsyncWebClient
-
 from bot.config import EngineKind
 from bot.engines.factory import engine_name
+from bot.errors import SlackCallError
 from bot.failures import new_ref
 from bot.schema import utcnow
 from bot.services.charts import redraw_chart
-from bot.services.context import Services
+from bot.services.context import Services, SlackPort
 from bot.services.enrollment import VoiceDeleted, delete_voice
 from bot.services.summaries import refresh_summary
-from bot.slack_api.enroll_views import retention_text
+from bot.summary.blocks import SlackMessage
+from bot.summary.enroll_views import retention_text
 from bot.summary.stats import summary_of
 from bot.text import mention
 from storage.models import Recording
@@ -75,10 +74,10 @@ class Erasure:
                 "identify_again_rows": self.presses}
 
 
-async def erase_person(services: Services, client: AsyncWebClient | None, team_id: str, user_id: str, *,
+async def erase_person(services: Services, slack: SlackPort | None, team_id: str, user_id: str, *,
                        actor_id: str | None, via: str, voice: VoiceDeleted | None = None) -> Erasure:
     """Deletes what Voice ID keeps about the person (see the module); `voice` when their voice is already
-    deleted (`/enroll delete` answers that part first). Without a `client` nothing in Slack is edited."""
+    deleted (`/enroll delete` answers that part first). Without `slack` nothing in Slack is edited."""
     from storage.retention import (
         forget_presses,
         holds,
@@ -105,10 +104,10 @@ async def erase_person(services: Services, client: AsyncWebClient | None, team_i
     for rec in erasure.results:
         if rec.posted_ts is None:
             continue  # its job is still posting it, and edits it from the stored result (SECURITY.md, limits)
-        if client is None:
+        if slack is None:
             erasure.not_shown.append((rec, "no Slack client"))
             continue
-        why = await show_redacted(services, client, rec)
+        why = await show_redacted(services, slack, rec)
         if why is None:
             erasure.shown += 1
         else:
@@ -116,34 +115,34 @@ async def erase_person(services: Services, client: AsyncWebClient | None, team_i
     return erasure
 
 
-async def show_redacted(services: Services, client: AsyncWebClient, rec: Recording) -> str | None:
+async def show_redacted(services: Services, slack: SlackPort, rec: Recording) -> str | None:
     """The posted summary edited in place and its chart redrawn without the person; why not, or None."""
     try:
-        await refresh_summary(services, client, rec)
-    except SlackApiError as exc:
-        error = exc.response.get("error") or "error"
+        await refresh_summary(services, slack, rec)
+    except SlackCallError as exc:
+        error = exc.error or "error"
         log.warning("recording %s: summary not updated after an erasure: %s", rec.id, error)
         return error
     try:
-        await redraw_chart(services, client, rec.id)
+        await redraw_chart(services, slack, rec.id)
     except Exception as exc:  # the summary no longer names them; a chart that could not be redrawn is logged
         ref = new_ref()
         log.warning("recording %s: chart not redrawn after an erasure [ref %s]", rec.id, ref,
-                    exc_info=not isinstance(exc, SlackApiError))
+                    exc_info=not isinstance(exc, SlackCallError))
         return f"chart not redrawn (ref {ref})"
     return None
 
 
 # -- who may act for someone else --------------------------------------------------------------------------------
 
-async def admin_refusal(client: AsyncWebClient, team_id: str, user_id: str) -> str | None:
+async def admin_refusal(slack: SlackPort, team_id: str, user_id: str) -> str | None:
     """Why `user_id` may not delete someone else's data, or None: only a workspace admin or owner of this
     workspace, as Slack's `users.info` says at this moment (never remembered). Fails closed."""
     try:
-        user = (await client.users_info(user=user_id))["user"]
-    except SlackApiError as exc:
+        user = await slack.user_info(user_id)
+    except SlackCallError as exc:
         ref = new_ref()
-        log.warning("users.info for %s failed: %s [ref %s]", user_id, exc.response.get("error"), ref)
+        log.warning("users.info for %s failed: %s [ref %s]", user_id, exc.error, ref)
         return CANNOT_CHECK.format(ref=ref)
     teams = {user.get("team_id"), *((user.get("enterprise_user") or {}).get("teams") or [])}
     if user.get("deleted") or team_id not in teams or not (user.get("is_admin") or user.get("is_owner")):
@@ -200,7 +199,7 @@ def admin_erased_text(erasure: Erasure, user_id: str, notified: str | None) -> s
     return f"Done for {who}: {done}.{told}{_caveats(erasure, 'their')}"
 
 
-async def notify_erased(client: AsyncWebClient, user_id: str, actor_id: str | None, erasure: Erasure) -> str | None:
+async def notify_erased(slack: SlackPort, user_id: str, actor_id: str | None, erasure: Erasure) -> str | None:
     """The person learns that someone else deleted their data (their right to know): an admin (`actor_id`) or
     whoever runs Voice ID (None, the command line). Slack's error when the DM could not be sent (a deactivated
     account), else None."""
@@ -212,9 +211,9 @@ async def notify_erased(client: AsyncWebClient, user_id: str, actor_id: str | No
     text = (f"{who} deleted the data Voice ID kept about you in this workspace: {', '.join(what)}. Voice ID will "
             "not name you in recordings from now on. Only you can enroll your voice again, with `/enroll`.")
     try:
-        await client.chat_postMessage(channel=user_id, text=text)
-    except SlackApiError as exc:
-        error = exc.response.get("error") or "error"
+        await slack.post(user_id, SlackMessage(text=text, blocks=[]))
+    except SlackCallError as exc:
+        error = exc.error or "error"
         log.warning("could not tell %s about the erasure: %s", user_id, error)
         return error
     return None

@@ -3,23 +3,20 @@ reply posted by the job side, the voiceprints a recording is identified against,
 from __future__ import annotations
 
 import logging
+from collections.abc import Awaitable, Callable
 from datetime import timedelta
 from typing import TYPE_CHECKING
 
 import aiohttp
-from slack_sdk.errors import SlackApiError
-from slack_sdk.web.async_client import AsyncWebClient
 
-from bot.errors import MediaError
+from bot.errors import MediaError, SlackCallError
 from bot.failures import new_ref
 from bot.schema import VoiceprintInput, utcnow
 from bot.services.access import CANNOT_SEE, Outsider, require_member, too_soon
-from bot.services.context import NotInstalled, Services
+from bot.services.context import NotInstalled, Services, SlackPort
 from bot.services.voiceprints import channel_voiceprints
-from bot.slack_api.files import check_file, is_media
-from bot.slack_api.lookups import channel_members, file_info
-from bot.slack_api.replies import keep_stored, show_reply
 from bot.summary.blocks import identify_again_modal
+from bot.summary.files import check_file, is_media
 from bot.summary.status import render_progress
 from bot.text import escape, speaker_count
 
@@ -68,7 +65,7 @@ ALREADY = ("{name} is already identified, or being identified: its summary is in
            "recording). To run it again, use *Identify again* on that summary.")
 
 
-async def identify_shared(services: Services, client: AsyncWebClient, *, team_id: str, channel: str, message: dict,
+async def identify_shared(services: Services, slack: SlackPort, *, team_id: str, channel: str, message: dict,
                           presser: str, bot_user_id: str | None, bot_id: str | None) -> str:
     """The "Identify speakers" message shortcut: queues the audio and video files of a message already in the
     channel (shared before Voice ID joined, or skipped by the automatic rule: another app posted it) as if they
@@ -80,14 +77,14 @@ async def identify_shared(services: Services, client: AsyncWebClient, *, team_id
 
     if (bot_user_id and message.get("user") == bot_user_id) or (bot_id and message.get("bot_id") == bot_id):
         return NO_MEDIA  # the bot's own messages hold its charts and transcripts, never a recording
-    files = [await _described(client, f) for f in message.get("files") or []]
+    files = [await _described(slack, f) for f in message.get("files") or []]
     media = [f for f in files if f and is_media(f)]
     if not media:
         return NO_MEDIA
     try:
-        members = await channel_members(client, channel)
-    except SlackApiError as exc:
-        if exc.response.get("error") not in CANNOT_SEE:
+        members = await slack.channel_members(channel)
+    except SlackCallError as exc:
+        if exc.error not in CANNOT_SEE:
             raise
         return BOT_NOT_IN_CHANNEL
     if presser not in members:
@@ -115,13 +112,13 @@ async def identify_shared(services: Services, client: AsyncWebClient, *, team_id
     return "\n".join(answers)
 
 
-async def _described(client: AsyncWebClient, f: dict) -> dict | None:
+async def _described(slack: SlackPort, f: dict) -> dict | None:
     """A message's file as Slack describes it: a Slack Connect stub is asked about (`files.info`); None when it
     is gone."""
     if f.get("mode") != "file_access":
         return f
     try:
-        return await file_info(client, f["id"])
+        return await slack.file_info(f["id"])
     except MediaError:
         return None
 
@@ -140,8 +137,9 @@ async def checked_file(services: Services, rec: Recording, info: dict):
     return await get_recording(services.db, rec.id)
 
 
-async def announce(services: Services, rec: Recording) -> None:
-    """Posts a stored recording's progress reply in its thread, for a try claimed with
+async def announce(services: Services, rec: Recording, connect: Callable[[str], Awaitable[SlackPort]]) -> None:
+    """Posts a stored recording's progress reply in its thread (Slack as `connect` gives it for the recording's
+    workspace; `NotInstalled` without a bot token), for a try claimed with
     `storage.thread.claim_announcement`. At most once: the reply carries the recording's metadata, so a later
     try (after a crash or a failure) or the job showing its outcome finds and edits it; of two replies that
     raced, the one stored first stays. A failure is logged; the next try comes when the hold runs out."""
@@ -149,25 +147,25 @@ async def announce(services: Services, rec: Recording) -> None:
     from storage.thread import set_reply_ts
 
     try:
-        client = await services.client_for(rec.team_id)
+        slack = await connect(rec.team_id)
         if not rec.file_checked:
             try:
-                info = await file_info(client, rec.file_id)
+                info = await slack.file_info(rec.file_id)
             except MediaError:  # deleted before anyone looked
                 info = {}
             if (rec := await checked_file(services, rec, info)) is None:
                 return
-        ts = await show_reply(client, recording_id=rec.id, channel=rec.channel_id,
-                              thread_ts=rec.thread_ts or rec.message_ts, msg=render_progress(rec.file_name),
-                              look_first=rec.announce_tries > 1, replace=False)
+        ts = await slack.show_reply(recording_id=rec.id, channel=rec.channel_id,
+                                    thread_ts=rec.thread_ts or rec.message_ts, msg=render_progress(rec.file_name),
+                                    look_first=rec.announce_tries > 1, replace=False)
         try:
             stored = await set_reply_ts(services.db, rec.id, ts)
         except RecordingNotFound:  # deleted meanwhile (an uninstall): the reply has nothing to report
-            await client.chat_delete(channel=rec.channel_id, ts=ts)
+            await slack.delete(rec.channel_id, ts)
             return
-        await keep_stored(client, rec.channel_id, ts, stored, None)
-    except (SlackApiError, aiohttp.ClientError, TimeoutError, NotInstalled) as exc:
-        detail = exc.response.get("error") if isinstance(exc, SlackApiError) else f"{type(exc).__name__}: {exc}"
+        await slack.keep_stored(rec.channel_id, ts, stored, None)
+    except (SlackCallError, aiohttp.ClientError, TimeoutError, NotInstalled) as exc:
+        detail = exc.error if isinstance(exc, SlackCallError) else f"{type(exc).__name__}: {exc}"
         log.warning("recording %s: progress reply not posted (try %d: %s); will try again [ref %s]", rec.id,
                     rec.announce_tries, detail, new_ref())
 
@@ -221,7 +219,7 @@ async def identify_again_view(services: Services, *, rec_id: int, channel: str, 
     return identify_again_modal(rec.id, channel, rec.file_name, hint)
 
 
-async def identify_again(services: Services, client: AsyncWebClient, *, rec_id: int, clicker: str,
+async def identify_again(services: Services, slack: SlackPort, *, rec_id: int, clicker: str,
                          team_id: str | None, speakers: int | None = None) -> str:
     """Checks and queues the re-run of a recording's identification; returns the private answer for the presser.
     Who may: a member of the recording's channel (checked with Slack), in the recording's workspace, outside the
@@ -235,7 +233,7 @@ async def identify_again(services: Services, client: AsyncWebClient, *, rec_id: 
     if rec is None or (team_id and rec.team_id != team_id):
         return PURGED
     try:
-        members = await require_member(client, rec, clicker)
+        members = await require_member(slack, rec, clicker)
     except Outsider as exc:
         return exc.reason
     if rec.result is None:
@@ -243,7 +241,7 @@ async def identify_again(services: Services, client: AsyncWebClient, *, rec_id: 
     if not await enrolled_among(services, rec.team_id, members):
         return NOBODY_ENROLLED
     try:
-        await file_info(client, rec.file_id)
+        await slack.file_info(rec.file_id)
     except MediaError:
         return file_gone(rec.file_name)
     s = services.settings

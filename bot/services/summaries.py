@@ -4,8 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from slack_sdk.web.async_client import AsyncWebClient
-
+from bot.services.context import SlackPort
 from bot.summary.blocks import SlackMessage, render_summary
 from bot.summary.stats import Summary, summary_of
 from bot.summary.status import transcript_line
@@ -37,7 +36,7 @@ def summary_message(rec: Recording, transcript: RecordingOutput | None = None, *
                           hint=(rec.result or {}).get("speakerHint"))
 
 
-async def refresh_summary(services: Services, client: AsyncWebClient, rec: Recording) -> None:
+async def refresh_summary(services: Services, slack: SlackPort, rec: Recording) -> None:
     """Re-render the posted summary from the stored result and relabels, in place."""
     from storage.thread import TRANSCRIPT, get_output
 
@@ -45,4 +44,4 @@ async def refresh_summary(services: Services, client: AsyncWebClient, rec: Recor
     msg = summary_message(rec, transcript, transcript_on=services.settings.transcript)
     ts = rec.posted_ts or rec.reply_ts
     if ts:
-        await client.chat_update(channel=rec.channel_id, ts=ts, text=msg.text, blocks=msg.blocks)
+        await slack.update(rec.channel_id, ts, msg)

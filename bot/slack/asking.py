@@ -7,6 +7,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.services.asking import NO_LONGER, answer
 from bot.services.context import Services
+from bot.slack_api.web_api import SlackWebApi
 from bot.summary.ask import NEAR_NO, NEAR_YES
 
 
@@ -17,7 +18,7 @@ def register(app: AsyncApp, services: Services) -> None:
         if not (value.isdigit() and len(value) <= 12):
             text, shown = NO_LONGER, False
         else:
-            text, shown = await answer(services, client, question_id=int(value),
+            text, shown = await answer(services, SlackWebApi(client), question_id=int(value),
                                        team_id=(body.get("team") or {}).get("id"), user=user, yes=yes)
         if not shown:
             await client.chat_postMessage(channel=user, text=text)

@@ -35,8 +35,9 @@ from bot.services.people import (
     notify_erased,
     self_erased_text,
 )
-from bot.slack_api import enroll_views as views
-from bot.slack_api.files import check_media
+from bot.slack_api.web_api import SlackWebApi
+from bot.summary import enroll_views as views
+from bot.summary.files import check_media
 from bot.text import escape
 
 # With "Escape channels, users, and links" on (manifest.yml), Slack sends a picked @person as <@U123|name>.
@@ -138,7 +139,8 @@ def register(app: AsyncApp, services: Services) -> None:
     async def erase_self(client: AsyncWebClient, team_id: str, user_id: str, voice, respond) -> None:
         """After `/enroll delete` is answered: the person's name out of stored results (and posted summaries),
         as background work the process awaits before it stops."""
-        erasure = await erase_person(services, client, team_id, user_id, actor_id=user_id, via="self", voice=voice)
+        erasure = await erase_person(services, SlackWebApi(client), team_id, user_id, actor_id=user_id, via="self",
+                                       voice=voice)
         if (more := self_erased_text(erasure)) is not None:
             await respond(more)
 
@@ -156,10 +158,11 @@ def register(app: AsyncApp, services: Services) -> None:
         the person is told by DM."""
         if target is None:
             return NAME_SOMEONE
-        if (refusal := await admin_refusal(client, team_id, actor_id)) is not None:
+        slack = SlackWebApi(client)
+        if (refusal := await admin_refusal(slack, team_id, actor_id)) is not None:
             return refusal
-        erasure = await erase_person(services, client, team_id, target, actor_id=actor_id, via="slack admin")
-        notified = await notify_erased(client, target, actor_id, erasure) if erasure.anything else None
+        erasure = await erase_person(services, slack, team_id, target, actor_id=actor_id, via="slack admin")
+        notified = await notify_erased(slack, target, actor_id, erasure) if erasure.anything else None
         return admin_erased_text(erasure, target, notified)
 
     @app.view(views.MODAL_CALLBACK)

@@ -16,6 +16,7 @@ from bot.services.claims import (
     undo_refusal,
 )
 from bot.services.context import Services
+from bot.slack_api.web_api import SlackWebApi
 from bot.summary.blocks import NOT_ME, THIS_IS_ME, UNDO_CLAIM, parse_button_value
 
 # Slack shows an ephemeral message only to someone in the channel; a public channel's summary can be read and
@@ -38,7 +39,7 @@ async def answer_privately(client: AsyncWebClient, body: dict, text: str) -> Non
 def register(app: AsyncApp, services: Services) -> None:
     async def press(client: AsyncWebClient, body: dict, claimant: str | None, refusal: Refusal, done: str) -> None:
         rec_id, speaker = parse_button_value(body["actions"][0]["value"])
-        text = await correct(services, client, rec_id=rec_id, speaker=speaker,
+        text = await correct(services, SlackWebApi(client), rec_id=rec_id, speaker=speaker,
                              team_id=(body.get("team") or {}).get("id"), clicker=body["user"]["id"],
                              user_id=claimant, refusal=refusal, done=done)
         await answer_privately(client, body, text)

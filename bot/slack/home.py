@@ -11,16 +11,17 @@ import logging
 
 from slack_bolt.async_app import AsyncApp
 from slack_bolt.context.async_context import AsyncBoltContext
-from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.engines.factory import engine_name
+from bot.errors import SlackCallError
 from bot.failures import new_ref
 from bot.services.claims import NOT_ME_DONE, correct, own_not_me_refusal
 from bot.services.context import Services
 from bot.services.enrollment import deleted_text
 from bot.services.people import erase_person, person_log, self_erased_text
-from bot.slack_api import enroll_views as views
+from bot.slack_api.web_api import SlackWebApi
+from bot.summary import enroll_views as views
 from bot.summary.blocks import parse_button_value
 from bot.summary.home import HOME_DELETE, HOME_NOT_ME, home_view
 
@@ -56,13 +57,13 @@ def register(app: AsyncApp, services: Services) -> None:
         team_id, user_id = team_of(body, context), body["user"]["id"]
         rec_id, speaker = parse_button_value(body["actions"][0]["value"])
         try:
-            answer = await correct(services, client, rec_id=rec_id, speaker=speaker, team_id=team_id,
+            answer = await correct(services, SlackWebApi(client), rec_id=rec_id, speaker=speaker, team_id=team_id,
                                    clicker=user_id, user_id=None, refusal=own_not_me_refusal, done=NOT_ME_DONE,
                                    members_only=False)
-        except SlackApiError as exc:  # stored; the bot may have left the channel, or the summary is gone
+        except SlackCallError as exc:  # stored; the bot may have left the channel, or the summary is gone
             ref = new_ref()
             log.warning("recording %s: summary not updated after Not me in Home: %s [ref %s]", rec_id,
-                        exc.response.get("error"), ref)
+                        exc.error, ref)
             answer = NOT_UPDATED.format(ref=ref)
         await publish(client, team_id, user_id, answer)
 
@@ -71,6 +72,6 @@ def register(app: AsyncApp, services: Services) -> None:
         """`/enroll delete`, after Slack's confirmation dialog."""
         await ack()
         team_id, user_id = team_of(body, context), body["user"]["id"]
-        erasure = await erase_person(services, client, team_id, user_id, actor_id=user_id, via="home")
+        erasure = await erase_person(services, SlackWebApi(client), team_id, user_id, actor_id=user_id, via="home")
         answer = " ".join(part for part in (deleted_text(erasure.voice), self_erased_text(erasure)) if part)
         await publish(client, team_id, user_id, answer)

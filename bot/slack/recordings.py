@@ -14,6 +14,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 from bot.services.context import Services
 from bot.services.recordings import identify_shared, store_shared_files
 from bot.slack.feedback import answer_privately
+from bot.slack_api.web_api import SlackWebApi
 from bot.summary.blocks import IDENTIFY_SPEAKERS
 from storage.database import UNAVAILABLE_ERRORS
 
@@ -42,7 +43,7 @@ def register(app: AsyncApp, services: Services) -> None:
     @app.shortcut(IDENTIFY_SPEAKERS)
     async def on_identify_speakers(ack, body: dict, client: AsyncWebClient, context: AsyncBoltContext) -> None:
         await ack()
-        text = await identify_shared(services, client, team_id=context.team_id or body["team"]["id"],
+        text = await identify_shared(services, SlackWebApi(client), team_id=context.team_id or body["team"]["id"],
                                      channel=body["channel"]["id"], message=body.get("message") or {},
                                      presser=body["user"]["id"], bot_user_id=context.bot_user_id,
                                      bot_id=context.bot_id)

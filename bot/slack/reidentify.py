@@ -8,6 +8,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 from bot.services.context import Services
 from bot.services.recordings import identify_again, identify_again_view
 from bot.slack.feedback import answer_privately
+from bot.slack_api.web_api import SlackWebApi
 from bot.summary.blocks import IDENTIFY_AGAIN, SPEAKERS_BLOCK, parse_identify_again, parse_recording_value
 
 NOT_OURS = "This button is not one of Voice ID's summaries."
@@ -38,6 +39,6 @@ def register(app: AsyncApp, services: Services) -> None:
             await ack(response_action="errors", errors={SPEAKERS_BLOCK: str(exc)})
             return
         await ack()
-        text = await identify_again(services, client, rec_id=rec_id, clicker=body["user"]["id"],
+        text = await identify_again(services, SlackWebApi(client), rec_id=rec_id, clicker=body["user"]["id"],
                                     team_id=(body.get("team") or {}).get("id"), speakers=speakers)
         await answer_privately(client, {"user": body["user"], "channel": {"id": channel}}, text)

@@ -64,6 +64,12 @@ def make_client(settings: Settings, token: str | None = None) -> AsyncWebClient:
     return AsyncWebClient(token=token, base_url=base, retry_handlers=retry_handlers(), timeout=30)
 
 
+async def client_for(services, team_id: str, enterprise_id: str | None = None) -> AsyncWebClient:
+    """A workspace's client outside bolt (jobs, the command line), with its bot token from
+    `services.bot_token` (`bot.services.context.Services`; `NotInstalled` without one)."""
+    return make_client(services.settings, await services.bot_token(team_id, enterprise_id))
+
+
 def slack_transient(exc: SlackApiError) -> bool:
     """Slack is rate limiting or failing: worth another attempt later."""
     return exc.response.get("error") == "ratelimited" or exc.response.status_code >= 500
