@@ -57,3 +57,23 @@ async def test_no_chart_nothing_to_lock(db: Database):
                                      uploader_id="U0", message_ts="1.1",
                                      engine="local")
     assert not await lock_chart(db, rec.id, "a", 60)
+
+
+async def test_each_upload_is_begun_once_and_only_under_the_lease(db: Database):
+    from storage.thread import TRANSCRIPT, end_transcript, start_transcript
+
+    rec, _ = await enqueue_recording(db, team_id="T1", channel_id="C", file_id="F2", file_name="a.wav",
+                                     uploader_id="U0", message_ts="1.1", engine="local")
+    await claim_next(db, "w", 60)
+    assert not await start_chart(db, rec.id, "w"), "no chart before the result"
+    await complete(db, rec.id, "w", OUTPUT, 3.0)
+    assert not await start_chart(db, rec.id, "other") and not await start_transcript(db, rec.id, "other")
+    assert await start_chart(db, rec.id, "w")
+    assert not await start_chart(db, rec.id, "w"), "a second upload is never begun"
+    assert not await chart_posted(db, rec.id, "other", "FX", 0)
+    assert await chart_posted(db, rec.id, "w", "FCHART1", 0)
+    assert await end_transcript(db, rec.id, "w", error="ABC123"), "recognition failed: nothing was begun"
+    transcript = await get_output(db, rec.id, TRANSCRIPT)
+    assert (transcript.started_at, transcript.file_id, transcript.error) == (None, None, "ABC123")
+    chart = await get_output(db, rec.id, CHART)
+    assert chart.started_at is not None and (chart.file_id, chart.seq) == ("FCHART1", 0)
