@@ -20,7 +20,7 @@ from sqlmodel import select
 
 from storage.crypto import SealError
 from storage.database import SQLITE_IMMEDIATE, Database, safe_url
-from storage.models import Recording, Voiceprint, Workspace
+from storage.models import Recording, RecordingOutput, Voiceprint, Workspace
 
 MIGRATIONS_DIR = Path(__file__).resolve().with_name("migrations")
 _PG_MIGRATION_LOCK = 0x766F6963  # any fixed key; "voic"
@@ -89,7 +89,7 @@ async def upgrade(url: str, revision: str = "head") -> MigrationReport:
 # -- key rotation: a data migration of the sealed columns ----------------------------------------------
 
 SEALED_COLUMNS = {Voiceprint: ("voiceprint",), Workspace: ("bot_token", "bot_refresh_token"),
-                  Recording: ("result", "relabels", "file_name", "transcript_url")}
+                  Recording: ("result", "relabels", "file_name"), RecordingOutput: ("url",)}
 _BATCH = 100  # rows per transaction: a result holds a whole transcript, and writers wait while one runs
 
 

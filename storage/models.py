@@ -23,14 +23,18 @@ Recording status machine (one row per Slack file, unique per team):
   failed row is claimable again, only to show that failure.
 
 Exactly-once bookkeeping: `engine_job_id` + `engine_deadline_at` (a resumed engine job keeps its deadline),
-`reply_ts` (the one threaded bot message, edited in place), `chart_started_at` (set under the lease
-before the chart upload, so a takeover never uploads a second chart) and `notified_at` (the outcome,
+`reply_ts` (the one threaded bot message, edited in place: the summary's record, kept on the row because
+intake, `mark_posted` and "Identify again" decide on it with the status) and `notified_at` (the outcome,
 summary or failure, is in Slack).
 
-Transcript (after the summary is shown, still `succeeded` under the same lease): the recognised words are
-stored inside `result` (so retention and uninstall clear them), `transcript_started_at` is set under the
-lease right before the one upload of the `.md`/`.vtt` files (a takeover never uploads a second one), then
-`transcript_file_id`/`transcript_url` or `transcript_error` (a ref for the log) record how it ended.
+Thread outputs (`RecordingOutput`, one row per recording and kind, each written by its one owner through
+`storage.thread`):
+- the chart (`bot.jobs.chart_step`, `bot.services.charts`): `started_at` is set under the lease before the
+  chart upload (a takeover never uploads a second chart), then `file_id` and `seq` (see chart redraws below);
+- the transcript (`bot.jobs.transcript_step`, after the summary is shown, still `succeeded` under the same
+  lease): the recognised words are stored inside the recording's `result` (so retention and uninstall clear
+  them), `started_at` is set under the lease right before the one upload of the `.md`/`.vtt` files (a takeover
+  never uploads a second one), then `file_id`/`url` or `error` (a ref for the log) record how it ended.
 
 Intake: the listener stores the row before Slack's event is acknowledged; the progress reply is posted by the
 job runner (`announce_tries`, `announce_until`: one poster at a time, at most once via the reply's metadata).
@@ -42,16 +46,16 @@ Speaker-count hint: `min_speakers`/`max_speakers` (from the sharing message, or 
 the engine with each job on the row; the result stores the hint it was made with (`speakerHint`).
 "Identify again" (`requeue_identify`) sends a `posted` (or re-run `failed`) recording whose result is still
 retained back to `queued` with its attempts reset and a new `queued_at` (behind the recordings already
-waiting), keeping `reply_ts`/`posted_ts` and the chart, so the same summary message is edited in place;
+waiting), keeping `reply_ts`/`posted_ts`, the chart and the transcript, so the same summary message is edited in place;
 `complete` then replaces the result, clears the relabels (they named speakers of the old result) and raises
 `relabel_seq`, so the chart is redrawn once. `finished_at` keeps the first run's time: identifying again never
 extends retention. Cooldowns: a recording may run again only a while after its last re-run was shown
 (`reidentified_at` set, `notified_at` + cooldown), a person only a while after their last accepted press
 (`ReidentifyPress`).
 
-Chart redraws after a correction: every relabel raises `relabel_seq`; the chart in Slack was drawn at
-`chart_seq`. One redrawer at a time holds `chart_lock_owner` until `chart_lock_until` and redraws until the
-two are equal, so racing corrections end with exactly one chart showing the latest names.
+Chart redraws after a correction: every relabel raises the recording's `relabel_seq`; the chart in Slack was
+drawn at its output's `seq`. One redrawer at a time holds the chart's `lock_owner` until `lock_until` and
+redraws until the two are equal, so racing corrections end with exactly one chart showing the latest names.
 """
 from __future__ import annotations
 
@@ -217,7 +221,7 @@ class Recording(SQLModel, table=True):
     """A Slack file to diarize and identify, with its job state; see the status machine above.
 
     Meeting content is encrypted at rest (`storage.crypto`): the result (with the transcript's words), the
-    relabels, the file name and the transcript's link (Slack's permalink carries the file name)."""
+    relabels and the file name. The chart and the transcript in its thread are `RecordingOutput` rows."""
 
     __table_args__ = (
         sa.UniqueConstraint("team_id", "file_id", name="uq_recording_team_file"),
@@ -248,18 +252,9 @@ class Recording(SQLModel, table=True):
     relabels: dict | None = Field(default=None, sa_column=sa.Column(SealedJSON(), nullable=True))  # who spoke
     reply_ts: str | None = Field(default=None, max_length=32)
     posted_ts: str | None = Field(default=None, max_length=32)
-    chart_file_id: str | None = Field(default=None, max_length=32)
     engine_deadline_at: datetime | None = _when(nullable=True)
-    chart_started_at: datetime | None = _when(nullable=True)
     notified_at: datetime | None = _when(nullable=True)
-    transcript_started_at: datetime | None = _when(nullable=True)
-    transcript_file_id: str | None = Field(default=None, max_length=32)
-    transcript_url: str | None = Field(default=None, sa_column=sa.Column(Sealed(), nullable=True))  # has the name
-    transcript_error: str | None = Field(default=None, max_length=64)
-    relabel_seq: int = Field(default=0)
-    chart_seq: int = Field(default=0)
-    chart_lock_owner: str | None = Field(default=None, max_length=64)
-    chart_lock_until: datetime | None = _when(nullable=True)
+    relabel_seq: int = Field(default=0)  # raised by every correction (and a new result): the chart follows it
     # The result is a diarize-only one (nobody in the channel had enrolled): speakers are numbered, not unknown.
     diarize_only: bool = Field(default=False, sa_column=sa.Column(sa.Boolean(), nullable=False,
                                                                   server_default=sa.false()))
@@ -286,6 +281,34 @@ class Recording(SQLModel, table=True):
     def state(self) -> RecordingStatus:
         """The status as the enum, whichever way the row was built."""
         return RecordingStatus(self.status)
+
+
+class OutputKind(str, Enum):
+    chart = "chart"
+    transcript = "transcript"
+
+
+class RecordingOutput(SQLModel, table=True):
+    """One upload the bot made into a recording's thread besides its reply (the timeline chart, the transcript),
+    with its at-most-once record; one row per recording and kind, written only through `storage.thread` by its
+    one owner. `url` is the transcript's link, encrypted at rest (Slack's permalink carries the file name)."""
+
+    __tablename__ = "recordingoutput"
+    __table_args__ = (sa.UniqueConstraint("recording_id", "kind", name="uq_recordingoutput_recording_kind"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    recording_id: int = Field(sa_column=sa.Column(sa.Integer(), sa.ForeignKey("recording.id", ondelete="CASCADE"),
+                                                  nullable=False))
+    kind: OutputKind = Field(sa_column=_enum_column(OutputKind, "outputkind"))
+    started_at: datetime | None = _when(nullable=True)  # the upload begun, under the recording's lease
+    file_id: str | None = Field(default=None, max_length=32)
+    url: str | None = Field(default=None, sa_column=sa.Column(Sealed(), nullable=True))  # has the file name
+    error: str | None = Field(default=None, max_length=64)  # a ref for the log, shown instead of the link
+    seq: int = Field(default=0)  # the chart shows the recording's relabels as of this `relabel_seq`
+    lock_owner: str | None = Field(default=None, max_length=64)  # the chart's one redrawer …
+    lock_until: datetime | None = _when(nullable=True)  # … until then
+    created_at: datetime = _when(default=True)
+    updated_at: datetime = _when(default=True)
 
 
 class ReidentifyPress(SQLModel, table=True):

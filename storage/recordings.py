@@ -123,14 +123,13 @@ async def update_recording(db: Database, recording_id: int, owner: str, statuses
 async def heartbeat(db: Database, recording_id: int, owner: str, lease_seconds: float, *,
                     progress: float | None = None, engine_job_id: str | None = None,
                     engine_deadline_at: datetime | None = None, reply_ts: str | None = None,
-                    chart_file_id: str | None = None, chart_seq: int | None = None,
                     diarize_only: bool | None = None) -> bool:
     """Extends the lease, storing any step's result given; False means `owner` lost it: stop working on it."""
     values: dict[str, Any] = {"lease_expires_at": lease_until(lease_seconds)}
     if progress is not None:
         values["progress"] = min(1.0, max(0.0, float(progress)))
     steps = {"engine_job_id": engine_job_id, "engine_deadline_at": engine_deadline_at, "reply_ts": reply_ts,
-             "chart_file_id": chart_file_id, "chart_seq": chart_seq, "diarize_only": diarize_only}
+             "diarize_only": diarize_only}
     values |= {name: value for name, value in steps.items() if value is not None}
     return await update_recording(db, recording_id, owner, (RUNNING, SUCCEEDED, FAILED), values)
 
@@ -251,14 +250,11 @@ async def _take_turn(s: Any, dialect: str, team_id: str, user_id: str, at: datet
         raise IdentifyTooSoon(last + cooldown, per_person=True)
 
 
-async def mark_posted(db: Database, recording_id: int, owner: str, posted_ts: str,
-                      chart_file_id: str | None = None) -> bool:
+async def mark_posted(db: Database, recording_id: int, owner: str, posted_ts: str) -> bool:
     """`succeeded` → `posted`. The working state (lease, engine job, errors) is dropped: only the result stays."""
     values = {"status": POSTED, "posted_ts": posted_ts, "lease_owner": None, "lease_expires_at": None,
               "engine_job_id": None, "engine_deadline_at": None, "error_code": None, "error_message": None,
               "progress": 1.0, "notified_at": utcnow()}
-    if chart_file_id is not None:
-        values["chart_file_id"] = chart_file_id
     return await update_recording(db, recording_id, owner, (SUCCEEDED,), values)
 
 

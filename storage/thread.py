@@ -1,12 +1,17 @@
 """What a recording's thread holds, as the database remembers it: the bot's one reply, the chart and the
-transcript (each upload marked as begun under the lease, so it happens at most once), and the corrections
-people made ("This is me" / "Not me"), audited."""
+transcript (each upload marked as begun under the lease, so it happens at most once; one `RecordingOutput` row
+each), the corrections people made ("This is me" / "Not me"), audited, the progress reply's intake, and the
+"Is this you?" questions."""
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from datetime import timedelta
+from typing import Any
 
+import sqlalchemy as sa
 from sqlalchemy import and_, delete, or_, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlmodel import select
 
 from storage import audit
@@ -14,10 +19,18 @@ from storage.database import Database
 from storage.leases import NO_SYNC as _NO_SYNC
 from storage.leases import claim, execute
 from storage.leases import retry_locked as _retry_locked
-from storage.models import AuditAction, NearMatch, NearMatchState, Recording, RecordingStatus, utcnow
-from storage.recordings import RecordingNotFound, update_recording, update_where
+from storage.models import (
+    AuditAction,
+    NearMatch,
+    NearMatchState,
+    OutputKind,
+    Recording,
+    RecordingOutput,
+    RecordingStatus,
+    utcnow,
+)
+from storage.recordings import RecordingNotFound, update_where
 
-SUCCEEDED = RecordingStatus.succeeded.value
 ANNOUNCE_TRIES = 5  # then only the job's outcome is posted (it looks for a reply an earlier try left first)
 
 
@@ -28,10 +41,6 @@ class RelabelRefused(Exception):
         super().__init__(reason)
         self.reason = reason
 
-async def start_chart(db: Database, recording_id: int, owner: str) -> bool:
-    """Marks the chart upload as begun, under the lease and only once: False means do not upload."""
-    return await update_where(db, recording_id, Recording.lease_owner == owner, Recording.status == SUCCEEDED,
-                               Recording.chart_started_at.is_(None), chart_started_at=utcnow())
 
 async def save_transcript(db: Database, recording_id: int, owner: str, result: dict) -> bool:
     """Stores the recognised words of `result` into the stored result (a takeover then skips recognition).
@@ -53,42 +62,6 @@ async def save_transcript(db: Database, recording_id: int, owner: str, result: d
     return await _retry_locked(db, attempt)
 
 
-async def start_transcript(db: Database, recording_id: int, owner: str) -> bool:
-    """Marks the transcript upload as begun, under the lease and only once: False means do not upload."""
-    return await update_where(db, recording_id, Recording.lease_owner == owner, Recording.status == SUCCEEDED,
-                               Recording.transcript_started_at.is_(None), transcript_started_at=utcnow())
-
-
-async def end_transcript(db: Database, recording_id: int, owner: str, *, file_id: str | None = None,
-                         url: str | None = None, error: str | None = None) -> bool:
-    """How the transcript ended: its uploaded file (id, link), or an error ref shown instead of the link."""
-    values = {"transcript_file_id": file_id, "transcript_url": url, "transcript_error": error}
-    return await update_recording(db, recording_id, owner, (SUCCEEDED,), values)
-
-
-async def lock_chart(db: Database, recording_id: int, owner: str, seconds: float) -> bool:
-    """Takes the recording's chart-redraw lock (free or expired) for `seconds`; False: someone else redraws."""
-    now = utcnow()
-    return await update_where(
-        db, recording_id, Recording.chart_file_id.is_not(None),
-        or_(Recording.chart_lock_owner.is_(None), Recording.chart_lock_owner == owner,
-            Recording.chart_lock_until < now),
-        chart_lock_owner=owner, chart_lock_until=now + timedelta(seconds=seconds))
-
-
-async def replace_chart(db: Database, recording_id: int, owner: str, file_id: str, seq: int) -> bool:
-    """The chart drawn at relabel `seq` is in Slack now; False when `owner` lost the lock meanwhile."""
-    return await update_where(db, recording_id, Recording.chart_lock_owner == owner, chart_file_id=file_id,
-                               chart_seq=seq)
-
-
-async def unlock_chart(db: Database, recording_id: int, owner: str, *, force: bool = False) -> bool:
-    """Releases the lock only when the chart shows the latest relabel (else the holder draws again and
-    returns False), so a correction made while the lock was held is never left undrawn."""
-    current = () if force else (Recording.chart_seq == Recording.relabel_seq,)
-    return await update_where(db, recording_id, Recording.chart_lock_owner == owner, *current,
-                               chart_lock_owner=None, chart_lock_until=None)
-
 def diarized_speakers(result: dict | None) -> set[str]:
     """The diarization labels (SPEAKER_00, …) present in an identify output."""
     if not result:
@@ -97,6 +70,7 @@ def diarized_speakers(result: dict | None) -> set[str]:
     labels |= {seg.get("diarizationSpeaker") for seg in result.get("identification") or []}
     labels |= {m.get("speaker") for m in result.get("voiceprints") or []}
     return {label for label in labels if label}
+
 
 async def set_relabel(db: Database, recording_id: int, speaker: str, user_id: str | None, *,
                       actor_id: str | None = None,
@@ -152,6 +126,127 @@ async def set_reply_ts(db: Database, recording_id: int, reply_ts: str) -> str:
             return stored
 
     return await _retry_locked(db, attempt)
+
+
+# -- the thread's outputs besides the reply: the chart and the transcript (`RecordingOutput`) -------------------
+# Each is read and written only here and by its one owner: the chart by `bot.jobs.chart_step` and
+# `bot.services.charts`, the transcript by `bot.jobs.transcript_step` (the summary reads how it ended). Every write
+# is one conditional statement; an upload's start is marked under the lease and only once, before the upload.
+
+CHART, TRANSCRIPT = OutputKind.chart, OutputKind.transcript
+_SUCCEEDED = (RecordingStatus.succeeded.value,)
+_LEASED = (RecordingStatus.running.value, RecordingStatus.succeeded.value, RecordingStatus.failed.value)
+
+
+async def get_output(db: Database, recording_id: int, kind: OutputKind) -> RecordingOutput:
+    """The output's record; a blank one (nothing begun) when it has none yet."""
+    async with db.session() as s:
+        row = (await s.exec(select(RecordingOutput).where(RecordingOutput.recording_id == recording_id,
+                                                          RecordingOutput.kind == kind.value))).first()
+    return row or RecordingOutput(recording_id=recording_id, kind=kind)
+
+
+async def posted_outputs(db: Database, recording_ids: Iterable[int], kind: OutputKind) -> list[RecordingOutput]:
+    """The outputs of `kind` that reached Slack (a file id stored) among the recordings'."""
+    ids = sorted(set(recording_ids))
+    if not ids:
+        return []
+    async with db.session() as s:
+        return list((await s.exec(select(RecordingOutput).where(
+            RecordingOutput.recording_id.in_(ids), RecordingOutput.kind == kind.value,
+            RecordingOutput.file_id.is_not(None)).order_by(RecordingOutput.recording_id))).all())
+
+
+def _held(recording_id: int, owner: str, statuses: tuple[str, ...]) -> Any:
+    """The recording's lease is `owner`'s, in one of `statuses`."""
+    return sa.exists().where(Recording.id == recording_id, Recording.lease_owner == owner,
+                             Recording.status.in_(statuses))
+
+
+async def _applied(db: Database, stmt: Any) -> bool:
+    async def attempt() -> bool:
+        async with db.session(immediate=True) as s:
+            changed = (await s.exec(stmt.execution_options(**_NO_SYNC))).first() is not None
+            await s.commit()
+            return changed
+
+    return await _retry_locked(db, attempt)
+
+
+async def _upsert(db: Database, recording_id: int, kind: OutputKind, held: Any, values: dict[str, Any],
+                  only_if: Any = None) -> bool:
+    """One statement: the output's row takes `values` (created if it has none yet) while `held` holds and, for a
+    row already there, `only_if`; True when it applied."""
+    now = utcnow()
+    row = {"recording_id": recording_id, "kind": kind, "seq": 0, "created_at": now, "updated_at": now, **values}
+    table = RecordingOutput.__table__
+    source = sa.select(*(sa.literal(v, table.c[k].type).label(k) for k, v in row.items())).where(held)
+    stmt = (sqlite_insert if db.dialect == "sqlite" else pg_insert)(table).from_select(list(row), source)
+    stmt = stmt.on_conflict_do_update(index_elements=["recording_id", "kind"], where=only_if,
+                                      set_={k: stmt.excluded[k] for k in (*values, "updated_at")})
+    return await _applied(db, stmt.returning(table.c.id))
+
+
+async def _update(db: Database, recording_id: int, kind: OutputKind, *conditions: Any, **values: Any) -> bool:
+    """One conditional UPDATE of the output's row; True when it applied."""
+    return await _applied(db, update(RecordingOutput).where(
+        RecordingOutput.recording_id == recording_id, RecordingOutput.kind == kind.value, *conditions)
+        .values(updated_at=utcnow(), **values).returning(RecordingOutput.id))
+
+
+async def _start(db: Database, recording_id: int, kind: OutputKind, owner: str) -> bool:
+    return await _upsert(db, recording_id, kind, _held(recording_id, owner, _SUCCEEDED), {"started_at": utcnow()},
+                         only_if=RecordingOutput.started_at.is_(None))
+
+
+async def start_chart(db: Database, recording_id: int, owner: str) -> bool:
+    """Marks the chart upload as begun, under the lease of a `succeeded` recording and only once: False means do
+    not upload."""
+    return await _start(db, recording_id, CHART, owner)
+
+
+async def start_transcript(db: Database, recording_id: int, owner: str) -> bool:
+    """Marks the transcript upload as begun, under the lease and only once: False means do not upload."""
+    return await _start(db, recording_id, TRANSCRIPT, owner)
+
+
+async def end_transcript(db: Database, recording_id: int, owner: str, *, file_id: str | None = None,
+                         url: str | None = None, error: str | None = None) -> bool:
+    """How the transcript ended, under the lease: its uploaded file (id, link), or an error ref shown instead of
+    the link."""
+    return await _upsert(db, recording_id, TRANSCRIPT, _held(recording_id, owner, _SUCCEEDED),
+                         {"file_id": file_id, "url": url, "error": error})
+
+
+async def chart_posted(db: Database, recording_id: int, owner: str, file_id: str, seq: int) -> bool:
+    """The first chart, drawn at relabel `seq`, is in Slack (stored under the lease, so a correction can redraw
+    it); False when `owner` lost the lease."""
+    return await _update(db, recording_id, CHART, _held(recording_id, owner, _LEASED),
+                         file_id=file_id, seq=seq)
+
+
+async def lock_chart(db: Database, recording_id: int, owner: str, seconds: float) -> bool:
+    """Takes the chart-redraw lock (free or expired) for `seconds`; False: someone else redraws (or there is no
+    chart)."""
+    now = utcnow()
+    return await _update(db, recording_id, CHART, RecordingOutput.file_id.is_not(None),
+                         or_(RecordingOutput.lock_owner.is_(None), RecordingOutput.lock_owner == owner,
+                             RecordingOutput.lock_until < now),
+                         lock_owner=owner, lock_until=now + timedelta(seconds=seconds))
+
+
+async def replace_chart(db: Database, recording_id: int, owner: str, file_id: str, seq: int) -> bool:
+    """The chart drawn at relabel `seq` is in Slack now; False when `owner` lost the lock meanwhile."""
+    return await _update(db, recording_id, CHART, RecordingOutput.lock_owner == owner, file_id=file_id, seq=seq)
+
+
+async def unlock_chart(db: Database, recording_id: int, owner: str, *, force: bool = False) -> bool:
+    """Releases the lock only when the chart shows the latest relabel (else the holder draws again and
+    returns False), so a correction made while the lock was held is never left undrawn."""
+    latest = select(Recording.relabel_seq).where(Recording.id == recording_id).scalar_subquery()
+    current = () if force else (RecordingOutput.seq == latest,)
+    return await _update(db, recording_id, CHART, RecordingOutput.lock_owner == owner, *current,
+                         lock_owner=None, lock_until=None)
 
 
 # -- intake: the progress reply of a stored recording ----------------------------------------------------------

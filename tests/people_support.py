@@ -46,10 +46,9 @@ async def posted(db: Database, client: AsyncWebClient, matched: str, claimed_by:
         complete,
         enqueue_recording,
         get_recording,
-        heartbeat,
         mark_posted,
     )
-    from storage.thread import set_relabel
+    from storage.thread import chart_posted, set_relabel, start_chart
 
     rec, _ = await enqueue_recording(db, team_id=TEAM_ID, channel_id=CHANNEL, file_id=f"FPEOPLE{next(_files)}",
                                      file_name="standup.wav", uploader_id=UPLOADER, message_ts="1700000000.000100",
@@ -58,7 +57,8 @@ async def posted(db: Database, client: AsyncWebClient, matched: str, claimed_by:
     assert await complete(db, rec.id, "test", output(matched), 14.0)
     chart = await client.files_upload_v2(channel=CHANNEL, thread_ts=rec.message_ts, content=b"png",
                                          filename="timeline.png")
-    assert await heartbeat(db, rec.id, "test", 60, chart_file_id=chart["files"][0]["id"], chart_seq=0)
+    assert await start_chart(db, rec.id, "test")
+    assert await chart_posted(db, rec.id, "test", chart["files"][0]["id"], 0)
     if claimed_by:
         await set_relabel(db, rec.id, "SPEAKER_01", claimed_by, actor_id=claimed_by)
     msg = summary_message(await get_recording(db, rec.id), transcript_on=False)

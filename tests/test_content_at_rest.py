@@ -16,7 +16,7 @@ from storage.crypto import SEALED_PREFIX
 from storage.database import Database
 from storage.migrate import reencrypt_all, upgrade
 from storage.recordings import claim_next, complete, enqueue_recording, get_recording, mark_posted
-from storage.thread import end_transcript, set_relabel, start_transcript
+from storage.thread import TRANSCRIPT, end_transcript, get_output, set_relabel, start_transcript
 
 KEY, NEXT = Fernet.generate_key().decode(), Fernet.generate_key().decode()
 FILE_NAME = "Zanzibar restructuring with Quillon Marbury.m4a"
@@ -31,7 +31,7 @@ RESULT = IdentifyOutput.model_validate({
                                {"speaker": "SPEAKER_00", "start": 0.7, "end": 1.0, "text": "figures."}],
 }).wire()
 IN_CLEAR = ("Xylophonic", "severance", "Zanzibar", "Quillon", "Marbury")  # no id: the audit log keeps Slack ids
-CONTENT = ("result", "relabels", "file_name", "transcript_url")
+CONTENT = ("result", "relabels", "file_name")  # and the transcript's link, in `recordingoutput`
 _fresh = itertools.count()
 
 
@@ -56,8 +56,8 @@ async def _finished_recording(db: Database) -> int:
 
 
 async def _read(db: Database, rec_id: int) -> tuple:
-    rec = await get_recording(db, rec_id)
-    return rec.result, rec.relabels, rec.file_name, rec.transcript_url
+    rec, transcript = await get_recording(db, rec_id), await get_output(db, rec_id, TRANSCRIPT)
+    return rec.result, rec.relabels, rec.file_name, transcript.url
 
 
 EXPECTED = (RESULT, {"SPEAKER_00": CLAIMANT}, FILE_NAME, URL)
@@ -65,7 +65,8 @@ EXPECTED = (RESULT, {"SPEAKER_00": CLAIMANT}, FILE_NAME, URL)
 
 async def _raw_columns(db: Database) -> list[str | None]:
     async with db.engine.connect() as conn:
-        return list((await conn.execute(sa.text(f"SELECT {', '.join(CONTENT)} FROM recording"))).one())
+        content = list((await conn.execute(sa.text(f"SELECT {', '.join(CONTENT)} FROM recording"))).one())
+        return [*content, (await conn.execute(sa.text("SELECT url FROM recordingoutput"))).scalar_one()]
 
 
 async def _everything_stored(db: Database) -> str:
@@ -120,7 +121,8 @@ async def test_plain_rows_of_older_versions_read_and_rotation_encrypts_them(empt
     try:
         assert await _read(db, 1) == EXPECTED
         assert not any(value.startswith(SEALED_PREFIX) for value in await _raw_columns(db))
-        assert (await reencrypt_all(db))["recording"] == 1
+        counts = await reencrypt_all(db)
+        assert counts["recording"] == 1 and counts["recordingoutput"] == 1
         assert all(value.startswith(SEALED_PREFIX) for value in await _raw_columns(db))
         assert [word for word in IN_CLEAR if word in await _everything_stored(db)] == []
     finally:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 import pytest_asyncio
 from pydantic import ValidationError
+from shared_models import model_cache
 
 from bench import meetings
 from bot.engines.base import Engine
@@ -39,7 +40,7 @@ async def local_engine():
     """The embedded engine with its default, overlap-aware pipeline (v3)."""
     from bot.engines.local import LocalEngine
 
-    engine = LocalEngine(workers=1)
+    engine = LocalEngine(workers=1, model_cache=model_cache())
     yield engine
     await engine.close()
 

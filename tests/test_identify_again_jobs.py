@@ -11,7 +11,7 @@ import storage.recordings
 from bot.schema import DiarizeRequest, Job, JobStatus
 from storage.models import AuditAction, AuditEvent, RecordingStatus
 from storage.recordings import IdentifyRefused, get_recording, requeue_identify
-from storage.thread import set_relabel
+from storage.thread import CHART, get_output, set_relabel
 from testbed.fake_slack import BOT_USER_ID
 from tests.reliability_support import (  # noqa: F401 — fixtures
     CHANNEL,
@@ -72,7 +72,7 @@ async def test_an_engine_without_diarize_still_fails_clearly_when_nobody_enrolle
 
 async def test_a_rerun_taken_over_after_a_crash_posts_one_summary_and_one_chart(world: World, monkeypatch):
     event, rec = await posted_without_enrollment(world)
-    first_chart = rec.chart_file_id
+    first_chart = (await get_output(world.db, rec.id, CHART)).file_id
     await set_relabel(world.db, rec.id, "SPEAKER_01", "U2", actor_id="U2")  # a claim on the old result
     await requeue_identify(world.db, rec.id, actor_id="U2")
     with pytest.raises(IdentifyRefused):  # a second press while it is queued makes no second job
@@ -97,7 +97,7 @@ async def test_a_rerun_taken_over_after_a_crash_posts_one_summary_and_one_chart(
     [reply] = world.replies(event)
     assert summary_shown(reply) and "claimed by" not in str(reply.blocks)
     assert len(world.chart_uploads(event)) == 2  # the first run's and the re-run's, never a third
-    assert first_chart not in world.fake.files and done.chart_file_id in world.fake.files
+    assert first_chart not in world.fake.files and (await get_output(world.db, rec.id, CHART)).file_id in world.fake.files
     async with world.db.session() as s:
         from sqlmodel import select
 

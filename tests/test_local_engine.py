@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from engine_support import ROOT, SR, meetings, needs_data, speaker_models
+from shared_models import model_cache
 
 from bot.engines.base import follow
 from bot.engines.local import LocalEngine
@@ -120,7 +121,7 @@ async def test_local_engine_jobs(tmp_path, meeting, enrolled):
     clip = meetings.write_wav(tmp_path / "clip.wav", meeting.enrollment[next(iter(meeting.enrollment))])
     junk = tmp_path / "junk.mp3"
     junk.write_text("not audio at all\n" * 100)
-    engine = LocalEngine(workers=1)
+    engine = LocalEngine(workers=1, model_cache=model_cache())
     try:
         assert engine.recommended_threshold == RECOMMENDED_THRESHOLD
         url = await engine.upload(clip, key="enroll/clip.wav")

@@ -20,7 +20,7 @@ from storage.models import metadata
 
 _fresh = itertools.count()
 TABLES = {"workspace", "oauthstate", "voiceprint", "recording", "auditevent", "deletiongeneration", "enrollmentjob",
-          "reidentifypress", "nearmatch", "alembic_version"}
+          "reidentifypress", "nearmatch", "recordingoutput", "alembic_version"}
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
@@ -129,5 +129,59 @@ async def test_existing_voiceprints_become_the_persons_default_each_with_a_label
         async with db.engine.connect() as conn:
             kept = (await conn.execute(text("SELECT user_id, engine, updated_at FROM voiceprint ORDER BY id"))).all()
         assert [(u, e) for u, e, _ in kept] == [("U1", "pyannoteai"), ("U2", "local"), ("U1", "local")]
+    finally:
+        await db.dispose()
+
+
+async def test_a_recordings_chart_and_transcript_move_to_its_outputs_and_back(empty_url: str):
+    from datetime import UTC, datetime
+
+    from sqlalchemy import text
+
+    from storage.crypto import KeyRing, new_key
+    from storage.thread import CHART, TRANSCRIPT, get_output
+
+    at = datetime(2026, 12, 1, 9, 30, tzinfo=UTC)
+    key, link = new_key(), "https://slack.example/files/U1/FMD/standup.md"
+    sealed = KeyRing([key]).seal(link)  # copied as stored: a sealed link stays sealed
+    insert = text("INSERT INTO recording (team_id, channel_id, file_id, file_name, status, engine, attempts, progress, "
+                  "created_at, updated_at, queued_at, relabel_seq{cols}) VALUES ('T1', 'C1', :file, 'a.wav', 'posted', "
+                  "'local', 1, 1.0, :at, :at, :at, 3{vals})")
+    outputs = {"chart_file_id": "FCHART", "chart_started_at": at, "chart_seq": 2, "chart_lock_owner": "w1",
+               "chart_lock_until": at, "transcript_started_at": at, "transcript_file_id": "FMD",
+               "transcript_url": sealed, "transcript_error": None}
+    db = Database(empty_url, keys=[key])
+    try:
+        async with db.engine.begin() as conn:
+            await conn.run_sync(_migrate, "0015_speaker_hints")
+            stmt = insert.text.format(cols="".join(f", {c}" for c in outputs), vals="".join(f", :{c}" for c in outputs))
+            await conn.execute(text(stmt), {"file": "F1", "at": at, **outputs})
+            await conn.execute(text(insert.text.format(cols="", vals="")), {"file": "F2", "at": at})
+            await conn.run_sync(_migrate, "head")
+        async with db.engine.connect() as conn:
+            left = {c["name"] for c in await conn.run_sync(lambda c: inspect(c).get_columns("recording"))}
+            ids = dict((await conn.execute(text("SELECT file_id, id FROM recording"))).all())
+            stored_url = (await conn.execute(text("SELECT url FROM recordingoutput WHERE kind = 'transcript'"))).scalar()
+            kinds = (await conn.execute(text("SELECT recording_id, kind FROM recordingoutput ORDER BY kind"))).all()
+        assert not left & set(outputs) and {"relabel_seq", "posted_ts", "reply_ts"} <= left
+        assert [tuple(k) for k in kinds] == [(ids["F1"], "chart"), (ids["F1"], "transcript")], "nothing for F2"
+        assert stored_url == sealed
+        chart, transcript = await get_output(db, ids["F1"], CHART), await get_output(db, ids["F1"], TRANSCRIPT)
+        assert (chart.file_id, chart.started_at, chart.seq, chart.lock_owner, chart.lock_until) == \
+            ("FCHART", at, 2, "w1", at)
+        assert (transcript.started_at, transcript.file_id, transcript.url, transcript.error) == (at, "FMD", link, None)
+        assert (await get_output(db, ids["F2"], CHART)).id is None
+
+        async with db.engine.begin() as conn:  # down again: the columns come back with their values
+            await conn.run_sync(_migrate, "0015_speaker_hints", True)
+        async with db.engine.connect() as conn:
+            back = (await conn.execute(text(f"SELECT file_id, {', '.join(outputs)} FROM recording ORDER BY file_id"))).all()
+            tables = set(await conn.run_sync(lambda c: inspect(c).get_table_names()))
+        assert "recordingoutput" not in tables and not any(t.startswith("_") for t in tables)
+        first, second = dict(zip(("file_id", *outputs), back[0], strict=True)), back[1]
+        assert {k: v for k, v in first.items() if not k.endswith(("_at", "_until"))} == \
+            {"file_id": "F1", **{k: v for k, v in outputs.items() if not k.endswith(("_at", "_until"))}}
+        assert all(first[k] is not None for k in outputs if k.endswith(("_at", "_until")))
+        assert tuple(second) == ("F2", None, None, 0, None, None, None, None, None, None)
     finally:
         await db.dispose()

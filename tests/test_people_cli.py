@@ -85,7 +85,7 @@ async def test_export_then_delete_then_export_through_the_real_command(db_url: s
         assert deleted["slack"]["summaries_updated"] == 1 and deleted["slack"]["person_notified"] == {"sent": True}
         assert await get_voiceprint(db, TEAM_ID, PERSON) is None
         rec = await db_recording(db, rec_id)
-        assert not holds(rec.result, PERSON) and rec.chart_seq == rec.relabel_seq
+        assert not holds(rec.result, PERSON) and (await db_chart(db, rec_id)).seq == rec.relabel_seq
         assert PERSON not in str(fake.messages[(support.CHANNEL, ts)].blocks)
         assert holds((await db_recording(db, other_id)).result, OTHER), "nobody else loses their name"
         [told] = [c.params["text"] for c in fake.calls_to("chat.postMessage") if c.params["channel"] == PERSON]
@@ -107,6 +107,12 @@ async def db_recording(db: Database, rec_id: int):
     from storage.recordings import get_recording
 
     return await get_recording(db, rec_id)
+
+
+async def db_chart(db: Database, rec_id: int):
+    from storage.thread import CHART, get_output
+
+    return await get_output(db, rec_id, CHART)
 
 
 @pytest.mark.parametrize("args", [["export", "--team", TEAM_ID, "--user", "u1"],

@@ -69,6 +69,12 @@ async def stored(db, rec_id: int):
     return await get_recording(db, rec_id)
 
 
+async def stored_chart(db, rec_id: int):
+    from storage.thread import CHART, get_output
+
+    return await get_output(db, rec_id, CHART)
+
+
 async def test_a_workspace_admin_deletes_someone_elses_data_everywhere_and_they_are_told(world):
     from sqlmodel import select
 
@@ -80,7 +86,7 @@ async def test_a_workspace_admin_deletes_someone_elses_data_everywhere_and_they_
     await enrolled(world, gone)
     matched_id, matched_ts = await posted(world, gone)
     claimed_id, claimed_ts = await posted(world, BYSTANDER, claimed_by=gone)
-    old_chart = (await stored(db, matched_id)).chart_file_id
+    old_chart = (await stored_chart(db, matched_id)).file_id
     # An enrollment they submitted through the modal, still queued; it stored the consent text they ticked.
     body = await submit_enrollment(bot, fake, gone, b"RIFF", replace=True)
     assert body.get("response_action") == "update", body
@@ -100,9 +106,9 @@ async def test_a_workspace_admin_deletes_someone_elses_data_everywhere_and_they_
         rec = await stored(db, rec_id)
         assert not holds(rec.result, gone) and not holds(rec.relabels, gone)
         assert gone not in summary(fake, ts), "the posted summary is edited in place"
-        assert rec.chart_seq == rec.relabel_seq, "the chart is redrawn without them"
+        assert (await stored_chart(db, rec_id)).seq == rec.relabel_seq, "the chart is redrawn without them"
     assert "Unknown speaker" in summary(fake, matched_ts) and f"<@{BYSTANDER}>" in summary(fake, claimed_ts)
-    assert old_chart not in fake.files and (await stored(db, matched_id)).chart_file_id != old_chart
+    assert old_chart not in fake.files and (await stored_chart(db, matched_id)).file_id != old_chart
     [told] = dms(fake, gone)
     assert f"<@{ADMIN}>" in told and "deleted the data Voice ID kept about you" in told and "/enroll" in told
     assert "your voiceprint" in told and "your name in 2 meeting results" in told, told

@@ -60,8 +60,7 @@ def test_malformed_reports_are_left_out_and_everything_shown_is_escaped():
 
 def _rec(result: dict) -> SimpleNamespace:
     return SimpleNamespace(id=7, file_name="standup.wav", result=result, relabels=None, duration=14.0,
-                           diarize_only=False, transcript_url=None, transcript_error=None, state=None,
-                           transcript_file_id=None)
+                           diarize_only=False, state=None)
 
 
 def test_the_summary_has_one_provenance_line_and_a_result_stored_before_has_none():

@@ -127,7 +127,9 @@ def thread_messages(fake: FakeSlack, ts: str):
 
 
 async def test_meeting_summary_names_three_and_uploads_chart(world, meeting_posted):
-    fake, _, _ = world
+    from storage.thread import CHART, get_output
+
+    fake, db, _ = world
     _, event, rec = meeting_posted
     assert rec.state.value == "posted", rec.error_message
     [reply] = thread_messages(fake, event["ts"])
@@ -140,7 +142,7 @@ async def test_meeting_summary_names_three_and_uploads_chart(world, meeting_post
     assert any("Identifying speakers in standup.wav" in h[0] for h in reply.history)
     [upload] = fake.calls_to("files.completeUploadExternal")
     assert upload.params["thread_ts"] == event["ts"] and upload.params["channel_id"] == CHANNEL
-    png = fake.files[rec.chart_file_id].data
+    png = fake.files[(await get_output(db, rec.id, CHART)).file_id].data
     assert png.startswith(b"\x89PNG") and len(png) > 5000
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import pytest_asyncio
+from shared_models import model_cache
 
 from storage.database import Database
 from storage.migrate import upgrade
@@ -35,7 +36,7 @@ async def two_bots(pg_url):
     fake.members[CHANNEL] = ["U1688", "U1998"]
     await upgrade(pg_url)
     db = Database(pg_url)
-    engine = LocalEngine(workers=1)
+    engine = LocalEngine(workers=1, model_cache=model_cache())
     settings = bot_settings(fake, pg_url)
     bots = [await BotUnderTest(fake, settings, db, engine).start() for _ in range(2)]
     yield fake, db, bots

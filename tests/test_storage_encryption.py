@@ -68,7 +68,7 @@ async def test_plain_text_rows_read_and_rotation_moves_everything_to_the_new_key
 
     old = Database(db_url, keys=[OLD])
     assert await _read(old) == (VOICEPRINT, TOKEN, REFRESH, [VOICEPRINT])
-    assert await reencrypt_all(old) == {"voiceprint": 1, "workspace": 1, "recording": 0}
+    assert await reencrypt_all(old) == {"voiceprint": 1, "workspace": 1, "recording": 0, "recordingoutput": 0}
     await old.dispose()
 
     both = Database(db_url, keys=[NEW, OLD])

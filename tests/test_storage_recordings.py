@@ -22,7 +22,7 @@ from storage.recordings import (
     mark_posted,
     requeue_expired,
 )
-from storage.thread import set_relabel, set_reply_ts
+from storage.thread import CHART, chart_posted, get_output, set_relabel, set_reply_ts, start_chart
 
 RESULT = {
     "diarization": [{"speaker": "SPEAKER_00", "start": 0.0, "end": 2.5},
@@ -78,10 +78,11 @@ async def test_full_lifecycle_queued_running_succeeded_posted(db: Database):
     assert done.lease_owner == "worker-a" and done.finished_at is not None and done.progress == 1.0
     assert await claim_next(db, "worker-b", 60) is None, "the completing worker still holds the lease to post"
 
-    assert await mark_posted(db, rec.id, "worker-a", "1700000002.000300", chart_file_id="F_CHART")
+    assert await start_chart(db, rec.id, "worker-a") and await chart_posted(db, rec.id, "worker-a", "F_CHART", 0)
+    assert await mark_posted(db, rec.id, "worker-a", "1700000002.000300")
     posted = await get_recording(db, rec.id)
     assert posted.status == RecordingStatus.posted and posted.posted_ts == "1700000002.000300"
-    assert posted.chart_file_id == "F_CHART" and posted.result == RESULT
+    assert (await get_output(db, rec.id, CHART)).file_id == "F_CHART" and posted.result == RESULT
     assert posted.lease_owner is None and posted.lease_expires_at is None and posted.engine_job_id is None
     assert not await mark_posted(db, rec.id, "worker-a", "again")
     assert await claim_next(db, "worker-a", 60) is None

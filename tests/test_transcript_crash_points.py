@@ -8,6 +8,7 @@ import bot.jobs.chart_step
 import bot.jobs.recording_job
 from storage.models import RecordingStatus
 from storage.recordings import get_recording
+from storage.thread import CHART, TRANSCRIPT, get_output
 from tests.reliability_support import (  # noqa: F401 — fixtures
     Crash,
     Proc,
@@ -49,7 +50,7 @@ async def test_crash_during_recognition_is_recognised_again_and_uploaded_once(wo
     second = transcribing(world)
     await second.claim_and_run()
     rec, reply = await ended(world, event, rec.id)
-    assert len(transcript_uploads(world, event)) == 1 and rec.transcript_file_id
+    assert len(transcript_uploads(world, event)) == 1 and (await get_output(world.db, rec.id, TRANSCRIPT)).file_id
     assert "standup-transcript.md" in str(reply.blocks)
     assert len(world.chart_uploads(event)) == 2, "one chart, one transcript"
 
@@ -68,7 +69,8 @@ async def test_crash_around_the_transcript_upload_never_uploads_twice(world: Wor
     rec, reply = await ended(world, event, rec.id)
     assert len(transcript_uploads(world, event)) == (1 if after_the_call else 0)
     assert second.speech.paths == [], "the stored words were not recognised again"
-    assert rec.transcript_error == "interrupted" and "upload was interrupted" in str(reply.blocks)
+    transcript = await get_output(world.db, rec.id, TRANSCRIPT)
+    assert transcript.error == "interrupted" and "upload was interrupted" in str(reply.blocks)
 
 
 async def test_a_lost_lease_during_recognition_posts_nothing_more(world: World, monkeypatch):
@@ -106,6 +108,6 @@ async def test_a_correction_while_the_chart_is_drawn_is_drawn_too(world: World, 
     await proc.claim_and_run()
     await world.fake.wait_for(lambda: world.fake.calls_to("files.delete"), timeout=30, what="the redraw")
     await proc.background.wait()
-    now = await get_recording(world.db, rec.id)
-    assert (now.chart_seq, now.relabel_seq) == (1, 1)
-    assert [f.id for f in world.fake.files.values() if f.name == "timeline.png"] == [now.chart_file_id]
+    now, chart = await get_recording(world.db, rec.id), await get_output(world.db, rec.id, CHART)
+    assert (chart.seq, now.relabel_seq) == (1, 1)
+    assert [f.id for f in world.fake.files.values() if f.name == "timeline.png"] == [chart.file_id]

@@ -9,6 +9,7 @@ from pathlib import Path
 
 from storage.models import utcnow
 from storage.recordings import get_recording
+from storage.thread import CHART, TRANSCRIPT, get_output
 from storage.voiceprints import upsert_voiceprint
 from testbed.fake_slack import BOT_USER_ID, TEAM_ID
 from tests.reliability_support import CHANNEL, ScriptedEngine, wav
@@ -68,7 +69,8 @@ async def test_transcript_file_in_the_thread_with_the_right_names(tmp_path: Path
         # The summary links the transcript; the words are stored in the result (so retention clears them).
         link = LINK.search(str(reply.blocks))
         assert link and link.group(1) == fake.file_object(fake.files[md_id])["permalink"]
-        assert rec.transcript_file_id == md_id and rec.transcript_error is None
+        transcript = await get_output(db, rec.id, TRANSCRIPT)
+        assert transcript.file_id == md_id and transcript.error is None
         assert [w["speaker"] for w in rec.result["wordLevelTranscription"]] == ["SPEAKER_00"] * 2 + ["SPEAKER_01"] * 2
         # Recognition had the audio; its copy was deleted right after.
         [path] = recognizer.paths
@@ -79,17 +81,17 @@ async def test_a_correction_redraws_the_chart_and_deletes_the_old_one(tmp_path: 
     async with slack_world(ScriptedEngine(polls=1), tmp_path, transcript=True,
                            speech=StubRecognizer()) as (fake, db, bot):
         rec, event, reply = await shared(fake, db, bot)
-        old_id = rec.chart_file_id
+        old_id = (await get_output(db, rec.id, CHART)).file_id
         old_png = fake.files[old_id].data
         answer = await press(bot, fake, "U2", "this_is_me", f"{rec.id}:SPEAKER_01", reply.ts)
         assert "claimed by you" in answer["text"]
         await fake.wait_for(lambda: fake.calls_to("files.delete"), timeout=60, what="the old chart deleted")
         await bot.drain()
-        now = await get_recording(db, rec.id)
-        assert now.chart_file_id != old_id and old_id not in fake.files
-        assert [f.id for f in charts_in_slack(fake)] == [now.chart_file_id]
-        assert fake.files[now.chart_file_id].data.startswith(b"\x89PNG") and fake.files[now.chart_file_id].data != old_png
-        assert (now.chart_seq, now.relabel_seq, now.chart_lock_owner) == (1, 1, None)
+        now, chart = await get_recording(db, rec.id), await get_output(db, rec.id, CHART)
+        assert chart.file_id != old_id and old_id not in fake.files
+        assert [f.id for f in charts_in_slack(fake)] == [chart.file_id]
+        assert fake.files[chart.file_id].data.startswith(b"\x89PNG") and fake.files[chart.file_id].data != old_png
+        assert (chart.seq, now.relabel_seq, chart.lock_owner) == (1, 1, None)
         redrawn = uploads(fake, event)[-1]
         assert redrawn.params["thread_ts"] == event["ts"] and redrawn.params["channel_id"] == CHANNEL
         # The summary says the same as the new chart, and still links the transcript.
@@ -106,11 +108,11 @@ async def test_racing_corrections_leave_one_chart_with_the_last_names(tmp_path: 
         await bot.drain()
 
         async def settled():
-            now = await get_recording(db, rec.id)
-            return now if now.chart_seq == now.relabel_seq == 2 and now.chart_lock_owner is None else None
+            now, chart = await get_recording(db, rec.id), await get_output(db, rec.id, CHART)
+            return chart if chart.seq == now.relabel_seq == 2 and chart.lock_owner is None else None
 
-        now = await fake.wait_for(settled, timeout=60, what="the chart drawn with both corrections")
-        assert [f.id for f in charts_in_slack(fake)] == [now.chart_file_id]
+        chart = await fake.wait_for(settled, timeout=60, what="the chart drawn with both corrections")
+        assert [f.id for f in charts_in_slack(fake)] == [chart.file_id]
         drawn = len(uploads(fake, event)) - 2  # the first chart and the transcript
         assert drawn in (1, 2) and len(fake.calls_to("files.delete")) == drawn
 
@@ -134,11 +136,12 @@ async def test_a_failed_transcript_leaves_the_summary_with_a_note(tmp_path: Path
         text = str(reply.blocks)
         assert "<@U1>" in text and "This is me" in text  # the summary itself is untouched
         note = re.search(r"could not be made this time \(ref ([0-9A-F]{6})\)", text)
-        assert note and rec.transcript_error == note.group(1)
+        transcript = await get_output(db, rec.id, TRANSCRIPT)
+        assert note and transcript.error == note.group(1)
         assert "stopped unexpectedly" not in text  # internals go to the log only
         assert any(note.group(1) in r.getMessage() and "stopped unexpectedly" in r.getMessage()
                    for r in caplog.records)
-        assert len(uploads(fake, event)) == 1 and rec.transcript_file_id is None
+        assert len(uploads(fake, event)) == 1 and transcript.file_id is None
 
 
 async def test_progress_shows_while_recognition_runs(tmp_path: Path, monkeypatch):

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from storage.thread import TRANSCRIPT, get_output
 from testbed.fake_slack import BOT_USER_ID
 from tests.slack_e2e_support import (
     concat,
@@ -37,9 +38,10 @@ async def test_a_recording_gets_a_transcript_whose_turns_carry_the_right_names(l
         assert (await bot.event(event)).status == 200
         rec = await wait_status(fake, db, f.id, {"posted", "failed"}, timeout=600)
         assert rec.state.value == "posted", rec.error_message
-        assert rec.transcript_error is None and rec.transcript_file_id
+        transcript = await get_output(db, rec.id, TRANSCRIPT)
+        assert transcript.error is None and transcript.file_id
 
-        md = fake.files[rec.transcript_file_id].data.decode()
+        md = fake.files[transcript.file_id].data.decode()
         turns = TURN_LINE.findall(md)
         assert [name for _, name, _ in turns] == ["Ann", "Bob", "Ann", "Bob"], md
         assert all(len(text.split()) >= 5 for _, _, text in turns), md

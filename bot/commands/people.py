@@ -97,8 +97,8 @@ async def _delete(settings: Settings, keys: list[str], team_id: str, user_id: st
                 "summaries_updated": erasure.shown,
                 "summaries_not_updated": [{"recording_id": rec.id, "channel_id": rec.channel_id, "ts": rec.posted_ts,
                                            "why": why} for rec, why in erasure.not_shown],
-                "transcript_files_that_may_name_them": [{"recording_id": rec.id, "link": rec.transcript_url}
-                                                        for rec in erasure.transcripts],
+                "transcript_files_that_may_name_them": [{"recording_id": t.recording_id, "link": t.url}
+                                                        for t in erasure.transcripts],
                 "person_notified": notified},
             "engine_copies": ENGINE_COPIES[settings.engine],
             "audit": "an `erase` audit row records this deletion",

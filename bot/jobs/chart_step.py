@@ -12,7 +12,7 @@ from bot.jobs.leases import LeaseLost, RecordingRows
 from bot.pools import CpuPool, TaskSet
 from bot.services.charts import redraw_chart, send_timeline, timeline
 from bot.services.context import Services, SlackPort
-from bot.summary.stats import summary_of
+from bot.summary.stats import Summary
 from storage.models import Recording
 
 log = logging.getLogger(__name__)
@@ -25,25 +25,28 @@ class ChartStep:
     def __init__(self, services: Services, rows: RecordingRows, cpu: CpuPool, background: TaskSet) -> None:
         self.services, self.rows, self.cpu, self.background = services, rows, cpu, background
 
-    async def show(self, slack: SlackPort, rec: Recording, *, alt: str) -> None:
-        """After the summary is shown: the first chart, or a new one for a result identified again. A failure
-        never undoes the summary."""
-        from storage.thread import start_chart
+    async def show(self, slack: SlackPort, rec: Recording, summary: Summary, *, alt: str) -> None:
+        """After the summary (of `rec`, as `summary` shows it) is shown: the first chart, or a new one for a result
+        identified again. A failure never undoes the summary."""
+        from storage.thread import CHART, chart_posted, get_output, start_chart
 
-        if rec.chart_started_at is None:
-            if not await start_chart(self.rows.db, rec.id, self.rows.owner):
+        db, owner = self.rows.db, self.rows.owner
+        chart = await get_output(db, rec.id, CHART)
+        if chart.started_at is None:
+            if not await start_chart(db, rec.id, owner):
                 raise LeaseLost()
-            chart_id = await self.upload(slack, rec, alt)
+            chart_id = await self.upload(slack, rec, summary, alt)
             if chart_id:  # stored at once, with the relabels it shows, so a correction can redraw it
-                await self.rows.beat(rec, chart_file_id=chart_id, chart_seq=rec.relabel_seq)
+                if not await chart_posted(db, rec.id, owner, chart_id, rec.relabel_seq):
+                    raise LeaseLost()
                 await self._follow_corrections(slack, rec)
-        elif rec.chart_file_id and rec.chart_seq != rec.relabel_seq:
+        elif chart.file_id and chart.seq != rec.relabel_seq:
             await self.redraw(slack, rec)  # identified again: the one chart is replaced, as after a correction
 
-    async def upload(self, slack: SlackPort, rec: Recording, alt: str) -> str | None:
+    async def upload(self, slack: SlackPort, rec: Recording, summary: Summary, alt: str) -> str | None:
         """Draw, then renew the lease right before the one step that is not idempotent (the upload)."""
         try:
-            png = await timeline(self.cpu, slack, rec, summary_of(rec))
+            png = await timeline(self.cpu, slack, rec, summary)
             await self.rows.beat(rec)
             return await send_timeline(slack, rec, png, alt)
         except LeaseLost:

@@ -44,6 +44,7 @@ from bot.slack_api.replies import keep_stored, show_reply
 from bot.slack_api.web_api import SlackWebApi
 from bot.speech.audio import media_duration, too_long
 from bot.summary.blocks import SlackMessage
+from bot.summary.stats import summary_of
 from bot.summary.status import (
     identify_again_failed,
     render_failure,
@@ -249,18 +250,19 @@ class RecordingJob:
         sends another."""
         from storage.recordings import mark_posted
 
-        msg = summary_message(rec, transcript_on=self.transcript_on)
+        summary, transcript = summary_of(rec), await self.transcripts.record(rec.id)
+        msg = summary_message(rec, transcript, transcript_on=self.transcript_on, summary=summary)
         posted_ts = await self._show(client, rec, msg)
         if rec.posted_ts is None:  # the first summary of this recording (not Identify again's)
             since(UPLOAD_TO_SUMMARY, rec.created_at)
         slack = SlackWebApi(client)  # the services' port, for the chart and the questions
-        await self.charts.show(slack, rec, alt=msg.text)
+        await self.charts.show(slack, rec, summary, alt=msg.text)
         log.info("recording %s: summary posted", rec.id)
         if not await ask(self.services, slack, await self.rows.get(rec.id), self.owner):  # "Is this you?", privately
             raise LeaseLost()
-        if transcript_pending(rec, self.transcript_on):
-            rec = await self.transcripts.transcript(client, await self.rows.get(rec.id), posted_ts)
-            await self._show(client, rec, summary_message(rec, transcript_on=self.transcript_on))
+        if transcript_pending(rec, transcript, self.transcript_on):
+            rec, transcript = await self.transcripts.transcript(client, await self.rows.get(rec.id), posted_ts)
+            await self._show(client, rec, summary_message(rec, transcript, transcript_on=self.transcript_on))
         if not await mark_posted(self.db, rec.id, self.owner, posted_ts):
             raise LeaseLost()
         log.info("recording %s: job done", rec.id)
@@ -277,8 +279,9 @@ class RecordingJob:
                 log.info("recording %s: showing failure %s (%s) [ref %s]", rec.id, rec.error_code,
                          rec.error_message, ref)
             if rec.posted_ts and rec.result is not None:  # "Identify again" failed: the summary stays, with why
-                msg = summary_message(rec, transcript_on=self.transcript_on, note=identify_again_failed(
-                    rec.error_code or "failed", rec.error_message or "", ref=ref))
+                note = identify_again_failed(rec.error_code or "failed", rec.error_message or "", ref=ref)
+                msg = summary_message(rec, await self.transcripts.record(rec.id), transcript_on=self.transcript_on,
+                                      note=note)
             else:
                 msg = render_failure(rec.file_name, rec.error_code or "failed", rec.error_message or "", ref=ref)
             try:

@@ -23,7 +23,7 @@ from bot.slack_api.web_api import SlackWebApi
 from bot.summary.stats import summary_of
 from bot.summary.status import TRANSCRIPT_INTERRUPTED, transcript_name
 from bot.summary.transcript import has_transcript, render_markdown, render_vtt, speaker_names, stored_turns
-from storage.models import Recording
+from storage.models import Recording, RecordingOutput
 
 log = logging.getLogger(__name__)
 
@@ -37,13 +37,21 @@ class TranscriptStep:
     def __init__(self, services: Services, rows: RecordingRows, speech: Recognizer) -> None:
         self.services, self.rows, self.speech = services, rows, speech
 
-    async def transcript(self, client: AsyncWebClient, rec: Recording, summary_ts: str) -> Recording:
+    async def record(self, rec_id: int) -> RecordingOutput:
+        """How the recording's transcript stands (a blank record when nothing was begun)."""
+        from storage.thread import TRANSCRIPT, get_output
+
+        return await get_output(self.rows.db, rec_id, TRANSCRIPT)
+
+    async def transcript(self, client: AsyncWebClient, rec: Recording, summary_ts: str
+                         ) -> tuple[Recording, RecordingOutput]:
         """The transcript step; whatever happens, how it ended is stored (a link, an error ref, or that an
-        earlier worker's upload was interrupted) so the summary can say so. Returns the recording as stored."""
+        earlier worker's upload was interrupted) so the summary can say so. Returns the recording and its
+        transcript's record as stored."""
         from storage.thread import end_transcript
 
         file_id = url = None
-        if rec.transcript_started_at is not None:
+        if (await self.record(rec.id)).started_at is not None:
             log.info("recording %s: an earlier worker began the transcript upload and stopped; not uploading "
                      "it twice", rec.id)
             error = TRANSCRIPT_INTERRUPTED
@@ -54,7 +62,7 @@ class TranscriptStep:
         if file_id:
             since(UPLOAD_TO_TRANSCRIPT, rec.created_at)
         log.info("recording %s: transcript %s", rec.id, "posted" if error is None else f"not posted ({error})")
-        return await self.rows.get(rec.id)
+        return await self.rows.get(rec.id), await self.record(rec.id)
 
     async def make_transcript(self, client: AsyncWebClient, rec: Recording, summary_ts: str) -> tuple[str | None, ...]:
         """Recognition (unless the words are already stored), then the `.md` + `.vtt` upload at most once (its

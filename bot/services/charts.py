@@ -4,7 +4,7 @@ It follows corrections: after "This is me", "Undo claim" or "Not me" it is drawn
 uploaded, and the old chart file deleted.
 
 Racing corrections (in any process) are serialised per recording by a lock row in the database: the holder
-redraws until the chart in Slack shows the latest relabel (`chart_seq == relabel_seq`), and releases the lock
+redraws until the chart in Slack shows the latest relabel (its `seq` equals `relabel_seq`), and releases the lock
 only in the same statement that checks it, so a correction that found the lock taken is still drawn, and
 the thread ends with exactly one chart.
 """
@@ -19,7 +19,7 @@ from bot.services.context import Services, SlackPort
 from bot.summary.blocks import fallback_text
 from bot.summary.chart import timeline_png
 from bot.summary.stats import Summary, summary_of
-from storage.models import Recording
+from storage.models import Recording, RecordingOutput
 
 log = logging.getLogger(__name__)
 
@@ -40,7 +40,7 @@ async def redraw_chart(services: Services, cpu: CpuPool, slack: SlackPort, rec_i
     """Brings the recording's chart in line with its relabels, unless another redrawer holds the lock (it
     then draws this correction too). A recording whose chart was never posted has nothing to redraw."""
     from storage.recordings import get_recording
-    from storage.thread import lock_chart, unlock_chart
+    from storage.thread import CHART, get_output, lock_chart, unlock_chart
 
     me = uuid.uuid4().hex
     if not await lock_chart(services.db, rec_id, me, CHART_LOCK_SECONDS):
@@ -48,10 +48,11 @@ async def redraw_chart(services: Services, cpu: CpuPool, slack: SlackPort, rec_i
     released = False
     try:
         while not released:
+            chart = await get_output(services.db, rec_id, CHART)
             rec = await get_recording(services.db, rec_id)
-            if rec is None or rec.chart_lock_owner != me or rec.result is None:
+            if rec is None or chart.lock_owner != me or rec.result is None:
                 return
-            if rec.chart_seq != rec.relabel_seq and not await replace(services, cpu, slack, rec, me):
+            if chart.seq != rec.relabel_seq and not await replace(services, cpu, slack, rec, chart, me):
                 return
             released = await unlock_chart(services.db, rec_id, me)
             if not released and not await lock_chart(services.db, rec_id, me, CHART_LOCK_SECONDS):
@@ -61,8 +62,9 @@ async def redraw_chart(services: Services, cpu: CpuPool, slack: SlackPort, rec_i
             await unlock_chart(services.db, rec_id, me, force=True)
 
 
-async def replace(services: Services, cpu: CpuPool, slack: SlackPort, rec: Recording, me: str) -> bool:
-    """One redraw: the new chart is uploaded and recorded before the old one is deleted, so the thread
+async def replace(services: Services, cpu: CpuPool, slack: SlackPort, rec: Recording, chart: RecordingOutput,
+                  me: str) -> bool:
+    """One redraw of `chart`: the new chart is uploaded and recorded before the old one is deleted, so the thread
     never lacks a chart. False when the lock was lost meanwhile (the new upload is then removed again)."""
     from storage.thread import replace_chart
 
@@ -74,7 +76,7 @@ async def replace(services: Services, cpu: CpuPool, slack: SlackPort, rec: Recor
     if not await replace_chart(services.db, rec.id, me, new_id, rec.relabel_seq):
         await delete_file(slack, new_id)
         return False
-    await delete_file(slack, rec.chart_file_id)
+    await delete_file(slack, chart.file_id)
     log.info("recording %s: chart redrawn after a correction", rec.id)
     return True
 

@@ -115,6 +115,6 @@ async def correct(services: Services, slack: SlackPort, *, rec_id: int, speaker:
                                 check=lambda locked: refusal(locked, speaker, clicker) or rerun_refusal(locked))
     except RelabelRefused as exc:
         return exc.reason
-    await refresh_summary(slack, rec, transcript_on=services.settings.transcript)
+    await refresh_summary(services, slack, rec)
     background.spawn(redraw_chart(services, cpu, slack, rec.id), name=f"chart {rec.id}")
     return done

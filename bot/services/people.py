@@ -60,15 +60,14 @@ class Erasure:
     presses: int = 0
     shown: int = 0  # summaries edited in place in Slack
     not_shown: list = field(default_factory=list)  # (recording, why) posted summaries Slack did not let us edit
+    # The redacted recordings' transcript files posted before the erasure (`RecordingOutput`), which may show their
+    # name: Slack files cannot be edited.
+    transcripts: list = field(default_factory=list)
 
     @property
     def anything(self) -> bool:
         return bool(self.voice.voiceprints or self.voice.enrollments or self.results or self.presses)
 
-    @property
-    def transcripts(self) -> list:
-        """Transcript files posted before the erasure, which may show their name: Slack files cannot be edited."""
-        return [rec for rec in self.results if rec.transcript_file_id]
 
     def detail(self, via: str) -> dict:
         return {"via": via, "voiceprints": self.voice.voiceprints, "enrollments_cancelled": self.voice.enrollments,
@@ -89,6 +88,7 @@ async def erase_person(services: Services, slack: SlackPort | None, team_id: str
         recordings_with_content,
         redact_recording,
     )
+    from storage.thread import TRANSCRIPT, posted_outputs
 
     voice = voice or await delete_voice(services, runner, team_id, user_id, actor_id)
     erasure = Erasure(voice=voice)
@@ -98,6 +98,7 @@ async def erase_person(services: Services, slack: SlackPort | None, team_id: str
         redacted = await redact_recording(services.db, rec.id, user_id)  # checked again on the locked row
         if redacted is not None:
             erasure.results.append(redacted)
+    erasure.transcripts = await posted_outputs(services.db, [rec.id for rec in erasure.results], TRANSCRIPT)
     erasure.presses = await forget_presses(services.db, team_id, user_id)
     if erasure.results:
         await services.db.checkpoint()  # the -wal file still holds the results' pages with their name
@@ -120,7 +121,7 @@ async def erase_person(services: Services, slack: SlackPort | None, team_id: str
 async def show_redacted(services: Services, cpu: CpuPool, slack: SlackPort, rec: Recording) -> str | None:
     """The posted summary edited in place and its chart redrawn without the person; why not, or None."""
     try:
-        await refresh_summary(slack, rec, transcript_on=services.settings.transcript)
+        await refresh_summary(services, slack, rec)
     except SlackCallError as exc:
         error = exc.error or "error"
         log.warning("recording %s: summary not updated after an erasure: %s", rec.id, error)

@@ -34,7 +34,7 @@ def identify_again_failed(code: str, message: str, *, ref: str) -> str:
             f"The summary above is still the earlier one. {advice_for(code)}")
 
 
-TRANSCRIPT_INTERRUPTED = "interrupted"  # `transcript_error` when a takeover found the upload begun
+TRANSCRIPT_INTERRUPTED = "interrupted"  # the transcript's `error` when a takeover found the upload begun
 
 
 def transcript_name(file_name: str, suffix: str) -> str:
