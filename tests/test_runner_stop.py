@@ -130,3 +130,26 @@ async def test_a_write_cancelled_while_it_waits_for_the_lock_leaves_the_database
     await asyncio.gather(beat, return_exceptions=True)
     assert beat.cancelled()
     assert await asyncio.to_thread(can_write, path, 5.0), "the cancelled write left SQLite locked"
+
+
+async def test_an_enrollment_submitted_while_the_runner_stops_is_queued_for_another_worker(sqlite_db: Database,
+                                                                                          fake: FakeSlack):
+    """A listener still running after its process's runner stopped (Socket Mode may not wait for it) hands the
+    enrollment to no one here: it is queued unleased, not leased to a runner that will never run it."""
+    from sqlmodel import select
+
+    from bot.services.enrollment import submit_enrollment
+    from storage.models import EnrollmentJob
+
+    services = Services(settings=bot_settings(fake, str(sqlite_db.url)), db=sqlite_db, engine=FakeEngine())
+    runner = JobRunner(services, cpu=CpuPool(), speech=recognizer(services.settings), background=TaskSet())
+    await runner.start()
+    assert runner.taking_work
+    await runner.stop()
+    assert not runner.taking_work
+
+    await submit_enrollment(services, runner, TEAM_ID, "U1", "F1", view_id=None)
+    async with sqlite_db.session() as s:
+        [job] = (await s.exec(select(EnrollmentJob))).all()
+    assert job.status.value == "queued" and job.lease_owner is None, (job.status, job.lease_owner)
+    assert len(runner.enrollments.active) == 0

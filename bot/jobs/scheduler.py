@@ -150,6 +150,10 @@ class JobRunner:
         except Exception:
             log.exception("checking for stopped workers failed; their leases will expire")
 
+    @property
+    def taking_work(self) -> bool:
+        return self._scheduler is not None and not self._stopping
+
     def start_enrollment(self, job) -> None:
         """Run an enrollment job this runner already holds (claimed at submission, so no claim pass waits)."""
         self.enrollments.start(job)

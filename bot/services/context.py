@@ -21,6 +21,9 @@ class LocalRunner(Protocol):
 
     owner: str
 
+    @property
+    def taking_work(self) -> bool: ...  # false once it is stopping: what it is handed then would wait for its lease
+
     def kick(self) -> None: ...
 
     def start_enrollment(self, job) -> None: ...

@@ -203,6 +203,8 @@ async def submit_enrollment(services: Services, runner: LocalRunner | None, team
     from storage.enrollments import enqueue_enrollment
     from storage.voiceprints import deletion_generation
 
+    if runner is not None and not runner.taking_work:
+        runner = None  # a listener outliving its runner's stop queues the job for another worker
     job = await enqueue_enrollment(
         services.db, team_id=team_id, user_id=user_id, file_id=file_id, name=name, consent_at=utcnow(),
         consent_text=consent_text,
