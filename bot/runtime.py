@@ -106,6 +106,9 @@ async def speech(app: web.Application) -> AsyncIterator[None]:
 
 
 async def cpu(app: web.Application) -> AsyncIterator[None]:
+    if CPU in app:  # given: its owner closes it
+        yield
+        return
     app[CPU] = CpuPool()
     yield
     await app[CPU].close()
@@ -157,10 +160,12 @@ def build_slack(app: web.Application):
 # -- the processes ---------------------------------------------------------------------------------------
 
 def application(settings: Settings, *, slack: bool = True, run_jobs: bool = True, capacity: int | None = None,
-                given: Services | None = None, speech_given: Recognizer | None = None) -> web.Application:
+                given: Services | None = None, speech_given: Recognizer | None = None,
+                cpu_given: CpuPool | None = None) -> web.Application:
     """The process as an aiohttp application. `given` services (tests) replace the database and engine
     contexts: whoever made them closes them. `speech_given` (tests: a recognizer double) replaces the speech
-    recognizer; it is closed with the application."""
+    recognizer; it is closed with the application. `cpu_given` (tests: one pool shared by many applications)
+    replaces the CPU pool; whoever made it closes it."""
     app = web.Application(client_max_size=1024**2)
     app[SETTINGS] = settings
     if capacity:
@@ -171,6 +176,8 @@ def application(settings: Settings, *, slack: bool = True, run_jobs: bool = True
         app[SERVICES] = given
     if speech_given is not None:
         app[SPEECH] = speech_given
+    if cpu_given is not None:
+        app[CPU] = cpu_given
     app.cleanup_ctx.extend([services, speech, cpu, background])
     if settings.metrics_port:
         app.cleanup_ctx.append(metrics(cluster_gauges=slack))

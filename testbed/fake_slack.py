@@ -479,11 +479,12 @@ def bot_settings(fake: FakeSlack, database_url: str, **overrides):
 
 class BotUnderTest:
     """The real aiohttp application (bolt app + job runner) on a real socket, driven like Slack drives it.
-    `speech`: a recognizer double in place of the real one."""
+    `speech`: a recognizer double in place of the real one; `cpu`: a CPU pool its owner shares and closes (tests
+    share one per process: its process starts once)."""
 
-    def __init__(self, fake: FakeSlack, settings, db, engine, *, run_jobs: bool = True, speech=None):
+    def __init__(self, fake: FakeSlack, settings, db, engine, *, run_jobs: bool = True, speech=None, cpu=None):
         self.fake, self.settings, self.db, self.engine, self.run_jobs = fake, settings, db, engine, run_jobs
-        self.speech = speech
+        self.speech, self.cpu_given = speech, cpu
         self.client = None
         self.services = None
         self.app = None
@@ -495,7 +496,8 @@ class BotUnderTest:
         from bot.services.context import Services
 
         self.services = Services(settings=self.settings, db=self.db, engine=self.engine)
-        self.app = application(self.settings, run_jobs=self.run_jobs, given=self.services, speech_given=self.speech)
+        self.app = application(self.settings, run_jobs=self.run_jobs, given=self.services, speech_given=self.speech,
+                               cpu_given=self.cpu_given)
         self.client = TestClient(TestServer(self.app, host="127.0.0.1"))
         await self.client.start_server()
         return self

@@ -15,6 +15,7 @@ from storage.migrate import upgrade
 from testbed.fake_slack import TEAM_ID, BotUnderTest, FakeSlack, bot_settings
 from testbed.slack_driver import dms, submit_enrollment
 from testbed.speech import DATA, SR, utterance, wav_bytes  # noqa: F401
+from tests.shared_cpu import shared_cpu
 
 
 @asynccontextmanager
@@ -31,7 +32,7 @@ async def slack_world(engine, tmp: Path, *, run_jobs: bool = True, speech=None,
     db = Database(url, keys=[settings["data_encryption_keys"]])
     settings.setdefault("var_dir", tmp / "var")
     bot = await BotUnderTest(fake, bot_settings(fake, url, **settings), db, engine, run_jobs=run_jobs,
-                             speech=speech).start()
+                             speech=speech, cpu=shared_cpu()).start()
     try:
         yield fake, db, bot
     finally:
@@ -121,22 +122,17 @@ async def press(bot: BotUnderTest, fake: FakeSlack, user: str, action: str, valu
 async def enroll_readers(services, readers: dict[str, str], tmp: Path) -> None:
     """Stores a voiceprint for each user from their reader's first utterance (never one of a recording's), made
     by the services' engine and keyed by its engine id, as `/enroll` would."""
-    from bot.pools import CpuPool
     from bot.services.voiceprints import voiceprint_from_path
     from storage.models import utcnow
     from storage.voiceprints import upsert_voiceprint
 
-    cpu = CpuPool()
-    try:
-        for user, reader in readers.items():
-            clip = tmp / f"{user}.wav"
-            clip.write_bytes(wav_bytes(utterance(reader, 0)))
-            vp = await voiceprint_from_path(services, cpu, clip)
-            await upsert_voiceprint(services.db, team_id=TEAM_ID, user_id=user, engine=services.engine.engine_id,
-                                    model_id=vp.model_id, voiceprint=vp.voiceprint, consent_at=utcnow(),
-                                    clip_duration=vp.clip_duration)
-    finally:
-        await cpu.close()
+    for user, reader in readers.items():
+        clip = tmp / f"{user}.wav"
+        clip.write_bytes(wav_bytes(utterance(reader, 0)))
+        vp = await voiceprint_from_path(services, shared_cpu(), clip)
+        await upsert_voiceprint(services.db, team_id=TEAM_ID, user_id=user, engine=services.engine.engine_id,
+                                model_id=vp.model_id, voiceprint=vp.voiceprint, consent_at=utcnow(),
+                                clip_duration=vp.clip_duration)
 
 
 def private_replies(fake: FakeSlack, user: str) -> list[dict]:

@@ -13,6 +13,7 @@ from storage.models import AuditEvent
 from storage.voiceprints import get_voiceprint
 from testbed.fake_slack import TEAM_ID, BotUnderTest, FakeSlack, bot_settings
 from tests.fake_engine import FakeEngine
+from tests.shared_cpu import shared_cpu
 from tests.slack_e2e_support import dms, enroll, wait_status
 
 CHANNEL = "C0001"
@@ -34,7 +35,7 @@ async def summary_posted(db: Database):
     fake.members[CHANNEL] = [ANN, BOB, CAT, UPLOADER, "UBOT"]
     engine = FakeEngine(OUTPUT)
     bot = await BotUnderTest(fake, bot_settings(fake, db.url.render_as_string(hide_password=False)), db,
-                             engine).start()
+                             engine, cpu=shared_cpu()).start()
     try:
         assert "voiceprint is saved" in await enroll(bot, fake, ANN, b"RIFF Ann's own clip")
         rec = await share(bot, fake, db, "standup.wav")

@@ -30,6 +30,7 @@ from tests.reliability_support import (  # noqa: F401 — fixtures
     world_fixture,
 )
 from tests.reliability_support import Proc as RecordingProc
+from tests.shared_cpu import shared_cpu
 from tests.slack_e2e_support import dms, submit_enrollment
 
 USER = "UDURABLE"
@@ -83,14 +84,13 @@ class Proc:
 
     def __init__(self, world: Enrolling, engine: ProcEngine | None = None, **settings):
         from bot.jobs.enrollment_job import Enrollments
-        from bot.pools import CpuPool
         from bot.services.context import Services
 
         self.world = world
         self.engine = engine or ProcEngine()
         self.services = Services(settings=world.settings(**settings), db=world.db, engine=self.engine)
         self.owner = f"enroll-proc-{next(_names)}"
-        self.enrollments = Enrollments(self.services, self.owner, CpuPool())
+        self.enrollments = Enrollments(self.services, self.owner, shared_cpu())
 
     async def claim(self):
         return await claim_enrollment(self.world.db, self.owner, self.services.settings.job_lease_seconds)
@@ -110,7 +110,7 @@ async def enrolling_fixture(db: Database) -> AsyncIterator[Enrolling]:
     fake = FakeSlack()
     await fake.start()
     world = Enrolling(fake, db, None)
-    world.bot = await BotUnderTest(fake, world.settings(), db, FakeEngine(), run_jobs=False).start()
+    world.bot = await BotUnderTest(fake, world.settings(), db, FakeEngine(), run_jobs=False, cpu=shared_cpu()).start()
     yield world
     await world.bot.stop()
     await fake.close()
@@ -258,7 +258,7 @@ async def test_delete_cancels_a_job_running_in_the_deleting_process_without_a_se
     # A lease far longer than the test: under load a 5 s lease could expire while the job waits at the gate,
     # and the runner would requeue it before the delete (nothing here is about leases).
     settings = bot_settings(fake, db.url.render_as_string(hide_password=False), job_lease_seconds=300)
-    bot = await BotUnderTest(fake, settings, db, engine).start()
+    bot = await BotUnderTest(fake, settings, db, engine, cpu=shared_cpu()).start()
     try:
         answer = await submit_enrollment(bot, fake, USER, CLIP)
         assert answer.get("response_action") == "update", answer

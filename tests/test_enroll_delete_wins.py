@@ -17,6 +17,7 @@ from storage.voiceprints import (
 )
 from testbed.fake_slack import TEAM_ID, BotUnderTest, FakeSlack, bot_settings
 from tests.fake_engine import FakeEngine
+from tests.shared_cpu import shared_cpu
 from tests.slack_e2e_support import dms, enroll, submit_enrollment
 
 USER = "UENROLLING"
@@ -30,7 +31,7 @@ async def bots(db: Database, n: int = 1):
     await fake.start()
     engine = FakeEngine()
     settings = bot_settings(fake, db.url.render_as_string(hide_password=False))
-    started = [await BotUnderTest(fake, settings, db, engine).start() for _ in range(n)]
+    started = [await BotUnderTest(fake, settings, db, engine, cpu=shared_cpu()).start() for _ in range(n)]
     try:
         yield fake, engine, started
     finally:

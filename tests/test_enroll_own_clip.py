@@ -8,6 +8,7 @@ from storage.database import Database
 from storage.voiceprints import get_voiceprint
 from testbed.fake_slack import TEAM_ID, BotUnderTest, FakeSlack, bot_settings
 from tests.fake_engine import FakeEngine
+from tests.shared_cpu import shared_cpu
 from tests.slack_e2e_support import dms
 
 VICTIM, ATTACKER = "UVICTIM", "UATTACKER"
@@ -33,7 +34,7 @@ async def test_a_clip_someone_else_uploaded_makes_no_voiceprint(db: Database):
     await fake.start()
     engine = FakeEngine()
     bot = await BotUnderTest(fake, bot_settings(fake, db.url.render_as_string(hide_password=False)), db,
-                             engine).start()
+                             engine, cpu=shared_cpu()).start()
     try:
         refused, _ = await submit_with_file(bot, fake, ATTACKER, owner=VICTIM)
         downloads_after_refusal = list(fake.downloads)

@@ -19,6 +19,7 @@ from storage.database import Database
 from storage.migrate import upgrade
 from testbed.fake_slack import BOT_USER_ID, TEAM_ID, BotUnderTest, FakeSlack, bot_settings, signed_headers
 from tests.process_support import child_env, free_port, kill_9, logs, start
+from tests.shared_cpu import shared_cpu
 from tests.slack_e2e_support import concat, recording_for, slack_world, wav_bytes
 
 CHANNEL = "C0001"
@@ -143,7 +144,7 @@ async def test_a_restart_between_the_ack_and_the_progress_post_still_gives_every
         for gate in fake.gates.values():
             gate.open()  # the dead process's post goes through; nobody stored its ts
 
-        second = await BotUnderTest(fake, bot_settings(fake, url), db, local_engine).start()
+        second = await BotUnderTest(fake, bot_settings(fake, url), db, local_engine, cpu=shared_cpu()).start()
         thread = await summaries(fake, db, event["ts"], [f.id for f in files])
         assert_one_summary_each(thread, ["a.wav", "b.wav", "c.wav"])
     finally:

@@ -1,6 +1,6 @@
 """`kill -9` of a real `python -m bot worker` process in each stage of a recording's job, with the default lease:
 while it downloads the recording from Slack, uploads it to the engine, waits on the engine, posts the summary,
-uploads the chart. Each time the other worker process on the same PostgreSQL takes the recording over within
+uploads the chart (the five side by side). Each time the other worker process on the same PostgreSQL takes the recording over within
 60 s, and the thread ends with exactly one summary and one chart.
 
 The kill lands in the named stage by construction: a gate in the fake Slack Web API, or in a proxy in front of
@@ -54,16 +54,14 @@ pytestmark = [
 @dataclass
 class Engine:
     url: str  # the real engine server (no proxy)
-    db: Database
-    db_url: str
+    dbs: dict[str, tuple[Database, str]]  # stage → its own database (and URL), the readers enrolled in each
     key: str
-    engine_id: str
 
 
 @pytest_asyncio.fixture(scope="module", loop_scope="module")
-async def engine(pg_url, tmp_path_factory) -> AsyncIterator[Engine]:
-    """One real engine server for the module (its models load once; the workers load none), and the two
-    readers enrolled through it."""
+async def engine(postgres_server, tmp_path_factory) -> AsyncIterator[Engine]:
+    """One real engine server for the module (its models load once; the workers load none), and a database per
+    stage (a worker claims every recording of its database) with the two readers enrolled through the server."""
     from bot.engines.factory import make_engine
     from bot.services.context import Services
 
@@ -71,21 +69,26 @@ async def engine(pg_url, tmp_path_factory) -> AsyncIterator[Engine]:
     url = f"http://127.0.0.1:{free_port()}"
     server = start(["engine-server", "--host", "127.0.0.1", "--port", url.rsplit(":", 1)[1]],
                    child_env(tmp, ENGINE_DATA_DIR=str(tmp / "data"), ENGINE_WORKERS="1"), tmp / "engine-server.log")
-    await upgrade(pg_url)
     key = new_key()  # PostgreSQL workers refuse to start without one
-    db = Database(pg_url, keys=[key])
+    dbs = {}
+    for stage in STAGES:
+        db_url = postgres_server.create_database(f"kill_{stage.replace('-', '_')}")
+        await upgrade(db_url)
+        dbs[stage] = (Database(db_url, keys=[key]), db_url)
     # only the engine is used here: Slack's URL is a loopback one that nothing calls
-    settings = bot_settings(FakeSlack(), pg_url, engine="server", engine_url=url, engine_api_key=ENGINE_API_KEY,
-                            slack_api_url="http://127.0.0.1:9/api/")
-    services = Services(settings=settings, db=db, engine=make_engine(settings))
+    settings = bot_settings(FakeSlack(), dbs["download"][1], engine="server", engine_url=url,
+                            engine_api_key=ENGINE_API_KEY, slack_api_url="http://127.0.0.1:9/api/")
+    engine = make_engine(settings)
     try:
         await wait_engine_ready(url, server)
-        await enroll_readers(services, READERS, tmp)
-        yield Engine(url, db, pg_url, key, services.engine.engine_id)
+        for db, _ in dbs.values():
+            await enroll_readers(Services(settings=settings, db=db, engine=engine), READERS, tmp)
+        yield Engine(url, dbs, key)
     finally:
-        await services.engine.close()
+        await engine.close()
         stop(server)
-        await db.dispose()
+        for db, _ in dbs.values():
+            await db.dispose()
 
 
 def is_summary(params: dict) -> bool:
@@ -109,22 +112,32 @@ async def wait_gate(gate: Gate, stage: str, tmp_path: Path, timeout: float = 180
         await asyncio.sleep(0.05)
 
 
-@pytest.mark.parametrize("stage", list(STAGES))
-async def test_kill_9_in_each_stage_is_taken_over_within_a_minute(engine: Engine, stage: str, tmp_path: Path):
+async def test_kill_9_in_each_stage_is_taken_over_within_a_minute(engine: Engine, tmp_path: Path):
+    """The five stages run side by side (each its own fake Slack, proxy, workers and recording), so their waits
+    for the lease to expire overlap; a failure names its stage."""
+    outcomes = await asyncio.gather(*(kill_in_stage(engine, stage, tmp_path / stage) for stage in STAGES),
+                                    return_exceptions=True)
+    failed = [f"{stage}: {type(e).__name__}: {e}" for stage, e in zip(STAGES, outcomes) if isinstance(e, BaseException)]
+    assert not failed, "\n\n".join(failed)
+
+
+async def kill_in_stage(engine: Engine, stage: str, tmp_path: Path) -> None:
+    """One recording whose worker is killed while its `stage` call is held; asserts the takeover and the thread."""
     from bot.engines.factory import make_engine
     from bot.services.context import Services
     from bot.services.recordings import store_shared_files
     from storage.recordings import find_recording
 
-    db = engine.db
-    fake = FakeSlack(first_id=1000 * (list(STAGES).index(stage) + 1))  # file ids unique in the shared database
+    tmp_path.mkdir()
+    db, db_url = engine.dbs[stage]
+    fake = FakeSlack()
     await fake.start()
     fake.members[CHANNEL] = [*READERS, BOT_USER_ID]
     proxy = EngineProxy(engine.url)
     await proxy.start()
     where, status_held = STAGES[stage]
     gate: Gate = where(fake, proxy)
-    settings = bot_settings(fake, engine.db_url, engine="server", engine_url=proxy.url, engine_api_key=ENGINE_API_KEY)
+    settings = bot_settings(fake, db_url, engine="server", engine_url=proxy.url, engine_api_key=ENGINE_API_KEY)
     services = Services(settings=settings, db=db, engine=make_engine(settings))
     workers: list[subprocess.Popen] = []
     try:
@@ -133,7 +146,7 @@ async def test_kill_9_in_each_stage_is_taken_over_within_a_minute(engine: Engine
         event = {"type": "message", "subtype": "file_share", "channel": CHANNEL, "user": "U0",
                  "ts": f"{int(time.time())}.000100", "files": [fake.file_object(f)]}
         await store_shared_files(services, event, TEAM_ID, BOT_USER_ID)
-        workers = [start_worker(fake, engine.db_url, tmp_path / f"worker-{i}.log", engine.key, ENGINE="server",
+        workers = [start_worker(fake, db_url, tmp_path / f"worker-{i}.log", engine.key, ENGINE="server",
                                 ENGINE_URL=proxy.url) for i in range(2)]
 
         await wait_gate(gate, stage, tmp_path)

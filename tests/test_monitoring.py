@@ -21,6 +21,7 @@ from storage.database import Database
 from testbed.fake_slack import TEAM_ID, FakeSlack, bot_settings
 from tests.fake_engine import FakeEngine
 from tests.process_support import free_port
+from tests.shared_cpu import shared_cpu
 
 KEY = "engine-server-test-key-0123"
 
@@ -90,21 +91,19 @@ async def test_engine_server_shows_a_running_job_a_waiting_one_and_a_refusal(tmp
 @pytest.fixture
 async def runner_world(tmp_path: Path, sqlite_db: Database):
     from bot.jobs.scheduler import JobRunner
-    from bot.pools import CpuPool, TaskSet
+    from bot.pools import TaskSet
     from bot.runtime import recognizer
     from bot.services.context import Services
 
     fake = FakeSlack()
     await fake.start()
     settings = bot_settings(fake, str(sqlite_db.url), job_max_attempts=1, var_dir=tmp_path / "var")
-    cpu = CpuPool()
-    runner = JobRunner(Services(settings=settings, db=sqlite_db, engine=FakeEngine()), cpu=cpu,
+    runner = JobRunner(Services(settings=settings, db=sqlite_db, engine=FakeEngine()), cpu=shared_cpu(),
                        speech=recognizer(settings), background=TaskSet(), owner="here:2:alive")
     try:
         yield fake, sqlite_db, runner
     finally:
         await runner.stop()  # its progress replies too: none is left running past the test
-        await cpu.close()
         await fake.close()
 
 

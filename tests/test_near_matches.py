@@ -16,6 +16,7 @@ from storage.database import Database
 from storage.models import NearMatch
 from testbed.fake_slack import TEAM_ID, BotUnderTest, FakeSlack, bot_settings
 from tests.fake_engine import FakeEngine
+from tests.shared_cpu import shared_cpu
 from tests.slack_e2e_support import enroll, press_identify_again, wait_status
 
 CHANNEL = "C0001"
@@ -59,7 +60,7 @@ class World:
         self.fake, self.db, self.settings, self.bot = fake, db, settings, None
 
     async def start(self, engine) -> BotUnderTest:
-        self.bot = await BotUnderTest(self.fake, self.settings, self.db, engine).start()
+        self.bot = await BotUnderTest(self.fake, self.settings, self.db, engine, cpu=shared_cpu()).start()
         return self.bot
 
     async def share(self, name: str = "standup.wav"):

@@ -19,6 +19,7 @@ from storage.database import Database
 from storage.migrate import upgrade
 from testbed.fake_slack import BotUnderTest, FakeSlack, bot_settings
 from tests.engine_http_support import client_for, engine_server, utterance
+from tests.shared_cpu import shared_cpu
 from tests.slack_e2e_support import enroll
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
@@ -38,7 +39,7 @@ async def test_enrollment_dm_for_a_bad_clip_names_no_temporary_file(local_engine
     url = f"sqlite+aiosqlite:///{tmp_path / 'voiceid.db'}"
     await upgrade(url)
     db = Database(url)
-    bot = await BotUnderTest(fake, bot_settings(fake, url, var_dir=tmp_path / "var"), db, local_engine).start()
+    bot = await BotUnderTest(fake, bot_settings(fake, url, var_dir=tmp_path / "var"), db, local_engine, cpu=shared_cpu()).start()
     try:
         dm = await enroll(bot, fake, "U1", JUNK, name="me.wav")
     finally:

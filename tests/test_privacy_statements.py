@@ -7,6 +7,7 @@ import pytest
 from bot.config import EngineKind
 from bot.summary import enroll_views as views
 from testbed.fake_slack import BotUnderTest, FakeSlack, bot_settings
+from tests.shared_cpu import shared_cpu
 
 THIRD_PARTY = "pyannoteAI, a third-party service"
 OWN_SERVER = "this Voice ID's own engine server"
@@ -66,7 +67,7 @@ async def test_enroll_help_and_modal_follow_the_configured_engine(engine: Engine
                             pyannoteai_api_url="http://127.0.0.1:9", engine_url="http://127.0.0.1:9",
                             engine_api_key="engine-test")
     remote = make_engine(settings)  # never called: help and the modal need no engine job
-    bot = await BotUnderTest(fake_slack, settings, sqlite_db, remote, run_jobs=False).start()
+    bot = await BotUnderTest(fake_slack, settings, sqlite_db, remote, run_jobs=False, cpu=shared_cpu()).start()
     try:
         help_reply = await (await bot.command("U1", "help")).text()
         unknown_reply = await (await bot.command("U1", "bogus")).text()

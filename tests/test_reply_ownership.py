@@ -13,6 +13,7 @@ from storage.migrate import upgrade
 from storage.voiceprints import upsert_voiceprint
 from testbed.fake_slack import BOT_ID, BOT_USER_ID, TEAM_ID, BotUnderTest, FakeSlack, Message, bot_settings
 from tests.fake_engine import FakeEngine
+from tests.shared_cpu import shared_cpu
 from tests.slack_e2e_support import wait_status
 
 CHANNEL = "C0001"
@@ -39,7 +40,7 @@ async def test_a_forged_reply_in_the_thread_is_neither_taken_nor_edited(tmp_path
                          "voiceprints": [{"speaker": "SPEAKER_00", "match": "U1", "confidence": {"U1": 90.0}}]})
     await upsert_voiceprint(db, team_id=TEAM_ID, user_id="U1", engine=engine.engine_id, model_id="m",
                             voiceprint="AAAA", consent_at=utcnow(), clip_duration=10.0)
-    bot = await BotUnderTest(fake, bot_settings(fake, url), db, engine).start()
+    bot = await BotUnderTest(fake, bot_settings(fake, url), db, engine, cpu=shared_cpu()).start()
     try:
         f = fake.add_file("standup.wav", "audio/wav", b"RIFF meeting audio")
         event = bot.share_event(f)

@@ -12,6 +12,7 @@ import pytest
 import pytest_asyncio
 
 from testbed.fake_slack import BotUnderTest, FakeSlack
+from tests.shared_cpu import shared_cpu
 from tests.slack_e2e_support import (
     SR,
     concat,
@@ -233,7 +234,7 @@ async def test_a_crash_mid_job_is_taken_over_once_the_lease_expires_and_posts_on
         fake.members[CHANNEL] = [*READERS, UNKNOWN, "UBOT"]
         await enroll_readers(web.services, {"U2033": "2033"}, tmp_path)
         edits = fake.gate("chat.update")  # the first instance's first edit of its reply holds it mid-job
-        first = await BotUnderTest(fake, web.settings, db, web.engine).start()
+        first = await BotUnderTest(fake, web.settings, db, web.engine, cpu=shared_cpu()).start()
         f = fake.add_file("planning.wav", "audio/wav",
                           wav_bytes(concat([(r, i) for i in (8, 9) for r in ("2414", "2033")], pause=0.5)))
         event = web.share_event(f)
@@ -246,7 +247,7 @@ async def test_a_crash_mid_job_is_taken_over_once_the_lease_expires_and_posts_on
         left = await recording_for(db, f.id)
         assert (left.state.value, left.lease_owner) == ("running", running.lease_owner), "a crash releases nothing"
         edits.open()  # what the dead instance sent arrives late, as a slow request would
-        second = await BotUnderTest(fake, web.settings, db, web.engine).start()
+        second = await BotUnderTest(fake, web.settings, db, web.engine, cpu=shared_cpu()).start()
         try:
             taken = await fake.wait_for(
                 lambda: _held_by_another(db, f.id, running.lease_owner), timeout=120, what="a takeover")

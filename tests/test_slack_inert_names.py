@@ -19,6 +19,7 @@ from storage.migrate import upgrade
 from storage.voiceprints import upsert_voiceprint
 from testbed.fake_slack import TEAM_ID, BotUnderTest, FakeSlack, bot_settings
 from tests.fake_engine import FakeEngine
+from tests.shared_cpu import shared_cpu
 from tests.slack_e2e_support import dms, enroll, wait_status
 
 CHANNEL = "C0001"
@@ -97,7 +98,7 @@ async def world(tmp_path_factory):
                          "voiceprints": [{"speaker": "SPEAKER_00", "match": "U1", "confidence": {"U1": 90.0}}]})
     await upsert_voiceprint(db, team_id=TEAM_ID, user_id="U1", engine=engine.engine_id, model_id="m",
                             voiceprint="AAAA", consent_at=utcnow(), clip_duration=10.0)
-    bot = await BotUnderTest(fake, bot_settings(fake, url, job_max_attempts=1), db, engine).start()
+    bot = await BotUnderTest(fake, bot_settings(fake, url, job_max_attempts=1), db, engine, cpu=shared_cpu()).start()
     yield fake, db, bot
     await bot.stop()
     await db.dispose()

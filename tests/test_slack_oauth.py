@@ -14,6 +14,7 @@ from bot.schema import utcnow
 from storage.database import Database
 from storage.migrate import upgrade
 from testbed.fake_slack import TEAM_ID, BotUnderTest, FakeSlack, bot_settings
+from tests.shared_cpu import shared_cpu
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 
@@ -30,7 +31,7 @@ async def oauth_world(tmp_path_factory):
     engine = LocalEngine(workers=1)  # never asked to do anything here; OAuth needs no model
     settings = bot_settings(fake, url, slack_bot_token=None, slack_client_id="111.222",
                             slack_client_secret="client-secret")
-    bot = await BotUnderTest(fake, settings, db, engine).start()
+    bot = await BotUnderTest(fake, settings, db, engine, cpu=shared_cpu()).start()
     yield fake, db, bot
     await bot.stop()
     await engine.close()

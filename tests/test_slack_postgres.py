@@ -10,6 +10,7 @@ from shared_models import model_cache
 from storage.database import Database
 from storage.migrate import upgrade
 from testbed.fake_slack import BotUnderTest, FakeSlack, bot_settings
+from tests.shared_cpu import shared_cpu
 from tests.slack_e2e_support import SR, enroll, enrollment_clip, utterance, wait_status, wav_bytes
 
 CHANNEL = "C0001"
@@ -38,7 +39,7 @@ async def two_bots(pg_url):
     db = Database(pg_url)
     engine = LocalEngine(workers=1, model_cache=model_cache())
     settings = bot_settings(fake, pg_url)
-    bots = [await BotUnderTest(fake, settings, db, engine).start() for _ in range(2)]
+    bots = [await BotUnderTest(fake, settings, db, engine, cpu=shared_cpu()).start() for _ in range(2)]
     yield fake, db, bots
     for bot in bots:
         await bot.stop()

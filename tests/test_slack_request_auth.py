@@ -19,6 +19,7 @@ from bot.schema import utcnow
 from storage.database import Database
 from storage.migrate import upgrade
 from testbed.fake_slack import APP_TOKEN, TEAM_ID, BotUnderTest, FakeSlack, bot_settings, signed_headers
+from tests.shared_cpu import shared_cpu
 
 VICTIM = "UVICTIM"
 ATTACKER = "UATTACK"
@@ -148,7 +149,7 @@ async def http_bot(tmp_path_factory):
     await upgrade(url)
     db = Database(url)
     engine = LocalEngine(workers=1)  # never asked to do anything: every request here is refused
-    bot = await BotUnderTest(fake, bot_settings(fake, url), db, engine).start()
+    bot = await BotUnderTest(fake, bot_settings(fake, url), db, engine, cpu=shared_cpu()).start()
     yield fake, db, bot
     await bot.stop()
     await engine.close()

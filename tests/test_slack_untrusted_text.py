@@ -23,6 +23,7 @@ from bot.text import escape
 from storage.database import Database
 from storage.migrate import upgrade
 from testbed.fake_slack import TEAM_ID, BotUnderTest, FakeSlack, bot_settings
+from tests.shared_cpu import shared_cpu
 from tests.slack_e2e_support import dms, enroll, wait_status
 
 CHANNEL = "C0001"
@@ -124,7 +125,7 @@ async def world(tmp_path_factory):
                         recommended_threshold=60.0, retry=RetryPolicy(attempts=1))
     await upsert_voiceprint(db, team_id=TEAM_ID, user_id=ENROLLED, engine=engine.engine_id, model_id="m",
                             voiceprint="AAAA", consent_at=utcnow(), clip_duration=10.0)
-    bot = await BotUnderTest(fake, bot_settings(fake, url, job_max_attempts=1), db, engine).start()
+    bot = await BotUnderTest(fake, bot_settings(fake, url, job_max_attempts=1), db, engine, cpu=shared_cpu()).start()
     yield fake, db, bot
     await bot.stop()
     await engine.close()

@@ -21,6 +21,7 @@ from storage.voiceprints import list_voiceprints, upsert_voiceprint
 from testbed.fake_slack import TEAM_ID
 from tests.engine_http_support import client_for, engine_server
 from tests.fake_engine import FakeEngine
+from tests.shared_cpu import shared_cpu
 from tests.slack_e2e_support import concat, slack_world, utterance, wait_status, wav_bytes
 
 CHANNEL = "C0001"
@@ -91,22 +92,17 @@ async def world(request, local_engine, tmp_path_factory):
 async def enroll_twice(services, tmp: Path) -> None:
     """Each reader's clip as it is ("default") and a phone-like copy of it ("phone"), each absent person's once,
     made by the services' engine and stored as `/enroll` stores them."""
-    from bot.pools import CpuPool
     from bot.services.voiceprints import voiceprint_from_path
 
     clips = {(user, "default"): clip_of(p) for user, p in {**READERS, **ABSENT}.items()}
     clips |= {(user, "phone"): phone_like(clip_of(p), seed=i) for i, (user, p) in enumerate(READERS.items())}
-    cpu = CpuPool()
-    try:
-        for (user, name), samples in clips.items():
-            path = tmp / f"{user}-{name}.wav"
-            path.write_bytes(wav_bytes(samples))
-            vp = await voiceprint_from_path(services, cpu, path)
-            await upsert_voiceprint(services.db, team_id=TEAM_ID, user_id=user, engine=services.engine.engine_id,
-                                    model_id=vp.model_id, voiceprint=vp.voiceprint, consent_at=utcnow(),
-                                    clip_duration=vp.clip_duration, name=name, consent_text="I agree")
-    finally:
-        await cpu.close()
+    for (user, name), samples in clips.items():
+        path = tmp / f"{user}-{name}.wav"
+        path.write_bytes(wav_bytes(samples))
+        vp = await voiceprint_from_path(services, shared_cpu(), path)
+        await upsert_voiceprint(services.db, team_id=TEAM_ID, user_id=user, engine=services.engine.engine_id,
+                                model_id=vp.model_id, voiceprint=vp.voiceprint, consent_at=utcnow(),
+                                clip_duration=vp.clip_duration, name=name, consent_text="I agree")
 
 
 @pytest.mark.speech

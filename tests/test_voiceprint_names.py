@@ -13,6 +13,7 @@ from storage.models import AuditAction, AuditEvent
 from storage.voiceprints import list_voiceprints
 from testbed.fake_slack import TEAM_ID, BotUnderTest, FakeSlack, bot_settings
 from tests.fake_engine import FakeEngine
+from tests.shared_cpu import shared_cpu
 from tests.slack_e2e_support import dms, enroll, submit_enrollment, wait_status
 
 USER = "UMANY"
@@ -27,7 +28,7 @@ async def world(db: Database):
     fake.members[CHANNEL] = [USER, "UOTHER", "UBOT"]
     engine = FakeEngine()
     bot = await BotUnderTest(fake, bot_settings(fake, db.url.render_as_string(hide_password=False)), db,
-                             engine).start()
+                             engine, cpu=shared_cpu()).start()
     try:
         yield fake, engine, bot
     finally:
