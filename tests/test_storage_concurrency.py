@@ -1,6 +1,6 @@
 """Several workers, one queue: every recording is claimed exactly once, on SQLite and PostgreSQL.
 
-4 OS processes drain 300 recordings; then every lease expires (as if all workers crashed), the queue is
+4 OS processes drain 120 recordings; then every lease expires (as if all workers crashed), the queue is
 re-drained by 4 connections × 40 coroutines, and when the leases expire again with the attempts used
 up every recording ends `failed` with its `lease_expired` error — none is lost.
 """
@@ -17,7 +17,7 @@ from storage.database import Database
 from storage.models import Recording, RecordingStatus, utcnow
 from storage.recordings import LEASE_EXPIRED, count_by_status, enqueue_recording, requeue_expired
 
-N = 300
+N = 120
 
 
 def assert_each_once(claimed: list[int], all_ids: set[int]) -> None:
