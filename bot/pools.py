@@ -64,10 +64,10 @@ class TaskSet:
 class CpuPool:
     """CPU-bound work (decoding, drawing) in a one-process pool, so acks never wait behind it; the process starts
     with the first task. A pool whose worker died (the OOM killer) is replaced and the work tried once more in
-    the new one. `executor`: a pool to start with (tests share one between several of these)."""
+    the new one."""
 
-    def __init__(self, executor: ProcessPoolExecutor | None = None):
-        self._pool = executor
+    def __init__(self) -> None:
+        self._pool: ProcessPoolExecutor | None = None
 
     async def run(self, fn: Callable[..., T], *args: Any) -> T:
         for tries_left in (1, 0):

@@ -9,8 +9,7 @@ import io
 import itertools
 import time
 import uuid
-from collections.abc import AsyncIterator, Iterator
-from concurrent.futures import ProcessPoolExecutor
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import timedelta
 from functools import partial
@@ -26,6 +25,7 @@ from storage.database import Database
 from testbed.fake_slack import BOT_USER_ID, TEAM_ID, FakeSlack, bot_settings
 from testbed.outputs import OUTPUT
 from tests.fake_engine import answer_with_labels
+from tests.shared_cpu import shared_cpu
 
 CHANNEL = "C0001"
 _names = itertools.count(1)
@@ -98,7 +98,6 @@ class World:
     fake: FakeSlack
     db: Database
     db_url: str
-    pool: object
 
     def settings(self, **overrides):
         values = {"job_poll_seconds": 0.02, "job_lease_seconds": 30, "job_max_attempts": 3,
@@ -140,19 +139,19 @@ class World:
 
 
 class Proc:
-    """One bot process: its own engine, its own owner name, the real pipeline; its CPU pool starts with the
-    world's shared one, `speech` is its recognizer (the real one, made on first use, unless a double is given)."""
+    """One bot process: its own engine, its own owner name, the real pipeline; the test process's shared CPU pool
+    (`tests.shared_cpu`), `speech` is its recognizer (the real one, made on first use, unless a double is given)."""
 
     def __init__(self, world: World, engine: ScriptedEngine | None = None, *, speech=None, **settings):
         from bot.jobs.recording_job import RecordingJob
-        from bot.pools import CpuPool, TaskSet
+        from bot.pools import TaskSet
         from bot.runtime import recognizer
         from bot.services.context import Services
 
         self.world = world
         self.engine = engine or ScriptedEngine()
         self.services = Services(settings=world.settings(**settings), db=world.db, engine=self.engine)
-        self.cpu = CpuPool(world.pool)
+        self.cpu = shared_cpu()
         self.speech = speech or recognizer(self.services.settings)
         self.background = TaskSet()
         self.owner = f"proc-{next(_names)}"
@@ -189,18 +188,8 @@ def failure_shown(message) -> bool:
     return message.text.startswith("Could not identify speakers")
 
 
-@pytest.fixture(scope="module", name="cpu_pool")
-def cpu_pool_fixture() -> Iterator[ProcessPoolExecutor]:
-    """One chart-drawing pool shared by a module's "processes" (spawning one each would dominate the time)."""
-    import multiprocessing
-
-    pool = ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn"))
-    yield pool
-    pool.shutdown(cancel_futures=True)
-
-
 @pytest.fixture(name="world")
-async def world_fixture(db: Database, db_url: str, cpu_pool: ProcessPoolExecutor) -> AsyncIterator[World]:
+async def world_fixture(db: Database, db_url: str) -> AsyncIterator[World]:
     """Fake Slack with one channel whose member U1 has enrolled, over a fresh database (both backends)."""
     from storage.models import utcnow
     from storage.voiceprints import upsert_voiceprint
@@ -211,5 +200,5 @@ async def world_fixture(db: Database, db_url: str, cpu_pool: ProcessPoolExecutor
     fake.users["U1"] = "Ann"
     await upsert_voiceprint(db, team_id=TEAM_ID, user_id="U1", engine="local", model_id="m", voiceprint="vp",
                             consent_at=utcnow(), clip_duration=10.0)
-    yield World(fake, db, db_url, cpu_pool)
+    yield World(fake, db, db_url)
     await fake.close()

@@ -26,7 +26,6 @@ from tests.reliability_support import (  # noqa: F401 — fixtures
     Crash,
     ScriptedEngine,
     World,
-    cpu_pool_fixture,
     world_fixture,
 )
 from tests.reliability_support import Proc as RecordingProc

@@ -20,7 +20,6 @@ from tests.reliability_support import (  # noqa: F401 — fixtures
     Proc,
     ScriptedEngine,
     World,
-    cpu_pool_fixture,
     summary_shown,
     world_fixture,
 )

@@ -21,7 +21,6 @@ from tests.reliability_support import (  # noqa: F401 — fixtures
     Proc,
     ScriptedEngine,
     World,
-    cpu_pool_fixture,
     failure_shown,
     summary_shown,
     world_fixture,
@@ -286,7 +285,7 @@ def own_postgres():
 
 
 @pytest.mark.postgres
-async def test_postgres_restarted_while_the_engine_works(own_postgres, cpu_pool):
+async def test_postgres_restarted_while_the_engine_works(own_postgres):
     from storage.database import Database
     from storage.migrate import upgrade
     from testbed.fake_slack import BOT_USER_ID, FakeSlack
@@ -302,7 +301,7 @@ async def test_postgres_restarted_while_the_engine_works(own_postgres, cpu_pool)
         fake.members[CHANNEL] = ["U1", BOT_USER_ID]
         await upsert_voiceprint(db, team_id=TEAM_ID, user_id="U1", engine="local", model_id="m", voiceprint="vp",
                                 consent_at=utcnow(), clip_duration=10.0)
-        world = World(fake, db, url, cpu_pool)
+        world = World(fake, db, url)
         event, rec = await world.share()
         proc = Proc(world, engine=ScriptedEngine(polls=600), job_lease_seconds=20)
         job = asyncio.create_task(proc.claim_and_run())

@@ -13,7 +13,6 @@ from tests.reliability_support import (  # noqa: F401 — fixtures
     Crash,
     Proc,
     World,
-    cpu_pool_fixture,
     summary_shown,
     world_fixture,
 )

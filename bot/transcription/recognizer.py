@@ -259,7 +259,6 @@ class TranscriptionWorker:
             await asyncio.get_running_loop().run_in_executor(None, stop_pool, pool)
 
 
-
 class LazyTranscriptionWorker:
     """A `TranscriptionWorker` made with these arguments at the first `transcribe`: nothing is checked or started
     before (a process that never transcribes never pays for it, and a language the model cannot do fails that
