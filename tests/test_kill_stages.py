@@ -22,7 +22,6 @@ import pytest_asyncio
 
 from storage.crypto import new_key
 from storage.database import Database
-from storage.migrate import upgrade
 from testbed.fake_slack import BOT_USER_ID, TEAM_ID, FakeSlack, Gate, bot_settings
 from tests.process_support import (
     ENGINE_API_KEY,
@@ -59,9 +58,10 @@ class Engine:
 
 
 @pytest_asyncio.fixture(scope="module", loop_scope="module")
-async def engine(postgres_server, tmp_path_factory) -> AsyncIterator[Engine]:
+async def engine(postgres_server, _pg_head, tmp_path_factory) -> AsyncIterator[Engine]:
     """One real engine server for the module (its models load once; the workers load none), and a database per
-    stage (a worker claims every recording of its database) with the two readers enrolled through the server."""
+    stage (a worker claims every recording of its database): each a copy of one where the two readers were
+    enrolled through the server."""
     from bot.engines.factory import make_engine
     from bot.services.context import Services
 
@@ -70,23 +70,25 @@ async def engine(postgres_server, tmp_path_factory) -> AsyncIterator[Engine]:
     server = start(["engine-server", "--host", "127.0.0.1", "--port", url.rsplit(":", 1)[1]],
                    child_env(tmp, ENGINE_DATA_DIR=str(tmp / "data"), ENGINE_WORKERS="1"), tmp / "engine-server.log")
     key = new_key()  # PostgreSQL workers refuse to start without one
-    dbs = {}
-    for stage in STAGES:
-        db_url = postgres_server.create_database(f"kill_{stage.replace('-', '_')}")
-        await upgrade(db_url)
-        dbs[stage] = (Database(db_url, keys=[key]), db_url)
+    enrolled_url = postgres_server.create_database("kill_enrolled", template=_pg_head)
     # only the engine is used here: Slack's URL is a loopback one that nothing calls
-    settings = bot_settings(FakeSlack(), dbs["download"][1], engine="server", engine_url=url,
+    settings = bot_settings(FakeSlack(), enrolled_url, engine="server", engine_url=url,
                             engine_api_key=ENGINE_API_KEY, slack_api_url="http://127.0.0.1:9/api/")
     engine = make_engine(settings)
+    enrolled = Database(enrolled_url, keys=[key])
+    dbs = {}
     try:
         await wait_engine_ready(url, server)
-        for db, _ in dbs.values():
-            await enroll_readers(Services(settings=settings, db=db, engine=engine), READERS, tmp)
+        await enroll_readers(Services(settings=settings, db=enrolled, engine=engine), READERS, tmp)
+        await enrolled.dispose()  # a template has no open connection
+        for stage in STAGES:
+            db_url = postgres_server.create_database(f"kill_{stage.replace('-', '_')}", template="kill_enrolled")
+            dbs[stage] = (Database(db_url, keys=[key]), db_url)
         yield Engine(url, dbs, key)
     finally:
         await engine.close()
         stop(server)
+        await enrolled.dispose()
         for db, _ in dbs.values():
             await db.dispose()
 
