@@ -195,6 +195,19 @@ class FakeSlack:
         return sorted((m for m in self.messages.values() if m.channel == channel and m.thread_ts == thread_ts),
                       key=lambda m: float(m.ts))
 
+    async def one_reply(self, channel: str, thread_ts: str, shows: str = "", timeout: float = 30.0) -> Message:
+        """The thread's one message once it holds exactly one (showing `shows`). A progress reply and a fast
+        job's outcome can race; the bot then deletes the one stored second right after
+        (`bot.slack_api.replies.keep_stored`), so for a moment the thread may hold both."""
+        def settled():
+            thread = self.thread(channel, thread_ts)
+            return thread[0] if len(thread) == 1 and shows in thread[0].text else None
+
+        try:
+            return await self.wait_for(settled, timeout, what=f"one reply showing {shows!r}")
+        except AssertionError as exc:
+            raise AssertionError(f"{exc}; the thread: {[m.text[:80] for m in self.thread(channel, thread_ts)]}") from None
+
     async def wait_for(self, predicate, timeout: float = 60.0, what: str = "condition"):
         """Poll until `predicate()` (a plain or async function) is truthy; returns its value."""
         deadline = time.monotonic() + timeout

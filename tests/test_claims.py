@@ -39,7 +39,7 @@ async def summary_posted(db: Database):
     try:
         assert "voiceprint is saved" in await enroll(bot, fake, ANN, b"RIFF Ann's own clip")
         rec = await share(bot, fake, db, "standup.wav")
-        [reply] = fake.thread(CHANNEL, rec.message_ts)
+        reply = await fake.one_reply(CHANNEL, rec.message_ts)
         yield Meeting(fake, bot, engine, db, rec.id, reply.ts)
     finally:
         await bot.stop()

@@ -86,7 +86,7 @@ async def test_engine_server_restart_mid_job_ends_with_one_summary(pg_url, tmp_p
         done = await wait_status(fake, db, f.id, {"posted", "failed"}, timeout=240)
         assert done.state.value == "posted", (done.error_code, done.error_message)
         assert done.attempts <= settings.job_max_attempts
-        [summary] = fake.thread(CHANNEL, event["ts"])
+        summary = await fake.one_reply(CHANNEL, event["ts"])
         assert "<@U1688>" in str(summary.blocks) and "<@U1998>" in str(summary.blocks)
         charts = [c for c in fake.calls_to("files.completeUploadExternal")
                   if c.done and c.params["thread_ts"] == event["ts"]]

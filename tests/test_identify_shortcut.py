@@ -64,7 +64,7 @@ async def test_a_recording_shared_before_the_bot_joined_gets_its_summary_in_its_
     assert "Identifying the speakers of standup.wav" in answer and "thread" in answer
     rec = await wait_status(fake, db, f.id, {"posted", "failed"}, timeout=60)
     assert rec.state.value == "posted", rec.error_message
-    [summary] = fake.thread(CHANNEL, msg["ts"])
+    summary = await fake.one_reply(CHANNEL, msg["ts"])
     assert summary.blocks[0]["text"]["text"] == "Who spoke in standup.wav" and f"<@{ANN}>" in str(summary.blocks)
     assert "Speaker count from the message: 3" in str(summary.blocks)
     assert engine.identify_requests[-1].num_speakers == 3 and rec.uploader_id == BOB

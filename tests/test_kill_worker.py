@@ -61,7 +61,7 @@ async def test_kill_9_while_waiting_is_taken_over_within_a_minute(pg_url, local_
         done = await wait_status(fake, db, f.id, {"posted", "failed"}, timeout=300)
         assert done.state.value == "posted", done.error_message
         assert now.attempts == 2
-        [summary] = fake.thread(CHANNEL, event["ts"])
+        summary = await fake.one_reply(CHANNEL, event["ts"])
         assert "<@U1688>" in str(summary.blocks) and "<@U1998>" in str(summary.blocks)
         charts = [c for c in fake.calls_to("files.completeUploadExternal") if c.params["thread_ts"] == event["ts"]]
         assert len(charts) == 1

@@ -69,7 +69,7 @@ class World:
         assert (await self.bot.event(event, event_id=f"Ev-{f.id}")).status == 200
         rec = await wait_status(self.fake, self.db, f.id, {"posted", "failed"}, timeout=60)
         assert rec.state.value == "posted", rec.error_message
-        [reply] = self.fake.thread(CHANNEL, rec.message_ts)
+        reply = await self.fake.one_reply(CHANNEL, rec.message_ts)
         return rec, reply.ts
 
     async def answer(self, user: str, action: str, value: str, dm_ts: str) -> None:

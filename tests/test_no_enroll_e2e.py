@@ -68,7 +68,7 @@ async def test_nobody_enrolled_gets_a_numbered_summary_with_an_invitation_and_a_
     rec = await wait_status(fake, db, f.id, {"posted", "failed"})
     assert rec.state.value == "posted", rec.error_message
     assert rec.diarize_only
-    [reply] = fake.thread(CHANNEL, event["ts"])
+    reply = await fake.one_reply(CHANNEL, event["ts"])
     text = str(reply.blocks)
     assert "Speaker 1" in text and "Speaker 2" in text and "Unknown speaker" not in text
     assert "talk time" in text and "turns" in text and "This is me" in text and "<@" not in text

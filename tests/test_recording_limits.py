@@ -80,7 +80,7 @@ async def refused(fake: FakeSlack, db, bot, f) -> str:
     assert (await bot.event(event, event_id=f"Ev{f.id}")).status == 200
     rec = await wait_status(fake, db, f.id, {"failed", "posted"}, timeout=60)
     assert rec.state.value == "failed" and rec.error_code == "too_long", (rec.status, rec.error_message)
-    [reply] = fake.thread(CHANNEL, event["ts"])
+    reply = await fake.one_reply(CHANNEL, event["ts"])
     return reply.text
 
 

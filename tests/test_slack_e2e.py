@@ -70,9 +70,7 @@ async def meeting_posted(world, enrolled):
 
 async def failure_shown(fake: FakeSlack, ts: str, text: str):
     """The thread's one message once it shows `text`: a failed state is stored before its reply is edited."""
-    await fake.wait_for(lambda: any(text in m.text for m in thread_messages(fake, ts)), what=f"reply saying {text!r}")
-    [reply] = thread_messages(fake, ts)
-    return reply
+    return await fake.one_reply(CHANNEL, ts, shows=text)
 
 
 # -- enrollment -------------------------------------------------------------------------------------
@@ -123,17 +121,13 @@ async def test_enroll_bad_inputs_have_clear_messages(world):
 
 # -- recordings -------------------------------------------------------------------------------------
 
-def thread_messages(fake: FakeSlack, ts: str):
-    return fake.thread(CHANNEL, ts)
-
-
 async def test_meeting_summary_names_three_and_uploads_chart(world, meeting_posted):
     from storage.thread import CHART, get_output
 
     fake, db, _ = world
     _, event, rec = meeting_posted
     assert rec.state.value == "posted", rec.error_message
-    [reply] = thread_messages(fake, event["ts"])
+    reply = await fake.one_reply(CHANNEL, event["ts"])
     text = str(reply.blocks)
     for user in READERS:
         assert f"<@{user}>" in text
@@ -161,7 +155,7 @@ async def test_same_event_three_times_makes_one_job_and_one_reply(world):
     assert rec.state.value == "failed" and rec.error_code == "silent"
     reply = await failure_shown(fake, event["ts"], "Could not identify speakers in silence.wav")
     assert "silent" in reply.text
-    assert thread_messages(fake, ignored["ts"]) == []
+    assert fake.thread(CHANNEL, ignored["ts"]) == []
     assert await recording_for(db, f.id) is None
 
 
@@ -194,7 +188,7 @@ async def test_this_is_me_and_not_me(world, meeting_posted):
     from storage.recordings import get_recording
 
     _, event, rec = meeting_posted
-    rec_id, [reply] = rec.id, thread_messages(fake, event["ts"])
+    rec_id, reply = rec.id, await fake.one_reply(CHANNEL, event["ts"])
     msg_ts = reply.ts
     summary = lambda: str(fake.messages[(CHANNEL, msg_ts)].blocks)
     value = speaker_of(fake.messages[(CHANNEL, msg_ts)].blocks, "<@U1688>")
@@ -255,7 +249,7 @@ async def test_a_crash_mid_job_is_taken_over_once_the_lease_expires_and_posts_on
             rec = await wait_status(fake, db, f.id, {"posted", "failed"})
             assert rec.state.value == "posted", rec.error_message
             assert taken.attempts >= 2 and rec.attempts >= 2
-            [reply] = thread_messages(fake, event["ts"])
+            reply = await fake.one_reply(CHANNEL, event["ts"])
             assert "Unknown speaker" in str(reply.blocks) or "<@" in str(reply.blocks)
             posts = [c for c in fake.calls_to("chat.postMessage") if c.params.get("thread_ts") == event["ts"]]
             assert len(posts) == 1
@@ -278,7 +272,7 @@ async def test_this_is_me_when_the_file_is_gone_still_records_the_claim(world, e
     assert (await bot.event(event, event_id="EvGone")).status == 200
     rec = await wait_status(fake, db, f.id, {"posted", "failed"})
     assert rec.state.value == "posted", rec.error_message
-    [summary] = thread_messages(fake, event["ts"])
+    summary = await fake.one_reply(CHANNEL, event["ts"])
     del fake.files[f.id]  # deleted from Slack; our copy of the audio was deleted after processing
     fake.members[CHANNEL].append("UNEW")  # someone who joined the channel since
     value = speaker_of(summary.blocks, "Unknown speaker")

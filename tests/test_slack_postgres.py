@@ -59,7 +59,7 @@ async def test_two_runners_share_postgres_and_post_each_summary_once(two_bots):
     for f, event in zip(files, events, strict=True):
         rec = await wait_status(fake, db, f.id, {"posted", "failed"})
         assert rec.state.value == "posted", rec.error_message
-        [reply] = fake.thread(CHANNEL, event["ts"])
+        reply = await fake.one_reply(CHANNEL, event["ts"])
         assert "<@U1688>" in str(reply.blocks) and "<@U1998>" in str(reply.blocks)
         uploads = [c for c in fake.calls_to("files.completeUploadExternal") if c.params["thread_ts"] == event["ts"]]
         assert len(uploads) == 1

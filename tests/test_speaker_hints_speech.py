@@ -23,7 +23,7 @@ async def test_the_count_in_the_message_is_the_count_the_local_engine_finds(loca
             assert (await bot.event(event, event_id=f"Ev-{f.id}")).status == 200
             rec = await wait_status(fake, db, f.id, {"posted", "failed"})
             assert rec.state.value == "posted", rec.error_message
-            [summary] = fake.thread(CHANNEL, rec.message_ts)
+            summary = await fake.one_reply(CHANNEL, rec.message_ts)
             contexts[text] = [b["elements"][0]["text"] for b in summary.blocks if b["type"] == "context"]
     plain, hinted = contexts.values()
     assert " · 3 speakers · " in plain[0] and not [c for c in plain if c.startswith("Speaker count")]

@@ -31,7 +31,7 @@ async def shared(fake, db, bot):
     assert (await bot.event(event)).status == 200
     rec = await wait_status(fake, db, f.id, {"posted", "failed"}, timeout=60)
     assert rec.state.value == "posted", rec.error_message
-    [reply] = fake.thread(CHANNEL, event["ts"])
+    reply = await fake.one_reply(CHANNEL, event["ts"])
     return rec, event, reply
 
 
@@ -95,7 +95,7 @@ async def test_a_correction_redraws_the_chart_and_deletes_the_old_one(tmp_path: 
         redrawn = uploads(fake, event)[-1]
         assert redrawn.params["thread_ts"] == event["ts"] and redrawn.params["channel_id"] == CHANNEL
         # The summary says the same as the new chart, and still links the transcript.
-        [reply] = fake.thread(CHANNEL, event["ts"])
+        reply = await fake.one_reply(CHANNEL, event["ts"])
         assert "claimed by <@U2>" in str(reply.blocks) and LINK.search(str(reply.blocks))
 
 

@@ -45,5 +45,5 @@ async def test_a_recording_gets_a_transcript_whose_turns_carry_the_right_names(l
         turns = TURN_LINE.findall(md)
         assert [name for _, name, _ in turns] == ["Ann", "Bob", "Ann", "Bob"], md
         assert all(len(text.split()) >= 5 for _, _, text in turns), md
-        [reply] = fake.thread(CHANNEL, event["ts"])
+        reply = await fake.one_reply(CHANNEL, event["ts"])
         assert "sync-transcript.md" in str(reply.blocks)

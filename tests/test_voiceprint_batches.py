@@ -119,7 +119,7 @@ async def test_each_reader_is_named_once_and_nobody_absent(world, tmp_path):
     rec = await wait_status(fake, db, f.id, {"posted", "failed"}, timeout=600)
     assert rec.state.value == "posted", rec.error_message
 
-    [reply] = fake.thread(CHANNEL, event["ts"])
+    reply = await fake.one_reply(CHANNEL, event["ts"])
     text = str(reply.blocks)
     for user in READERS:
         assert text.count(f"<@{user}>") == 1, (user, reply.text)
