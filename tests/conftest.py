@@ -24,7 +24,6 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import pytest
-import pytest_asyncio
 from ci import missing_speech, skip_or_fail
 from shared_models import ENV, model_cache
 
@@ -126,12 +125,12 @@ async def sqlite_db(tmp_path: Path, _sqlite_head: Path) -> AsyncIterator[Databas
     await database.dispose()
 
 
-@pytest_asyncio.fixture(scope="module", loop_scope="module")
-async def local_engine():
-    """The embedded engine, one per test module (its worker process loads the models once, from the run's
-    ONNX cache), closed after."""
+@pytest.fixture(scope="session")
+def local_engine():
+    """The embedded engine, one per test process (an xdist worker) like `tests.shared_cpu`: its worker process
+    imports torch and loads the models (from the run's ONNX cache) once for every module, not once per module.
+    Never closed by a test; its worker process ends with the test process (`exit_with_parent`). The engine is
+    bound to no event loop, so each module's loop uses it. Tests about closing an engine make their own."""
     from bot.engines.local import LocalEngine
 
-    engine = LocalEngine(workers=1, model_cache=model_cache())
-    yield engine
-    await engine.close()
+    return LocalEngine(workers=1, model_cache=model_cache())

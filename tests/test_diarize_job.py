@@ -5,7 +5,6 @@ from __future__ import annotations
 import pytest
 import pytest_asyncio
 from pydantic import ValidationError
-from shared_models import model_cache
 
 from bench import meetings
 from bot.engines.base import Engine
@@ -33,16 +32,6 @@ async def test_an_engine_without_diarize_refuses_it_as_a_bad_request():
 
     with pytest.raises(RequestError):
         await Minimal().submit_diarize(DiarizeRequest(url="media://x"))
-
-
-@pytest_asyncio.fixture(scope="module", loop_scope="module")
-async def local_engine():
-    """The embedded engine with its default, overlap-aware pipeline (v3)."""
-    from bot.engines.local import LocalEngine
-
-    engine = LocalEngine(workers=1, model_cache=model_cache())
-    yield engine
-    await engine.close()
 
 
 @pytest_asyncio.fixture(scope="module", loop_scope="module")

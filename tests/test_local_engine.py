@@ -12,10 +12,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 from engine_support import ROOT, SR, meetings, needs_data, speaker_models
-from shared_models import model_cache
 
 from bot.engines.base import follow
-from bot.engines.local import LocalEngine
 from bot.errors import JobNotFound, MediaError, VoiceprintError
 from bot.schema import (
     IdentifyOutput,
@@ -116,50 +114,47 @@ def _majority(meeting, out: IdentifyOutput) -> dict[str, str]:
 
 # ---- the job engine (process pool) ---------------------------------------------------------------------
 
-async def test_local_engine_jobs(tmp_path, meeting, enrolled):
+async def test_local_engine_jobs(tmp_path, meeting, enrolled, local_engine):
     short = meetings.write_wav(tmp_path / "meeting.wav", meeting.samples[: 60 * SR])
     clip = meetings.write_wav(tmp_path / "clip.wav", meeting.enrollment[next(iter(meeting.enrollment))])
     junk = tmp_path / "junk.mp3"
     junk.write_text("not audio at all\n" * 100)
-    engine = LocalEngine(workers=1, model_cache=model_cache())
-    try:
-        assert engine.recommended_threshold == RECOMMENDED_THRESHOLD
-        url = await engine.upload(clip, key="enroll/clip.wav")
-        assert url.startswith("media://enroll/clip.wav-"), "the key is a readable prefix of a key per upload"
-        job = await engine.submit_voiceprint(VoiceprintRequest(url=url))
-        assert job.status in (JobStatus.created, JobStatus.running)
-        done = await engine.wait(job.job_id, timeout=600)
-        assert done.status is JobStatus.succeeded, done.output
-        assert voiceprint.decode(done.voiceprint_output().voiceprint).model == speaker_models().model_id
+    engine = local_engine
+    assert engine.recommended_threshold == RECOMMENDED_THRESHOLD
+    url = await engine.upload(clip, key="enroll/clip.wav")
+    assert url.startswith("media://enroll/clip.wav-"), "the key is a readable prefix of a key per upload"
+    job = await engine.submit_voiceprint(VoiceprintRequest(url=url))
+    assert job.status in (JobStatus.created, JobStatus.running)
+    done = await engine.wait(job.job_id, timeout=600)
+    assert done.status is JobStatus.succeeded, done.output
+    assert voiceprint.decode(done.voiceprint_output().voiceprint).model == speaker_models().model_id
 
-        bad = await engine.wait((await engine.submit_voiceprint(VoiceprintRequest(url=str(junk)))).job_id,
-                                timeout=120)
-        assert bad.status is JobStatus.failed and bad.error.code == "not_audio"
-        assert (await engine.get_job(bad.job_id)).error.message.startswith("The clip is not an audio")  # no file name of ours
+    bad = await engine.wait((await engine.submit_voiceprint(VoiceprintRequest(url=str(junk)))).job_id,
+                            timeout=120)
+    assert bad.status is JobStatus.failed and bad.error.code == "not_audio"
+    assert (await engine.get_job(bad.job_id)).error.message.startswith("The clip is not an audio")  # no file name of ours
 
-        request = IdentifyRequest(url=f"file://{short}", voiceprints=enrolled,
-                                  matching=Matching(threshold=RECOMMENDED_THRESHOLD))
-        job = await engine.submit_identify(request)
-        reported: list[float] = []
+    request = IdentifyRequest(url=f"file://{short}", voiceprints=enrolled,
+                              matching=Matching(threshold=RECOMMENDED_THRESHOLD))
+    job = await engine.submit_identify(request)
+    reported: list[float] = []
 
-        async def seen(update) -> None:
-            if update.progress is not None:
-                reported.append(update.progress)
+    async def seen(update) -> None:
+        if update.progress is not None:
+            reported.append(update.progress)
 
-        current = await follow(engine, job.job_id, interval=0.02, deadline=time.monotonic() + 600, on_update=seen)
-        assert current.status is JobStatus.succeeded, current.output
-        assert current.identify_output().diarization and current.progress == 1.0
-        assert any(0 < p < 1 for p in reported) and reported == sorted(reported), reported
+    current = await follow(engine, job.job_id, interval=0.02, deadline=time.monotonic() + 600, on_update=seen)
+    assert current.status is JobStatus.succeeded, current.output
+    assert current.identify_output().diarization and current.progress == 1.0
+    assert any(0 < p < 1 for p in reported) and reported == sorted(reported), reported
 
-        with pytest.raises(JobNotFound):
-            await engine.get_job("no-such-job")
-        await engine.release(url)
-        from bot.errors import RequestError
+    with pytest.raises(JobNotFound):
+        await engine.get_job("no-such-job")
+    await engine.release(url)
+    from bot.errors import RequestError
 
-        with pytest.raises(RequestError):
-            await engine.submit_voiceprint(VoiceprintRequest(url=url))
-    finally:
-        await engine.close()
+    with pytest.raises(RequestError):
+        await engine.submit_voiceprint(VoiceprintRequest(url=url))
 
 
 # ---- command line --------------------------------------------------------------------------------------
