@@ -50,11 +50,10 @@ run: install
 	$(BIN)/python -m bot serve
 
 # Two pytest workers, each taking whole test files (module fixtures stay shared): half the suite waits on
-# leases, child processes and servers, so two files at a time took 7 min instead of 14 on 2 cores. Files go in
-# the collection's order, longest first (tests/conftest.py LONGEST_FIRST). The 30 slowest tests are listed at
-# the end of every run (what to shorten next).
+# leases, child processes and servers, so two files at a time took 7 min instead of 14 on 2 cores. The 30
+# slowest tests are listed at the end of every run (what to shorten next).
 test: install postgres
-	$(BIN)/python -m pytest -q -ra -n 2 --dist loadfile --no-loadscope-reorder --durations=30
+	$(BIN)/python -m pytest -q -ra -n 2 --dist loadfile --durations=30
 
 lint: install
 	$(BIN)/ruff check bot storage tests bench testbed

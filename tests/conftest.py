@@ -8,7 +8,7 @@
 - `sqlite_url`: an empty SQLite file in the test's tmp dir.
 - `db_url` / `db`: a fresh database migrated to head, once per backend (`[sqlite]`, `[postgresql]`);
   `db` is an open `storage.database.Database`. `sqlite_db` is the SQLite one alone.
-- `local_engine` (session): the embedded speaker engine, one per test process.
+- `local_engine` (module): the embedded speaker engine, shared by a module's tests.
 - one ONNX model cache for the whole run (tests/shared_models.py), made when the run starts.
 """
 from __future__ import annotations
@@ -50,22 +50,6 @@ def pytest_configure(config: pytest.Config) -> None:
     if ENV not in os.environ:
         os.environ[ENV] = folder = tempfile.mkdtemp(prefix="voiceid-test-models-")
         config.add_cleanup(lambda: shutil.rmtree(folder, ignore_errors=True))
-
-
-# The longest test files (wall seconds measured under `make test`, about 40 s or more), longest first. The two
-# xdist workers take whole files from the front of the run's order as they free up, so the long ones start
-# first and the run ends on short files. (xdist's own order, most tests first, started the kill -9 files, one
-# long test each, last.) An order only: a file missing here runs after these, in its usual order.
-LONGEST_FIRST = ("test_slack_e2e", "test_kill_stages", "test_job_reliability", "test_near_matches",
-                 "test_voiceprint_batches", "test_local_engine", "test_transcript_speech", "test_slack_postgres",
-                 "test_engine_server_transcription", "test_speaker_hints_slack", "test_engine_server_restart",
-                 "test_monitoring_processes", "test_transcript_slack_speech", "test_transcript_slack",
-                 "test_storage_concurrency", "test_kill_worker")
-
-
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    rank = {name: i for i, name in enumerate(LONGEST_FIRST)}
-    items.sort(key=lambda item: rank.get(item.path.stem, len(rank)))
 
 
 @pytest.hookimpl(tryfirst=True)
