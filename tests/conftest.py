@@ -8,7 +8,7 @@
 - `sqlite_url`: an empty SQLite file in the test's tmp dir.
 - `db_url` / `db`: a fresh database migrated to head, once per backend (`[sqlite]`, `[postgresql]`);
   `db` is an open `storage.database.Database`. `sqlite_db` is the SQLite one alone.
-- `local_engine` (module): the embedded speaker engine, shared by a module's tests.
+- `local_engine` (session): the embedded speaker engine, one per test process.
 - one ONNX model cache for the whole run (tests/shared_models.py), made when the run starts.
 """
 from __future__ import annotations
