@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -77,6 +78,20 @@ async def wait_engine_ready(url: str, proc: subprocess.Popen, timeout: float = 1
                 pass
             assert time.monotonic() < deadline, "the engine server did not come up"
             await asyncio.sleep(0.3)
+
+
+STARTED = re.compile(r"bot\.runtime: worker \S+ started")  # logged by bot.runtime.work once the runner is up
+
+
+async def wait_started(workers: list[subprocess.Popen], log_paths: list[Path], timeout: float = 180) -> None:
+    """Until each worker's log says it started. A worker's start ends the leases of dead workers on this host at
+    once (`JobRunner.reap_dead_local_owners`); a kill after every start is taken over when the lease expires."""
+    deadline = time.monotonic() + timeout
+    while not all(p.is_file() and STARTED.search(p.read_text()) for p in log_paths):
+        assert all(w.poll() is None for w in workers), "a worker exited:\n" + "\n".join(p.read_text()[-2000:]
+                                                                                      for p in log_paths if p.is_file())
+        assert time.monotonic() < deadline, "the workers did not start"
+        await asyncio.sleep(0.1)
 
 
 def lease_holder(workers: list[subprocess.Popen], owner: str | None) -> subprocess.Popen:

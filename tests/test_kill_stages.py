@@ -35,6 +35,7 @@ from tests.process_support import (
     start_worker,
     stop,
     wait_engine_ready,
+    wait_started,
     wait_takeover,
 )
 from tests.slack_e2e_support import concat, enroll_readers, wait_status, wav_bytes
@@ -148,10 +149,12 @@ async def kill_in_stage(engine: Engine, stage: str, tmp_path: Path) -> None:
         event = {"type": "message", "subtype": "file_share", "channel": CHANNEL, "user": "U0",
                  "ts": f"{int(time.time())}.000100", "files": [fake.file_object(f)]}
         await store_shared_files(services, event, TEAM_ID, BOT_USER_ID)
-        workers = [start_worker(fake, db_url, tmp_path / f"worker-{i}.log", engine.key, ENGINE="server",
-                                ENGINE_URL=proxy.url) for i in range(2)]
+        worker_logs = [tmp_path / f"worker-{i}.log" for i in range(2)]
+        workers = [start_worker(fake, db_url, path, engine.key, ENGINE="server", ENGINE_URL=proxy.url)
+                   for path in worker_logs]
 
         await wait_gate(gate, stage, tmp_path)
+        await wait_started(workers, worker_logs)  # the other worker is up: it takes over when the lease expires
         held = await find_recording(db, TEAM_ID, f.id)
         assert held.state.value == status_held, (held.status, held.error_message)
         victim = lease_holder(workers, held.lease_owner)

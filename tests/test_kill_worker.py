@@ -14,7 +14,7 @@ from storage.crypto import new_key
 from storage.database import Database
 from storage.migrate import upgrade
 from testbed.fake_slack import BOT_USER_ID, TEAM_ID, FakeSlack, bot_settings
-from tests.process_support import kill_9, lease_holder, logs, start_worker, stop, wait_takeover
+from tests.process_support import kill_9, lease_holder, logs, start_worker, stop, wait_started, wait_takeover
 from tests.slack_e2e_support import concat, enroll_readers, wait_status, wav_bytes
 
 CHANNEL = "C0001"
@@ -47,12 +47,14 @@ async def test_kill_9_while_waiting_is_taken_over_within_a_minute(pg_url, local_
         event = {"type": "message", "subtype": "file_share", "channel": CHANNEL, "user": "U0",
                  "ts": f"{int(time.time())}.000100", "files": [fake.file_object(f)]}
         await store_shared_files(services, event, TEAM_ID, BOT_USER_ID)
-        workers = [start_worker(fake, pg_url, tmp_path / f"worker-{i}.log", key, ENGINE="local") for i in range(2)]
+        worker_logs = [tmp_path / f"worker-{i}.log" for i in range(2)]
+        workers = [start_worker(fake, pg_url, path, key, ENGINE="local") for path in worker_logs]
 
         deadline = time.monotonic() + 240
         while not ((rec := await find_recording(db, TEAM_ID, f.id)) and rec.engine_job_id):
             assert time.monotonic() < deadline, f"no worker reached the engine\n{logs(tmp_path)}"
             await asyncio.sleep(0.1)
+        await wait_started(workers, worker_logs)  # the other worker is up: it takes over when the lease expires
         killed_at = kill_9(lease_holder(workers, rec.lease_owner))
 
         now, takeover = await wait_takeover(db, f.id, rec.lease_owner, killed_at)
