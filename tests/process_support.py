@@ -86,11 +86,10 @@ STARTED = re.compile(r"bot\.runtime: worker \S+ started")  # logged by bot.runti
 async def wait_started(workers: list[subprocess.Popen], log_paths: list[Path], timeout: float = 180) -> None:
     """Until each worker's log says it started. A worker's start ends the leases of dead workers on this host at
     once (`JobRunner.reap_dead_local_owners`); a kill after every start is taken over when the lease expires."""
-    deadline = time.monotonic() + timeout
+    deadline, directory = time.monotonic() + timeout, log_paths[0].parent
     while not all(p.is_file() and STARTED.search(p.read_text()) for p in log_paths):
-        assert all(w.poll() is None for w in workers), "a worker exited:\n" + "\n".join(p.read_text()[-2000:]
-                                                                                      for p in log_paths if p.is_file())
-        assert time.monotonic() < deadline, "the workers did not start"
+        assert all(w.poll() is None for w in workers), f"a worker exited\n{logs(directory)}"
+        assert time.monotonic() < deadline, f"the workers did not start\n{logs(directory)}"
         await asyncio.sleep(0.1)
 
 
